@@ -1,0 +1,1 @@
+"""Capture sources: pcap, pcapng, gzip, directories; batches of raw records."""

@@ -1,0 +1,1 @@
+"""The flow table: initiator, handshake outcome, conn_state, per-direction counters, ICMP errors."""

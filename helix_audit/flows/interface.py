@@ -1,0 +1,66 @@
+"""The flow stage's contract: a table of conversations, one row per flow.
+
+``FlowTable.add(cols)`` folds one decoded batch into running, *mergeable* per-flow aggregates
+(counts add, first/last take min/max) and returns per-packet flow ids and directions, so the
+protocols stage can group payloads into streams. ``FlowTable.merge(other)`` folds another table's
+aggregates in (parallel and distributed runs); ``FlowTable.finish()`` derives the final columns
+(initiator, conn_state, history ...) and returns the DataFrame below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Columns of the finished flow DataFrame, in order. One row per flow.
+FLOW_COLUMNS: dict[str, str] = {
+    "flow_id": "int64: stable id, 0.. in order of each flow's first packet (file order, then frame)",
+    "transport": "str: tcp | udp | icmp | icmp6 | ip-<proto number>",
+    "orig_h": "str: originator address (SYN sender; see initiator)",
+    "orig_p": "int64: originator port (ICMP: type)",
+    "resp_h": "str: responder address",
+    "resp_p": "int64: responder port (ICMP: code)",
+    "initiator": "str: syn | synack | first_packet | port_heuristic - how the originator was chosen",
+    "confidence": "str: high (SYN seen, or SYN-ACK) | low (inferred)",
+    "first_ts": "float64: first packet, seconds since epoch",
+    "last_ts": "float64: last packet",
+    "duration": "float64: last_ts - first_ts",
+    "orig_pkts": "int64", "resp_pkts": "int64",
+    "orig_ip_bytes": "int64: IP bytes sent by originator (as headers declare)",
+    "resp_ip_bytes": "int64",
+    "orig_bytes": "int64: L4 payload bytes sent by originator", "resp_bytes": "int64",
+    "syn": "int64: SYNs (without ACK) from the originator, retransmissions included",
+    "synack": "int64: SYN-ACKs from the responder",
+    "orig_fin": "int64", "resp_fin": "int64", "orig_rst": "int64", "resp_rst": "int64",
+    "conn_state": "str: Zeek conn_state (S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH)",
+    "history": "str: Zeek-style history letters (ShADadFfRr, upper case = originator), in order",
+    "handshake": "str: completed | rejected | no_answer | synack_only | midstream | none (UDP/ICMP)",
+    "icmp_errors": "int64: ICMP/ICMPv6 errors that quote this flow",
+    "icmp_error": "str|None: first such error, e.g. 'unreachable/3' (type name/code)",
+    "icmp_from": "str|None: who sent the ICMP error (router or host address)",
+    "icmp_frames": "str: frames of those errors, 'file:frame' comma separated ('' if none)",
+    "file": "str: input file of the first packet",
+    "files": "str: every input file holding packets of the flow, '|' separated",
+    "first_frame": "int64: frame of the first packet in `file`",
+    "last_frame": "int64: frame of the last packet (in the last file)",
+    "key_frames": "str: comma-separated frames worth opening (SYN, SYN-ACK, first payloads, RST/FIN)",
+    "tcp_stream": "Int64: tshark's tcp.stream index for the flow in `file` (NA for non-TCP)",
+    "udp_stream": "Int64: tshark's udp.stream index in `file` (NA for non-UDP)",
+    "vlan": "int64: outermost VLAN id (0 none)",
+    "encap": "str: tunnels peeled off, e.g. 'vxlan', 'vlan+gre', ''",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class PacketFlows:
+    """Per-row result of ``FlowTable.add``: arrays of the batch's length.
+
+    flow_id  int64  provisional-then-final id of the row's flow (-1: not part of a flow, e.g. ARP,
+                    malformed, or an ICMP error, which is attached to the flow it quotes instead)
+    from_a   bool   True when the row's src is the flow's endpoint A (the lower (addr, port) pair);
+                    direction relative to the originator is known only at finish
+    """
+
+    flow_id: np.ndarray
+    from_a: np.ndarray

@@ -1,0 +1,1 @@
+"""Rules (the documented tables), the site profile, roles, matching, findings and coverage."""

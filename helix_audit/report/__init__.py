@@ -1,0 +1,1 @@
+"""Reporters: JSON (the contract), HTML (self-contained), CSV, SARIF, JUnit, evidence captures."""
