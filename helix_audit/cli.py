@@ -1,0 +1,215 @@
+"""The command line: parse options, call the library, map errors to exit codes. Nothing else.
+
+Exit codes (documented in README.md and ``helix-audit --help``):
+  0  compliant: no finding at or above --fail-on
+  1  findings at or above --fail-on
+  2  usage error or unusable input (one line naming the file and why)
+  3  inconclusive: no packets, or nothing of the site seen
+ 70  internal error (a bug: one line; set HELIX_AUDIT_DEBUG=1 for the traceback)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from enum import IntEnum
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .errors import HelixAuditError
+from .model import AuditResult, Severity
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ExitCode(IntEnum):
+    COMPLIANT = 0
+    FINDINGS = 1
+    USAGE = 2
+    INCONCLUSIVE = 3
+    INTERNAL = 70
+
+
+SEVERITIES = [s.value for s in Severity]
+
+
+def _guard(fn: F) -> F:
+    """Turn library errors into one line on stderr and a documented exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HelixAuditError as exc:
+            click.echo(f"helix-audit: {exc}", err=True)
+            sys.exit(ExitCode.USAGE)
+        except KeyboardInterrupt:
+            click.echo("helix-audit: interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            sys.stderr.close()
+            sys.exit(0)
+        except (click.ClickException, click.exceptions.Exit, SystemExit):
+            raise
+        except Exception as exc:  # a bug: say so in one line, never a traceback by default
+            if os.environ.get("HELIX_AUDIT_DEBUG"):
+                raise
+            click.echo(
+                f"helix-audit: internal error: {type(exc).__name__}: {exc} (set HELIX_AUDIT_DEBUG=1 for details)",
+                err=True,
+            )
+            sys.exit(ExitCode.INTERNAL)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="helix-audit")
+def main() -> None:
+    """Audit packet captures against Helix's documented network requirements.
+
+    \b
+    Exit codes: 0 compliant, 1 findings at or above --fail-on, 2 usage error or
+    unusable input, 3 inconclusive (no packets, nothing of the site seen), 70 internal error.
+    """
+
+
+def exit_code_for(result: AuditResult, fail_on: Severity) -> ExitCode:
+    """The audit's exit code: findings first, then inconclusive, else compliant."""
+    if any(f.severity.rank >= fail_on.rank for f in result.findings):
+        return ExitCode.FINDINGS
+    if result.packets == 0 or not result.roles:
+        return ExitCode.INCONCLUSIVE
+    return ExitCode.COMPLIANT
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--site", type=click.Path(path_type=Path), help="Site profile (YAML).")
+@click.option(
+    "--rules", "rules", multiple=True, type=click.Path(path_type=Path),
+    help="Rules file or directory (repeatable). Default: the bundled documented tables.",
+)
+@click.option("--out", "out", type=click.Path(path_type=Path), default=Path("helix-audit-report"),
+              show_default=True, help="Directory for the report bundle.")
+@click.option("--fail-on", type=click.Choice(SEVERITIES), default="low", show_default=True,
+              help="Exit 1 when a finding at or above this severity exists.")
+@click.option("--format", "formats", multiple=True,
+              type=click.Choice(["json", "html", "csv", "sarif", "junit", "evidence"]),
+              help="Write only these formats (repeatable). Default: all.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+@_guard
+def audit(paths: tuple[Path, ...], site: Path | None, rules: tuple[Path, ...], out: Path, fail_on: str,
+          formats: tuple[str, ...], quiet: bool) -> None:
+    """Audit PATH... (pcap, pcapng, gzip, or directories of them) and write a report bundle."""
+    from .pipeline import audit as run_audit
+    from .report.bundle import write_bundle
+
+    command = "helix-audit " + shlex.join(sys.argv[1:])
+    result = run_audit(list(paths), site=site, rules=list(rules) or None, command=command)
+    written = write_bundle(result, out, formats=list(formats) or None)
+    code = exit_code_for(result, Severity.parse(fail_on))
+    if not quiet:
+        _summary(result, out, written, code)
+    sys.exit(code)
+
+
+def _summary(result: AuditResult, out: Path, written: list[Path], code: ExitCode) -> None:
+    counts: dict[str, int] = {}
+    for f in result.findings:
+        counts[f.severity.value] = counts.get(f.severity.value, 0) + 1
+    sev = ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES) if s in counts) or "none"
+    verdict = {ExitCode.COMPLIANT: "compliant", ExitCode.FINDINGS: "findings",
+               ExitCode.INCONCLUSIVE: "inconclusive"}.get(code, "")
+    click.echo(
+        f"{verdict}: {result.packets} packets, {len(result.flows)} flows, "
+        f"{len(result.findings)} findings ({sev}); report in {out}/ ({len(written)} files)",
+        err=True,
+    )
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--type", "types", multiple=True, help="Only observations of this type (repeatable).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write here instead of stdout.")
+@_guard
+def extract(paths: tuple[Path, ...], fmt: str, types: tuple[str, ...], output: Path | None) -> None:
+    """Print the observations in PATH...: DNS, TLS ClientHello SNI, HTTP, WebSocket, CONNECT."""
+    from .pipeline import scan
+    from .report.tabular import observation_rows, write_csv, write_jsonl
+
+    result = scan(list(paths))
+    for anomaly in result.anomalies:
+        if anomaly.name == "capture_damaged":
+            click.echo(f"helix-audit: warning: {anomaly.file}: {anomaly.detail}", err=True)
+    rows: Iterator[dict[str, Any]] = observation_rows(result.observations, set(types))
+    stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        (write_jsonl if fmt == "jsonl" else write_csv)(rows, stream)
+    finally:
+        if output:
+            stream.close()
+
+
+@main.group()
+def rules() -> None:
+    """Inspect and validate rules files."""
+
+
+@rules.command("list")
+@click.option("--rules", "paths", multiple=True, type=click.Path(path_type=Path),
+              help="Rules files (default: the bundled documented tables).")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+@_guard
+def rules_list(paths: tuple[Path, ...], as_json: bool) -> None:
+    """List the rules: id, component, phase, group, hosts, ports."""
+    from .policy.rules import format_rules_table, load_rules
+
+    ruleset = load_rules(list(paths) or None)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in ruleset.rules], indent=2))
+    else:
+        click.echo(format_rules_table(ruleset))
+
+
+@rules.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_guard
+def rules_validate(files: tuple[Path, ...]) -> None:
+    """Check rules files; each error names file, line and key. Exit 2 when any is invalid."""
+    from .policy.rules import validate_rules_file
+
+    errors = [e for f in files for e in validate_rules_file(f)]
+    for e in errors:
+        click.echo(e, err=True)
+    if errors:
+        sys.exit(ExitCode.USAGE)
+    click.echo(f"{len(files)} file(s) valid")
+
+
+@main.command("report")
+@click.argument("report_json", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True)
+@click.option("--format", "formats", multiple=True,
+              type=click.Choice(["json", "html", "csv", "sarif", "junit"]))
+@_guard
+def report_cmd(report_json: Path, out: Path, formats: tuple[str, ...]) -> None:
+    """Re-render a report bundle from a report.json."""
+    from .report.bundle import write_bundle
+    from .report.json_report import load_result
+
+    result = load_result(report_json)
+    written = write_bundle(result, out, formats=list(formats) or None)
+    click.echo(f"{len(written)} files written to {out}/", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

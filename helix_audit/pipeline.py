@@ -1,0 +1,179 @@
+"""The one-way pipeline: capture -> decode -> flows -> protocols -> names/policy -> result.
+
+``scan`` runs the packet stages over every input (streamed in batches, memory bounded by the batch
+size plus live flows); ``audit`` adds rules, the site profile and classification. Both are library
+functions: the CLI only parses options and maps errors to exit codes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .capture import expand_inputs, open_capture
+from .capture.interface import CaptureInfo
+from .decode.core import Decoder
+from .flows.table import FlowTable
+from .model import Anomaly, AuditResult, InputInfo, Observation, RulesetInfo
+from .protocols.extract import Extractor
+
+Progress = Callable[[int, int], None]  # (packets so far, bytes so far)
+
+
+@dataclass
+class Scan:
+    """What the packet stages found in a set of inputs."""
+
+    inputs: list[InputInfo]
+    flows: pd.DataFrame
+    observations: list[Observation]
+    anomalies: list[Anomaly]
+    non_flow: dict[str, int] = field(default_factory=dict)
+
+
+class _Hasher(threading.Thread):
+    """SHA-256 of a file on a second thread (hashlib releases the GIL on large updates)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.digest = ""
+
+    def run(self) -> None:
+        h = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+        self.digest = h.hexdigest()
+
+
+def _input_info(info: CaptureInfo, sha256: str) -> InputInfo:
+    def sec(ns: int | None) -> float | None:
+        return None if ns is None else ns / 1e9
+
+    return InputInfo(
+        path=info.path,
+        sha256=sha256,
+        format=info.format,
+        gzip=info.gzip,
+        packets=info.packets,
+        bytes=info.size,
+        first_ts=sec(info.first_ts_ns),
+        last_ts=sec(info.last_ts_ns),
+        link_types=tuple(info.link_types),
+        ts_resolution=info.ts_resolution,
+        snaplen=info.snaplen,
+        warnings=tuple(info.warnings),
+    )
+
+
+def _capture_anomalies(info: CaptureInfo) -> list[Anomaly]:
+    return [Anomaly(name="capture_damaged", file=info.path, detail=w) for w in info.warnings]
+
+
+def scan(
+    paths: Iterable[str | Path],
+    *,
+    batch_size: int = 262_144,
+    progress: Progress | None = None,
+) -> Scan:
+    """Run capture, decode, flows and protocols over every input, in order."""
+    files = expand_inputs([Path(p) for p in paths])
+    table = FlowTable()
+    extractor = Extractor()
+    inputs: list[InputInfo] = []
+    anomalies: list[Anomaly] = []
+    done_pkts = done_bytes = 0
+    for path in files:
+        hasher = _Hasher(path)
+        hasher.start()
+        cap = open_capture(path)
+        decoder = Decoder()
+        for batch in cap.batches(batch_size=batch_size):
+            cols = decoder.decode(batch)
+            extractor.add(cols, table.add(cols))
+            if progress is not None:
+                done_pkts += len(batch)
+                done_bytes += int(batch.caplen.sum()) + 16 * len(batch)
+                progress(done_pkts, done_bytes)
+        hasher.join()
+        inputs.append(_input_info(cap.info, hasher.digest))
+        anomalies += _capture_anomalies(cap.info)
+        close = getattr(cap, "close", None)
+        if close is not None:
+            close()
+    flows, remap = table.finish()
+    observations, obs_anomalies = extractor.finish()
+    return Scan(
+        inputs=inputs,
+        flows=flows,
+        observations=_remap_flow_ids(observations, remap),
+        anomalies=anomalies + obs_anomalies,
+        non_flow=dict(getattr(table, "non_flow_summary", dict)()),
+    )
+
+
+def _remap_flow_ids(observations: list[Observation], remap: np.ndarray) -> list[Observation]:
+    out = []
+    for obs in observations:
+        fid = obs.flow_id
+        if fid is not None and 0 <= fid < len(remap):
+            obs = dataclasses.replace(obs, flow_id=int(remap[fid]))
+        out.append(obs)
+    out.sort(key=lambda o: (o.file, o.frame))
+    return out
+
+
+def audit(
+    paths: Sequence[str | Path],
+    *,
+    site: str | Path | None = None,
+    rules: Sequence[str | Path] | None = None,
+    batch_size: int = 262_144,
+    progress: Progress | None = None,
+    command: str | None = None,
+) -> AuditResult:
+    """Audit captures against the documented Helix endpoint tables and the site profile."""
+    from .policy.classify import classify
+    from .policy.rules import load_rules
+    from .policy.site import load_site
+
+    ruleset = load_rules([Path(r) for r in rules] if rules else None)
+    profile = load_site(Path(site)) if site is not None else None
+    started = time.time()
+    result = scan(paths, batch_size=batch_size, progress=progress)
+    cls = classify(result.flows, result.observations, ruleset, profile)
+    return AuditResult(
+        inputs=result.inputs,
+        ruleset=ruleset.info,
+        site=profile.as_dict() if profile is not None else None,
+        site_sha256=profile.sha256 if profile is not None else None,
+        flows=cls.flows,
+        observations=result.observations,
+        findings=list(cls.findings),
+        coverage=list(cls.coverage),
+        roles=list(cls.roles),
+        anomalies=result.anomalies,
+        tool={
+            "name": "helix-audit",
+            "version": __version__,
+            "command": command if command is not None else " ".join(sys.argv),
+            "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "elapsed_s": round(time.time() - started, 3),
+            "site_path": str(site) if site is not None else None,
+            "non_flow": result.non_flow,
+        },
+    )
+
+
+__all__ = ["Scan", "audit", "scan", "RulesetInfo"]

@@ -1,0 +1,197 @@
+"""DNS, mDNS and LLMNR messages (RFC 1035 §4, RFC 6762, RFC 4795; TCP framing RFC 1035 §4.2.2, RFC 7766).
+
+Why our own wire walker instead of ``dns.message.from_wire``: the auditor must name what a hostile or
+broken capture asked for *as tshark shows it* (the oracle and the analyst's Wireshark agree), while
+dnspython rejects such messages outright (names over 255 bytes, trailing junk, bad rdata) and renders
+labels in master-file escaping (``\\032`` for a space, ``\\.`` for a dot in a label). So headers,
+questions and record framing are walked here, bounds-checked, with a compression-pointer budget
+against loops; dnspython still supplies the type/rcode mnemonics and rdata presentation.
+
+Name text follows Wireshark 4.0's ``format_text``: printable ASCII as is (space, ``\\`` and a dot
+inside a label included), ``\\a \\b \\f \\n \\r \\t \\v``, other ASCII controls as ``\\ooo`` octal,
+valid UTF-8 kept (non-printable code points as ``\\uXXXX``), invalid bytes as U+FFFD. The root is
+``<Root>``; names over 255 wire bytes are ``<Name too long>``; a looping pointer is
+``<Name contains a pointer that loops>``.
+"""
+
+from __future__ import annotations
+
+import struct
+import unicodedata
+from dataclasses import dataclass
+
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+
+from ..model import DnsAnswer
+from .interface import NeedData, ParseError
+
+HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
+QTAIL = struct.Struct("!HH")  # qtype, qclass
+RRTAIL = struct.Struct("!HHIH")  # type, class, ttl, rdlength
+TCP_LEN = struct.Struct("!H")
+
+MAX_NAME_WIRE = 255
+MAX_POINTERS = 128
+MAX_QUESTIONS = 256
+MAX_ANSWERS = 256
+ROOT = "<Root>"
+TOO_LONG = "<Name too long>"
+LOOPS = "<Name contains a pointer that loops>"
+_C_ESCAPES = {7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 11: "\\v"}
+_NONPRINT_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Cs"})
+_NAME_TYPES = frozenset({2, 5, 12, 39})  # NS, CNAME, PTR, DNAME: data is a (compressible) name
+
+
+@dataclass(frozen=True)
+class DnsMessage:
+    """The parts of one DNS message the auditor uses."""
+
+    id: int
+    qr: bool
+    opcode: int
+    rcode: str
+    questions: tuple[tuple[str, str], ...]  # (name, type mnemonic)
+    answers: tuple[DnsAnswer, ...]
+    complete: bool = True  # False when the answer section ended early (truncated or malformed)
+
+
+def render_label(raw: bytes) -> str:
+    """One label as Wireshark 4.0 shows it (see module docstring)."""
+    out: list[str] = []
+    for ch in raw.decode("utf-8", "replace"):
+        code = ord(ch)
+        if 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code < 0x80:
+            out.append(_C_ESCAPES.get(code, f"\\{code:03o}"))
+        elif unicodedata.category(ch) in _NONPRINT_CATEGORIES and ch != "\ufffd":
+            out.append(f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def read_name(msg: bytes, off: int) -> tuple[str, int]:
+    """Name at ``off``: (text, offset after the name in the original position)."""
+    labels: list[bytes] = []
+    wire = 1
+    end = -1
+    jumps = 0
+    seen: set[int] = set()
+    while True:
+        if off >= len(msg):
+            raise NeedData(f"name at {off}: ends before its terminator")
+        length = msg[off]
+        kind = length & 0xC0
+        if kind == 0xC0:
+            if off + 2 > len(msg):
+                raise NeedData(f"name at {off}: truncated compression pointer")
+            if end < 0:
+                end = off + 2
+            target = ((length & 0x3F) << 8) | msg[off + 1]
+            jumps += 1
+            if target in seen or jumps > MAX_POINTERS:
+                return LOOPS, end
+            seen.add(target)
+            off = target
+            continue
+        if kind:
+            raise ParseError(f"name at {off}: unsupported label type 0x{length:02x}")
+        if length == 0:
+            break
+        if off + 1 + length > len(msg):
+            raise NeedData(f"name at {off}: label runs past the message")
+        labels.append(msg[off + 1 : off + 1 + length])
+        wire += 1 + length
+        off += 1 + length
+    if end < 0:
+        end = off + 1
+    if wire > MAX_NAME_WIRE:
+        return TOO_LONG, end
+    if not labels:
+        return ROOT, end
+    return ".".join(render_label(lab) for lab in labels), end
+
+
+def type_text(rtype: int) -> str:
+    return dns.rdatatype.to_text(rtype)  # type: ignore[arg-type]
+
+
+def parse_message(msg: bytes) -> DnsMessage:
+    """Parse one DNS message (the UDP payload, or one TCP-framed message without its length)."""
+    if len(msg) < HEADER.size:
+        raise NeedData(f"dns message of {len(msg)} bytes: shorter than the 12-byte header")
+    ident, flags, qdcount, ancount, _ns, _ar = HEADER.unpack_from(msg)
+    if qdcount > MAX_QUESTIONS:
+        raise ParseError(f"dns message {ident:#06x}: {qdcount} questions")
+    off = HEADER.size
+    questions: list[tuple[str, str]] = []
+    for _ in range(qdcount):
+        name, off = read_name(msg, off)
+        if off + QTAIL.size > len(msg):
+            raise NeedData(f"dns message {ident:#06x}: question ends early")
+        qtype, _qclass = QTAIL.unpack_from(msg, off)
+        off += QTAIL.size
+        questions.append((name, type_text(qtype)))
+    answers, complete = _answers(msg, off, min(ancount, MAX_ANSWERS))
+    return DnsMessage(
+        id=ident,
+        qr=bool(flags & 0x8000),
+        opcode=(flags >> 11) & 0xF,
+        rcode=dns.rcode.to_text(flags & 0xF),  # type: ignore[arg-type]
+        questions=tuple(questions),
+        answers=tuple(answers),
+        complete=complete and ancount <= MAX_ANSWERS,
+    )
+
+
+def _answers(msg: bytes, off: int, count: int) -> tuple[list[DnsAnswer], bool]:
+    out: list[DnsAnswer] = []
+    try:
+        for _ in range(count):
+            name, off = read_name(msg, off)
+            if off + RRTAIL.size > len(msg):
+                raise NeedData("resource record ends early")
+            rtype, rclass, ttl, rdlen = RRTAIL.unpack_from(msg, off)
+            off += RRTAIL.size
+            if off + rdlen > len(msg):
+                raise NeedData("rdata runs past the message")
+            out.append(DnsAnswer(name, type_text(rtype), ttl, _rdata_text(msg, off, rtype, rclass, rdlen)))
+            off += rdlen
+    except (NeedData, ParseError):
+        return out, False
+    return out, True
+
+
+def _rdata_text(msg: bytes, off: int, rtype: int, rclass: int, rdlen: int) -> str:
+    if rtype in _NAME_TYPES:
+        try:
+            return read_name(msg[: off + rdlen], off)[0]
+        except (NeedData, ParseError):
+            return msg[off : off + rdlen].hex()
+    try:
+        rdclass = rclass & 0x7FFF  # mDNS cache-flush bit
+        rd = dns.rdata.from_wire(rdclass, rtype, msg, off, rdlen)  # type: ignore[arg-type]
+        return str(rd.to_text())
+    except Exception:  # dnspython raises many types on hostile rdata; the raw bytes still inform
+        return msg[off : off + rdlen].hex()
+
+
+def split_tcp(stream: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """Split a TCP DNS byte stream into ``(start offset, message)`` pairs; returns them and bytes used.
+
+    Several messages may share a segment and one may span several; an incomplete tail is left for
+    more data (the caller sees it as ``used < len(stream)``).
+    """
+    out: list[tuple[int, bytes]] = []
+    off = 0
+    while off + TCP_LEN.size <= len(stream):
+        (length,) = TCP_LEN.unpack_from(stream, off)
+        if off + TCP_LEN.size + length > len(stream):
+            break
+        out.append((off, stream[off + TCP_LEN.size : off + TCP_LEN.size + length]))
+        off += TCP_LEN.size + length
+    return out, off
