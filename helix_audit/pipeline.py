@@ -39,6 +39,20 @@ class Scan:
     observations: list[Observation]
     anomalies: list[Anomaly]
     non_flow: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    """Seconds spent per stage (cheap: a few perf_counter calls per batch)."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.spent[stage] = self.spent.get(stage, 0.0) + now - self._t
+        self._t = now
 
 
 class _Hasher(threading.Thread):
@@ -94,32 +108,43 @@ def scan(
     inputs: list[InputInfo] = []
     anomalies: list[Anomaly] = []
     done_pkts = done_bytes = 0
+    clock = _Clock()
     for path in files:
         hasher = _Hasher(path)
         hasher.start()
         cap = open_capture(path)
         decoder = Decoder()
+        clock.lap("open")
         for batch in cap.batches(batch_size=batch_size):
+            clock.lap("capture")
             cols = decoder.decode(batch)
-            extractor.add(cols, table.add(cols))
+            clock.lap("decode")
+            pf = table.add(cols)
+            clock.lap("flows")
+            extractor.add(cols, pf)
+            clock.lap("protocols")
             if progress is not None:
                 done_pkts += len(batch)
                 done_bytes += int(batch.caplen.sum()) + 16 * len(batch)
                 progress(done_pkts, done_bytes)
         hasher.join()
+        clock.lap("sha256 wait")
         inputs.append(_input_info(cap.info, hasher.digest))
         anomalies += _capture_anomalies(cap.info)
         close = getattr(cap, "close", None)
         if close is not None:
             close()
     flows, remap = table.finish()
+    clock.lap("flows finish")
     observations, obs_anomalies = extractor.finish()
+    clock.lap("protocols finish")
     return Scan(
         inputs=inputs,
         flows=flows,
         observations=_remap_flow_ids(observations, remap),
         anomalies=anomalies + obs_anomalies,
         non_flow=dict(getattr(table, "non_flow_summary", dict)()),
+        timings=clock.spent,
     )
 
 
@@ -152,7 +177,9 @@ def audit(
     profile = load_site(Path(site)) if site is not None else None
     started = time.time()
     result = scan(paths, batch_size=batch_size, progress=progress)
+    t0 = time.perf_counter()
     cls = classify(result.flows, result.observations, ruleset, profile)
+    timings = dict(result.timings, classify=time.perf_counter() - t0)
     return AuditResult(
         inputs=result.inputs,
         ruleset=ruleset.info,
@@ -172,6 +199,7 @@ def audit(
             "elapsed_s": round(time.time() - started, 3),
             "site_path": str(site) if site is not None else None,
             "non_flow": result.non_flow,
+            "timings": {k: round(v, 4) for k, v in timings.items()},
         },
     )
 

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: helix-audit beside tshark, tcpdump, dpkt and scapy on the same capture.
+
+Builds (once) a large capture with ../shared/bench/make_bench_pcap.py from the bundled sample
+captures, then times each tool on it in this one run and prints packets/s, the ratio to tshark and
+peak RSS (from wait4 of each child). Medians over --runs. helix-audit's own stage timings (from
+report.json) say where its time goes.
+
+usage: benchmarks/run.py [--packets 2000000] [--runs 3] [--quick] [--no-baselines]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH_SCRIPT = REPO.parent / "shared" / "bench" / "make_bench_pcap.py"
+OUT = REPO / "benchmarks" / "out"
+SCAPY_PREFIX = 20_000
+
+DPKT_SCRIPT = r"""
+import sys, dpkt
+flows = {}
+n = 0
+with open(sys.argv[1], 'rb') as f:
+    for ts, buf in dpkt.pcap.Reader(f):
+        n += 1
+        eth = dpkt.ethernet.Ethernet(buf)
+        ip = eth.data
+        if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, (dpkt.tcp.TCP, dpkt.udp.UDP)):
+            k = (ip.src, ip.dst, ip.data.sport, ip.data.dport, ip.p)
+            flows[k] = flows.get(k, 0) + 1
+print(n, len(flows))
+"""
+
+SCAPY_SCRIPT = r"""
+import sys
+from scapy.all import PcapReader, IP, TCP, UDP
+flows = {}
+n = 0
+for p in PcapReader(sys.argv[1]):
+    n += 1
+    if IP in p and (TCP in p or UDP in p):
+        l4 = p[TCP] if TCP in p else p[UDP]
+        k = (p[IP].src, p[IP].dst, l4.sport, l4.dport)
+        flows[k] = flows.get(k, 0) + 1
+    if n >= int(sys.argv[2]):
+        break
+print(n, len(flows))
+"""
+
+
+def templates() -> list[Path]:
+    """Ethernet sample captures to replay (make_bench_pcap.py skips other link types)."""
+    return sorted(p for p in (REPO / "sample_pcaps").glob("*.pcap"))
+
+
+def build(packets: int) -> Path:
+    path = OUT / f"bench-{packets}.pcap"
+    if path.exists():
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    cmd = [sys.executable, str(BENCH_SCRIPT), str(tmp), str(packets), *map(str, templates())]
+    subprocess.run(cmd, check=True, stdout=subprocess.PIPE)
+    tmp.replace(path)
+    return path
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, stdout) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode(errors="replace")
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, out
+
+
+def median_run(cmd: list[str], runs: int, env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    results = [run(cmd, env) for _ in range(runs)]
+    wall = statistics.median(r[0] for r in results)
+    rss = max(r[1] for r in results)
+    return wall, rss, results[-1][2]
+
+
+def count_packets(path: Path) -> int:
+    with open(path, "rb") as f:
+        f.seek(24)
+        n = 0
+        while hdr := f.read(16):
+            n += 1
+            f.seek(int.from_bytes(hdr[8:12], "little"), 1)
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=2_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="200k packets, 1 run")
+    ap.add_argument("--no-baselines", action="store_true", help="helix-audit and tshark only")
+    args = ap.parse_args()
+    if args.quick:
+        args.packets, args.runs = 200_000, 1
+    pcap = build(args.packets)
+    n = count_packets(pcap)
+    print(f"capture: {pcap} ({pcap.stat().st_size / 1e6:.0f} MB, {n} packets)")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    rows: list[tuple[str, float, float, str]] = []
+    helix = shutil.which("helix-audit", path=str(Path(sys.executable).parent)) or "helix-audit"
+    with tempfile.TemporaryDirectory() as out:
+        env = dict(os.environ, HELIX_AUDIT_TIMINGS="1")
+        cmd = [helix, "audit", str(pcap), "--format", "json", "--out", out, "--quiet", "--fail-on", "critical"]
+        run(cmd, env)  # warm the numba cache and the page cache
+        wall, rss, _ = median_run(cmd, args.runs, env)
+        rows.append(("helix-audit audit --format json", wall, rss, ""))
+        report = json.loads((Path(out) / "report.json").read_text())
+    timings = report.get("tool", {}).get("timings", {})
+    if shutil.which("tshark"):
+        fields = ["-e", "dns.qry.name", "-e", "tls.handshake.extensions_server_name", "-e", "http.host",
+                  "-e", "http.request.uri"]
+        wall, rss, _ = median_run(["tshark", "-n", "-r", str(pcap), "-T", "fields", *fields], args.runs)
+        rows.append(("tshark -T fields (names)", wall, rss, ""))
+    if shutil.which("tcpdump") and not args.no_baselines:
+        wall, rss, _ = median_run(["tcpdump", "-r", str(pcap), "-w", "/dev/null"], args.runs)
+        rows.append(("tcpdump -r -w /dev/null (reader floor)", wall, rss, ""))
+    if not args.no_baselines:
+        wall, rss, _ = median_run([sys.executable, "-c", DPKT_SCRIPT, str(pcap)], 1)
+        rows.append(("dpkt per-packet flows", wall, rss, ""))
+        wall, rss, _ = median_run([sys.executable, "-c", SCAPY_SCRIPT, str(pcap), str(SCAPY_PREFIX)], 1)
+        rows.append(("scapy per-packet flows", wall * n / SCAPY_PREFIX, rss, f"first {SCAPY_PREFIX} packets"))
+    tshark_wall = next((r[1] for r in rows if r[0].startswith("tshark")), None)
+    print(f"\n{'tool':42} {'seconds':>8} {'packets/s':>12} {'vs tshark':>10} {'peak MiB':>9}")
+    for name, wall, rss, note in rows:
+        ratio = f"{tshark_wall / wall:.1f}x" if tshark_wall else "-"
+        extra = f"  (extrapolated from {note})" if note else ""
+        print(f"{name:42} {wall:8.2f} {n / wall:12,.0f} {ratio:>10} {rss:9.0f}{extra}")
+    if timings:
+        total = sum(timings.values())
+        print("\nhelix-audit stage timings (last run, seconds; what bounds it):")
+        for stage, secs in sorted(timings.items(), key=lambda kv: -kv[1]):
+            print(f"  {stage:24} {secs:7.3f}  {100 * secs / total:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()
