@@ -116,6 +116,11 @@ class TlsAlert(Observation):
 
 
 @dataclass(frozen=True)
+class TlsServerHello(Observation):
+    version: str = ""  # negotiated: supported_versions if present, else the legacy version
+
+
+@dataclass(frozen=True)
 class HttpRequest(Observation):
     method: str = ""
     host: str | None = None

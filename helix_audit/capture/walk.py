@@ -149,7 +149,9 @@ def _ng_ts(hi, lo, mul, div, shift, tsoff):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True)
-def walk_pcapng(d, pos, stop, be, if_lt, if_snap, if_mul, if_div, if_shift, if_off, off, cap, wire, ts, lt, n):  # noqa: ANN001, ANN201, E501
+def walk_pcapng(
+    d, pos, stop, be, if_lt, if_snap, if_mul, if_div, if_shift, if_off, off, cap, wire, ts, lt, n
+):  # noqa: ANN001, ANN201, E501
     """pcapng blocks of one section from ``pos``: EPB, PB, SPB become records, other blocks are
     skipped; SHB and IDB return to the caller. Returns (n, pos, status, declared). With empty
     output arrays it only counts (n grows, nothing is stored)."""
@@ -178,7 +180,7 @@ def walk_pcapng(d, pos, stop, be, if_lt, if_snap, if_mul, if_div, if_shift, if_o
             return n, pos, ST_BLOCKLEN, bl
         if bt == BT_IDB:
             return n, pos, ST_IDB, 0
-        if bt == BT_EPB or bt == BT_PB:
+        if bt == BT_EPB or bt == BT_PB:  # noqa: SIM109 (numba)
             if bl < 32:
                 return n, pos, ST_BLOCKLEN, bl
             i = _u32(d, pos + 8, be) if bt == BT_EPB else _u16(d, pos + 8, be)
@@ -213,3 +215,33 @@ def walk_pcapng(d, pos, stop, be, if_lt, if_snap, if_mul, if_div, if_shift, if_o
                 lt[n] = if_lt[0]
             n += 1
         pos += bl
+
+
+@njit(cache=True)
+def _ng_known(bt):  # noqa: ANN001, ANN202
+    return (1 <= bt <= 10) or bt == PCAPNG_SHB or bt == 0x00000BAD or bt == 0x40000BAD
+
+
+@njit(cache=True)
+def resync_pcapng(d, start, be, need):  # noqa: ANN001, ANN201
+    """First 4-aligned offset >= start where ``need`` consecutive blocks of known type chain with
+    equal leading and trailing total lengths (or reach the exact end of the data); -1 if none."""
+    size = d.shape[0]
+    for p in range(start + (-start % 4), size - 11, 4):
+        q = p
+        ok = 0
+        while ok < need:
+            if q == size:
+                ok = need
+                break
+            if q + 12 > size:
+                break
+            bt = _u32(d, q, be)
+            bl = _u32(d, q + 4, be)
+            if not _ng_known(bt) or bl < 12 or bl % 4 != 0 or q + bl > size or _u32(d, q + bl - 4, be) != bl:
+                break
+            q += bl
+            ok += 1
+        if ok >= need:
+            return p
+    return -1

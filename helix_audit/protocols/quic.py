@@ -95,7 +95,12 @@ def parse_long_headers(datagram: bytes) -> list[LongPacket]:
     out: list[LongPacket] = []
     pos = 0
     while pos < len(datagram) and datagram[pos] & 0x80:
-        pkt = _long_header(datagram, pos)
+        try:
+            pkt = _long_header(datagram, pos)
+        except (NeedData, ParseError):
+            if not out:
+                raise
+            break  # trailing junk after a good packet: keep what parsed
         out.append(pkt)
         if pkt.end <= pos:
             break

@@ -250,3 +250,21 @@ def client_hello_from_record_bytes(data: bytes) -> ClientHello:
     if data and not looks_like_tls(data):
         raise ParseError("tls stream: does not start with a handshake record")
     raise NeedData(f"tls stream: no complete client hello in {len(data)} bytes")
+
+
+def parse_server_hello(body: bytes) -> str:
+    """Negotiated version text of a ServerHello body (supported_versions wins over legacy)."""
+    r = _Reader(body, "server hello")
+    legacy = r.u16()
+    r.take(32)
+    r.vec(1)  # session id
+    r.take(3)  # cipher suite, compression method
+    version = legacy
+    if r.left() >= 2:
+        exts = _Reader(r.vec(2), "server hello extensions")
+        while exts.left() >= 4:
+            etype = exts.u16()
+            edata = exts.vec(2)
+            if etype == EXT_VERSIONS and len(edata) == 2:
+                version = U16.unpack(edata)[0]
+    return version_text(version)

@@ -1,0 +1,318 @@
+"""Per-segment flow state as struct-of-arrays, and the numba kernels that fold packets into it.
+
+A *segment* is the unit of state: the packets of one 5-tuple between two pure SYNs (or between a pure SYN
+and a partition boundary). Every pure SYN opens a new segment, so segment boundaries depend only on the
+packet itself, never on earlier state; ``finish`` then joins consecutive segments of a 5-tuple into flows
+(TCP connection reuse is decided there, from mergeable aggregates). That makes partitioned runs exact:
+a later partition's segments fold into the earlier table without needing its packets again.
+
+Every aggregate is mergeable: ``sums`` add; ``ev`` holds the *order* (file index << 40 | frame) of the
+first occurrence of each event per direction, with its timestamp and one attached value (``ev_ts``,
+``ev_val``), merged by min order; ``last`` holds the last packet's order and timestamp, merged by max.
+No Python object per flow: a million one-packet flows are a few arrays of a million rows.
+(Idle expiry can be added by moving segments whose ``last`` order is old enough out of these arrays.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# direction: 0 = sent by endpoint A (the lower (addr, port)), 1 = sent by B
+# sums columns (pairs are [A, B])
+S_PKTS, S_IPB, S_PAY, S_SYN, S_SYNACK, S_FIN, S_RST = 0, 2, 4, 6, 8, 10, 12
+NSUM = 14
+# event kinds (ev column = 2 * kind + direction), then two direction-less events
+K_SYN, K_SYNACK, K_ACK, K_DATA, K_FIN, K_RST = 0, 1, 2, 3, 4, 5
+NKIND = 6
+EV_FIRST = 12  # first packet; ev_val = vlan | encap << 16 | direction << 24
+EV_ICMP = 13  # first ICMP error quoting the segment; ev_val = index in the ICMP error table
+NEV = 14
+NONE = np.iinfo(np.int64).max
+ORDER_SHIFT = 40
+FRAME_MASK = (1 << ORDER_SHIFT) - 1
+
+TH_FIN, TH_SYN, TH_RST, TH_ACK = 1, 2, 4, 16
+ROW_SKIP, ROW_PACKET, ROW_ICMP_ERROR = 0, 1, 2
+
+
+class SegmentArrays:
+    """Growable struct-of-arrays: tuples (5-tuple keys + hash index) and segments."""
+
+    def __init__(self, cap: int = 1024) -> None:
+        self.ntup = 0
+        self.nseg = 0
+        self.tk_u64 = np.zeros((cap, 4), dtype=np.uint64)  # a_hi, a_lo, b_hi, b_lo
+        self.tk_i64 = np.zeros((cap, 3), dtype=np.int64)  # proto, a_port, b_port
+        self.tup_cur = np.full(cap, -1, dtype=np.int64)
+        self.slots = np.full(4 * cap, -1, dtype=np.int64)
+        self.seg_tup = np.zeros(cap, dtype=np.int64)
+        self.sums = np.zeros((cap, NSUM), dtype=np.int64)
+        self.ev = np.full((cap, NEV), NONE, dtype=np.int64)
+        self.ev_ts = np.zeros((cap, NEV), dtype=np.int64)
+        self.ev_val = np.zeros((cap, NEV), dtype=np.int64)
+        self.last = np.full((cap, 2), -1, dtype=np.int64)  # order, ts_ns
+
+    def reserve(self, more: int) -> None:
+        """Make room for ``more`` new tuples and segments (one per row at most)."""
+        need_t, need_s = self.ntup + more, self.nseg + more
+        if need_t > self.tk_u64.shape[0]:
+            cap = max(need_t, 2 * self.tk_u64.shape[0])
+            self.tk_u64 = _grow(self.tk_u64, cap, 0)
+            self.tk_i64 = _grow(self.tk_i64, cap, 0)
+            self.tup_cur = _grow(self.tup_cur, cap, -1)
+        if 2 * need_t > self.slots.shape[0]:
+            self.slots = rehash(self.tk_u64, self.tk_i64, self.ntup, _pow2(4 * need_t))
+        if need_s > self.seg_tup.shape[0]:
+            cap = max(need_s, 2 * self.seg_tup.shape[0])
+            self.seg_tup = _grow(self.seg_tup, cap, 0)
+            self.sums = _grow(self.sums, cap, 0)
+            self.ev = _grow(self.ev, cap, NONE)
+            self.ev_ts = _grow(self.ev_ts, cap, 0)
+            self.ev_val = _grow(self.ev_val, cap, 0)
+            self.last = _grow(self.last, cap, -1)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(10, int(n - 1).bit_length())
+
+
+def _grow(arr: np.ndarray, cap: int, fill: int) -> np.ndarray:
+    out = np.full((cap, *arr.shape[1:]), fill, dtype=arr.dtype)
+    out[: arr.shape[0]] = arr
+    return out
+
+
+@njit(cache=True, inline="always")
+def _mix(h: np.uint64, v: np.uint64) -> np.uint64:
+    x = (h ^ v) * np.uint64(0x9E3779B97F4A7C15)
+    x ^= x >> np.uint64(29)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    return x ^ (x >> np.uint64(32))
+
+
+@njit(cache=True)
+def _hash(u: np.ndarray, i: np.ndarray) -> np.uint64:
+    h = _mix(np.uint64(i[0]), u[0])
+    h = _mix(h, u[1])
+    h = _mix(h, u[2])
+    h = _mix(h, u[3])
+    return _mix(h, np.uint64((i[1] << 16) | i[2]))
+
+
+@njit(cache=True)
+def rehash(tk_u64: np.ndarray, tk_i64: np.ndarray, ntup: int, cap: int) -> np.ndarray:
+    slots = np.full(cap, -1, dtype=np.int64)
+    mask = np.uint64(cap - 1)
+    for t in range(ntup):
+        s = _hash(tk_u64[t], tk_i64[t]) & mask
+        while slots[s] >= 0:
+            s = (s + np.uint64(1)) & mask
+        slots[s] = t
+    return slots
+
+
+@njit(cache=True)
+def lookup_insert(slots, tk_u64, tk_i64, ntup, u, i):  # type: ignore[no-untyped-def]
+    """Tuple id of key (u, i), inserting it as ``ntup`` when absent. Returns (id, inserted)."""
+    mask = np.uint64(slots.shape[0] - 1)
+    s = _hash(u, i) & mask
+    while True:
+        t = slots[s]
+        if t < 0:
+            slots[s] = ntup
+            tk_u64[ntup] = u
+            tk_i64[ntup] = i
+            return ntup, True
+        if (tk_i64[t, 0] == i[0] and tk_i64[t, 1] == i[1] and tk_i64[t, 2] == i[2] and tk_u64[t, 0] == u[0]
+                and tk_u64[t, 1] == u[1] and tk_u64[t, 2] == u[2] and tk_u64[t, 3] == u[3]):
+            return t, False
+        s = (s + np.uint64(1)) & mask
+
+
+@njit(cache=True)
+def fold(sums, ev, ev_ts, ev_val, last, d, s_sums, s_ev, s_ev_ts, s_ev_val, s_last, s):  # type: ignore[no-untyped-def]
+    """Merge segment ``s`` of the source arrays into segment ``d`` (sums add, events min, last max)."""
+    for k in range(sums.shape[1]):
+        sums[d, k] += s_sums[s, k]
+    for k in range(ev.shape[1]):
+        if s_ev[s, k] < ev[d, k]:
+            ev[d, k] = s_ev[s, k]
+            ev_ts[d, k] = s_ev_ts[s, k]
+            ev_val[d, k] = s_ev_val[s, k]
+    if s_last[s, 0] > last[d, 0]:
+        last[d, 0] = s_last[s, 0]
+        last[d, 1] = s_last[s, 1]
+
+
+@njit(cache=True, inline="always")
+def _event(ev, ev_ts, ev_val, sid, k, order, ts, val):  # type: ignore[no-untyped-def]
+    if order < ev[sid, k]:
+        ev[sid, k] = order
+        ev_ts[sid, k] = ts
+        ev_val[sid, k] = val
+
+
+@njit(cache=True)
+def _count_packet(sums, ev, ev_ts, ev_val, last, sid, d, fl, seq, iplen, pay, ts, order, fval):  # type: ignore[no-untyped-def]
+    sums[sid, S_PKTS + d] += 1
+    sums[sid, S_IPB + d] += iplen
+    sums[sid, S_PAY + d] += pay
+    syn, ack, fin, rst = fl & TH_SYN, fl & TH_ACK, fl & TH_FIN, fl & TH_RST
+    if syn:
+        kind = K_SYNACK if ack else K_SYN
+        sums[sid, S_SYN + 2 * (kind - K_SYN) + d] += 1
+        _event(ev, ev_ts, ev_val, sid, 2 * kind + d, order, ts, seq)
+    if fin:
+        sums[sid, S_FIN + d] += 1
+        _event(ev, ev_ts, ev_val, sid, 2 * K_FIN + d, order, ts, 0)
+    if rst:
+        sums[sid, S_RST + d] += 1
+        _event(ev, ev_ts, ev_val, sid, 2 * K_RST + d, order, ts, 0)
+    if pay > 0:
+        _event(ev, ev_ts, ev_val, sid, 2 * K_DATA + d, order, ts, 0)
+    elif ack and not (syn or fin or rst):
+        _event(ev, ev_ts, ev_val, sid, 2 * K_ACK + d, order, ts, 0)
+    _event(ev, ev_ts, ev_val, sid, EV_FIRST, order, ts, fval | (d << 24))
+    if order > last[sid, 0]:
+        last[sid, 0] = order
+        last[sid, 1] = ts
+
+
+@njit(cache=True, inline="always")
+def _le(ahi, alo, ap, bhi, blo, bp):  # type: ignore[no-untyped-def]
+    if ahi != bhi:
+        return ahi < bhi
+    if alo != blo:
+        return alo < blo
+    return ap <= bp
+
+
+@njit(cache=True, inline="always")
+def starts_with_syn(ev, ev_val, s):  # type: ignore[no-untyped-def]
+    """(True, direction) when segment ``s`` begins with a pure SYN."""
+    f = ev[s, EV_FIRST]
+    d = (ev_val[s, EV_FIRST] >> 24) & 1
+    return f != NONE and ev[s, 2 * K_SYN + d] == f, d
+
+
+@njit(cache=True)
+def add_rows(st_slots, tk_u64, tk_i64, tup_cur, seg_tup, sums, ev, ev_ts, ev_val, last, ntup, nseg,  # type: ignore[no-untyped-def]
+             kind, proto, shi, slo, dhi, dlo, sp, dp, flags, seq, iplen, pay, ts, order, fval,
+             out_sid, out_from_a):
+    """Fold a batch's rows (in order) into the state. Returns the new (ntup, nseg).
+
+    ``kind``: ROW_PACKET rows are counted; ROW_ICMP_ERROR rows carry the *quoted* key and only mark the
+    segment they quote (``out_sid`` gets that segment; the caller records the error itself).
+    """
+    u = np.zeros(4, dtype=np.uint64)
+    k3 = np.zeros(3, dtype=np.int64)
+    for r in range(kind.shape[0]):
+        if kind[r] == ROW_SKIP:
+            out_sid[r] = -1
+            continue
+        a_first = _le(shi[r], slo[r], sp[r], dhi[r], dlo[r], dp[r])
+        if a_first:
+            u[0], u[1], u[2], u[3] = shi[r], slo[r], dhi[r], dlo[r]
+            k3[1], k3[2] = sp[r], dp[r]
+        else:
+            u[0], u[1], u[2], u[3] = dhi[r], dlo[r], shi[r], slo[r]
+            k3[1], k3[2] = dp[r], sp[r]
+        k3[0] = proto[r]
+        t, new = lookup_insert(st_slots, tk_u64, tk_i64, ntup, u, k3)
+        pure_syn = kind[r] == ROW_PACKET and proto[r] == 6 and (flags[r] & (TH_SYN | TH_ACK)) == TH_SYN
+        if new:
+            ntup += 1
+        if new or pure_syn:
+            sid = nseg
+            nseg += 1
+            seg_tup[sid] = t
+            tup_cur[t] = sid
+        else:
+            sid = tup_cur[t]
+        out_sid[r] = sid
+        out_from_a[r] = a_first
+        if kind[r] == ROW_PACKET:
+            _count_packet(sums, ev, ev_ts, ev_val, last, sid, 0 if a_first else 1, flags[r], seq[r],
+                          iplen[r], pay[r], ts[r], order[r], fval[r])
+        else:
+            _event(ev, ev_ts, ev_val, sid, EV_ICMP, order[r], ts[r], 0)
+    return ntup, nseg
+
+
+@njit(cache=True)
+def merge_rows(slots, tk_u64, tk_i64, tup_cur, seg_tup, sums, ev, ev_ts, ev_val, last, ntup, nseg,  # type: ignore[no-untyped-def]
+               o_tk_u64, o_tk_i64, o_tup_cur, o_seg_tup, o_sums, o_ev, o_ev_ts, o_ev_val, o_last, o_ntup,
+               o_sorted, remap):
+    """Fold a later partition's segments in. A tuple's first segment there continues our current one
+    unless it opens with a pure SYN; every other segment is appended. Returns the new (ntup, nseg)."""
+    tmap = np.empty(o_ntup, dtype=np.int64)
+    existed = np.zeros(o_ntup, dtype=np.bool_)
+    for t in range(o_ntup):
+        mine, new = lookup_insert(slots, tk_u64, tk_i64, ntup, o_tk_u64[t], o_tk_i64[t])
+        if new:
+            ntup += 1
+        tmap[t] = mine
+        existed[t] = not new
+    prev = -1
+    for s in o_sorted:
+        t = o_seg_tup[s]
+        syn_start, _ = starts_with_syn(o_ev, o_ev_val, s)
+        if t != prev and existed[t] and not syn_start:
+            d = tup_cur[tmap[t]]
+        else:
+            d = nseg
+            nseg += 1
+            seg_tup[d] = tmap[t]
+        prev = t
+        fold(sums, ev, ev_ts, ev_val, last, d, o_sums, o_ev, o_ev_ts, o_ev_val, o_last, s)
+        remap[s] = d
+    for t in range(o_ntup):
+        tup_cur[tmap[t]] = remap[o_tup_cur[t]]
+    return ntup, nseg
+
+
+@njit(cache=True)
+def join_segments(order, seg_tup, ev, ev_val, group):  # type: ignore[no-untyped-def]
+    """Group segments (``order``: sorted by tuple, then creation) into flows; returns the flow count.
+
+    A segment opening with a pure SYN starts a new flow when the flow so far had ended before it (FIN
+    both ways, or a RST) and the SYN's ISN differs from the flow's first SYN in that direction
+    (TCP connection reuse, as tshark's tcp.stream and Zeek split it); otherwise it continues the flow.
+    """
+    g = -1
+    prev = -1
+    fin = np.empty(2, dtype=np.int64)
+    rst = np.empty(2, dtype=np.int64)
+    syn_ord = np.empty(2, dtype=np.int64)
+    syn_seq = np.empty(2, dtype=np.int64)
+    for s in order:
+        t = seg_tup[s]
+        fresh = t != prev
+        syn_start, d = starts_with_syn(ev, ev_val, s)
+        if not fresh and syn_start:
+            at = ev[s, EV_FIRST]
+            ended = min(max(fin[0], fin[1]), rst[0], rst[1]) < at
+            isn_differs = syn_ord[d] == NONE or syn_seq[d] != ev_val[s, 2 * K_SYN + d]
+            fresh = ended and isn_differs
+        if fresh:
+            g += 1
+            fin[:] = NONE
+            rst[:] = NONE
+            syn_ord[:] = NONE
+            syn_seq[:] = -1
+        for x in range(2):
+            fin[x] = min(fin[x], ev[s, 2 * K_FIN + x])
+            rst[x] = min(rst[x], ev[s, 2 * K_RST + x])
+            if ev[s, 2 * K_SYN + x] < syn_ord[x]:
+                syn_ord[x] = ev[s, 2 * K_SYN + x]
+                syn_seq[x] = ev_val[s, 2 * K_SYN + x]
+        group[s] = g
+        prev = t
+    return g + 1
+
+
+@njit(cache=True)
+def fold_groups(group, nseg, sums, ev, ev_ts, ev_val, last, g_sums, g_ev, g_ev_ts, g_ev_val, g_last):  # type: ignore[no-untyped-def]
+    for s in range(nseg):
+        fold(g_sums, g_ev, g_ev_ts, g_ev_val, g_last, group[s], sums, ev, ev_ts, ev_val, last, s)

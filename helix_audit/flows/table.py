@@ -1,0 +1,200 @@
+"""``FlowTable``: fold decoded batches into mergeable per-flow aggregates; finish into the flow DataFrame.
+
+Flow key: (transport protocol, canonical endpoint pair), endpoint A being the lower (address, port).
+ICMP echo-style messages key on Zeek's (type, counterpart type); ICMP errors attach to the flow they
+quote (``icmp.py``). When the quoted flow was never seen (its packet was not captured), the error
+*creates* it with zero packets each way, so a blocked attempt still shows up as a flow whose only
+evidence is the ICMP error (originator: the quoted packet's sender, ``initiator=first_packet``).
+
+Files are ordered as given to the constructor, then in order of first appearance; a packet's *order*
+is (file index << 40 | frame). Tables that will be merged must agree on file order (pass ``files``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..decode.interface import ST_OK, PacketColumns
+from . import icmp
+from .finish import IcmpErrors, build_frame
+from .interface import PacketFlows
+from .state import (
+    EV_FIRST,
+    FRAME_MASK,
+    NONE,
+    ORDER_SHIFT,
+    ROW_ICMP_ERROR,
+    ROW_PACKET,
+    ROW_SKIP,
+    SegmentArrays,
+    add_rows,
+    fold_groups,
+    join_segments,
+    merge_rows,
+)
+
+STATUS_NAMES = {0: "ok", 1: "not_ip", 2: "truncated", 3: "malformed", 4: "unknown_link", 5: "fragment"}
+ICMP_UNQUOTED = "icmp_error_unquoted"
+
+
+class FlowTable:
+    """Running flow table. ``add`` per batch, ``merge`` later partitions, ``finish`` once."""
+
+    def __init__(self, files: Sequence[str] = ()) -> None:
+        self._files: list[str] = []
+        self._file_index: dict[str, int] = {}
+        for f in files:
+            self._file_id(f)
+        self._st = SegmentArrays()
+        self._seg_file = np.full(1024, -1, dtype=np.int64)
+        self._file_pairs: list[np.ndarray] = []  # sid << 20 | file index, one per (segment, file)
+        self._icmp: list[IcmpErrors] = []
+        self._non_flow: Counter[tuple[int, str]] = Counter()
+
+    def _file_id(self, path: str) -> int:
+        idx = self._file_index.get(path)
+        if idx is None:
+            idx = self._file_index[path] = len(self._files)
+            self._files.append(path)
+        return idx
+
+    # ---------------------------------------------------------------------------------------------- add
+
+    def add(self, cols: PacketColumns) -> PacketFlows:
+        """Fold one decoded batch in; per-row provisional flow ids (see ``finish``) and directions."""
+        n = len(cols)
+        fidx = self._file_id(cols.source)
+        ok = (cols.status == ST_OK) & (cols.ipver > 0)
+        err = icmp.error_mask(cols, ok)
+        kind = np.where(ok & ~err, ROW_PACKET, ROW_SKIP).astype(np.int8)
+        proto = cols.proto.astype(np.int64)
+        src_hi, src_lo, dst_hi, dst_lo = cols.src_hi, cols.src_lo, cols.dst_hi, cols.dst_lo
+        sport, dport = cols.sport.astype(np.int64), cols.dport.astype(np.int64)
+        is_icmp = (proto == icmp.PROTO_ICMP) | (proto == icmp.PROTO_ICMP6)
+        if is_icmp.any():
+            dport = np.where(is_icmp, icmp.icmp_key_ports(proto, cols.sport, cols.dport), dport)
+        rows = np.flatnonzero(err)
+        quotes = icmp.quoted_keys(cols, rows)
+        if len(rows):
+            kind[rows[quotes.ok]] = ROW_ICMP_ERROR
+            src_hi, src_lo, dst_hi, dst_lo = (a.copy() for a in (src_hi, src_lo, dst_hi, dst_lo))
+            proto, sport, dport = proto.copy(), sport.copy(), dport.copy()
+            q = rows[quotes.ok]
+            for arr, val in ((proto, quotes.proto), (src_hi, quotes.src_hi), (src_lo, quotes.src_lo),
+                             (dst_hi, quotes.dst_hi), (dst_lo, quotes.dst_lo), (sport, quotes.sport),
+                             (dport, quotes.dport)):
+                arr[q] = val[quotes.ok]
+        self._count_non_flow(cols, kind, err)
+        order = (np.int64(fidx) << ORDER_SHIFT) | cols.frame.astype(np.int64)
+        fval = cols.vlan.astype(np.int64) | (cols.encap.astype(np.int64) << 16)
+        sid = np.empty(n, dtype=np.int64)
+        from_a = np.zeros(n, dtype=bool)
+        st = self._st
+        st.reserve(n)
+        st.ntup, st.nseg = add_rows(
+            st.slots, st.tk_u64, st.tk_i64, st.tup_cur, st.seg_tup, st.sums, st.ev, st.ev_ts, st.ev_val,
+            st.last, st.ntup, st.nseg, kind, proto, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
+            cols.tcp_flags.astype(np.int64), cols.seq.astype(np.int64), cols.ip_len.astype(np.int64),
+            cols.pay_wire.astype(np.int64), cols.ts_ns.astype(np.int64), order, fval, sid, from_a)
+        self._note_files(sid[kind == ROW_PACKET], fidx)
+        if len(rows):
+            self._note_icmp(cols, rows[quotes.ok], sid, from_a, order)
+            sid[rows] = -1
+        return PacketFlows(flow_id=sid, from_a=from_a)
+
+    def _count_non_flow(self, cols: PacketColumns, kind: np.ndarray, err: np.ndarray) -> None:
+        skip = (kind == ROW_SKIP) & ~err
+        if skip.any():
+            pairs = np.stack([cols.ethertype[skip].astype(np.int64), cols.status[skip].astype(np.int64)])
+            uniq, counts = np.unique(pairs, axis=1, return_counts=True)
+            for (eth, status), c in zip(uniq.T.tolist(), counts.tolist(), strict=True):
+                self._non_flow[(eth, STATUS_NAMES.get(status, str(status)))] += c
+        unquoted = int(err.sum() - (kind == ROW_ICMP_ERROR).sum())
+        if unquoted:
+            self._non_flow[(0, ICMP_UNQUOTED)] += unquoted
+
+    def _note_files(self, sids: np.ndarray, fidx: int) -> None:
+        if self._seg_file.shape[0] < self._st.nseg:
+            grown = np.full(max(self._st.nseg, 2 * self._seg_file.shape[0]), -1, dtype=np.int64)
+            grown[: self._seg_file.shape[0]] = self._seg_file
+            self._seg_file = grown
+        u = np.unique(sids)
+        new = u[self._seg_file[u] != fidx]
+        if len(new):
+            self._file_pairs.append((new << 20) | fidx)
+            self._seg_file[new] = fidx
+
+    def _note_icmp(self, cols: PacketColumns, rows: np.ndarray, sid: np.ndarray, from_a: np.ndarray,
+                   order: np.ndarray) -> None:
+        self._icmp.append(IcmpErrors(
+            sid=sid[rows].copy(), order=order[rows], ts_ns=cols.ts_ns[rows].astype(np.int64),
+            proto=cols.proto[rows].astype(np.int64), type=cols.sport[rows].astype(np.int64),
+            code=cols.dport[rows].astype(np.int64), from_hi=cols.src_hi[rows].astype(np.uint64),
+            from_lo=cols.src_lo[rows].astype(np.uint64), quote_from_a=from_a[rows].copy()))
+        if len(rows):
+            self._note_files(sid[rows], int(order[0] >> ORDER_SHIFT))
+
+    # -------------------------------------------------------------------------------------------- merge
+
+    def merge(self, other: FlowTable) -> np.ndarray:
+        """Fold a later partition's table in; returns other's provisional ids -> this table's ids."""
+        fmap = np.array([self._file_id(f) for f in other._files] or [0], dtype=np.int64)
+        o, st = other._st, self._st
+        o_ev, o_last = _reorder(o.ev[: o.nseg], fmap), o.last[: o.nseg].copy()
+        o_last[:, 0] = _reorder(o_last[:, 0], fmap)
+        st.reserve(o.ntup + o.nseg)
+        remap = np.empty(o.nseg, dtype=np.int64)
+        o_sorted = np.argsort(o.seg_tup[: o.nseg], kind="stable")
+        st.ntup, st.nseg = merge_rows(
+            st.slots, st.tk_u64, st.tk_i64, st.tup_cur, st.seg_tup, st.sums, st.ev, st.ev_ts, st.ev_val,
+            st.last, st.ntup, st.nseg, o.tk_u64[: o.ntup], o.tk_i64[: o.ntup], o.tup_cur[: o.ntup],
+            o.seg_tup[: o.nseg], o.sums[: o.nseg], o_ev, o.ev_ts[: o.nseg], o.ev_val[: o.nseg], o_last,
+            o.ntup, o_sorted, remap)
+        for chunk in other._icmp:
+            self._icmp.append(chunk.remapped(remap, _reorder(chunk.order, fmap)))
+        for pairs in other._file_pairs:
+            sids, files = remap[pairs >> 20], fmap[pairs & 0xFFFFF]
+            for f in np.unique(files).tolist():
+                self._note_files(sids[files == f], f)
+        self._non_flow.update(other._non_flow)
+        return remap
+
+    # ------------------------------------------------------------------------------------------- finish
+
+    def non_flow_summary(self) -> pd.DataFrame:
+        """Packets that are not part of a flow, by (ethertype, status): ARP, malformed, fragments ..."""
+        rows = [(eth, status, n) for (eth, status), n in sorted(self._non_flow.items())]
+        return pd.DataFrame(rows, columns=["ethertype", "status", "packets"])
+
+    def finish(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """The flow DataFrame (FLOW_COLUMNS) and the remap provisional id -> final flow_id."""
+        st = self._st
+        nseg = st.nseg
+        group = np.empty(nseg, dtype=np.int64)
+        ng = join_segments(np.argsort(st.seg_tup[:nseg], kind="stable"), st.seg_tup, st.ev, st.ev_val, group)
+        g = SegmentArrays(max(ng, 1))
+        fold_groups(group, nseg, st.sums, st.ev, st.ev_ts, st.ev_val, st.last, g.sums, g.ev, g.ev_ts,
+                    g.ev_val, g.last)
+        g_tup = np.zeros(ng, dtype=np.int64)
+        g_tup[group] = st.seg_tup[:nseg]
+        icmp_all = IcmpErrors.concat(self._icmp).remapped(group, None)
+        first = np.where(g.ev[:ng, EV_FIRST] != NONE, g.ev[:ng, EV_FIRST], g.ev[:ng, -1])
+        perm = np.argsort(first, kind="stable")
+        final = np.empty(ng, dtype=np.int64)
+        final[perm] = np.arange(ng)
+        pairs = np.concatenate(self._file_pairs) if self._file_pairs else np.zeros(0, dtype=np.int64)
+        file_pairs = (group[pairs >> 20], pairs & 0xFFFFF)
+        frame = build_frame(g, ng, st.tk_u64[g_tup], st.tk_i64[g_tup], perm, icmp_all, self._files, file_pairs)
+        return frame, final[group]
+
+
+def _reorder(orders: np.ndarray, fmap: np.ndarray) -> np.ndarray:
+    """Re-encode orders with another table's file indices mapped to ours."""
+    out = orders.copy()
+    valid = (orders != NONE) & (orders >= 0)
+    out[valid] = (fmap[orders[valid] >> ORDER_SHIFT] << ORDER_SHIFT) | (orders[valid] & FRAME_MASK)
+    return out

@@ -1,0 +1,188 @@
+"""Classification: every flow gets components, a verdict and a rule; findings and coverage follow.
+
+Verdicts, first match wins (docs/findings.md):
+``infrastructure`` (:mod:`.infra`) > ``inbound`` (initiated towards a sandbox) > DNS to an unlisted
+resolver (``violation``) > ``unknown`` (a proxy flow with no visible target; hosts reaching the
+control plane, which the page does not restrict; ICMP) > the rules: ``allowed`` / ``violation``
+(control plane and sandbox) or ``allowed`` / ``unknown`` (other hosts, reported at info). An allowed
+flow that failed is ``blocked``. Matching runs once per distinct destination, not per flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..model import CoverageEntry, Finding, Observation, Role, Severity
+from ..names import attribute
+from .coverage import build_coverage
+from .dnsfind import lookup_drafts
+from .findings import Draft, group, order
+from .flowfind import blocked_drafts, destination_drafts, inbound_drafts, resolver_drafts
+from .infra import dns_mask, infrastructure_mask
+from .match import Matcher
+from .outcome import failure_how, flow_notes, lookups, succeeded
+from .roles import assign_roles, component_columns
+from .rules import CORE_GROUPS, Ruleset
+from .site import SiteProfile
+from .wsfind import websocket_drafts
+
+HELIX = ("control_plane", "sandbox")
+#: unexpected_destination severity by (category, state, component); see docs/findings.md
+_DEST_SEVERITY = {
+    ("unlisted", "established"): Severity.HIGH,
+    ("unlisted", "attempted"): Severity.MEDIUM,
+}
+
+
+def _dest_severity() -> dict[tuple[str, str, str], Severity]:
+    out = {}
+    for cat in ("unlisted", "not_enabled", "upstream", "other_component", "wrong_port"):
+        for state in ("established", "attempted"):
+            default = Severity.MEDIUM if state == "established" else Severity.LOW
+            for comp in HELIX:
+                out[(cat, state, comp)] = _DEST_SEVERITY.get((cat, state), default)
+    return out
+
+
+@dataclass(frozen=True)
+class Classification:
+    flows: pd.DataFrame
+    findings: list[Finding]
+    coverage: list[CoverageEntry]
+    roles: list[Role]
+
+
+def classify(
+    flows: pd.DataFrame,
+    observations: Sequence[Observation],
+    ruleset: Ruleset,
+    site: SiteProfile | None = None,
+) -> Classification:
+    named = attribute(flows, observations, site)
+    roles = assign_roles(named, observations, site)
+    named["orig_component"], named["resp_component"] = component_columns(named, roles)
+    matcher = Matcher(ruleset, site, [r.address for r in roles if r.component == "control_plane"])
+    notes = flow_notes(named, observations)
+    _verdicts(named, matcher, site)
+    how = failure_how(named, notes)
+    named["success"] = succeeded(named, how)
+    allowed = named["verdict"].to_numpy() == "allowed"
+    named["how"] = np.where(allowed, how, None)
+    named.loc[allowed & pd.notna(how), "verdict"] = "blocked"
+    named["connect_status"] = named["flow_id"].map(notes.connect_status)
+    named["tls_alert"] = named["flow_id"].map(notes.tls_alert)
+    components = {r.address: r.component for r in roles}
+    end = float(named["last_ts"].max()) if len(named) else 0.0
+    found = lookups(named, observations, end)
+    drafts = _flow_drafts(named, matcher, site)
+    drafts += lookup_drafts(found, named, matcher, components)
+    drafts += websocket_drafts(named, observations, matcher, components)
+    findings = order([d.build() for d in group(drafts)])
+    coverage = build_coverage(named, found, matcher, roles, site)
+    keep = [c for c in named.columns if c not in ("category", "explanation", "dest", "state", "success")]
+    return Classification(named[keep], findings, coverage, roles)
+
+
+def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -> None:
+    n = len(named)
+    verdict = np.full(n, "unknown", dtype=object)
+    rule = np.full(n, None, dtype=object)
+    category = np.full(n, None, dtype=object)
+    explanation = np.full(n, None, dtype=object)
+    orig_c = named["orig_component"].to_numpy()
+    resp_c = named["resp_component"].to_numpy()
+    infra = infrastructure_mask(named, site)
+    inbound = ~infra & (resp_c == "sandbox") & (named["orig_h"].to_numpy() != named["resp_h"].to_numpy())
+    dns = ~infra & ~inbound & dns_mask(named)
+    no_target = named["proxied"].to_numpy() & named["hostname"].isna().to_numpy()
+    to_cp = (resp_c == "control_plane") & (orig_c != "sandbox")
+    icmp = np.isin(named["transport"].to_numpy(), ("icmp", "icmp6"))
+    judge = ~(infra | inbound | dns | no_target | to_cp | icmp)
+    verdict[infra], verdict[inbound] = "infrastructure", "inbound"
+    verdict[dns & np.isin(orig_c, HELIX)] = "violation"
+    for idx, match in _evaluate(named, judge, matcher):
+        verdict[idx] = match.verdict
+        rule[idx], category[idx], explanation[idx] = match.rule, match.category, match.explanation
+    for idx in np.flatnonzero(inbound | dns):
+        explanation[idx] = matcher._legacy(
+            resp_c[idx], int(named["resp_p"].iat[idx]), str(named["transport"].iat[idx])
+        )
+    other = judge & (orig_c == "other") & (verdict == "violation")
+    verdict[other] = "unknown"
+    category[other & (category == None)] = "unlisted"  # noqa: E711
+    named["verdict"], named["rule"], named["category"], named["explanation"] = (
+        verdict,
+        rule,
+        category,
+        explanation,
+    )
+
+
+def _evaluate(named: pd.DataFrame, mask: np.ndarray, matcher: Matcher):  # type: ignore[no-untyped-def]
+    """(row positions, Match) per distinct destination among the masked rows."""
+    idx = np.flatnonzero(mask)
+    if len(idx) == 0:
+        return
+    part = named.iloc[idx]
+    match_names = [
+        n if s == "dns_answer" else ((h,) if h else ())
+        for n, s, h in zip(part["names"], part["name_source"], part["hostname"], strict=True)
+    ]
+    keys = list(
+        zip(
+            part["orig_component"],
+            match_names,
+            part["resp_h"],
+            part["resp_component"],
+            part["target_port"],
+            part["transport"],
+            strict=True,
+        )
+    )
+    codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
+    for code, key in enumerate(uniques):
+        comp, names, resp_h, resp_comp, port, transport = key
+        yield (
+            idx[codes == code],
+            matcher.evaluate(comp, tuple(names), resp_h, resp_comp, int(port), transport),
+        )
+
+
+def _flow_drafts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -> list[Draft]:
+    df = named.assign(dest=named["hostname"].fillna(named["resp_h"]))
+    tcp = df["transport"] == "tcp"
+    answered = np.where(tcp, df["synack"] > 0, df["resp_pkts"] > 0)
+    df["state"] = np.where(df["success"], "established", "attempted")
+    verdict, helix = df["verdict"], df["orig_component"].isin(HELIX)
+    dns = dns_mask(df) & verdict.isin(["violation", "unknown"]) & df["category"].isna()
+    dest = df[((verdict == "violation") & ~dns) | ((verdict == "unknown") & df["category"].notna())]
+    inbound = df[verdict == "inbound"].assign(
+        state=np.where(answered[verdict == "inbound"], "accepted", "attempted")
+    )
+    blocked = df[verdict == "blocked"].copy()
+    blocked["recovered"] = _recovered(df, blocked)
+    purposes = {r.id: r.purpose for r in matcher.ruleset.rules}
+    core = {r.id for r in matcher.ruleset.rules if r.group in CORE_GROUPS and r.provider is None}
+    listed = tuple(str(a) for a in site.dns_servers) if site is not None else ()
+    resolvers = df[dns_mask(df) & (helix | (verdict == "unknown")) & verdict.isin(["violation", "unknown"])]
+    return (
+        destination_drafts(dest, _dest_severity())
+        + inbound_drafts(inbound)
+        + blocked_drafts(blocked, purposes, core)
+        + resolver_drafts(resolvers, listed)
+    )
+
+
+def _recovered(df: pd.DataFrame, blocked: pd.DataFrame) -> np.ndarray:
+    """Per blocked flow: did a later flow from the same host to the same destination succeed?"""
+    if blocked.empty:
+        return np.zeros(0, dtype=bool)
+    ok = df[df["success"] & (df["verdict"] == "allowed")]
+    last_ok = ok.groupby(["orig_h", "dest", "target_port"])["first_ts"].max()
+    keys = pd.MultiIndex.from_frame(blocked[["orig_h", "dest", "target_port"]])
+    later = last_ok.reindex(keys).to_numpy()
+    return np.nan_to_num(later, nan=-np.inf) > blocked["first_ts"].to_numpy()

@@ -1,0 +1,128 @@
+"""Findings from DNS lookups: failed lookups of required names (``blocked``) and lookups of names
+no rule lists that were not followed by a connection (``unexpected_destination``, state
+``lookup_only``; a connection gets its own, stronger finding).
+
+A failed lookup is *not* blocked when the same host resolved the same name successfully (another
+record type, a retry: "AAAA refused, A works") from :data:`RETRY_WINDOW` seconds before it on, or
+later connected successfully to that name. Reverse lookups (``*.arpa``) and search-list expansions
+of a listed name (``registry.helixml.tech.corp.example``) are ignored. Only control plane and
+sandbox lookups are judged; other hosts' lookups are not reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from ..model import Evidence, Severity
+from .findings import Draft
+from .flowfind import LABEL
+from .match import Matcher
+from .outcome import FAILED_LOOKUPS, Lookup
+
+RETRY_WINDOW = 5.0
+_OUTCOME_TEXT = {
+    "nxdomain": "answered NXDOMAIN (the name does not exist for this resolver)",
+    "servfail": "answered SERVFAIL (the resolver could not resolve it)",
+    "refused": "answered REFUSED (the resolver will not resolve it: DNS filtering or an ACL)",
+    "dns_timeout": "got no response",
+}
+
+
+def _name_times(
+    named: pd.DataFrame, names: set[str], only_success: bool
+) -> dict[tuple[str, str], list[float]]:
+    """(client, name) -> first_ts of flows carrying that candidate name."""
+    if not names or named.empty:
+        return {}
+    part = named[named["success"]] if only_success else named
+    part = part[["orig_h", "names", "first_ts"]].explode("names")
+    part = part[part["names"].isin(names)]
+    out: dict[tuple[str, str], list[float]] = {}
+    for client, name, ts in zip(part["orig_h"], part["names"], part["first_ts"], strict=True):
+        out.setdefault((str(client), str(name)), []).append(float(ts))
+    return out
+
+
+def lookup_drafts(
+    lookups: Sequence[Lookup], named: pd.DataFrame, matcher: Matcher, components: dict[str, str]
+) -> list[Draft]:
+    judged = [lk for lk in lookups if components.get(lk.query.src, "other") != "other" and _judged(lk.name)]
+    verdicts = {lk.name: matcher.name_listed(lk.name) for lk in judged}
+    names = set(verdicts)
+    connected = _name_times(named, names, only_success=False)
+    success = _name_times(named, names, only_success=True)
+    resolved: dict[tuple[str, str], list[float]] = {}
+    for lk in judged:
+        if lk.outcome == "ok":
+            resolved.setdefault((lk.query.src, lk.name), []).append(lk.query.ts)
+    listed = [p for r in matcher.enabled for p in r.hostnames if not p.startswith(("*", "{"))]
+    out = []
+    for lk in judged:
+        key, ts, comp = (lk.query.src, lk.name), lk.query.ts, components[lk.query.src]
+        verdict = verdicts[lk.name]
+        if verdict.verdict == "allowed":
+            recovered = any(t >= ts - RETRY_WINDOW for t in resolved.get(key, [])) or any(
+                t >= ts for t in success.get(key, [])
+            )
+            if lk.outcome in FAILED_LOOKUPS and not recovered:
+                out.append(_blocked(lk, comp, verdict.rule, matcher))
+        elif not connected.get(key) and not any(lk.name.startswith(h + ".") for h in listed):
+            out.append(_lookup_only(lk, comp, verdict.explanation))
+    return out
+
+
+def _judged(name: str) -> bool:
+    return bool(name) and not name.endswith(".arpa") and "." in name
+
+
+def _evidence(lk: Lookup) -> tuple[Evidence, ...]:
+    frames = [lk.query.frame] + ([lk.response.frame] if lk.response else [])
+    last = lk.response.ts if lk.response else lk.query.ts
+    fids = (lk.flow_id,) if lk.flow_id is not None else ()
+    filt = f'dns.qry.name == "{lk.name}"'
+    return (Evidence(lk.query.file, tuple(frames), lk.query.ts, last, fids, filt),)
+
+
+def _base(lk: Lookup, kind: str, sev: Severity, comp: str, msg: str, **kw: str | None) -> Draft:
+    q = lk.query
+    return Draft(
+        kind=kind,
+        severity=sev,
+        component=comp,
+        dst=q.dst,
+        dst_port=q.dport,
+        transport=q.transport,
+        hostname=lk.name,
+        message=msg,
+        sources=[q.src],
+        src_port=q.sport,
+        evidence=_evidence(lk),
+        extra={"qtypes": [q.qtype]},
+        **kw,
+    )
+
+
+def _blocked(lk: Lookup, comp: str, rule: str | None, matcher: Matcher) -> Draft:
+    q = lk.query
+    purpose = matcher.ruleset.get(rule).purpose if rule and matcher.ruleset.get(rule) else "the control plane"
+    msg = (
+        f"{LABEL[comp]} {q.src} looked up {lk.name} ({q.qtype}) at resolver {q.dst}, which "
+        f"{_OUTCOME_TEXT.get(lk.outcome, lk.outcome)}; the name is required ({purpose}) and no "
+        "successful lookup or connection followed."
+    )
+    return _base(lk, "blocked", Severity.MEDIUM, comp, msg, rule=rule, how=lk.outcome)
+
+
+def _lookup_only(lk: Lookup, comp: str, explanation: str | None) -> Draft:
+    q = lk.query
+    msg = (
+        f"{LABEL[comp]} {q.src} looked up {lk.name} ({q.qtype}) but opened no connection to it; "
+        "no enabled rule lists this name."
+    )
+    if explanation:
+        msg += f" Why: {explanation}."
+    return _base(
+        lk, "unexpected_destination", Severity.LOW, comp, msg, state="lookup_only", explanation=explanation
+    )

@@ -1,0 +1,210 @@
+"""Building findings: stable ids, grouping, evidence with frames and Wireshark filters.
+
+Findings that share kind, component, destination (hostname, else address), port, transport and
+how/state are one finding listing every source in ``sources`` and every flow in ``flow_ids``.
+The id is a hash of that key, so it is stable across runs and across captures of the same thing.
+Severities follow the table in docs/findings.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ..model import Evidence, Finding, Severity
+
+MAX_FRAMES = 64
+MAX_STREAMS_IN_FILTER = 50
+
+
+def finding_id(kind: str, *parts: object) -> str:
+    digest = hashlib.sha256("|".join([kind, *map(str, parts)]).encode()).hexdigest()
+    return f"{kind}-{digest[:12]}"
+
+
+@dataclass
+class Draft:
+    """A finding before grouping; ``rows`` are the flow rows behind it (may be empty)."""
+
+    kind: str
+    severity: Severity
+    component: str
+    dst: str
+    dst_port: int | None
+    transport: str
+    hostname: str | None
+    message: str
+    sources: list[str]
+    src_port: int | None = None
+    rule: str | None = None
+    how: str | None = None
+    state: str | None = None
+    explanation: str | None = None
+    rows: pd.DataFrame | None = None
+    evidence: tuple[Evidence, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> tuple[object, ...]:
+        return (
+            self.component,
+            self.hostname or self.dst,
+            self.dst_port,
+            self.transport,
+            self.how,
+            self.state,
+        )
+
+    def build(self) -> Finding:
+        rows = self.rows
+        evidence = merge_evidence(self.evidence) if self.evidence else ()
+        evidence = evidence or (flow_evidence(rows) if rows is not None else ())
+        message = self.message
+        if rows is None and self.extra.get("count", 1) > 1:
+            message += f" Seen {self.extra['count']} times."
+        flow_ids = tuple(sorted(int(f) for f in rows["flow_id"])) if rows is not None else ()
+        sources = tuple(sorted(set(self.sources), key=_addr_key))
+        return Finding(
+            id=finding_id(self.kind, *self.key(), *self.extra.get("id_parts", ())),
+            kind=self.kind,
+            severity=self.severity,
+            component=self.component,
+            src=sources[0] if sources else "",
+            src_port=self.src_port if len(sources) == 1 else None,
+            dst=self.dst,
+            dst_port=self.dst_port,
+            transport=self.transport,
+            hostname=self.hostname,
+            message=message,
+            evidence=evidence,
+            rule=self.rule,
+            how=self.how,
+            state=self.state,
+            sources=sources,
+            flow_ids=flow_ids,
+            explanation=self.explanation,
+            extra={k: v for k, v in self.extra.items() if k not in ("id_parts", "count")},
+        )
+
+
+def _addr_key(text: str) -> tuple[int, int, str]:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return (9, 0, text)
+    return (ip.version, int(ip), text)
+
+
+def merge_evidence(items: Iterable[Evidence]) -> tuple[Evidence, ...]:
+    """One Evidence per file out of many (observation-based findings)."""
+    by_file: dict[str, list[Evidence]] = {}
+    for ev in items:
+        by_file.setdefault(ev.file, []).append(ev)
+    out = []
+    for file, evs in sorted(by_file.items()):
+        frames = tuple(sorted({f for e in evs for f in e.frames}))[:MAX_FRAMES]
+        fids = tuple(sorted({f for e in evs for f in e.flow_ids}))
+        filters = list(dict.fromkeys(e.wireshark_filter for e in evs if e.wireshark_filter))
+        out.append(
+            Evidence(
+                file,
+                frames,
+                min(e.first_ts for e in evs),
+                max(e.last_ts for e in evs),
+                fids,
+                " || ".join(filters),
+            )
+        )
+    return tuple(out)
+
+
+def flow_evidence(rows: pd.DataFrame) -> tuple[Evidence, ...]:
+    """One Evidence per input file: frames worth opening, time range, flow ids, a display filter."""
+    out = []
+    for file, part in rows.groupby("file", sort=True):
+        frames: list[int] = []
+        for first, keys in zip(part["first_frame"], part["key_frames"], strict=True):
+            frames.append(int(first))
+            frames += [int(k) for k in str(keys or "").split(",") if k.strip().isdigit()]
+        out.append(
+            Evidence(
+                file=str(file),
+                frames=tuple(sorted(set(frames)))[:MAX_FRAMES],
+                first_ts=float(part["first_ts"].min()),
+                last_ts=float(part["last_ts"].max()),
+                flow_ids=tuple(sorted(int(f) for f in part["flow_id"])),
+                wireshark_filter=display_filter(part),
+            )
+        )
+    return tuple(out)
+
+
+def display_filter(rows: pd.DataFrame) -> str:
+    """``tcp.stream eq 3`` / ``tcp.stream in {3 5}`` when tshark's stream indexes are known, else an
+    address and port filter."""
+    transports = set(rows["transport"])
+    if len(transports) == 1 and (proto := next(iter(transports))) in ("tcp", "udp"):
+        streams = rows.get(f"{proto}_stream")
+        if streams is not None and streams.notna().all() and len(rows) <= MAX_STREAMS_IN_FILTER:
+            values = sorted({int(s) for s in streams})
+            if len(values) == 1:
+                return f"{proto}.stream eq {values[0]}"
+            return f"{proto}.stream in {{{' '.join(map(str, values))}}}"
+    return address_filter(rows)
+
+
+def address_filter(rows: pd.DataFrame) -> str:
+    dsts = sorted(set(rows["resp_h"]))
+    srcs = sorted(set(rows["orig_h"]))
+    parts = (
+        [_addr_clause(dsts, "dst"), _addr_clause(srcs, "src")]
+        if len(srcs) <= 5
+        else [_addr_clause(dsts, "dst")]
+    )
+    transports = set(rows["transport"])
+    ports = sorted({int(p) for p in rows["resp_p"]})
+    if len(transports) == 1 and next(iter(transports)) in ("tcp", "udp") and len(ports) <= 5:
+        proto = next(iter(transports))
+        parts.append(" || ".join(f"{proto}.dstport == {p}" for p in ports))
+    return " && ".join(f"({p})" if "||" in p else p for p in parts if p)
+
+
+def _addr_clause(addrs: Iterable[str], side: str) -> str:
+    clauses = []
+    for addr in addrs:
+        family = "ipv6" if ":" in addr else "ip"
+        clauses.append(f"{family}.{side} == {addr}")
+    return " || ".join(clauses)
+
+
+def group(drafts: Iterable[Draft]) -> list[Draft]:
+    """Merge drafts with the same kind and key: sources and rows add up, the worst severity wins."""
+    merged: dict[tuple[object, ...], Draft] = {}
+    for draft in drafts:
+        key = (draft.kind, *draft.key(), *draft.extra.get("id_parts", ()))
+        have = merged.get(key)
+        if have is None:
+            merged[key] = draft
+            continue
+        have.sources += draft.sources
+        if draft.rows is not None:
+            have.rows = draft.rows if have.rows is None else pd.concat([have.rows, draft.rows])
+        have.evidence += draft.evidence
+        have.extra["count"] = have.extra.get("count", 1) + 1
+        for key, value in draft.extra.items():
+            if isinstance(value, list) and isinstance(have.extra.get(key), list):
+                have.extra[key] = sorted(set(have.extra[key]) | set(value))
+        if draft.severity.rank > have.severity.rank:
+            have.severity = draft.severity
+    return list(merged.values())
+
+
+def order(findings: list[Finding]) -> list[Finding]:
+    """Worst first, then kind and destination: the report order."""
+    return sorted(
+        findings, key=lambda f: (-f.severity.rank, f.kind, f.hostname or f.dst, f.dst_port or 0, f.id)
+    )

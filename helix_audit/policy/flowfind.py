@@ -1,0 +1,175 @@
+"""Findings from the classified flow table: unexpected destinations, inbound connections to
+sandboxes, blocked required endpoints, DNS to unlisted resolvers. Rows are grouped with pandas
+first (one Python step per group, never per flow); :mod:`.findings` merges and builds them."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..model import Severity
+from .findings import Draft
+
+LABEL = {"control_plane": "Control plane", "sandbox": "Sandbox", "other": "Host"}
+_NAME_SOURCE = {
+    "sni": "TLS SNI",
+    "http_host": "HTTP Host",
+    "connect": "proxy CONNECT",
+    "websocket": "WebSocket Host",
+    "dns_answer": "DNS answer",
+}
+_DEST_KEYS = ["orig_component", "dest", "target_port", "transport", "state", "category", "rule"]
+
+
+def who(addrs: list[str], limit: int = 3) -> str:
+    uniq = sorted(set(addrs))
+    more = f" (+{len(uniq) - limit} more)" if len(uniq) > limit else ""
+    return ", ".join(uniq[:limit]) + more
+
+
+def where(row: pd.Series) -> str:
+    """``evil.example (203.0.113.9, name from TLS SNI)`` or the bare address with why it has no name."""
+    via = f" via proxy {row['resp_h']}:{int(row['resp_p'])}" if row["proxied"] else ""
+    if isinstance(row["hostname"], str):
+        addr = "" if row["proxied"] else f"{row['resp_h']}, "
+        source = _NAME_SOURCE.get(row["name_source"], row["name_source"])
+        return f"{row['hostname']} ({addr}name from {source}){via}"
+    return f"{row['resp_h']} (no name seen: no DNS answer, SNI or Host){via}"
+
+
+def _groups(df: pd.DataFrame, keys: list[str]) -> list[tuple[pd.Series, pd.DataFrame]]:
+    if df.empty:
+        return []
+    return [(part.iloc[0], part) for _, part in df.groupby(keys, sort=True, dropna=False)]
+
+
+def destination_drafts(df: pd.DataFrame, severity: dict[tuple[str, str, str], Severity]) -> list[Draft]:
+    out = []
+    for first, part in _groups(df, _DEST_KEYS):
+        comp, state, category = first["orig_component"], first["state"], first["category"]
+        verb = "connected to" if state == "established" else "tried to connect to"
+        tail = "" if state == "established" else f" ({len(part)} flow(s), none established: {_states(part)})"
+        msg = (
+            f"{LABEL[comp]} {who(list(part['orig_h']))} {verb} {where(first)} on "
+            f"{first['transport']}/{int(first['target_port'])}{tail}; no enabled rule allows it."
+        )
+        if isinstance(first["explanation"], str) and first["explanation"]:
+            msg += f" Why: {first['explanation']}."
+        sev = Severity.INFO if comp == "other" else severity[(category, state, comp)]
+        out.append(_draft("unexpected_destination", sev, first, part, msg, state=state))
+    return out
+
+
+def inbound_drafts(df: pd.DataFrame) -> list[Draft]:
+    out = []
+    for first, part in _groups(df, ["resp_h", "resp_p", "transport", "state"]):
+        accepted = first["state"] == "accepted"
+        low = bool((part["confidence"] == "low").all())
+        sev = Severity.CRITICAL if accepted else Severity.HIGH
+        if low:
+            sev = Severity.HIGH if accepted else Severity.MEDIUM
+        outcome = "the sandbox accepted it" if accepted else f"not accepted ({_states(part)})"
+        msg = (
+            f"{who(list(part['orig_h']))} opened {len(part)} connection(s) to sandbox {first['resp_h']} on "
+            f"{first['transport']}/{int(first['resp_p'])}: {outcome}. Helix sandboxes never accept inbound "
+            "connections (all channels are sandbox-initiated WebSockets)."
+        )
+        if low:
+            msg += " Direction inferred without a SYN (low confidence)."
+        if isinstance(first["explanation"], str) and first["explanation"]:
+            msg += f" Why: {first['explanation']}."
+        draft = _draft("inbound_to_sandbox", sev, first, part, msg, state=first["state"])
+        draft.component, draft.dst, draft.hostname = "sandbox", str(first["resp_h"]), None
+        draft.dst_port = int(first["resp_p"])
+        out.append(draft)
+    return out
+
+
+def blocked_drafts(df: pd.DataFrame, purposes: dict[str, str], core: set[str]) -> list[Draft]:
+    out = []
+    for first, part in _groups(df, ["orig_component", "dest", "target_port", "transport", "how", "rule"]):
+        recovered = bool(part["recovered"].all())
+        sev = Severity.MEDIUM if first["rule"] in core else Severity.LOW
+        msg = (
+            f"{LABEL[first['orig_component']]} {who(list(part['orig_h']))} could not reach {where(first)} on "
+            f"{first['transport']}/{int(first['target_port'])}, allowed by rule {first['rule']} "
+            f"({purposes.get(first['rule'], '')}): {_how_text(first, part)}."
+        )
+        if recovered:
+            sev = Severity.LOW
+            msg += " A later connection from the same host to the same endpoint succeeded."
+        out.append(_draft("blocked", sev, first, part, msg, how=first["how"]))
+    return out
+
+
+def resolver_drafts(df: pd.DataFrame, listed: tuple[str, ...]) -> list[Draft]:
+    out = []
+    for first, part in _groups(df, ["orig_component", "resp_h", "resp_p", "transport"]):
+        comp = first["orig_component"]
+        if listed:
+            why, sev = f"not among the site's dns_servers ({', '.join(listed)})", Severity.MEDIUM
+        else:
+            why, sev = "a public resolver (no dns_servers in the site profile to compare with)", Severity.LOW
+        msg = (
+            f"{LABEL[comp]} {who(list(part['orig_h']))} sent DNS to {first['resp_h']} on "
+            f"{first['transport']}/{int(first['resp_p'])} ({len(part)} flow(s)), {why}."
+        )
+        if isinstance(first["explanation"], str) and first["explanation"]:
+            msg += f" Why: {first['explanation']}."
+        draft = _draft(
+            "dns_to_unlisted_resolver", Severity.INFO if comp == "other" else sev, first, part, msg
+        )
+        draft.hostname, draft.dst_port = None, int(first["resp_p"])
+        out.append(draft)
+    return out
+
+
+def _draft(
+    kind: str, sev: Severity, first: pd.Series, part: pd.DataFrame, msg: str, **kw: str | None
+) -> Draft:
+    rule = first["rule"] if isinstance(first["rule"], str) else None
+    expl = first["explanation"] if isinstance(first["explanation"], str) and first["explanation"] else None
+    return Draft(
+        kind=kind,
+        severity=sev,
+        component=str(first["orig_component"]),
+        dst=str(first["resp_h"]),
+        dst_port=int(first["target_port"]),
+        transport=str(first["transport"]),
+        hostname=first["hostname"] if isinstance(first["hostname"], str) else None,
+        message=msg,
+        sources=[str(a) for a in part["orig_h"]],
+        src_port=int(first["orig_p"]) if len(part) == 1 else None,
+        rule=rule,
+        explanation=expl,
+        rows=part,
+        **kw,
+    )
+
+
+def _states(part: pd.DataFrame) -> str:
+    counts = part["conn_state"].fillna("-").value_counts()
+    return ", ".join(f"{state} x{n}" for state, n in counts.items())
+
+
+def _how_text(first: pd.Series, part: pd.DataFrame) -> str:
+    how = first["how"]
+    span = float(part["last_ts"].max() - part["first_ts"].min())
+    src, dst = who(list(part["orig_h"])), first["resp_h"]
+    if how == "no_answer":
+        syns = int(part["syn"].sum())
+        return f"SYN sent {syns} times over {span:.0f} s with no reply: dropped between {src} and {dst}"
+    if how == "reset":
+        if (part["conn_state"] == "REJ").all():
+            return f"the SYN was answered with a TCP reset: refused by {dst} or a firewall in between"
+        return (
+            "the responder reset the connection after the client's first bytes and before any reply: "
+            "a filtering middlebox (TLS/SNI inspection) is likely"
+        )
+    if how == "icmp_unreachable":
+        return f"ICMP {first['icmp_error']} from {first['icmp_from']}: a router or firewall rejected it"
+    if how == "tls_alert":
+        return f"the TLS handshake ended with a fatal alert ({first['tls_alert']}) from {dst}"
+    if how == "proxy_denied":
+        status = int(first["connect_status"])
+        return f"proxy {dst}:{int(first['resp_p'])} refused the CONNECT with HTTP {status}"
+    return str(how)

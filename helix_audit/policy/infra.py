@@ -1,0 +1,75 @@
+"""Infrastructure traffic: what every host on a LAN does and no endpoint table is about.
+
+Never reported above info: ICMPv6 neighbour/router discovery and MLD, IGMP, DHCP and DHCPv6,
+mDNS, LLMNR, traffic to link-local multicast / broadcast, and DNS to the profile's resolvers
+(without a profile: DNS to private or link-local resolvers). ARP never reaches the flow table.
+All masks are vectorised over the flow DataFrame.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import numpy as np
+import pandas as pd
+
+from .site import SiteProfile
+
+ICMP6_INFRA_TYPES = (130, 131, 132, 133, 134, 135, 136, 137, 143)  # MLD, RS, RA, NS, NA, redirect, MLDv2
+DHCP_PORTS = (67, 68, 546, 547)
+MDNS_PORT = 5353
+LLMNR_PORT = 5355
+DNS_PORTS = (53, 853)  # DNS, DNS over TLS (TCP) / QUIC (UDP)
+
+
+def dns_mask(flows: pd.DataFrame) -> np.ndarray:
+    transport = flows["transport"].to_numpy()
+    port = flows["resp_p"].to_numpy()
+    return np.isin(transport, ("udp", "tcp")) & np.isin(port, DNS_PORTS)
+
+
+def infrastructure_mask(flows: pd.DataFrame, site: SiteProfile | None) -> np.ndarray:
+    transport = flows["transport"].to_numpy()
+    orig_p = flows["orig_p"].to_numpy()
+    resp_p = flows["resp_p"].to_numpy()
+    udp = transport == "udp"
+    mask = (transport == "icmp6") & np.isin(orig_p, ICMP6_INFRA_TYPES)
+    mask |= transport == "ip-2"  # IGMP
+    mask |= udp & (np.isin(resp_p, DHCP_PORTS) | np.isin(orig_p, DHCP_PORTS))
+    mask |= udp & ((resp_p == MDNS_PORT) | (orig_p == MDNS_PORT))
+    mask |= np.isin(transport, ("udp", "tcp")) & ((resp_p == LLMNR_PORT) | (orig_p == LLMNR_PORT))
+    mask |= _per_address(flows["resp_h"], _local_broadcast)
+    mask |= dns_mask(flows) & _per_address(flows["resp_h"], lambda a: _known_resolver(a, site))
+    return mask
+
+
+def _per_address(column: pd.Series, test: object) -> np.ndarray:
+    uniques = pd.unique(column.to_numpy())
+    hits = {a for a in uniques if test(str(a))}  # type: ignore[operator]
+    return column.isin(hits).to_numpy() if hits else np.zeros(len(column), dtype=bool)
+
+
+def _parse(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _local_broadcast(address: str) -> bool:
+    ip = _parse(address)
+    if ip is None:
+        return False
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ip in ipaddress.ip_network("224.0.0.0/24") or ip == ipaddress.IPv4Address("255.255.255.255")
+    return ip in ipaddress.ip_network("ff02::/16")
+
+
+def _known_resolver(address: str, site: SiteProfile | None) -> bool:
+    if site is not None and site.dns_servers:
+        return site.is_dns_server(address)
+    ip = _parse(address)
+    return ip is not None and (ip.is_private or ip.is_link_local or ip.is_loopback)

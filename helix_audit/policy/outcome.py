@@ -1,0 +1,114 @@
+"""How a flow or a DNS lookup ended: succeeded, or failed and how.
+
+Flow failures (vectorised over the flow table, plus the few observations that say more):
+``proxy_denied`` (CONNECT answered >= 400), ``tls_alert`` (fatal TLS alert from the responder),
+``icmp_unreachable`` (an ICMP error quotes the flow and no handshake completed), ``reset`` (REJ: SYN
+answered by RST; or a completed handshake reset by the responder before it sent any byte, the
+mark of a filtering middlebox), ``no_answer`` (SYNs never answered: S0 and kin).
+
+Lookups: each DNS query is paired with its response (same endpoints, id and name); outcome ``ok``
+(answers), ``nodata`` (NOERROR, no answers: not a failure), ``nxdomain``, ``servfail``, ``refused``,
+another rcode in lower case, or ``dns_timeout`` (no response although the capture ran on for
+:data:`DNS_TIMEOUT` seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..model import DnsQuery, DnsResponse, HttpConnect, Observation, TlsAlert
+from ..names import clean_name, observation_flows
+
+DNS_TIMEOUT = 2.0
+FAILED_LOOKUPS = ("nxdomain", "servfail", "refused", "dns_timeout")
+_NO_ANSWER_STATES = ("S0", "RSTOS0", "SH", "OTH")
+
+
+@dataclass(frozen=True)
+class FlowNotes:
+    """What observations add per flow: CONNECT status, a fatal TLS alert from the responder."""
+
+    connect_status: dict[int, int]
+    tls_alert: dict[int, str]
+
+
+def flow_notes(flows: pd.DataFrame, observations: Sequence[Observation]) -> FlowNotes:
+    wanted = [o for o in observations if isinstance(o, HttpConnect | TlsAlert)]
+    resp_h = dict(zip(flows["flow_id"].to_numpy().tolist(), flows["resp_h"], strict=True))
+    status: dict[int, int] = {}
+    alerts: dict[int, str] = {}
+    for obs, fid in zip(wanted, observation_flows(flows, wanted), strict=True):
+        if fid is None:
+            continue
+        if isinstance(obs, HttpConnect) and obs.status is not None:
+            status.setdefault(fid, obs.status)
+        elif isinstance(obs, TlsAlert) and obs.level.lower() in ("fatal", "2") and obs.src == resp_h.get(fid):
+            alerts.setdefault(fid, obs.description or "fatal")
+    return FlowNotes(status, alerts)
+
+
+def failure_how(flows: pd.DataFrame, notes: FlowNotes) -> np.ndarray:
+    """Per flow: None (no failure seen) or how it failed."""
+    n = len(flows)
+    how = np.full(n, None, dtype=object)
+    tcp = flows["transport"].to_numpy() == "tcp"
+    state = flows["conn_state"].to_numpy()
+    completed = flows["handshake"].to_numpy() == "completed"
+    no_answer = tcp & (np.isin(state, _NO_ANSWER_STATES) | (flows["handshake"].to_numpy() == "no_answer"))
+    no_answer &= flows["synack"].to_numpy() == 0
+    how[no_answer] = "no_answer"
+    late_reset = completed & (flows["resp_rst"].to_numpy() > 0) & (flows["resp_bytes"].to_numpy() == 0)
+    late_reset &= flows["orig_bytes"].to_numpy() > 0
+    how[tcp & ((state == "REJ") | late_reset)] = "reset"
+    how[(flows["icmp_errors"].to_numpy() > 0) & ~completed] = "icmp_unreachable"
+    fids = flows["flow_id"].to_numpy()
+    for table, label in ((notes.tls_alert, "tls_alert"), (notes.connect_status, "proxy_denied")):
+        if table:
+            bad = {f for f, v in table.items() if label == "tls_alert" or v >= 400}
+            how[np.isin(fids, list(bad))] = label
+    return how
+
+
+def succeeded(flows: pd.DataFrame, how: np.ndarray) -> np.ndarray:
+    """Handshake completed (TCP) or the responder answered (other transports), and no failure."""
+    tcp = flows["transport"].to_numpy() == "tcp"
+    ok = np.where(tcp, flows["handshake"].to_numpy() == "completed", flows["resp_pkts"].to_numpy() > 0)
+    return ok & pd.isna(how)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    query: DnsQuery
+    response: DnsResponse | None
+    outcome: str
+    flow_id: int | None
+    name: str
+
+
+def lookups(flows: pd.DataFrame, observations: Sequence[Observation], capture_end: float) -> list[Lookup]:
+    """Every plain-DNS query with its response (first one after it) and outcome."""
+    queries = [o for o in observations if isinstance(o, DnsQuery) and o.protocol == "dns" and o.qname]
+    answers: dict[tuple[object, ...], list[DnsResponse]] = {}
+    for obs in observations:
+        if isinstance(obs, DnsResponse) and obs.protocol == "dns":
+            key = (obs.dst, obs.dport, obs.src, obs.sport, obs.id, clean_name(obs.qname))
+            answers.setdefault(key, []).append(obs)
+    out = []
+    for query, fid in zip(queries, observation_flows(flows, queries), strict=True):
+        name = clean_name(query.qname) or ""
+        key = (query.src, query.sport, query.dst, query.dport, query.id, name)
+        resp = next((r for r in answers.get(key, []) if r.ts >= query.ts), None)
+        out.append(Lookup(query, resp, _outcome(query, resp, capture_end), fid, name))
+    return out
+
+
+def _outcome(query: DnsQuery, resp: DnsResponse | None, capture_end: float) -> str:
+    if resp is None:
+        return "dns_timeout" if capture_end - query.ts >= DNS_TIMEOUT else "pending"
+    if resp.rcode == "NOERROR":
+        return "ok" if resp.answers else "nodata"
+    return resp.rcode.lower()

@@ -1,0 +1,114 @@
+"""Findings from WebSocket upgrades to the control plane.
+
+``unexpected_websocket_path``: an upgrade to the control plane on a path other than the channels
+the page names (``/api/v1/revdial``, ``/api/v1/external-agents/sync``; plus the upstream paths when
+the site enables that ruleset). Paths Helix is known to use are explained from the upstream notes.
+
+``plaintext_control_channel``: a channel upgrade we could read on the wire, i.e. ``ws://`` without
+TLS on that flow: screenshots, input and clipboard (RevDial) or chat and LLM responses (agent sync)
+cross the network unencrypted. Upstream notes: co-located installs use ``http://api:8080``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+
+import pandas as pd
+
+from ..model import Evidence, Observation, Severity, TlsClientHello, WebSocketUpgrade
+from ..names import observation_flows
+from .findings import Draft
+from .flowfind import LABEL
+from .match import Matcher
+from .roles import path_only
+
+
+def websocket_drafts(
+    named: pd.DataFrame, observations: Sequence[Observation], matcher: Matcher, components: dict[str, str]
+) -> list[Draft]:
+    upgrades = [o for o in observations if isinstance(o, WebSocketUpgrade)]
+    if not upgrades:
+        return []
+    tls_flows = {
+        f for f in observation_flows(named, [o for o in observations if isinstance(o, TlsClientHello)])
+    }
+    rows = named.set_index("flow_id", drop=False)
+    allowed = {p for r in matcher.enabled for p in r.websocket_paths}
+    known = [p for p in matcher.ruleset.paths if p.websocket]
+    enabled_sets = set(matcher.ruleset.default_on) | set(matcher.site.rulesets if matcher.site else ())
+    allowed |= {p.path for p in known if p.ruleset in enabled_sets}
+    out = []
+    for obs, fid in zip(upgrades, observation_flows(named, upgrades), strict=True):
+        row = rows.loc[fid] if fid is not None and fid in rows.index else None
+        names = tuple(row["names"]) if row is not None else ()
+        resp_comp = str(row["resp_component"]) if row is not None else components.get(obs.dst, "other")
+        if not matcher.is_control_plane(names, obs.dst, resp_comp):
+            continue
+        path = path_only(obs.path)
+        comp = components.get(obs.src, "other")
+        if not any(fnmatchcase(path, p) for p in allowed):
+            out.append(_path_draft(obs, fid, path, comp, known))
+        elif fid not in tls_flows and obs.src != obs.dst:
+            out.append(_plaintext_draft(obs, fid, path, comp))
+    return out
+
+
+def _evidence(obs: WebSocketUpgrade, fid: int | None) -> tuple[Evidence, ...]:
+    frames = tuple(sorted({obs.frame, *([obs.response_frame] if obs.response_frame else [])}))
+    filt = f'http.request.uri contains "{path_only(obs.path)}"'
+    return (Evidence(obs.file, frames, obs.ts, obs.ts, (fid,) if fid is not None else (), filt),)
+
+
+def _draft(
+    kind: str,
+    sev: Severity,
+    obs: WebSocketUpgrade,
+    fid: int | None,
+    comp: str,
+    msg: str,
+    path: str,
+    explanation: str | None = None,
+) -> Draft:
+    return Draft(
+        kind=kind,
+        severity=sev,
+        component=comp,
+        dst=obs.dst,
+        dst_port=obs.dport,
+        transport="tcp",
+        hostname=(obs.host or None),
+        message=msg,
+        sources=[obs.src],
+        src_port=obs.sport,
+        explanation=explanation,
+        evidence=_evidence(obs, fid),
+        extra={"path": path, "id_parts": (path,)},
+    )
+
+
+def _path_draft(obs: WebSocketUpgrade, fid: int | None, path: str, comp: str, known: list) -> Draft:
+    hit = next((p for p in known if fnmatchcase(path, p.path)), None)
+    explanation = None
+    sev = Severity.MEDIUM
+    if hit is not None:
+        old = "; seeing it suggests an old install" if hit.legacy else ""
+        explanation = f"used by Helix (upstream notes: {hit.purpose}) but not on the published page{old}"
+        sev = Severity.LOW if not hit.legacy else Severity.MEDIUM
+    answer = {True: "accepted (101)", False: f"refused ({obs.status})", None: "answer not seen"}[obs.accepted]
+    msg = (
+        f"{LABEL.get(comp, 'Host')} {obs.src} opened a WebSocket to the control plane {obs.dst}:{obs.dport} "
+        f"on {path}, {answer}; the page names only /api/v1/revdial and /api/v1/external-agents/sync."
+    )
+    if explanation:
+        msg += f" Why: {explanation}."
+    return _draft("unexpected_websocket_path", sev, obs, fid, comp, msg, path, explanation)
+
+
+def _plaintext_draft(obs: WebSocketUpgrade, fid: int | None, path: str, comp: str) -> Draft:
+    msg = (
+        f"{LABEL.get(comp, 'Host')} {obs.src} opened the {path} channel to {obs.dst}:{obs.dport} as plain "
+        "ws:// (no TLS on this connection): its traffic crosses the network unencrypted. Use wss:// "
+        "(an https:// HELIX_API_URL) unless both ends share the host."
+    )
+    return _draft("plaintext_control_channel", Severity.LOW, obs, fid, comp, msg, path)

@@ -1,0 +1,162 @@
+"""HTTP/1.x request and response heads.
+
+RFC 9112 §2-3 (message format, request line, request-target forms: origin, absolute, authority for
+CONNECT), §4 (status line), §5 (field lines), §6.3 (message body length); RFC 9110 §7.8 (Upgrade),
+§9.3.6 (CONNECT); RFC 6455 §4.1 (the WebSocket opening handshake).
+
+A head ends at the first empty line (CRLF CRLF; a bare LF LF is tolerated as RFC 9112 §2.2 allows).
+Until then the head is :class:`NeedData`; a first line that is not a request or status line is a
+:class:`ParseError`. Field names are matched case-insensitively; values are kept as sent.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .interface import NeedData, ParseError
+
+MAX_HEAD = 64 * 1024
+METHODS = (
+    b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"CONNECT", b"PATCH", b"TRACE",
+    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"SEARCH",
+)  # fmt: skip
+#: Payload prefixes that make a later TCP segment worth parsing (the extractor tests them vectorised).
+PREFIXES = tuple(m + b" " for m in METHODS) + (b"HTTP/1.",)
+_REQUEST_LINE = re.compile(rb"([A-Z][A-Z_-]{0,19}) (\S+)(?: (HTTP/1\.[0-9]))?\Z")  # HTTP/0.9: no version
+_STATUS_LINE = re.compile(rb"(HTTP/1\.[0-9]) ([0-9]{3})(?: (.*))?\Z")
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    method: str
+    target: str
+    version: str
+    headers: tuple[tuple[str, str], ...]  # (lower-case name, value) in order
+    length: int  # bytes of the head, empty line included
+
+    def header(self, name: str) -> str | None:
+        """First value of field ``name`` (case-insensitive)."""
+        key = name.lower()
+        return next((v for k, v in self.headers if k == key), None)
+
+    @property
+    def is_websocket(self) -> bool:
+        return "websocket" in (self.header("upgrade") or "").lower()
+
+    @property
+    def is_connect(self) -> bool:
+        return self.method == "CONNECT"
+
+    @property
+    def is_absolute(self) -> bool:
+        """Absolute-form target (a proxy request: ``GET http://host/path``)."""
+        return "://" in self.target and not self.target.startswith("/")
+
+    @property
+    def body_length(self) -> int | None:
+        """Declared Content-Length (None when absent, chunked or invalid)."""
+        return _content_length(self)
+
+
+@dataclass(frozen=True)
+class ResponseHead:
+    version: str
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    length: int
+
+    def header(self, name: str) -> str | None:
+        key = name.lower()
+        return next((v for k, v in self.headers if k == key), None)
+
+    @property
+    def body_length(self) -> int | None:
+        return _content_length(self)
+
+
+def _content_length(head: RequestHead | ResponseHead) -> int | None:
+    if "chunked" in (head.header("transfer-encoding") or "").lower():
+        return None
+    value = head.header("content-length")
+    if value is None:
+        return 0 if isinstance(head, RequestHead) else None
+    return int(value) if value.strip().isdigit() else None
+
+
+def starts_like_http(data: bytes) -> bool:
+    return data.startswith(PREFIXES)
+
+
+def _split_head(data: bytes) -> tuple[list[bytes], int]:
+    end = _HEAD_END.search(data, 0, MAX_HEAD + 4)
+    if end is None:
+        if len(data) >= MAX_HEAD:
+            raise ParseError(f"http head: no end within {MAX_HEAD} bytes")
+        raise NeedData(f"http head: no empty line yet in {len(data)} bytes")
+    lines = data[: end.start()].replace(b"\r\n", b"\n").split(b"\n")
+    return lines, end.end()
+
+
+def _fields(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and out:  # obsolete line folding
+            name, value = out[-1]
+            out[-1] = (name, value + " " + _text(line.strip()))
+            continue
+        name, sep, value = line.partition(b":")
+        if not sep or not name.strip():
+            continue  # tolerated like tshark: a broken field line does not hide the request
+        out.append((_text(name.strip()).lower(), _text(value.strip())))
+    return tuple(out)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("latin-1")
+
+
+def parse_request(data: bytes) -> RequestHead:
+    """The request head at the start of ``data``."""
+    if not data.startswith(PREFIXES[:-1]) and not _looks_like_method(data):
+        raise ParseError(f"http request: starts with {data[:16]!r}, not a request line")
+    lines, length = _split_head(data)
+    m = _REQUEST_LINE.match(lines[0])
+    if m is None:
+        raise ParseError(f"http request: bad request line {lines[0][:80]!r}")
+    method, target, version = (_text(g or b"HTTP/0.9") for g in m.groups())
+    return RequestHead(method, target, version, _fields(lines[1:]), length)
+
+
+def _looks_like_method(data: bytes) -> bool:
+    word = data[:21].split(b" ", 1)[0]
+    return len(data) > len(word) and word.isalpha() and word.isupper()
+
+
+def parse_response(data: bytes) -> ResponseHead:
+    """The response head at the start of ``data``."""
+    if not data.startswith(b"HTTP/1."):
+        if len(data) < 7 and b"HTTP/1."[: len(data)] == data:
+            raise NeedData("http response: status line not complete")
+        raise ParseError(f"http response: starts with {data[:16]!r}, not a status line")
+    lines, length = _split_head(data)
+    m = _STATUS_LINE.match(lines[0])
+    if m is None:
+        raise ParseError(f"http response: bad status line {lines[0][:80]!r}")
+    version, status, reason = m.groups()
+    return ResponseHead(_text(version), int(status), _text(reason or b""), _fields(lines[1:]), length)
+
+
+def connect_target(head: RequestHead) -> str:
+    """``host:port`` of a CONNECT (the authority-form target as sent)."""
+    return head.target
+
+
+def host_of(head: RequestHead) -> str | None:
+    """Host header, else the authority of an absolute-form target."""
+    host = head.header("host")
+    if host is None and head.is_absolute:
+        host = head.target.split("://", 1)[1].split("/", 1)[0]
+    return host

@@ -1,0 +1,321 @@
+"""Parsing one reassembled TCP direction: detect the protocol from its first bytes, then walk it.
+
+A direction is TLS (records from its start, or after a CONNECT head: the tunnel), HTTP (request or
+response heads one after another while body lengths are known; after an unknown length, the next
+segment that starts like a head), or DNS with 2-byte length prefixes (on a DNS port). Anything else
+ends the direction's parsing. Every result carries the frame of the segment that completed it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..model import (
+    Anomaly, HttpConnect, HttpRequest, HttpResponse, Observation, TlsAlert, TlsClientHello,
+    TlsServerHello, WebSocketUpgrade,
+)  # fmt: skip
+from . import dns, http, tls
+from .interface import NeedData, ParseError
+from .reassembly import StreamStart
+
+MAX_HANDSHAKES = 16
+SOCKS_PIECES = 8
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Who and where: the common head of the observations of one packet or direction."""
+
+    file: str
+    frame: int
+    ts: float
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    transport: str
+    flow_id: int
+
+    def head(self, frames: tuple[int, ...]) -> dict[str, Any]:
+        return {
+            "frame": self.frame, "ts": self.ts, "file": self.file, "src": self.src, "sport": self.sport,
+            "dst": self.dst, "dport": self.dport, "transport": self.transport, "flow_id": self.flow_id,
+            "frames": frames,
+        }  # fmt: skip
+
+
+@dataclass
+class Direction:
+    """Parse state of one direction of one TCP flow."""
+
+    meta: Meta
+    limit: int
+    dns_port: bool
+    stream: StreamStart = field(init=False)
+    mode: str = "detect"  # detect | tls | http | resync | dns | done
+    pos: int = 0
+    tls_start: int = 0
+    handshakes: int = 0
+    alerts: int = 0
+    tunnel: bool = False
+    http_seen: bool = False
+    ts_of: dict[int, float] = field(default_factory=dict)
+    peer: Direction | None = None
+
+    def __post_init__(self) -> None:
+        self.stream = StreamStart(limit=self.limit)
+
+    @property
+    def done(self) -> bool:
+        return self.mode == "done"
+
+    def peer_tunnel(self) -> bool:
+        """The other direction sent a CONNECT: a 2xx here opens the tunnel."""
+        return self.peer is not None and self.peer.tunnel
+
+    @property
+    def accepts_standalone(self) -> bool:
+        return self.http_seen and not self.tunnel
+
+    def add_segment(self, seq: int, flags: int, data: bytes, frame: int, ts: float) -> None:
+        if self.stream.add(seq, flags, data, frame):
+            self.mode, self.pos, self.handshakes, self.alerts, self.tunnel = "detect", 0, 0, 0, False
+        if data:
+            self.ts_of[frame] = ts
+
+    def at(self, end: int, start: int) -> tuple[Meta, tuple[int, ...]]:
+        frame = self.stream.frame_at(end)
+        meta = replace(self.meta, frame=frame, ts=self.ts_of.get(frame, self.meta.ts))
+        return meta, self.stream.frames_between(start, end)
+
+    def finish(self) -> None:
+        self.mode = "done"
+        self.stream.release()
+        self.ts_of = {}
+
+    def leftover_anomalies(self) -> list[Anomaly]:
+        """Messages still incomplete at the end of the capture."""
+        buf = self.stream.buf
+        if self.mode == "tls" and self.handshakes == 0 and buf[self.tls_start + 5 : self.tls_start + 6] == b"\x01":
+            meta, _ = self.at(len(buf), self.tls_start)
+            return [Anomaly("tls_client_hello_truncated", meta.file, meta.frame, f"{len(buf)} bytes seen")]
+        if self.mode == "http" and len(buf) > self.pos:
+            meta, _ = self.at(len(buf), self.pos)
+            return [Anomaly("http_head_truncated", meta.file, meta.frame, "no end of head before capture end")]
+        return []
+
+
+def parse_direction(d: Direction, anomalies: list[Anomaly]) -> list[Observation]:
+    """Parse whatever new bytes the direction's stream has; returns new observations."""
+    out: list[Observation] = []
+    if not d.stream.advance():
+        return out
+    while not d.done:
+        before = (d.mode, d.pos)
+        step = _STEPS[d.mode](d, out, anomalies)
+        if not step or (d.mode, d.pos) == before:
+            break
+    if not d.done and d.stream.full:
+        d.finish()
+    return out
+
+
+def _detect(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool:
+    data = bytes(d.stream.buf[d.pos : d.pos + 8])
+    if d.dns_port and d.pos == 0:
+        d.mode = "dns"
+    elif http.starts_like_http(data):
+        d.mode, d.http_seen = "http", True
+    elif tls.looks_like_tls(data):
+        d.mode, d.tls_start = "tls", d.pos
+    elif _looks_like_socks(data):
+        d.mode, d.tunnel = "socks", True
+    elif len(data) < 8 and any(p.startswith(data) for p in http.PREFIXES):
+        return False  # could still become an HTTP head
+    elif len(data) >= 3:
+        d.finish()
+    else:
+        return False
+    return True
+
+
+def _looks_like_socks(data: bytes) -> bool:
+    """SOCKS4/5 greeting or reply (RFC 1928 §3, §6; SOCKS4 protocol): the tunnelled stream follows."""
+    if len(data) < 2:
+        return False
+    greeting = data[0] == 5 and 1 <= data[1] <= 9 and len(data) <= 2 + data[1]
+    return greeting or data[:2] in (b"\x05\x00", b"\x05\x02", b"\x00\x5a") or data[:2] in (b"\x04\x01", b"\x04\x02")
+
+
+def _socks(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool:
+    """Skip the SOCKS exchange: the first later segment that starts like TLS or HTTP is the tunnel."""
+    for start, _end, _frame in d.stream.pieces[:SOCKS_PIECES]:
+        head = bytes(d.stream.buf[start : start + 8])
+        if start > d.pos and (tls.looks_like_tls(head) or http.starts_like_http(head)):
+            d.pos, d.mode = start, "detect"
+            return True
+    if len(d.stream.pieces) >= SOCKS_PIECES:
+        d.finish()
+    return False
+
+
+def _tls(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool:
+    scan = tls.scan_stream(bytes(d.stream.buf[d.tls_start :]), MAX_HANDSHAKES)
+    prev_end = scan.handshakes[d.handshakes - 1][2] if d.handshakes else 0
+    for hs_type, body, end in scan.handshakes[d.handshakes :]:
+        meta, frames = d.at(d.tls_start + end, d.tls_start + prev_end)
+        obs = _handshake(hs_type, body, meta, frames, anomalies)
+        if obs is not None:
+            out.append(obs)
+        prev_end = end
+    d.handshakes = len(scan.handshakes)
+    for level, desc, end in scan.alerts[d.alerts :]:
+        meta, frames = d.at(d.tls_start + end, d.tls_start + end - 7)
+        out.append(TlsAlert("tls_alert", **meta.head(frames), level=level, description=desc))
+    d.alerts = len(scan.alerts)
+    if scan.appdata or d.handshakes >= MAX_HANDSHAKES:
+        d.finish()
+    return False
+
+
+def _handshake(
+    hs_type: int, body: bytes, meta: Meta, frames: tuple[int, ...], anomalies: list[Anomaly]
+) -> Observation | None:
+    try:
+        if hs_type in (tls.HS_CLIENT_HELLO, 0x8001):
+            parse = tls.parse_client_hello if hs_type == tls.HS_CLIENT_HELLO else tls.parse_sslv2_client_hello
+            ch = parse(body)
+            return TlsClientHello(
+                "tls_client_hello", **meta.head(frames), sni=ch.sni, alpn=ch.alpn, version=ch.version, ech=ch.ech
+            )
+        if hs_type == tls.HS_SERVER_HELLO:
+            version = tls.parse_server_hello(body)
+            return TlsServerHello("tls_server_hello", **meta.head(frames), version=version)
+    except (NeedData, ParseError) as exc:
+        name = "tls_client_hello_malformed" if hs_type != tls.HS_SERVER_HELLO else "tls_server_hello_malformed"
+        anomalies.append(Anomaly(name, meta.file, meta.frame, str(exc)))
+    return None
+
+
+def _http(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool:
+    data = bytes(d.stream.buf[d.pos :])
+    try:
+        head: http.RequestHead | http.ResponseHead
+        head = http.parse_response(data) if data.startswith(b"HTTP/1.") else http.parse_request(data)
+    except NeedData:
+        return False
+    except ParseError as exc:
+        meta, _ = d.at(len(d.stream.buf), d.pos)
+        anomalies.append(Anomaly("http_head_malformed", meta.file, meta.frame, str(exc)))
+        d.mode = "resync"
+        return False
+    meta, frames = d.at(d.pos + head.length, d.pos)
+    out.append(http_observation(head, meta, frames))
+    d.pos += head.length
+    _after_head(d, head)
+    return True
+
+
+def _after_head(d: Direction, head: http.RequestHead | http.ResponseHead) -> None:
+    if isinstance(head, http.RequestHead) and head.is_connect:
+        d.mode, d.tunnel = "detect", True
+    elif isinstance(head, http.ResponseHead) and 200 <= head.status < 300 and d.peer_tunnel():
+        d.mode, d.tunnel = "detect", True
+    elif isinstance(head, http.RequestHead) and head.is_websocket or getattr(head, "status", 0) == 101:
+        d.finish()
+    elif head.body_length is None:
+        d.mode = "resync"
+    else:
+        d.pos += head.body_length
+        d.mode = "http" if d.pos < len(d.stream.buf) else "detect"
+
+
+def _resync(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool:
+    for start, _end, _frame in d.stream.pieces:
+        if start > d.pos and http.starts_like_http(bytes(d.stream.buf[start : start + 8])):
+            d.pos, d.mode = start, "http"
+            return True
+    return False
+
+
+def _dns(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool:
+    from .extract import dns_observation
+
+    messages, used = dns.split_tcp(bytes(d.stream.buf[d.pos :]))
+    for start, msg in messages:
+        end = d.pos + start + 2 + len(msg)
+        meta, frames = d.at(end, d.pos + start)
+        try:
+            out.append(dns_observation(dns.parse_message(msg), meta, frames))
+        except (NeedData, ParseError) as exc:
+            anomalies.append(Anomaly("dns_malformed", meta.file, meta.frame, str(exc)))
+    d.pos += used
+    return False
+
+
+_STEPS = {"socks": _socks, "detect": _detect, "tls": _tls, "http": _http, "resync": _resync, "dns": _dns}
+
+
+def http_observation(head: http.RequestHead | http.ResponseHead, meta: Meta, frames: tuple[int, ...]) -> Observation:
+    if isinstance(head, http.ResponseHead):
+        return HttpResponse("http_response", **meta.head(frames), status=head.status, reason=head.reason,
+                            version=head.version)  # fmt: skip
+    common = {
+        **meta.head(frames), "method": head.method, "host": http.host_of(head), "path": head.target,
+        "version": head.version, "user_agent": head.header("user-agent"),
+    }  # fmt: skip
+    if head.is_websocket:
+        return WebSocketUpgrade("websocket_upgrade", **common)
+    if head.is_connect:
+        return HttpConnect("http_connect", **common, target=http.connect_target(head))
+    return HttpRequest("http_request", **common)
+
+
+def parse_standalone(
+    d: Direction, payload: bytes, frame: int, ts: float, anomalies: list[Anomaly]
+) -> Observation | None:
+    """A head in one segment past the reassembled start (keep-alive requests)."""
+    meta = replace(d.meta, frame=frame, ts=ts)
+    try:
+        head = http.parse_response(payload) if payload.startswith(b"HTTP/1.") else http.parse_request(payload)
+    except NeedData as exc:
+        anomalies.append(Anomaly("http_head_truncated", meta.file, frame, f"single segment: {exc}"))
+        return None
+    except ParseError as exc:
+        anomalies.append(Anomaly("http_head_malformed", meta.file, frame, str(exc)))
+        return None
+    return http_observation(head, meta, (frame,))
+
+
+class HttpPairing:
+    """Pairs responses with requests per flow, in order (HTTP/1.1 pipelining keeps order)."""
+
+    def __init__(self, observations: list[Observation]) -> None:
+        self.observations = observations
+        self.waiting: dict[int | None, deque[int]] = {}
+
+    def handle(self, obs: Observation | None) -> None:
+        if obs is None:
+            return
+        if isinstance(obs, HttpRequest):
+            self.waiting.setdefault(obs.flow_id, deque()).append(len(self.observations))
+        elif isinstance(obs, HttpResponse) and 100 <= obs.status < 200 and obs.status != 101:
+            pass  # interim response: the final one answers the request
+        elif isinstance(obs, HttpResponse):
+            self._answer(obs)
+        self.observations.append(obs)
+
+    def _answer(self, resp: HttpResponse) -> None:
+        queue = self.waiting.get(resp.flow_id)
+        if not queue:
+            return
+        idx = queue.popleft()
+        req = self.observations[idx]
+        if isinstance(req, WebSocketUpgrade):
+            self.observations[idx] = replace(
+                req, accepted=resp.status == 101, status=resp.status, response_frame=resp.frame
+            )
+        elif isinstance(req, HttpConnect):
+            self.observations[idx] = replace(req, status=resp.status, response_frame=resp.frame)

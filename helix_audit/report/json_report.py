@@ -1,0 +1,170 @@
+"""report.json, the contract (schema ``helix-audit/1``; JSON Schema in helix_audit/schema/).
+
+Every other format renders from the same :class:`~helix_audit.model.AuditResult`; ``load.py`` reads
+this file back into one so a bundle can be re-rendered from its JSON alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from helix_audit.flows.interface import FLOW_COLUMNS
+from helix_audit.model import (
+    Anomaly,
+    AuditResult,
+    CoverageEntry,
+    Evidence,
+    Finding,
+    InputInfo,
+    Role,
+    Severity,
+)
+from helix_audit.report.atomic import atomic_write_text
+from helix_audit.report.common import (
+    components_seen,
+    jsonable,
+    kind_counts,
+    severity_counts,
+    tool_info,
+    verdict,
+)
+
+SCHEMA_ID = "helix-audit/1"
+#: Columns the policy stage adds to the flow table.
+POLICY_COLUMNS: tuple[str, ...] = ("hostname", "name_source", "orig_component", "resp_component",
+                                   "verdict", "rule")
+#: Every flow record in report.json has exactly these keys (missing columns become null).
+FLOW_FIELDS: tuple[str, ...] = tuple(FLOW_COLUMNS) + POLICY_COLUMNS
+
+
+def flow_records(flows: pd.DataFrame, columns: tuple[str, ...] = FLOW_FIELDS) -> list[dict[str, Any]]:
+    """Flow rows as plain dicts with exactly ``columns``; NaN/NA become None."""
+    if flows.empty:
+        return []
+    frame = flows.reindex(columns=list(columns))
+    values = [_plain_column(frame[c]) for c in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def _plain_column(column: pd.Series) -> list[Any]:
+    """A column as Python values (numpy scalars unboxed) with NaN/NA as None."""
+    return column.astype(object).where(column.notna(), None).tolist()
+
+
+def input_dict(info: InputInfo) -> dict[str, Any]:
+    return jsonable({
+        "path": info.path, "sha256": info.sha256, "format": info.format, "gzip": info.gzip,
+        "packets": info.packets, "bytes": info.bytes, "first_ts": info.first_ts,
+        "last_ts": info.last_ts, "link_types": list(info.link_types),
+        "ts_resolution": info.ts_resolution, "snaplen": info.snaplen, "warnings": list(info.warnings),
+    })
+
+
+def evidence_dict(ev: Evidence) -> dict[str, Any]:
+    return jsonable({
+        "file": ev.file, "frames": list(ev.frames), "first_ts": ev.first_ts, "last_ts": ev.last_ts,
+        "flow_ids": list(ev.flow_ids), "wireshark_filter": ev.wireshark_filter,
+    })
+
+
+def finding_dict(f: Finding) -> dict[str, Any]:
+    return jsonable({
+        "id": f.id, "kind": f.kind, "severity": Severity(f.severity).value, "component": f.component,
+        "src": f.src, "src_port": f.src_port, "dst": f.dst, "dst_port": f.dst_port,
+        "transport": f.transport, "hostname": f.hostname, "how": f.how, "state": f.state,
+        "rule": f.rule, "message": f.message, "explanation": f.explanation,
+        "sources": list(f.sources), "flow_ids": list(f.flow_ids),
+        "evidence": [evidence_dict(e) for e in f.evidence], "extra": dict(f.extra),
+    })
+
+
+def coverage_dict(c: CoverageEntry) -> dict[str, Any]:
+    return jsonable({
+        "rule": c.rule, "component": c.component, "phase": c.phase, "group": c.group,
+        "hostnames": list(c.hostnames), "ports": list(c.ports), "status": c.status, "how": c.how,
+        "flow_ids": list(c.flow_ids), "purpose": c.purpose,
+    })
+
+
+def role_dict(r: Role) -> dict[str, Any]:
+    return jsonable({"address": r.address, "component": r.component, "source": r.source,
+                     "evidence": r.evidence, "frames": list(r.frames)})
+
+
+def anomaly_dict(a: Anomaly) -> dict[str, Any]:
+    return jsonable({"name": a.name, "file": a.file, "frame": a.frame, "detail": a.detail})
+
+
+def summary_dict(result: AuditResult) -> dict[str, Any]:
+    top = result.max_severity()
+    return {
+        "verdict": verdict(result), "packets": int(result.packets), "flows": int(len(result.flows)),
+        "findings": len(result.findings), "max_severity": top.value if top else None,
+        "findings_by_severity": severity_counts(result.findings),
+        "findings_by_kind": kind_counts(result.findings),
+        "components_seen": components_seen(result),
+    }
+
+
+def site_dict(result: AuditResult) -> dict[str, Any] | None:
+    if result.site is None and result.site_sha256 is None:
+        return None
+    path = (result.tool or {}).get("site_path")
+    return {"path": None if path is None else str(path), "sha256": result.site_sha256,
+            "profile": jsonable(result.site) if result.site is not None else None}
+
+
+def to_dict(result: AuditResult) -> dict[str, Any]:
+    """The whole report as plain JSON types, in the documented key order."""
+    return {
+        "schema": SCHEMA_ID,
+        "tool": tool_info(result),
+        "inputs": [input_dict(i) for i in result.inputs],
+        "ruleset": {"files": [{"path": p, "sha256": h} for p, h in result.ruleset.files],
+                    "rules": int(result.ruleset.rules)},
+        "site": site_dict(result),
+        "summary": summary_dict(result),
+        "findings": [finding_dict(f) for f in result.findings],
+        "coverage": [coverage_dict(c) for c in result.coverage],
+        "roles": [role_dict(r) for r in result.roles],
+        "flows": flow_records(result.flows),
+        "observations": [jsonable(o.to_record()) for o in result.observations],
+        "anomalies": [anomaly_dict(a) for a in result.anomalies],
+    }
+
+
+#: Long lists written one compact record per line (json's C encoder only runs without indent).
+_LINE_PER_ITEM = ("findings", "coverage", "flows", "observations", "anomalies")
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def dumps(report: dict[str, Any]) -> str:
+    """Serialise a report dict: ASCII-only (lossless for any name, even lone surrogates), no NaN.
+
+    Small sections are indented; the long lists hold one compact record per line, which keeps a
+    100k-flow report fast to write and still diffable line by line.
+    """
+    parts = []
+    for key, value in report.items():
+        if key in _LINE_PER_ITEM and isinstance(value, list) and value:
+            body = "[\n  " + ",\n  ".join(_compact(v) for v in value) + "\n ]"
+        else:
+            body = json.dumps(value, indent=1, ensure_ascii=True, allow_nan=False).replace("\n", "\n ")
+        parts.append(f" {_compact(key)}: {body}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def render_json(result: AuditResult) -> str:
+    return dumps(to_dict(result))
+
+
+def write_json(result: AuditResult, path: str | Path) -> Path:
+    """Write report.json atomically; returns its path."""
+    return atomic_write_text(path, render_json(result))
