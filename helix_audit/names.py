@@ -106,18 +106,20 @@ def attribute(
     direct = _direct_names(flows, observations)
     dns_name, dns_names = _dns_names(flows, observations)
     proxy_dst = _proxy_mask(flows, site)
-    hostnames: list[str | None] = []
-    sources: list[str] = []
-    names: list[tuple[str, ...]] = []
+    n = len(flows)
+    hostnames = np.full(n, None, dtype=object)
+    sources = np.full(n, "none", dtype=object)
+    names = np.empty(n, dtype=object)
+    names[:] = [()] * n
     ports = flows["resp_p"].to_numpy(dtype=np.int64).copy()
     proxied = proxy_dst.copy()
-    for i, fid in enumerate(flows["flow_id"].to_numpy()):
-        info = direct.get(int(fid))
+    fids = flows["flow_id"].to_numpy()
+    has_dns = np.fromiter((d is not None for d in dns_name), dtype=bool, count=n)
+    has_direct = np.isin(fids, np.fromiter(direct, dtype=np.int64, count=len(direct)))
+    for i in np.flatnonzero(has_dns | has_direct):  # only flows with any evidence
+        info = direct.get(int(fids[i]))
         is_proxy = bool(proxy_dst[i] or (info is not None and info.proxied))
-        host, source, cands = _choose(info, is_proxy, dns_name[i], dns_names[i])
-        hostnames.append(host)
-        sources.append(source)
-        names.append(cands)
+        hostnames[i], sources[i], names[i] = _choose(info, is_proxy, dns_name[i], dns_names[i])
         proxied[i] = is_proxy
         if is_proxy and info is not None and info.target_port:
             ports[i] = info.target_port
@@ -194,7 +196,7 @@ def _proxy_mask(flows: pd.DataFrame, site: SiteProfile | None) -> np.ndarray:
     hits = {
         (h, int(p)) for h, p in zip(pairs["resp_h"], pairs["resp_p"], strict=True) if site.is_proxy(h, int(p))
     }
-    keys = zip(flows["resp_h"], flows["resp_p"], strict=True)
+    keys = zip(flows["resp_h"].to_numpy(dtype=object), flows["resp_p"].to_numpy(), strict=True)
     return np.fromiter(((h, int(p)) in hits for h, p in keys), dtype=bool, count=len(flows))
 
 

@@ -37,10 +37,8 @@ class Decoder:
         data_len = int(np.asarray(batch.data).shape[0])
         for lo in range(0, n, CHUNK):
             hi = min(lo + CHUNK, n)
-            h = decode_rows(buf, batch, lo, hi, data_len)
+            h = decode_rows(buf, batch, Hdr.over(cols, lo, hi), lo, hi, data_len)
             self._fragments(buf, batch, h, lo, reassembled)
-            for k in OUT_FIELDS:
-                cols[k][lo:hi] = getattr(h, k)
         return PacketColumns(
             source=batch.source,
             data=batch.data,
@@ -97,15 +95,14 @@ def decode_batch(batch: RecordBatch) -> PacketColumns:
     return Decoder().decode(batch)
 
 
-def decode_rows(buf: Buf, batch: RecordBatch, lo: int, hi: int, data_len: int) -> Hdr:
-    """Decode rows lo:hi of ``batch``: link layer by linktype, IP, L4, then tunnels."""
+def decode_rows(buf: Buf, batch: RecordBatch, h: Hdr, lo: int, hi: int, data_len: int) -> Hdr:
+    """Decode rows lo:hi of ``batch`` into ``h``: link layer by linktype, IP, L4, then tunnels."""
     off = np.asarray(batch.offset[lo:hi], dtype=np.int64)
     lim = np.minimum(off + np.maximum(np.asarray(batch.caplen[lo:hi], dtype=np.int64), 0), data_len)
     lt = np.asarray(batch.linktype[lo:hi])
     if lt.shape[0] and (lt == lt[0]).all():
-        h = decode_ip(buf, link_layer(buf, int(lt[0]), off, lim), lim)
+        decode_ip(buf, link_layer(buf, int(lt[0]), off, lim), lim, out=h)
     else:
-        h = Hdr.alloc(hi - lo)
         for t in np.unique(lt).tolist():
             idx = np.flatnonzero(lt == t)
             h.put(idx, decode_ip(buf, link_layer(buf, t, off[idx], lim[idx]), lim[idx]))

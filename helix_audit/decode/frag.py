@@ -49,6 +49,7 @@ class Reassembler:
 
     def __init__(self) -> None:
         self._pending: dict[Key, _Pending] = {}
+        self._swept = 0
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -63,6 +64,8 @@ class Reassembler:
             p = self._pending[key] = _Pending(ts, ts, v6=key[0] == 6)
         p.last_ts = ts
         if not self._add(p, off, more, data):
+            if p.dead:
+                del self._pending[key]
             return None
         whole = self._whole(p)
         if whole is None:
@@ -106,9 +109,10 @@ class Reassembler:
         return bytes(buf)
 
     def _expire(self, ts: int) -> None:
-        if not self._pending:
+        if not self._pending or abs(ts - self._swept) < TIMEOUT_NS // 4:
             return
-        old = [k for k, p in self._pending.items() if ts - p.last_ts > TIMEOUT_NS or p.dead]
+        self._swept = ts
+        old = [k for k, p in self._pending.items() if ts - p.last_ts > TIMEOUT_NS]
         for k in old:
             del self._pending[k]
 

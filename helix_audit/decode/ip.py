@@ -106,6 +106,16 @@ class Hdr:
         h.pay_off[:] = -1
         return h
 
+    @classmethod
+    def over(cls, cols: dict[str, np.ndarray], lo: int, hi: int) -> Hdr:
+        """A zero-initialised Hdr whose output fields are views of ``cols[k][lo:hi]``."""
+        h = cls(
+            **{k: cols[k][lo:hi] if k in cols else np.zeros(hi - lo, dtype=dt) for k, dt in _DTYPES.items()}
+        )
+        for k in cols:
+            getattr(h, k).fill(-1 if k in ("l4_off", "pay_off") else 0)
+        return h
+
     def take(self, rows: np.ndarray) -> Hdr:
         return Hdr(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
 
@@ -121,84 +131,101 @@ def _status(h: Hdr, rows: np.ndarray, end: np.ndarray, lim: np.ndarray, decl: np
     return bad
 
 
-def decode_ip(buf: Buf, lk: Link, lim: np.ndarray) -> Hdr:
-    """L3 + L4 for rows whose link layer was resolved into ``lk``."""
-    m = lk.off.shape[0]
-    h = Hdr.alloc(m)
+def _put(dst: np.ndarray, val: np.ndarray | int, mask: np.ndarray) -> None:
+    np.copyto(dst, val, where=mask, casting="unsafe")
+
+
+def decode_ip(buf: Buf, lk: Link, lim: np.ndarray, out: Hdr | None = None) -> Hdr:
+    """L3 + L4 for rows whose link layer was resolved into ``lk``.
+
+    Each step runs densely over all m rows (writes masked) when most rows need it, and on the subset
+    of rows otherwise, so a chunk of IPv4/TCP pays no gather/scatter of its columns.
+    """
+    h = Hdr.alloc(lk.off.shape[0]) if out is None else out
     h.status[:] = lk.status
     h.vlan[:] = lk.vlan
     h.encap[:] = lk.encap
     h.ethertype[:] = lk.etype
     ok = lk.status == ST_OK
-    v4 = np.flatnonzero(ok & (lk.etype == ETH_IPV4))
-    v6 = np.flatnonzero(ok & (lk.etype == ETH_IPV6))
-    if v4.shape[0]:
-        _ipv4(buf, h, v4, lk.off[v4], lim[v4])
-    if v6.shape[0]:
-        _ipv6(buf, h, v6, lk.off[v6], lim[v6])
-    l4 = np.flatnonzero((h.status == ST_OK) & (h.l4_off >= 0))
-    if l4.shape[0]:
-        decode_l4(buf, h, l4)
+    _dense_or_subset(buf, h, ok & (lk.etype == ETH_IPV4), _ipv4, lk.off, lim)
+    _dense_or_subset(buf, h, ok & (lk.etype == ETH_IPV6), _ipv6, lk.off, lim)
+    _dense_or_subset(buf, h, (h.status == ST_OK) & (h.l4_off >= 0), decode_l4, h.l4_off, lim)
     fr = np.flatnonzero(h.frag)
     if fr.shape[0]:
         h.status[fr[h.status[fr] == ST_OK]] = ST_FRAGMENT
     return h
 
 
-def _ipv4(buf: Buf, h: Hdr, rows: np.ndarray, o: np.ndarray, lim: np.ndarray) -> None:
+def _dense_or_subset(buf: Buf, h: Hdr, mask: np.ndarray, step, off: np.ndarray, lim: np.ndarray) -> None:  # noqa: ANN001
+    m, c = mask.shape[0], int(np.count_nonzero(mask))
+    if c == 0:
+        return
+    if 4 * c >= 3 * m:
+        step(buf, h, mask, off, lim)
+        return
+    idx = np.flatnonzero(mask)
+    sub = h.take(idx)
+    step(buf, sub, np.ones(c, dtype=bool), off[idx], lim[idx])
+    h.put(idx, sub)
+
+
+def _ipv4(buf: Buf, h: Hdr, mask: np.ndarray, o: np.ndarray, lim: np.ndarray) -> None:
     w0, w1 = buf.u64(o), buf.u64(o + 8)
-    ver, ihl = (w0 >> 60), ((w0 >> 56) & 0xF) * 4
+    b0 = (w0 >> 56).astype(np.int64)
+    ver, ihl = b0 >> 4, (b0 & 0xF) * 4
     tot = ((w0 >> 32) & M16).astype(np.int64)
-    ihl = ihl.astype(np.int64)
     st = np.where(o + IPV4_MIN > lim, ST_TRUNCATED, ST_OK)
     st = np.where((o < lim) & ((ver != 4) | (ihl < IPV4_MIN)), ST_MALFORMED, st)
-    full = st == ST_OK
-    st = np.where(full & (o + ihl > lim), ST_TRUNCATED, st)
+    full = mask & (st == ST_OK)
+    st = np.where(o + ihl > lim, np.maximum(st, ST_TRUNCATED), st)
     st = np.where(full & (tot != 0) & (tot < ihl), ST_MALFORMED, st)
-    h.status[rows] = st
-    r, o, lim, w0, w1, tot, ihl = (a[full] for a in (rows, o, lim, w0, w1, tot, ihl))
+    _put(h.status, st, mask)
     decl = o + np.where(tot == 0, lim - o, tot)  # total length 0: TSO/LSO capture, trust caplen
-    h.ipver[r] = 4
-    h.ttl[r] = (w1 >> 56).astype(np.uint8)
-    h.proto[r] = ((w1 >> 48) & M8).astype(np.uint8)
-    h.src_lo[r] = V4_MAPPED | (w1 & M32)
-    h.dst_lo[r] = V4_MAPPED | buf.u32(o + 16)
-    h.ip_off[r], h.decl_end[r], h.ip_end[r] = o, decl, np.minimum(decl, lim)
-    h.ip_len[r] = decl - o
+    _put(h.ipver, 4, full)
+    _put(h.ttl, w1 >> 56, full)
+    _put(h.proto, (w1 >> 48) & M8, full)
+    _put(h.src_lo, V4_MAPPED | (w1 & M32), full)
+    _put(h.dst_lo, V4_MAPPED | buf.u32(o + 16), full)
+    _put(h.ip_off, o, full)
+    _put(h.decl_end, decl, full)
+    _put(h.ip_end, np.minimum(decl, lim), full)
+    _put(h.ip_len, decl - o, full)
     fw = (w0 & M16).astype(np.int64)
-    h.frag_off[r] = (fw & 0x1FFF) * 8
-    h.frag_mf[r] = (fw >> 13) & 1
-    h.frag_id[r] = ((w0 >> 16) & M16).astype(np.uint32)
-    h.frag[r] = ((fw & 0x3FFF) != 0).astype(np.uint8)
-    h.frag_data[r], h.frag_nh[r] = o + ihl, h.proto[r]
-    good = h.status[r] == ST_OK
-    h.l4_off[r[good]] = np.where(h.frag_off[r[good]] > 0, -1, o[good] + ihl[good])
+    foff = (fw & 0x1FFF) * 8
+    isfrag = (fw & 0x3FFF) != 0
+    if (isfrag & full).any():
+        _put(h.frag_off, foff, full)
+        _put(h.frag_mf, (fw >> 13) & 1, full)
+        _put(h.frag_id, (w0 >> 16) & M16, full)
+        _put(h.frag, isfrag, full)
+        _put(h.frag_data, o + ihl, full)
+        _put(h.frag_nh, h.proto, full)
+    _put(h.l4_off, np.where(foff > 0, -1, o + ihl), full & (h.status == ST_OK))
 
 
-def _ipv6(buf: Buf, h: Hdr, rows: np.ndarray, o: np.ndarray, lim: np.ndarray) -> None:
+def _ipv6(buf: Buf, h: Hdr, mask: np.ndarray, o: np.ndarray, lim: np.ndarray) -> None:
     w0 = buf.u64(o)
     plen = ((w0 >> 16) & M16).astype(np.int64)
     st = np.where(o + IPV6_HDR > lim, ST_TRUNCATED, ST_OK)
     st = np.where((o < lim) & ((w0 >> 60) != 6), ST_MALFORMED, st)
-    h.status[rows] = st
-    full = st == ST_OK
-    r, o, lim, w0, plen = (a[full] for a in (rows, o, lim, w0, plen))
+    _put(h.status, st, mask)
+    full = mask & (st == ST_OK)
     decl = o + IPV6_HDR + np.where(plen == 0, np.maximum(lim - o - IPV6_HDR, 0), plen)  # 0: jumbo/TSO
-    h.ipver[r] = 6
-    h.ttl[r] = (w0 & M8).astype(np.uint8)
-    h.src_hi[r], h.src_lo[r] = buf.u64(o + 8), buf.u64(o + 16)
-    h.dst_hi[r], h.dst_lo[r] = buf.u64(o + 24), buf.u64(o + 32)
-    h.ip_off[r], h.decl_end[r], h.ip_end[r] = o, decl, np.minimum(decl, lim)
-    h.ip_len[r] = decl - o
-    nh = ((w0 >> 8) & M8).astype(np.uint8)
-    cur = o + IPV6_HDR
-    ext = _EXT[nh]
-    if ext.any():
-        _walk_ext(buf, h, r[ext], nh[ext], cur[ext])
-        nh[ext], cur[ext] = h.proto[r[ext]], h.l4_off[r[ext]]
-    h.proto[r] = nh
-    good = (h.status[r] == ST_OK) & (cur >= 0)
-    h.l4_off[r[good]] = cur[good]
+    _put(h.ipver, 6, full)
+    _put(h.ttl, w0 & M8, full)
+    for k, at in (("src_hi", 8), ("src_lo", 16), ("dst_hi", 24), ("dst_lo", 32)):
+        _put(getattr(h, k), buf.u64(o + at), full)
+    _put(h.ip_off, o, full)
+    _put(h.decl_end, decl, full)
+    _put(h.ip_end, np.minimum(decl, lim), full)
+    _put(h.ip_len, decl - o, full)
+    _put(h.proto, (w0 >> 8) & M8, full)
+    _put(h.l4_off, o + IPV6_HDR, full)
+    ext = np.flatnonzero(full & _EXT[h.proto])
+    if ext.shape[0]:
+        _walk_ext(buf, h, ext, h.proto[ext], h.l4_off[ext])
+    bad = full & ((h.status != ST_OK) | (h.l4_off < 0))
+    _put(h.l4_off, -1, bad)
 
 
 def _walk_ext(buf: Buf, h: Hdr, r: np.ndarray, nh: np.ndarray, cur: np.ndarray) -> None:
@@ -215,7 +242,8 @@ def _walk_ext(buf: Buf, h: Hdr, r: np.ndarray, nh: np.ndarray, cur: np.ndarray) 
         bad = _status(h, r[i], c + FRAG_HDR, h.ip_end[r[i]], h.decl_end[r[i]])
         ln = ((w >> 48) & M8).astype(np.int64)
         size = np.where(n == IPV6_FRAG, FRAG_HDR, np.where(n == IPV6_AH, (ln + 2) * 4, (ln + 1) * 8))
-        bad |= _status(h, r[i], c + size, h.ip_end[r[i]], h.decl_end[r[i]]) & ~bad
+        g = np.flatnonzero(~bad)
+        bad[g] = _status(h, r[i[g]], c[g] + size[g], h.ip_end[r[i[g]]], h.decl_end[r[i[g]]])
         fr = (n == IPV6_FRAG) & ~bad
         if fr.any():
             fw = ((w[fr] >> 32) & M16).astype(np.int64)
@@ -233,35 +261,35 @@ def _walk_ext(buf: Buf, h: Hdr, r: np.ndarray, nh: np.ndarray, cur: np.ndarray) 
     h.proto[r], h.l4_off[r] = nh, cur
 
 
-def decode_l4(buf: Buf, h: Hdr, rows: np.ndarray) -> None:
-    """TCP / UDP / ICMP / ICMPv6 headers at ``l4_off`` of ``rows``; others get proto only."""
-    o, end, decl, proto = h.l4_off[rows], h.ip_end[rows], h.decl_end[rows], h.proto[rows]
+def decode_l4(buf: Buf, h: Hdr, mask: np.ndarray, o: np.ndarray, _lim: np.ndarray) -> None:
+    """TCP / UDP / ICMP / ICMPv6 headers at ``l4_off`` of the ``mask`` rows; others get proto only."""
+    end, decl, proto = h.ip_end, h.decl_end, h.proto
     w0 = buf.u64(o)
     tcp, udp = proto == TCP, proto == UDP
-    icmp = (proto == ICMP) | ((proto == ICMPV6) & (h.ipver[rows] == 6))
+    icmp = (proto == ICMP) | ((proto == ICMPV6) & (h.ipver == 6))
     ports = tcp | udp
-    has4 = o + 4 <= end
+    has4 = mask & (o + 4 <= end)
     hdr = np.where(tcp, TCP_MIN, np.where(udp, UDP_HDR, np.where(icmp, ICMP_HDR, 0)))
-    sp = np.where(ports, w0 >> 48, np.where(icmp, w0 >> 56, 0))
-    dp = np.where(ports, (w0 >> 32) & M16, np.where(icmp, (w0 >> 48) & M8, 0))
-    h.sport[rows] = np.where(has4, sp, 0).astype(np.uint16)
-    h.dport[rows] = np.where(has4, dp, 0).astype(np.uint16)
-    t = np.flatnonzero(tcp)
-    if t.shape[0]:
-        w1 = buf.u64(o[t] + 8)
+    _put(h.sport, np.where(ports, w0 >> 48, w0 >> 56), has4 & (ports | icmp))
+    _put(h.dport, np.where(ports, (w0 >> 32) & M16, (w0 >> 48) & M8), has4 & (ports | icmp))
+    if tcp.any():
+        tm = mask & tcp
+        w1 = buf.u64(o + 8)
         doff = ((w1 >> 28) & 0xF).astype(np.int64) * 4
-        rt = rows[t]
-        full = o[t] + TCP_MIN <= end[t]
-        h.seq[rt] = np.where(full, w0[t] & M32, 0).astype(np.uint32)
-        h.ack[rt] = np.where(full, w1 >> 32, 0).astype(np.uint32)
-        h.tcp_flags[rt] = np.where(o[t] + 14 <= end[t], (w1 >> 16) & M8, 0).astype(np.uint8)
-        h.win[rt] = np.where(full, w1 & M16, 0).astype(np.uint16)
-        hdr[t] = np.where(full & (doff < TCP_MIN), -1, np.maximum(doff, TCP_MIN))
-    malformed = hdr < 0
-    h.status[rows[malformed]] = ST_MALFORMED
+        full = tm & (o + TCP_MIN <= end)
+        _put(h.seq, w0 & M32, full)
+        _put(h.ack, w1 >> 32, full)
+        _put(h.tcp_flags, (w1 >> 16) & M8, tm & (o + 14 <= end))
+        _put(h.win, w1 & M16, full)
+        doff = np.where(full, doff, TCP_MIN)  # data offset not captured: only the fixed part is known
+        hdr = np.where(tm, np.where(doff < TCP_MIN, -1, doff), hdr)
+    malformed = mask & (hdr < 0)
     hdr = np.maximum(hdr, 0)
-    bad = _status(h, rows, o + hdr, end, decl) | malformed
-    pay = np.where(bad, -1, o + hdr)
-    h.pay_off[rows] = pay
-    h.pay_len[rows] = np.where(bad, 0, end - pay)
-    h.pay_wire[rows] = np.where(bad, 0, decl - pay)
+    pay = o + hdr
+    cut = mask & ~malformed & (pay > end)
+    _put(h.status, np.where(pay > decl, ST_MALFORMED, ST_TRUNCATED), cut)
+    _put(h.status, ST_MALFORMED, malformed)
+    good = mask & ~malformed & ~cut
+    _put(h.pay_off, pay, good)
+    _put(h.pay_len, end - pay, good)
+    _put(h.pay_wire, decl - pay, good)

@@ -16,6 +16,8 @@ from ..decode.interface import addr_to_str
 from . import icmp
 from .interface import FLOW_COLUMNS
 from .state import (
+    A_FIRST,
+    A_ICMP,
     EV_FIRST,
     EV_ICMP,
     FRAME_MASK,
@@ -81,7 +83,7 @@ def _orientation(g: SegmentArrays, ng: int, ki: np.ndarray, err: IcmpErrors) -> 
     """(orig direction 0=A/1=B, initiator code 0 syn 1 synack 2 first_packet 3 port_heuristic)."""
     ev = g.ev[:ng]
     proto, pa, pb = ki[:, 0], ki[:, 1], ki[:, 2]
-    first_dir = (g.ev_val[:ng, EV_FIRST] >> 24) & 1
+    first_dir = (g.ev_val[:ng, A_FIRST] >> 24) & 1
     no_pkts = ev[:, EV_FIRST] == NONE
     if no_pkts.any() and len(err.sid):
         first_err = np.full(ng, -1, dtype=np.int64)
@@ -115,13 +117,6 @@ def _handshake(ev: np.ndarray, o: np.ndarray, is_tcp: np.ndarray) -> np.ndarray:
         [~is_tcp, has_syn & has_sa & after, has_sa, has_syn & (rst_r != NONE), has_syn],
         ["none", "completed", "synack_only", "rejected", "no_answer"], default="midstream")
     return out.astype(object)
-
-
-def _addr_strings(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    pairs = np.stack([hi, lo], axis=1)
-    uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
-    text = np.array([addr_to_str(h, l) for h, l in uniq.tolist()] or [""], dtype=object)
-    return text[inv.reshape(-1)]
 
 
 def _states(ev: np.ndarray, sums: np.ndarray, o: np.ndarray, proto: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,6 +173,7 @@ def _icmp_columns(err: IcmpErrors, ng: int, files: list[str]) -> dict[str, np.nd
 
 
 def _key_frames(ev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: list[str]) -> np.ndarray:
+    """Comma-separated key frames per flow, built column by column (no per-flow Python)."""
     ng = ev.shape[0]
     extra = np.full((ng, 4), NONE, dtype=np.int64)
     if len(err.sid):
@@ -188,17 +184,38 @@ def _key_frames(ev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: 
         extra[sid[keep], rank[keep]] = order[keep]
     wanted = [2 * k + d for k in (K_SYN, K_SYNACK, K_DATA, K_FIN, K_RST) for d in (0, 1)]
     m = np.sort(np.concatenate([ev[:, wanted], extra], axis=1), axis=1)
-    out = np.empty(ng, dtype=object)
-    for i, row in enumerate(m.tolist()):
-        seen: list[str] = []
-        for o in row:
-            if o == NONE or len(seen) >= KEY_FRAMES_MAX:
-                break
-            fi, fr = o >> ORDER_SHIFT, o & FRAME_MASK
-            text = str(fr) if fi == first_file[i] else f"{files[fi]}:{fr}"
-            if not seen or seen[-1] != text:
-                seen.append(text)
-        out[i] = ",".join(seen)
+    m[:, 1:][m[:, 1:] == m[:, :-1]] = NONE  # duplicates (one packet, several events)
+    m = np.sort(m, axis=1)[:, :KEY_FRAMES_MAX]
+    names = np.array([f"{f}:" for f in files] or [""], dtype=object)
+    out = np.full(ng, "", dtype=object)
+    for k in range(m.shape[1]):
+        rows = np.flatnonzero(m[:, k] != NONE)
+        if not len(rows):
+            break
+        fi, fr = m[rows, k] >> ORDER_SHIFT, m[rows, k] & FRAME_MASK
+        text = fr.astype(str).astype(object)
+        other = fi != first_file[rows]
+        text[other] = names[fi[other]] + text[other]
+        out[rows] = text if k == 0 else out[rows] + "," + text
+    return out
+
+
+_OCTETS = np.array([str(i) for i in range(256)], dtype=object)
+
+
+def _addr_strings(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Text addresses: IPv4-mapped ones built column-wise, the (rarer) IPv6 ones one by one."""
+    out = np.empty(len(hi), dtype=object)
+    v4 = (hi == 0) & ((lo >> np.uint64(32)) == 0xFFFF)
+    x = lo[v4]
+    parts = [_OCTETS[((x >> np.uint64(s)) & np.uint64(0xFF)).astype(np.int64)] for s in (24, 16, 8, 0)]
+    out[v4] = parts[0] + "." + parts[1] + "." + parts[2] + "." + parts[3]
+    rest = np.flatnonzero(~v4)
+    if len(rest):
+        pairs = np.stack([hi[rest], lo[rest]], axis=1)
+        uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+        text = np.array([addr_to_str(h, lo_) for h, lo_ in uniq.tolist()], dtype=object)
+        out[rest] = text[inv.reshape(-1)]
     return out
 
 
@@ -206,11 +223,11 @@ def _files_column(first_file: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], 
     names = np.array(files or [""], dtype=object)
     out = names[first_file].copy()
     g, f = pairs
-    if len(g):
-        uniq = np.unique((g << 20) | f)
+    multi = np.bincount(g, minlength=len(out))[g] > 1 if len(g) else np.zeros(0, dtype=bool)
+    if multi.any():
+        uniq = np.unique((g[multi] << 20) | f[multi])
         gu = uniq >> 20
-        multi = np.flatnonzero(np.bincount(gu, minlength=len(out)) > 1)
-        for i in multi.tolist():
+        for i in np.unique(gu[np.bincount(gu, minlength=len(out))[gu] > 1]).tolist():
             out[i] = "|".join(files[x] for x in sorted((uniq[gu == i] & 0xFFFFF).tolist()))
     return out
 
@@ -231,8 +248,8 @@ def build_frame(g: SegmentArrays, ng: int, ku: np.ndarray, ki: np.ndarray, perm:
     no_pkts = ev[:, EV_FIRST] == NONE
     first_order = np.where(no_pkts, ev[:, EV_ICMP], ev[:, EV_FIRST])
     last_order = np.where(no_pkts, ev[:, EV_ICMP], last[:, 0])
-    first_ts = np.where(no_pkts, ev_ts[:, EV_ICMP], ev_ts[:, EV_FIRST]) / 1e9
-    last_ts = np.where(no_pkts, ev_ts[:, EV_ICMP], last[:, 1]) / 1e9
+    first_ts = np.where(no_pkts, ev_ts[:, A_ICMP], ev_ts[:, A_FIRST]) / 1e9
+    last_ts = np.where(no_pkts, ev_ts[:, A_ICMP], last[:, 1]) / 1e9
     a_txt, b_txt = _addr_strings(ku[:, 0], ku[:, 1]), _addr_strings(ku[:, 2], ku[:, 3])
     state, hist = _states(ev, sums, o, proto)
     first_file = first_order >> ORDER_SHIFT
@@ -261,8 +278,8 @@ def build_frame(g: SegmentArrays, ng: int, ku: np.ndarray, ki: np.ndarray, perm:
         "key_frames": _key_frames(ev, err, first_file, files),
         "tcp_stream": _stream_index(first_file, (proto == 6) & has_pkts, perm),
         "udp_stream": _stream_index(first_file, (proto == 17) & has_pkts, perm),
-        "vlan": (g.ev_val[:ng, EV_FIRST] & 0xFFFF).astype(np.int64),
-        "encap": _encap_text((g.ev_val[:ng, EV_FIRST] >> 16) & 0xFF),
+        "vlan": (g.ev_val[:ng, A_FIRST] & 0xFFFF).astype(np.int64),
+        "encap": _encap_text((g.ev_val[:ng, A_FIRST] >> 16) & 0xFF),
     }
     frame = pd.DataFrame({k: cols[k] for k in FLOW_COLUMNS}).iloc[perm].reset_index(drop=True)
     frame["flow_id"] = np.arange(ng, dtype=np.int64)

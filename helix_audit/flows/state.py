@@ -7,8 +7,8 @@ packet itself, never on earlier state; ``finish`` then joins consecutive segment
 a later partition's segments fold into the earlier table without needing its packets again.
 
 Every aggregate is mergeable: ``sums`` add; ``ev`` holds the *order* (file index << 40 | frame) of the
-first occurrence of each event per direction, with its timestamp and one attached value (``ev_ts``,
-``ev_val``), merged by min order; ``last`` holds the last packet's order and timestamp, merged by max.
+first occurrence of each event per direction, merged by min order; for the few events whose timestamp or
+value is used (first packet, first ICMP error, SYN ISNs) ``ev_ts``/``ev_val`` hold them (``AUX_OF``); ``last`` holds the last packet's order and timestamp, merged by max.
 No Python object per flow: a million one-packet flows are a few arrays of a million rows.
 (Idle expiry can be added by moving segments whose ``last`` order is old enough out of these arrays.)
 """
@@ -28,6 +28,10 @@ NKIND = 6
 EV_FIRST = 12  # first packet; ev_val = vlan | encap << 16 | direction << 24
 EV_ICMP = 13  # first ICMP error quoting the segment; ev_val = index in the ICMP error table
 NEV = 14
+# ev_ts / ev_val keep the timestamp and value of only the events that need them ("aux" columns)
+A_SYN, A_FIRST, A_ICMP = 0, 2, 3  # A_SYN + direction: the SYN's sequence number (ISN)
+NAUX = 4
+AUX_OF = np.array([0, 1] + [-1] * 10 + [A_FIRST, A_ICMP], dtype=np.int64)  # ev column -> aux column
 NONE = np.iinfo(np.int64).max
 ORDER_SHIFT = 40
 FRAME_MASK = (1 << ORDER_SHIFT) - 1
@@ -49,8 +53,8 @@ class SegmentArrays:
         self.seg_tup = np.zeros(cap, dtype=np.int64)
         self.sums = np.zeros((cap, NSUM), dtype=np.int64)
         self.ev = np.full((cap, NEV), NONE, dtype=np.int64)
-        self.ev_ts = np.zeros((cap, NEV), dtype=np.int64)
-        self.ev_val = np.zeros((cap, NEV), dtype=np.int64)
+        self.ev_ts = np.zeros((cap, NAUX), dtype=np.int64)
+        self.ev_val = np.zeros((cap, NAUX), dtype=np.int64)
         self.last = np.full((cap, 2), -1, dtype=np.int64)  # order, ts_ns
 
     def reserve(self, more: int) -> None:
@@ -138,8 +142,10 @@ def fold(sums, ev, ev_ts, ev_val, last, d, s_sums, s_ev, s_ev_ts, s_ev_val, s_la
     for k in range(ev.shape[1]):
         if s_ev[s, k] < ev[d, k]:
             ev[d, k] = s_ev[s, k]
-            ev_ts[d, k] = s_ev_ts[s, k]
-            ev_val[d, k] = s_ev_val[s, k]
+            a = AUX_OF[k]
+            if a >= 0:
+                ev_ts[d, a] = s_ev_ts[s, a]
+                ev_val[d, a] = s_ev_val[s, a]
     if s_last[s, 0] > last[d, 0]:
         last[d, 0] = s_last[s, 0]
         last[d, 1] = s_last[s, 1]
@@ -149,8 +155,10 @@ def fold(sums, ev, ev_ts, ev_val, last, d, s_sums, s_ev, s_ev_ts, s_ev_val, s_la
 def _event(ev, ev_ts, ev_val, sid, k, order, ts, val):  # type: ignore[no-untyped-def]
     if order < ev[sid, k]:
         ev[sid, k] = order
-        ev_ts[sid, k] = ts
-        ev_val[sid, k] = val
+        a = AUX_OF[k]
+        if a >= 0:
+            ev_ts[sid, a] = ts
+            ev_val[sid, a] = val
 
 
 @njit(cache=True)
@@ -192,22 +200,25 @@ def _le(ahi, alo, ap, bhi, blo, bp):  # type: ignore[no-untyped-def]
 def starts_with_syn(ev, ev_val, s):  # type: ignore[no-untyped-def]
     """(True, direction) when segment ``s`` begins with a pure SYN."""
     f = ev[s, EV_FIRST]
-    d = (ev_val[s, EV_FIRST] >> 24) & 1
+    d = (ev_val[s, A_FIRST] >> 24) & 1
     return f != NONE and ev[s, 2 * K_SYN + d] == f, d
 
 
 @njit(cache=True)
 def add_rows(st_slots, tk_u64, tk_i64, tup_cur, seg_tup, sums, ev, ev_ts, ev_val, last, ntup, nseg,  # type: ignore[no-untyped-def]
              kind, proto, shi, slo, dhi, dlo, sp, dp, flags, seq, iplen, pay, ts, order, fval,
-             out_sid, out_from_a):
-    """Fold a batch's rows (in order) into the state. Returns the new (ntup, nseg).
+             out_sid, out_from_a, start):
+    """Fold a batch's rows from ``start`` on (in order) into the state. Returns (ntup, nseg, next row):
+    it stops early when the arrays are full, for the caller to grow them and call again.
 
     ``kind``: ROW_PACKET rows are counted; ROW_ICMP_ERROR rows carry the *quoted* key and only mark the
     segment they quote (``out_sid`` gets that segment; the caller records the error itself).
     """
     u = np.zeros(4, dtype=np.uint64)
     k3 = np.zeros(3, dtype=np.int64)
-    for r in range(kind.shape[0]):
+    for r in range(start, kind.shape[0]):
+        if nseg >= seg_tup.shape[0] or ntup >= tup_cur.shape[0] or 2 * (ntup + 1) > st_slots.shape[0]:
+            return ntup, nseg, r
         if kind[r] == ROW_SKIP:
             out_sid[r] = -1
             continue
@@ -237,7 +248,7 @@ def add_rows(st_slots, tk_u64, tk_i64, tup_cur, seg_tup, sums, ev, ev_ts, ev_val
                           iplen[r], pay[r], ts[r], order[r], fval[r])
         else:
             _event(ev, ev_ts, ev_val, sid, EV_ICMP, order[r], ts[r], 0)
-    return ntup, nseg
+    return ntup, nseg, kind.shape[0]
 
 
 @njit(cache=True)
@@ -293,7 +304,7 @@ def join_segments(order, seg_tup, ev, ev_val, group):  # type: ignore[no-untyped
         if not fresh and syn_start:
             at = ev[s, EV_FIRST]
             ended = min(max(fin[0], fin[1]), rst[0], rst[1]) < at
-            isn_differs = syn_ord[d] == NONE or syn_seq[d] != ev_val[s, 2 * K_SYN + d]
+            isn_differs = syn_ord[d] == NONE or syn_seq[d] != ev_val[s, A_SYN + d]
             fresh = ended and isn_differs
         if fresh:
             g += 1
@@ -306,7 +317,7 @@ def join_segments(order, seg_tup, ev, ev_val, group):  # type: ignore[no-untyped
             rst[x] = min(rst[x], ev[s, 2 * K_RST + x])
             if ev[s, 2 * K_SYN + x] < syn_ord[x]:
                 syn_ord[x] = ev[s, 2 * K_SYN + x]
-                syn_seq[x] = ev_val[s, 2 * K_SYN + x]
+                syn_seq[x] = ev_val[s, A_SYN + x]
         group[s] = g
         prev = t
     return g + 1
@@ -316,3 +327,15 @@ def join_segments(order, seg_tup, ev, ev_val, group):  # type: ignore[no-untyped
 def fold_groups(group, nseg, sums, ev, ev_ts, ev_val, last, g_sums, g_ev, g_ev_ts, g_ev_val, g_last):  # type: ignore[no-untyped-def]
     for s in range(nseg):
         fold(g_sums, g_ev, g_ev_ts, g_ev_val, g_last, group[s], sums, ev, ev_ts, ev_val, last, s)
+
+
+@njit(cache=True)
+def mark_files(sids, seg_file, fidx, out):  # type: ignore[no-untyped-def]
+    """Segments in ``sids`` not yet noted in file ``fidx``: note them, write them to ``out``; count."""
+    m = 0
+    for s in sids:
+        if s >= 0 and seg_file[s] != fidx:
+            seg_file[s] = fidx
+            out[m] = s
+            m += 1
+    return m

@@ -34,6 +34,7 @@ from .state import (
     add_rows,
     fold_groups,
     join_segments,
+    mark_files,
     merge_rows,
 )
 
@@ -93,13 +94,14 @@ class FlowTable:
         fval = cols.vlan.astype(np.int64) | (cols.encap.astype(np.int64) << 16)
         sid = np.empty(n, dtype=np.int64)
         from_a = np.zeros(n, dtype=bool)
-        st = self._st
-        st.reserve(n)
-        st.ntup, st.nseg = add_rows(
-            st.slots, st.tk_u64, st.tk_i64, st.tup_cur, st.seg_tup, st.sums, st.ev, st.ev_ts, st.ev_val,
-            st.last, st.ntup, st.nseg, kind, proto, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
-            cols.tcp_flags.astype(np.int64), cols.seq.astype(np.int64), cols.ip_len.astype(np.int64),
-            cols.pay_wire.astype(np.int64), cols.ts_ns.astype(np.int64), order, fval, sid, from_a)
+        st, row = self._st, 0
+        while row < n:
+            st.ntup, st.nseg, row = add_rows(
+                st.slots, st.tk_u64, st.tk_i64, st.tup_cur, st.seg_tup, st.sums, st.ev, st.ev_ts, st.ev_val,
+                st.last, st.ntup, st.nseg, kind, proto, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
+                cols.tcp_flags, cols.seq, cols.ip_len, cols.pay_wire, cols.ts_ns, order, fval, sid, from_a, row)
+            if row < n:
+                st.reserve(max(1024, st.nseg, st.ntup))
         self._note_files(sid[kind == ROW_PACKET], fidx)
         if len(rows):
             self._note_icmp(cols, rows[quotes.ok], sid, from_a, order)
@@ -122,11 +124,10 @@ class FlowTable:
             grown = np.full(max(self._st.nseg, 2 * self._seg_file.shape[0]), -1, dtype=np.int64)
             grown[: self._seg_file.shape[0]] = self._seg_file
             self._seg_file = grown
-        u = np.unique(sids)
-        new = u[self._seg_file[u] != fidx]
-        if len(new):
-            self._file_pairs.append((new << 20) | fidx)
-            self._seg_file[new] = fidx
+        out = np.empty(len(sids), dtype=np.int64)
+        m = mark_files(sids, self._seg_file, fidx, out)
+        if m:
+            self._file_pairs.append((out[:m] << 20) | fidx)
 
     def _note_icmp(self, cols: PacketColumns, rows: np.ndarray, sid: np.ndarray, from_a: np.ndarray,
                    order: np.ndarray) -> None:

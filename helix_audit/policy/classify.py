@@ -10,7 +10,7 @@ flow that failed is ``blocked``. Matching runs once per distinct destination, no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +23,7 @@ from .dnsfind import lookup_drafts
 from .findings import Draft, group, order
 from .flowfind import blocked_drafts, destination_drafts, inbound_drafts, resolver_drafts
 from .infra import dns_mask, infrastructure_mask
-from .match import Matcher
+from .match import Match, Matcher
 from .outcome import failure_how, flow_notes, lookups, succeeded
 from .roles import assign_roles, component_columns
 from .rules import CORE_GROUPS, Ruleset
@@ -71,7 +71,7 @@ def classify(
     how = failure_how(named, notes)
     named["success"] = succeeded(named, how)
     allowed = named["verdict"].to_numpy() == "allowed"
-    named["how"] = np.where(allowed, how, None)
+    named["how"] = pd.Series(how, index=named.index, dtype=object).where(allowed, None)
     named.loc[allowed & pd.notna(how), "verdict"] = "blocked"
     named["connect_status"] = named["flow_id"].map(notes.connect_status)
     named["tls_alert"] = named["flow_id"].map(notes.tls_alert)
@@ -104,13 +104,14 @@ def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -
     judge = ~(infra | inbound | dns | no_target | to_cp | icmp)
     verdict[infra], verdict[inbound] = "infrastructure", "inbound"
     verdict[dns & np.isin(orig_c, HELIX)] = "violation"
-    for idx, match in _evaluate(named, judge, matcher):
-        verdict[idx] = match.verdict
-        rule[idx], category[idx], explanation[idx] = match.rule, match.category, match.explanation
-    for idx in np.flatnonzero(inbound | dns):
-        explanation[idx] = matcher._legacy(
-            resp_c[idx], int(named["resp_p"].iat[idx]), str(named["transport"].iat[idx])
-        )
+    for rows, match in _evaluate(named, judge, matcher):
+        verdict[rows] = match.verdict
+        rule[rows], category[rows], explanation[rows] = match.rule, match.category, match.explanation
+    for pos in np.flatnonzero(inbound):
+        port, transport = int(named["resp_p"].iat[pos]), str(named["transport"].iat[pos])
+        explanation[pos] = matcher.legacy(resp_c[pos], port, transport)
+    for rows, match in _evaluate(named, dns, matcher):
+        explanation[rows] = match.explanation if match.category != "unlisted" else None
     other = judge & (orig_c == "other") & (verdict == "violation")
     verdict[other] = "unknown"
     category[other & (category == None)] = "unlisted"  # noqa: E711
@@ -122,14 +123,26 @@ def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -
     )
 
 
-def _evaluate(named: pd.DataFrame, mask: np.ndarray, matcher: Matcher):  # type: ignore[no-untyped-def]
+_KEY_COLUMNS = (
+    "names",
+    "name_source",
+    "hostname",
+    "orig_component",
+    "resp_h",
+    "resp_component",
+    "target_port",
+    "transport",
+)
+
+
+def _evaluate(named: pd.DataFrame, mask: np.ndarray, matcher: Matcher) -> Iterator[tuple[np.ndarray, Match]]:
     """(row positions, Match) per distinct destination among the masked rows."""
     idx = np.flatnonzero(mask)
     if len(idx) == 0:
         return
-    part = named.iloc[idx]
+    part = {c: named[c].to_numpy(dtype=object)[idx] for c in _KEY_COLUMNS}
     match_names = [
-        n if s == "dns_answer" else ((h,) if h else ())
+        n if s == "dns_answer" else ((h,) if isinstance(h, str) else ())
         for n, s, h in zip(part["names"], part["name_source"], part["hostname"], strict=True)
     ]
     keys = list(
@@ -144,12 +157,12 @@ def _evaluate(named: pd.DataFrame, mask: np.ndarray, matcher: Matcher):  # type:
         )
     )
     codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
     for code, key in enumerate(uniques):
         comp, names, resp_h, resp_comp, port, transport = key
-        yield (
-            idx[codes == code],
-            matcher.evaluate(comp, tuple(names), resp_h, resp_comp, int(port), transport),
-        )
+        rows = idx[order[bounds[code] : bounds[code + 1]]]
+        yield rows, matcher.evaluate(comp, tuple(names), resp_h, resp_comp, int(port), transport)
 
 
 def _flow_drafts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -> list[Draft]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -73,7 +74,7 @@ def _entry(
     if CONTROL_PLANE_TOKEN in hosts:
         named_cp = sorted(matcher.cp_names | matcher.cp_addresses) or ["(control plane: unknown)"]
         hosts = tuple(h for h in hosts if h != CONTROL_PLANE_TOKEN) + tuple(named_cp)
-    base = dict(
+    base: dict[str, Any] = dict(
         rule=rule.id,
         component=comp,
         phase=rule.phase,

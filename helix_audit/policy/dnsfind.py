@@ -18,7 +18,7 @@ import pandas as pd
 from ..model import Evidence, Severity
 from .findings import Draft
 from .flowfind import LABEL
-from .match import Matcher
+from .match import Matcher, canon_ip
 from .outcome import FAILED_LOOKUPS, Lookup
 
 RETRY_WINDOW = 5.0
@@ -58,6 +58,9 @@ def lookup_drafts(
         if lk.outcome == "ok":
             resolved.setdefault((lk.query.src, lk.name), []).append(lk.query.ts)
     listed = [p for r in matcher.enabled for p in r.hostnames if not p.startswith(("*", "{"))]
+    pairs = set(
+        zip(named["orig_h"].to_numpy(dtype=object), named["resp_h"].to_numpy(dtype=object), strict=True)
+    )
     out = []
     for lk in judged:
         key, ts, comp = (lk.query.src, lk.name), lk.query.ts, components[lk.query.src]
@@ -68,9 +71,19 @@ def lookup_drafts(
             )
             if lk.outcome in FAILED_LOOKUPS and not recovered:
                 out.append(_blocked(lk, comp, verdict.rule, matcher))
-        elif not connected.get(key) and not any(lk.name.startswith(h + ".") for h in listed):
+        elif (
+            not connected.get(key)
+            and not _reached(lk, pairs)
+            and not any(lk.name.startswith(h + ".") for h in listed)
+        ):
             out.append(_lookup_only(lk, comp, verdict.explanation))
     return out
+
+
+def _reached(lk: Lookup, pairs: set[tuple[str, str]]) -> bool:
+    """Did the host talk to an address the answer gave (e.g. its proxy, by name)?"""
+    answers = lk.response.answers if lk.response else ()
+    return any((lk.query.src, canon_ip(a.data)) in pairs for a in answers if a.rtype in ("A", "AAAA"))
 
 
 def _judged(name: str) -> bool:
@@ -106,7 +119,8 @@ def _base(lk: Lookup, kind: str, sev: Severity, comp: str, msg: str, **kw: str |
 
 def _blocked(lk: Lookup, comp: str, rule: str | None, matcher: Matcher) -> Draft:
     q = lk.query
-    purpose = matcher.ruleset.get(rule).purpose if rule and matcher.ruleset.get(rule) else "the control plane"
+    found = matcher.ruleset.get(rule) if rule else None
+    purpose = found.purpose if found is not None else "the control plane"
     msg = (
         f"{LABEL[comp]} {q.src} looked up {lk.name} ({q.qtype}) at resolver {q.dst}, which "
         f"{_OUTCOME_TEXT.get(lk.outcome, lk.outcome)}; the name is required ({purpose}) and no "

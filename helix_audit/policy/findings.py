@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..model import Evidence, Finding, Severity
@@ -66,7 +67,7 @@ class Draft:
         message = self.message
         if rows is None and self.extra.get("count", 1) > 1:
             message += f" Seen {self.extra['count']} times."
-        flow_ids = tuple(sorted(int(f) for f in rows["flow_id"])) if rows is not None else ()
+        flow_ids = tuple(np.sort(rows["flow_id"].to_numpy()).tolist()) if rows is not None else ()
         sources = tuple(sorted(set(self.sources), key=_addr_key))
         return Finding(
             id=finding_id(self.kind, *self.key(), *self.extra.get("id_parts", ())),
@@ -127,7 +128,9 @@ def flow_evidence(rows: pd.DataFrame) -> tuple[Evidence, ...]:
     out = []
     for file, part in rows.groupby("file", sort=True):
         frames: list[int] = []
-        for first, keys in zip(part["first_frame"], part["key_frames"], strict=True):
+        head = part.sort_values("first_ts", kind="stable").head(MAX_FRAMES // 4)
+        firsts, keyed = head["first_frame"].to_numpy(), head["key_frames"].to_numpy(dtype=object)
+        for first, keys in zip(firsts, keyed, strict=True):
             frames.append(int(first))
             frames += [int(k) for k in str(keys or "").split(",") if k.strip().isdigit()]
         out.append(
@@ -136,7 +139,7 @@ def flow_evidence(rows: pd.DataFrame) -> tuple[Evidence, ...]:
                 frames=tuple(sorted(set(frames)))[:MAX_FRAMES],
                 first_ts=float(part["first_ts"].min()),
                 last_ts=float(part["last_ts"].max()),
-                flow_ids=tuple(sorted(int(f) for f in part["flow_id"])),
+                flow_ids=tuple(np.sort(part["flow_id"].to_numpy()).tolist()),
                 wireshark_filter=display_filter(part),
             )
         )
@@ -146,7 +149,7 @@ def flow_evidence(rows: pd.DataFrame) -> tuple[Evidence, ...]:
 def display_filter(rows: pd.DataFrame) -> str:
     """``tcp.stream eq 3`` / ``tcp.stream in {3 5}`` when tshark's stream indexes are known, else an
     address and port filter."""
-    transports = set(rows["transport"])
+    transports = set(pd.unique(rows["transport"].to_numpy(dtype=object)))
     if len(transports) == 1 and (proto := next(iter(transports))) in ("tcp", "udp"):
         streams = rows.get(f"{proto}_stream")
         if streams is not None and streams.notna().all() and len(rows) <= MAX_STREAMS_IN_FILTER:
@@ -158,15 +161,15 @@ def display_filter(rows: pd.DataFrame) -> str:
 
 
 def address_filter(rows: pd.DataFrame) -> str:
-    dsts = sorted(set(rows["resp_h"]))
-    srcs = sorted(set(rows["orig_h"]))
+    dsts = sorted(pd.unique(rows["resp_h"].to_numpy(dtype=object)))
+    srcs = sorted(pd.unique(rows["orig_h"].to_numpy(dtype=object)))
     parts = (
         [_addr_clause(dsts, "dst"), _addr_clause(srcs, "src")]
         if len(srcs) <= 5
         else [_addr_clause(dsts, "dst")]
     )
-    transports = set(rows["transport"])
-    ports = sorted({int(p) for p in rows["resp_p"]})
+    transports = set(pd.unique(rows["transport"].to_numpy(dtype=object)))
+    ports = sorted(int(p) for p in pd.unique(rows["resp_p"].to_numpy()))
     if len(transports) == 1 and next(iter(transports)) in ("tcp", "udp") and len(ports) <= 5:
         proto = next(iter(transports))
         parts.append(" || ".join(f"{proto}.dstport == {p}" for p in ports))
@@ -195,9 +198,9 @@ def group(drafts: Iterable[Draft]) -> list[Draft]:
             have.rows = draft.rows if have.rows is None else pd.concat([have.rows, draft.rows])
         have.evidence += draft.evidence
         have.extra["count"] = have.extra.get("count", 1) + 1
-        for key, value in draft.extra.items():
-            if isinstance(value, list) and isinstance(have.extra.get(key), list):
-                have.extra[key] = sorted(set(have.extra[key]) | set(value))
+        for name, value in draft.extra.items():
+            if isinstance(value, list) and isinstance(have.extra.get(name), list):
+                have.extra[name] = sorted(set(have.extra[name]) | set(value))
         if draft.severity.rank > have.severity.rank:
             have.severity = draft.severity
     return list(merged.values())

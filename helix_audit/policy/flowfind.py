@@ -4,6 +4,8 @@ first (one Python step per group, never per flow); :mod:`.findings` merges and b
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from ..model import Severity
@@ -20,8 +22,9 @@ _NAME_SOURCE = {
 _DEST_KEYS = ["orig_component", "dest", "target_port", "transport", "state", "category", "rule"]
 
 
-def who(addrs: list[str], limit: int = 3) -> str:
-    uniq = sorted(set(addrs))
+def who(part: pd.DataFrame, limit: int = 3) -> str:
+    """The originators of ``part``: ``10.0.1.5, 10.0.1.6 (+3 more)``."""
+    uniq = sorted(str(a) for a in pd.unique(part["orig_h"].to_numpy(dtype=object)))
     more = f" (+{len(uniq) - limit} more)" if len(uniq) > limit else ""
     return ", ".join(uniq[:limit]) + more
 
@@ -49,7 +52,7 @@ def destination_drafts(df: pd.DataFrame, severity: dict[tuple[str, str, str], Se
         verb = "connected to" if state == "established" else "tried to connect to"
         tail = "" if state == "established" else f" ({len(part)} flow(s), none established: {_states(part)})"
         msg = (
-            f"{LABEL[comp]} {who(list(part['orig_h']))} {verb} {where(first)} on "
+            f"{LABEL[comp]} {who(part)} {verb} {where(first)} on "
             f"{first['transport']}/{int(first['target_port'])}{tail}; no enabled rule allows it."
         )
         if isinstance(first["explanation"], str) and first["explanation"]:
@@ -69,7 +72,7 @@ def inbound_drafts(df: pd.DataFrame) -> list[Draft]:
             sev = Severity.HIGH if accepted else Severity.MEDIUM
         outcome = "the sandbox accepted it" if accepted else f"not accepted ({_states(part)})"
         msg = (
-            f"{who(list(part['orig_h']))} opened {len(part)} connection(s) to sandbox {first['resp_h']} on "
+            f"{who(part)} opened {len(part)} connection(s) to sandbox {first['resp_h']} on "
             f"{first['transport']}/{int(first['resp_p'])}: {outcome}. Helix sandboxes never accept inbound "
             "connections (all channels are sandbox-initiated WebSockets)."
         )
@@ -90,7 +93,7 @@ def blocked_drafts(df: pd.DataFrame, purposes: dict[str, str], core: set[str]) -
         recovered = bool(part["recovered"].all())
         sev = Severity.MEDIUM if first["rule"] in core else Severity.LOW
         msg = (
-            f"{LABEL[first['orig_component']]} {who(list(part['orig_h']))} could not reach {where(first)} on "
+            f"{LABEL[first['orig_component']]} {who(part)} could not reach {where(first)} on "
             f"{first['transport']}/{int(first['target_port'])}, allowed by rule {first['rule']} "
             f"({purposes.get(first['rule'], '')}): {_how_text(first, part)}."
         )
@@ -110,7 +113,7 @@ def resolver_drafts(df: pd.DataFrame, listed: tuple[str, ...]) -> list[Draft]:
         else:
             why, sev = "a public resolver (no dns_servers in the site profile to compare with)", Severity.LOW
         msg = (
-            f"{LABEL[comp]} {who(list(part['orig_h']))} sent DNS to {first['resp_h']} on "
+            f"{LABEL[comp]} {who(part)} sent DNS to {first['resp_h']} on "
             f"{first['transport']}/{int(first['resp_p'])} ({len(part)} flow(s)), {why}."
         )
         if isinstance(first["explanation"], str) and first["explanation"]:
@@ -123,9 +126,7 @@ def resolver_drafts(df: pd.DataFrame, listed: tuple[str, ...]) -> list[Draft]:
     return out
 
 
-def _draft(
-    kind: str, sev: Severity, first: pd.Series, part: pd.DataFrame, msg: str, **kw: str | None
-) -> Draft:
+def _draft(kind: str, sev: Severity, first: pd.Series, part: pd.DataFrame, msg: str, **kw: Any) -> Draft:
     rule = first["rule"] if isinstance(first["rule"], str) else None
     expl = first["explanation"] if isinstance(first["explanation"], str) and first["explanation"] else None
     return Draft(
@@ -137,7 +138,7 @@ def _draft(
         transport=str(first["transport"]),
         hostname=first["hostname"] if isinstance(first["hostname"], str) else None,
         message=msg,
-        sources=[str(a) for a in part["orig_h"]],
+        sources=[str(a) for a in pd.unique(part["orig_h"].to_numpy(dtype=object))],
         src_port=int(first["orig_p"]) if len(part) == 1 else None,
         rule=rule,
         explanation=expl,
@@ -154,7 +155,7 @@ def _states(part: pd.DataFrame) -> str:
 def _how_text(first: pd.Series, part: pd.DataFrame) -> str:
     how = first["how"]
     span = float(part["last_ts"].max() - part["first_ts"].min())
-    src, dst = who(list(part["orig_h"])), first["resp_h"]
+    src, dst = who(part), first["resp_h"]
     if how == "no_answer":
         syns = int(part["syn"].sum())
         return f"SYN sent {syns} times over {span:.0f} s with no reply: dropped between {src} and {dst}"

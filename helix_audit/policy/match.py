@@ -86,8 +86,8 @@ class Matcher:
             or any(n in self.cp_names for n in names)
         )
 
-    def hosts_match(self, rule: Rule, names: tuple[str, ...], resp_h: str, is_cp: bool) -> bool:
-        addr = canon_ip(resp_h)
+    def hosts_match(self, rule: Rule, names: tuple[str, ...], addr: str, is_cp: bool) -> bool:
+        """``addr`` is canonical (:func:`canon_ip`)."""
         for pattern in rule.hostnames:
             if pattern == CONTROL_PLANE_TOKEN:
                 if is_cp:
@@ -108,7 +108,8 @@ class Matcher:
         """Allowed by an enabled rule, or the most telling reason why not."""
         is_cp = self.is_control_plane(names, resp_h, resp_component)
         comp = component if component != "other" else None
-        candidates = [r for r in self.ruleset.rules if self.hosts_match(r, names, resp_h, is_cp)]
+        addr = canon_ip(resp_h)
+        candidates = [r for r in self.ruleset.rules if self.hosts_match(r, names, addr, is_cp)]
         exact = [r for r in candidates if port in r.ports and transport == r.transport]
         for rule in exact:
             if rule in self.enabled and (comp is None or rule.applies_to(comp)):
@@ -135,9 +136,9 @@ class Matcher:
                     rule.id,
                     f"the page lists this host on {rule.transport} {ports} only ({rule.purpose})",
                 )
-        return Match("violation", "unlisted", None, self._legacy(resp_component, port, transport))
+        return Match("violation", "unlisted", None, self.legacy(resp_component, port, transport))
 
-    def _legacy(self, resp_component: str, port: int, transport: str) -> str | None:
+    def legacy(self, resp_component: str, port: int, transport: str) -> str | None:
         for legacy in self.ruleset.legacy_ports:
             if legacy.matches(transport, port) and legacy.component in (resp_component, "any"):
                 return f"{legacy.purpose} (upstream notes); seeing it suggests an old install"

@@ -68,7 +68,7 @@ def failure_how(flows: pd.DataFrame, notes: FlowNotes) -> np.ndarray:
     fids = flows["flow_id"].to_numpy()
     for table, label in ((notes.tls_alert, "tls_alert"), (notes.connect_status, "proxy_denied")):
         if table:
-            bad = {f for f, v in table.items() if label == "tls_alert" or v >= 400}
+            bad = {f for f, v in table.items() if label == "tls_alert" or int(v) >= 400}
             how[np.isin(fids, list(bad))] = label
     return how
 

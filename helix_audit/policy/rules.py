@@ -9,7 +9,7 @@ line and key (see :mod:`.yamlcheck`); an invalid file raises :class:`RulesError`
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,11 @@ class Rule:
     websocket_paths: tuple[str, ...] = ()
     note: str | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (``rules list --json``)."""
+        out = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
     def applies_to(self, component: str) -> bool:
         return self.component in (component, "any")
 
@@ -167,6 +172,13 @@ def default_rule_files() -> list[Path]:
     if not found:
         raise RulesError("rules/helix.yaml: default rules not found (neither in the checkout nor installed)")
     return found
+
+
+def format_rules_table(ruleset: Ruleset) -> str:
+    """The ``rules list`` table (see :mod:`.ruletable`)."""
+    from .ruletable import format_rules_table as render
+
+    return render(ruleset)
 
 
 def validate_rules_file(path: Path | str) -> list[str]:

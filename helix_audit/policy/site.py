@@ -89,6 +89,10 @@ class SiteProfile:
     rulesets: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The profile as written (report provenance)."""
+        return dict(self.raw)
+
     def component_of(self, address: str) -> str | None:
         """``control_plane`` / ``sandbox`` for an address the profile places, else None."""
         ip = _ip(address)

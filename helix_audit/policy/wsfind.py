@@ -17,7 +17,7 @@ from fnmatch import fnmatchcase
 import pandas as pd
 
 from ..model import Evidence, Observation, Severity, TlsClientHello, WebSocketUpgrade
-from ..names import observation_flows
+from ..names import clean_name, observation_flows
 from .findings import Draft
 from .flowfind import LABEL
 from .match import Matcher
@@ -77,7 +77,7 @@ def _draft(
         dst=obs.dst,
         dst_port=obs.dport,
         transport="tcp",
-        hostname=(obs.host or None),
+        hostname=clean_name(obs.host),
         message=msg,
         sources=[obs.src],
         src_port=obs.sport,
@@ -111,4 +111,6 @@ def _plaintext_draft(obs: WebSocketUpgrade, fid: int | None, path: str, comp: st
         "ws:// (no TLS on this connection): its traffic crosses the network unencrypted. Use wss:// "
         "(an https:// HELIX_API_URL) unless both ends share the host."
     )
-    return _draft("plaintext_control_channel", Severity.LOW, obs, fid, comp, msg, path)
+    draft = _draft("plaintext_control_channel", Severity.LOW, obs, fid, comp, msg, path)
+    draft.extra = {"paths": [path]}
+    return draft

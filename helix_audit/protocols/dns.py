@@ -16,6 +16,7 @@ valid UTF-8 kept (non-printable code points as ``\\uXXXX``), invalid bytes as U+
 
 from __future__ import annotations
 
+import re
 import struct
 import unicodedata
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ ROOT = "<Root>"
 TOO_LONG = "<Name too long>"
 LOOPS = "<Name contains a pointer that loops>"
 _C_ESCAPES = {7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 11: "\\v"}
+_PLAIN = re.compile(rb"[\x20-\x7e]*\Z")
 _NONPRINT_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Cs"})
 _NAME_TYPES = frozenset({2, 5, 12, 39})  # NS, CNAME, PTR, DNAME: data is a (compressible) name
 
@@ -59,7 +61,9 @@ class DnsMessage:
 
 
 def render_label(raw: bytes) -> str:
-    """One label as Wireshark 4.0 shows it (see module docstring)."""
+    """One label (or a dotted name) as Wireshark 4.0 shows it (see module docstring)."""
+    if _PLAIN.match(raw):
+        return raw.decode("ascii")
     out: list[str] = []
     for ch in raw.decode("utf-8", "replace"):
         code = ord(ch)
@@ -113,7 +117,7 @@ def read_name(msg: bytes, off: int) -> tuple[str, int]:
         return TOO_LONG, end
     if not labels:
         return ROOT, end
-    return ".".join(render_label(lab) for lab in labels), end
+    return render_label(b".".join(labels)), end  # "." renders as itself, inside a label too
 
 
 def type_text(rtype: int) -> str:

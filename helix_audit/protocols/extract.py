@@ -12,11 +12,11 @@ tunnels into the TLS inside. Request/response pairs are matched per flow in orde
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..decode.interface import ST_OK, PacketColumns
+from ..decode.interface import ST_OK, PacketColumns, addr_to_str
 from ..flows.interface import PacketFlows
 from ..model import Anomaly, DnsQuery, DnsResponse, Observation
 from . import dns, http, quic
@@ -26,7 +26,10 @@ from .quicconn import QuicTracker
 
 DNS_PORTS = (53, 5353, 5355)
 QUIC_PORT = 443
-MAX_ROWS_PER_DIRECTION = 64  # payload rows per direction and batch handed to Python
+MAX_ROWS_PER_DIRECTION = 256  # payload rows per direction and batch handed to Python (and ``limit`` bytes)
+#: Rows of a direction are handed over in rounds: most directions are finished (TLS application
+#: data seen, protocol unknown) after their first few segments, so later rounds skip them.
+PHASES = ((0, 4), (4, 16), (16, MAX_ROWS_PER_DIRECTION))
 TCP, UDP = 6, 17
 SYN = 0x02
 _QUIC_VERSIONS = np.array(
@@ -80,67 +83,127 @@ def _http_prefix_mask(cols: PacketColumns, tcp_pay: np.ndarray) -> np.ndarray:
     return out
 
 
-def _first_rows(keys: np.ndarray, rows: np.ndarray, limit: int) -> np.ndarray:
-    """The first ``limit`` of ``rows`` for each distinct key (rows keep batch order)."""
-    if rows.size == 0:
-        return rows
-    k = keys[rows]
-    order = np.argsort(k, kind="stable")
-    ks = k[order]
-    starts = np.r_[True, ks[1:] != ks[:-1]]
-    first = np.maximum.accumulate(np.where(starts, np.arange(ks.size), 0))
-    keep = order[(np.arange(ks.size) - first) < limit]
-    return np.sort(rows[keep])
+def _group_order(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` sorted by key (batch order kept within a key), and a mask of each key's first row."""
+    order = rows[np.argsort(keys[rows], kind="stable")]
+    ks = keys[order]
+    return order, np.r_[True, ks[1:] != ks[:-1]] if ks.size else np.zeros(0, dtype=bool)
 
 
-def select(cols: PacketColumns, pf: PacketFlows, done: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Row indices (batch order) for UDP DNS, QUIC Initials and TCP; ``done`` are finished direction keys."""
+def _within_budget(cols: PacketColumns, keys: np.ndarray, rows: np.ndarray, limit: int) -> np.ndarray:
+    """Per row of ``rows`` (in key order): (rank, payload bytes before it in its direction, this batch)."""
+    order, starts = _group_order(keys, rows)
+    idx = np.arange(order.size)
+    first = np.maximum.accumulate(np.where(starts, idx, 0)) if order.size else idx
+    csum = np.cumsum(cols.pay_len[order]) - cols.pay_len[order]
+    before = csum - csum[first] if order.size else csum
+    keep = ((idx - first) < MAX_ROWS_PER_DIRECTION) & (before < limit)
+    rank = idx - first
+    return np.stack([order, rank, keep.astype(np.int64)]) if order.size else np.zeros((3, 0), np.int64)
+
+
+def _continuations(keys: np.ndarray, pay_rows: np.ndarray, heads: np.ndarray) -> np.ndarray:
+    """For each row of ``heads``, the next payload row of the same direction (a head split in two)."""
+    order, starts = _group_order(keys, pay_rows)
+    if order.size == 0 or heads.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    pos = np.flatnonzero(np.isin(order, heads))
+    nxt = pos + 1
+    ok = nxt < order.size
+    nxt = nxt[ok]
+    return order[nxt[~starts[nxt]]]
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """The rows of one batch worth Python's time (indices in batch order)."""
+
+    udp_dns: np.ndarray
+    quic: np.ndarray
+    keys: np.ndarray  # per row of the batch: flow_id * 2 + from_a
+    syn: np.ndarray  # SYNs of directions still parsed
+    payload: np.ndarray  # payload rows of directions still parsed, within the per-batch budget
+    rank: np.ndarray  # per payload row: its position within its direction in this batch
+    over: np.ndarray  # keys of directions with payload past that budget in this batch
+    http: np.ndarray  # TCP payload rows that start like an HTTP head, and the row after each
+
+
+def select(
+    cols: PacketColumns,
+    pf: PacketFlows,
+    done: np.ndarray,
+    dns_ports: tuple[int, ...] = DNS_PORTS,
+    limit: int = 64 * 1024,
+) -> Selection:
+    """Vectorised choice of rows; ``done`` holds the keys of directions no longer parsed."""
     ok = (cols.status == ST_OK) & (pf.flow_id >= 0)
     has_pay = cols.pay_len > 0
     udp = ok & (cols.proto == UDP) & has_pay
     tcp = ok & (cols.proto == TCP)
-    dns_port = np.isin(cols.sport, DNS_PORTS) | np.isin(cols.dport, DNS_PORTS)
-    udp_dns = udp & dns_port
-    quic_rows = _quic_mask(cols, udp & ~dns_port)
+    dns_port = np.isin(cols.sport, dns_ports) | np.isin(cols.dport, dns_ports)
     keys = pf.flow_id.astype(np.int64) * 2 + pf.from_a.astype(np.int64)
     live = tcp & ~np.isin(keys, done)
-    syn = live & ((cols.tcp_flags & SYN) != 0)
-    payload = _first_rows(keys, np.flatnonzero(live & has_pay), MAX_ROWS_PER_DIRECTION)
-    later = np.flatnonzero(_http_prefix_mask(cols, tcp & has_pay & ~live))
-    tcp_rows = np.union1d(np.union1d(np.flatnonzero(syn), payload), later)
-    return np.flatnonzero(udp_dns), np.flatnonzero(quic_rows), tcp_rows
+    order, rank, keep = _within_budget(cols, keys, np.flatnonzero(live & has_pay), limit)
+    keep = keep.astype(bool)
+    heads = np.flatnonzero(_http_prefix_mask(cols, tcp & has_pay))
+    return Selection(
+        udp_dns=np.flatnonzero(udp & dns_port),
+        quic=np.flatnonzero(_quic_mask(cols, udp & ~dns_port)),
+        keys=keys,
+        syn=np.flatnonzero(live & ((cols.tcp_flags & SYN) != 0)),
+        payload=order[keep],
+        rank=rank[keep],
+        over=np.unique(keys[order[~keep]]),
+        http=np.union1d(heads, _continuations(keys, np.flatnonzero(tcp & has_pay), heads)),
+    )
 
 
 class Extractor:
-    """Feed every batch with its flows; ``finish`` returns (observations, anomalies)."""
+    """Feed every batch with its flows; ``finish`` returns (observations, anomalies).
 
-    def __init__(self, limit: int = 64 * 1024, dns_tcp_ports: tuple[int, ...] = DNS_PORTS) -> None:
+    ``dns_ports`` are the ports read as DNS (UDP and TCP): add ports to mirror a tshark decode-as.
+    """
+
+    def __init__(self, limit: int = 64 * 1024, dns_ports: tuple[int, ...] = DNS_PORTS) -> None:
         self.limit = limit
-        self.dns_tcp_ports = dns_tcp_ports
+        self.dns_ports = tuple(dns_ports)
         self.observations: list[Observation] = []
         self.anomalies: list[Anomaly] = []
         self._dirs: dict[tuple[int, bool], Direction] = {}
         self._done: set[int] = set()
-        self._done_arr = np.zeros(0, dtype=np.int64)
         self._http = HttpPairing(self.observations)
         self._quic = QuicTracker(self.observations, self.anomalies)
 
+    def _done_keys(self) -> np.ndarray:
+        return np.fromiter(self._done, dtype=np.int64, count=len(self._done))
+
     def add(self, cols: PacketColumns, pf: PacketFlows) -> None:
-        if len(self._done) != self._done_arr.size:
-            self._done_arr = np.fromiter(self._done, dtype=np.int64, count=len(self._done))
-        udp_rows, quic_rows, tcp_rows = select(cols, pf, self._done_arr)
-        for i in udp_rows.tolist():
+        sel = select(cols, pf, self._done_keys(), self.dns_ports, self.limit)
+        for i in sel.udp_dns.tolist():
             self._udp_dns(cols, pf, i)
-        for i in quic_rows.tolist():
+        for i in sel.quic.tolist():
             self._quic.add(cols.payload(i), _meta(cols, pf, i, "udp"))
-        for i in tcp_rows.tolist():
-            self._tcp(cols, pf, i)
+        seen = np.zeros(len(cols), dtype=bool)
+        for lo, hi in PHASES:
+            rows = np.sort(sel.payload[(sel.rank >= lo) & (sel.rank < hi)])
+            if lo == 0:
+                rows = np.union1d(rows, sel.syn)
+            rows = rows[~np.isin(sel.keys[rows], self._done_keys())]
+            seen[rows] = True
+            self._tcp_rows(cols, pf, rows)
+        for key in sel.over.tolist():  # bytes went past what this batch let us rebuild: stop here
+            d = self._dirs.get((key >> 1, bool(key & 1)))
+            if d is not None and not d.done:
+                d.finish()
+                self._done.add(key)
+        self._tcp_rows(cols, pf, sel.http[~seen[sel.http]])
 
     def finish(self) -> tuple[list[Observation], list[Anomaly]]:
         for d in self._dirs.values():
             self.anomalies.extend(d.leftover_anomalies())
         self.anomalies.extend(self._quic.leftover_anomalies())
         self._dirs.clear()
+        self._http.pair()
         obs = sorted(self.observations, key=lambda o: (o.file, o.frame))
         return obs, list(self.anomalies)
 
@@ -158,27 +221,38 @@ class Extractor:
             return
         self.observations.append(dns_observation(msg, meta, (meta.frame,)))
 
-    def _tcp(self, cols: PacketColumns, pf: PacketFlows, i: int) -> None:
-        key = (int(pf.flow_id[i]), bool(pf.from_a[i]))
+    def _tcp_rows(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> None:
+        columns = (pf.flow_id, pf.from_a, cols.seq, cols.tcp_flags, cols.frame, cols.ts_ns)
+        for i, fid, from_a, seq, flags, frame, ts_ns in zip(
+            rows.tolist(), *(c[rows].tolist() for c in columns), strict=True
+        ):
+            self._tcp(cols, pf, i, (fid, from_a), seq, flags, frame, ts_ns / 1e9)
+
+    def _tcp(
+        self, cols: PacketColumns, pf: PacketFlows, i: int, key: tuple[int, bool], seq: int, flags: int,
+        frame: int, ts: float,
+    ) -> None:  # fmt: skip
         d = self._dirs.get(key)
         if d is None:
-            meta = _meta(cols, pf, i, "tcp")
-            dns_port = meta.sport in self.dns_tcp_ports or meta.dport in self.dns_tcp_ports
-            d = self._dirs[key] = Direction(meta, self.limit, dns_port)
-            d.peer = self._dirs.get((key[0], not key[1]))
-            if d.peer is not None:
-                d.peer.peer = d
-        flags, frame = int(cols.tcp_flags[i]), int(cols.frame[i])
+            d = self._new_direction(cols, pf, i, key)
         if d.done:
-            payload = cols.payload(i)
-            if d.accepts_standalone and http.starts_like_http(payload):
-                self._http.handle(parse_standalone(d, payload, frame, _ts(cols, i), self.anomalies))
+            if d.accepts_standalone:
+                self._http.handle(parse_standalone(d, seq, cols.payload(i), frame, ts, self.anomalies))
             return
-        d.add_segment(int(cols.seq[i]), flags, cols.payload(i), frame, _ts(cols, i))
+        d.add_segment(seq, flags, cols.payload(i), frame, ts)
         for obs in parse_direction(d, self.anomalies):
             self._http.handle(obs)
         if d.done:
             self._done.add(key[0] * 2 + int(key[1]))
+
+    def _new_direction(self, cols: PacketColumns, pf: PacketFlows, i: int, key: tuple[int, bool]) -> Direction:
+        meta = _meta(cols, pf, i, "tcp")
+        dns_port = meta.sport in self.dns_ports or meta.dport in self.dns_ports
+        d = self._dirs[key] = Direction(meta, self.limit, dns_port)
+        d.peer = self._dirs.get((key[0], not key[1]))
+        if d.peer is not None:
+            d.peer.peer = d
+        return d
 
 
 def _udp_payload(cols: PacketColumns, i: int) -> bytes:
@@ -196,16 +270,27 @@ def _ts(cols: PacketColumns, i: int) -> float:
     return int(cols.ts_ns[i]) / 1e9
 
 
-def _meta(cols: PacketColumns, pf: PacketFlows, i: int, transport: str) -> Meta:
-    from ..decode.interface import addr_to_str
+_ADDR_CACHE: dict[tuple[int, int], str] = {}
 
+
+def _addr(hi: int, lo: int) -> str:
+    key = (int(hi), int(lo))
+    text = _ADDR_CACHE.get(key)
+    if text is None:
+        if len(_ADDR_CACHE) > 1 << 16:
+            _ADDR_CACHE.clear()
+        text = _ADDR_CACHE[key] = addr_to_str(*key)
+    return text
+
+
+def _meta(cols: PacketColumns, pf: PacketFlows, i: int, transport: str) -> Meta:
     return Meta(
         file=cols.source,
         frame=int(cols.frame[i]),
         ts=_ts(cols, i),
-        src=addr_to_str(cols.src_hi[i], cols.src_lo[i]),
+        src=_addr(cols.src_hi[i], cols.src_lo[i]),
         sport=int(cols.sport[i]),
-        dst=addr_to_str(cols.dst_hi[i], cols.dst_lo[i]),
+        dst=_addr(cols.dst_hi[i], cols.dst_lo[i]),
         dport=int(cols.dport[i]),
         transport=transport,
         flow_id=int(pf.flow_id[i]),
@@ -235,4 +320,4 @@ def dns_observation(msg: dns.DnsMessage, meta: Meta, frames: tuple[int, ...]) ->
     )  # fmt: skip
 
 
-__all__ = ["Extractor", "select", "dns_observation", "replace"]
+__all__ = ["Extractor", "Selection", "select", "dns_observation"]

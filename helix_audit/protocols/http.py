@@ -121,6 +121,8 @@ def _text(raw: bytes) -> str:
 def parse_request(data: bytes) -> RequestHead:
     """The request head at the start of ``data``."""
     if not data.startswith(PREFIXES[:-1]) and not _looks_like_method(data):
+        if any(p.startswith(data) for p in PREFIXES[:-1]):
+            raise NeedData(f"http request: {len(data)} bytes, request line not complete")
         raise ParseError(f"http request: starts with {data[:16]!r}, not a request line")
     lines, length = _split_head(data)
     m = _REQUEST_LINE.match(lines[0])

@@ -35,6 +35,7 @@ class StreamStart:
     pieces: list[tuple[int, int, int]] = field(default_factory=list)  # (start, end, frame) in buf
     pending: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # seq -> (data, frame)
     dropped: int = 0  # segments ignored (beyond limit or pending full)
+    grown: bool = False  # bytes appended in order since the last ``advance``
 
     @property
     def full(self) -> bool:
@@ -52,9 +53,19 @@ class StreamStart:
                 if self.base is None:
                     self.base = (seq + 1) % SEQ_MOD
             seq = (seq + 1) % SEQ_MOD
-        if data:
+        if data and self.base is not None and not self.pending and seq == (self.base + len(self.buf)) % SEQ_MOD:
+            self._append(data, frame)  # the common case: the next bytes, in order
+        elif data:
             self._pend(seq, data, frame)
         return restarted
+
+    def _append(self, data: bytes, frame: int) -> None:
+        room = self.limit - len(self.buf)
+        if room > 0:
+            tail = data[:room]
+            self.pieces.append((len(self.buf), len(self.buf) + len(tail), frame))
+            self.buf += tail
+            self.grown = True
 
     def _reset(self) -> None:
         self.isn = self.base = None
@@ -65,6 +76,9 @@ class StreamStart:
     def _pend(self, seq: int, data: bytes, frame: int) -> None:
         if self.base is not None and seq_diff(seq + len(data), self.base + len(self.buf)) <= 0:
             return  # nothing new (retransmission of delivered bytes)
+        if self.base is not None and seq_diff(seq, self.base) >= self.limit:
+            self.dropped += 1
+            return  # past what we keep
         old = self.pending.get(seq)
         if old is not None and len(old[0]) >= len(data):
             return
@@ -75,8 +89,9 @@ class StreamStart:
 
     def advance(self) -> bool:
         """Move pending bytes that now touch the end of ``buf`` into it; True when ``buf`` grew."""
+        grown, self.grown = self.grown, False
         if not self.pending:
-            return False
+            return grown
         if self.base is None:
             ref = next(iter(self.pending))
             self.base = min(self.pending, key=lambda s: seq_diff(s, ref))
@@ -86,7 +101,7 @@ class StreamStart:
             progress = False
             for seq in list(self.pending):
                 progress |= self._try_place(seq)
-        return len(self.buf) > start_len
+        return grown or len(self.buf) > start_len
 
     def _try_place(self, seq: int) -> bool:
         assert self.base is not None

@@ -63,6 +63,7 @@ class Direction:
     http_seen: bool = False
     ts_of: dict[int, float] = field(default_factory=dict)
     peer: Direction | None = None
+    partial: tuple[bytes, tuple[int, ...], int] | None = None  # standalone head waiting for its next segment
 
     def __post_init__(self) -> None:
         self.stream = StreamStart(limit=self.limit)
@@ -170,13 +171,16 @@ def _tls(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool
         if obs is not None:
             out.append(obs)
         prev_end = end
+    server_hello = any(
+        t == tls.HS_SERVER_HELLO and b[2:34] != tls.HRR_RANDOM for t, b, _ in scan.handshakes[d.handshakes :]
+    )
     d.handshakes = len(scan.handshakes)
     for level, desc, end in scan.alerts[d.alerts :]:
         meta, frames = d.at(d.tls_start + end, d.tls_start + end - 7)
         out.append(TlsAlert("tls_alert", **meta.head(frames), level=level, description=desc))
     d.alerts = len(scan.alerts)
-    if scan.appdata or d.handshakes >= MAX_HANDSHAKES:
-        d.finish()
+    if scan.appdata or server_hello or d.handshakes >= MAX_HANDSHAKES:
+        d.finish()  # after a real ServerHello the server's flight is certificates and keys: nothing we use
     return False
 
 
@@ -274,44 +278,60 @@ def http_observation(head: http.RequestHead | http.ResponseHead, meta: Meta, fra
 
 
 def parse_standalone(
-    d: Direction, payload: bytes, frame: int, ts: float, anomalies: list[Anomaly]
+    d: Direction, seq: int, payload: bytes, frame: int, ts: float, anomalies: list[Anomaly]
 ) -> Observation | None:
-    """A head in one segment past the reassembled start (keep-alive requests)."""
+    """A head past the reassembled start (keep-alive requests): one segment, or two when split."""
+    if d.partial is not None and seq == d.partial[2] and not http.starts_like_http(payload):
+        data, frames = d.partial[0] + payload, (*d.partial[1], frame)
+    elif http.starts_like_http(payload):
+        data, frames = payload, (frame,)
+    else:
+        return None
+    d.partial = None
     meta = replace(d.meta, frame=frame, ts=ts)
     try:
-        head = http.parse_response(payload) if payload.startswith(b"HTTP/1.") else http.parse_request(payload)
+        head = http.parse_response(data) if data.startswith(b"HTTP/1.") else http.parse_request(data)
     except NeedData as exc:
-        anomalies.append(Anomaly("http_head_truncated", meta.file, frame, f"single segment: {exc}"))
+        if len(frames) == 1:
+            d.partial = (data, frames, (seq + len(payload)) % (1 << 32))
+        else:
+            anomalies.append(Anomaly("http_head_truncated", meta.file, frame, f"past the stream start: {exc}"))
         return None
     except ParseError as exc:
         anomalies.append(Anomaly("http_head_malformed", meta.file, frame, str(exc)))
         return None
-    return http_observation(head, meta, (frame,))
+    return http_observation(head, meta, frames)
 
 
 class HttpPairing:
-    """Pairs responses with requests per flow, in order (HTTP/1.1 pipelining keeps order)."""
+    """Pairs responses with requests per flow in frame order (HTTP/1.1 keeps order), at the end.
+
+    Rows reach the extractor in rounds, not strictly in frame order, so pairing waits for ``pair``.
+    """
 
     def __init__(self, observations: list[Observation]) -> None:
         self.observations = observations
-        self.waiting: dict[int | None, deque[int]] = {}
+        self.by_flow: dict[int | None, list[int]] = {}
 
     def handle(self, obs: Observation | None) -> None:
         if obs is None:
             return
-        if isinstance(obs, HttpRequest):
-            self.waiting.setdefault(obs.flow_id, deque()).append(len(self.observations))
-        elif isinstance(obs, HttpResponse) and 100 <= obs.status < 200 and obs.status != 101:
-            pass  # interim response: the final one answers the request
-        elif isinstance(obs, HttpResponse):
-            self._answer(obs)
+        if isinstance(obs, HttpRequest | HttpResponse):
+            self.by_flow.setdefault(obs.flow_id, []).append(len(self.observations))
         self.observations.append(obs)
 
-    def _answer(self, resp: HttpResponse) -> None:
-        queue = self.waiting.get(resp.flow_id)
-        if not queue:
-            return
-        idx = queue.popleft()
+    def pair(self) -> None:
+        for indexes in self.by_flow.values():
+            waiting: deque[int] = deque()
+            for idx in sorted(indexes, key=lambda k: self.observations[k].frame):
+                obs = self.observations[idx]
+                if isinstance(obs, HttpRequest):
+                    waiting.append(idx)
+                elif isinstance(obs, HttpResponse) and waiting and not 100 <= obs.status < 101:
+                    self._answer(waiting.popleft(), obs)
+        self.by_flow.clear()
+
+    def _answer(self, idx: int, resp: HttpResponse) -> None:
         req = self.observations[idx]
         if isinstance(req, WebSocketUpgrade):
             self.observations[idx] = replace(

@@ -26,6 +26,8 @@ CT_CCS, CT_ALERT, CT_HANDSHAKE, CT_APPDATA = 20, 21, 22, 23
 HS_CLIENT_HELLO, HS_SERVER_HELLO = 1, 2
 EXT_SNI, EXT_ALPN, EXT_VERSIONS, EXT_ECH, EXT_ESNI = 0, 16, 43, 0xFE0D, 0xFFCE
 MAX_RECORD = (1 << 14) + 2048
+#: RFC 8446 §4.1.3: a ServerHello with this random is a HelloRetryRequest (a second ClientHello follows)
+HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 MAX_HANDSHAKE = 1 << 17
 
 ALERT_LEVELS = {1: "warning", 2: "fatal"}
@@ -86,6 +88,15 @@ def looks_like_tls(data: bytes) -> bool:
     if len(data) >= 3 and data[0] == CT_HANDSHAKE and data[1] == 3 and data[2] <= 4:
         return True
     return len(data) >= 3 and (data[0] & 0x80) != 0 and data[2] == HS_CLIENT_HELLO
+
+
+def _could_start_tls(data: bytes) -> bool:
+    """``looks_like_tls`` for a prefix that may still be shorter than 3 bytes."""
+    if len(data) >= 3:
+        return looks_like_tls(data)
+    if not data:
+        return True
+    return data[0] & 0x80 != 0 or (data[0] == CT_HANDSHAKE and data[1:2] in (b"", b"\x03"))
 
 
 def scan_stream(data: bytes, limit_handshakes: int = 16) -> StreamScan:
@@ -247,7 +258,7 @@ def client_hello_from_record_bytes(data: bytes) -> ClientHello:
         if hs_type == 0x8001:
             return parse_sslv2_client_hello(body)
         raise ParseError(f"tls stream: first handshake message is type {hs_type}, not a client hello")
-    if data and not looks_like_tls(data):
+    if not _could_start_tls(data):
         raise ParseError("tls stream: does not start with a handshake record")
     raise NeedData(f"tls stream: no complete client hello in {len(data)} bytes")
 

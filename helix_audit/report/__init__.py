@@ -17,5 +17,14 @@ from helix_audit.report.html import render_html, write_html
 from helix_audit.report.json_report import SCHEMA_ID, to_dict, write_json
 from helix_audit.report.load import load_result
 
-__all__ = ["FORMATS", "SCHEMA_ID", "load_result", "render_html", "to_dict", "verdict", "write_bundle",
-           "write_html", "write_json"]
+__all__ = [
+    "FORMATS",
+    "SCHEMA_ID",
+    "load_result",
+    "render_html",
+    "to_dict",
+    "verdict",
+    "write_bundle",
+    "write_html",
+    "write_json",
+]

@@ -56,21 +56,37 @@ def destinations(flows: pd.DataFrame, cap: int) -> Table[DestRow]:
     """Flows grouped by hostname (address when unnamed), biggest by bytes first."""
     if flows.empty:
         return Table((), 0)
-    frame = pd.DataFrame({
-        "dest": flows["hostname"].astype(object).where(flows["hostname"].notna(), flows["resp_h"]),
-        "component": flows["orig_component"], "port": flows["resp_p"], "verdict": flows["verdict"],
-        "rule": flows["rule"], "packets": flows["orig_pkts"] + flows["resp_pkts"],
-        "bytes": flows["orig_ip_bytes"] + flows["resp_ip_bytes"]})
-    sums = frame.groupby("dest").agg(flows=("port", "size"), packets=("packets", "sum"),
-                                     bytes=("bytes", "sum"))
+    frame = pd.DataFrame(
+        {
+            "dest": flows["hostname"].astype(object).where(flows["hostname"].notna(), flows["resp_h"]),
+            "component": flows["orig_component"],
+            "port": flows["resp_p"],
+            "verdict": flows["verdict"],
+            "rule": flows["rule"],
+            "packets": flows["orig_pkts"] + flows["resp_pkts"],
+            "bytes": flows["orig_ip_bytes"] + flows["resp_ip_bytes"],
+        }
+    )
+    sums = frame.groupby("dest").agg(
+        flows=("port", "size"), packets=("packets", "sum"), bytes=("bytes", "sum")
+    )
     top = sums.sort_values(["bytes", "flows"], ascending=False).head(cap)
     sub = frame[frame["dest"].isin(top.index)]
     joined = {c: _joined(sub, "dest", c) for c in ("component", "port", "verdict", "rule")}
-    rows = tuple(DestRow(
-        clip(display_text(registrable_domain(str(dest)))), clip(display_text(dest)),
-        joined["component"].get(dest, ""), joined["port"].get(dest, ""), joined["verdict"].get(dest, ""),
-        clip(display_text(joined["rule"].get(dest, ""))), int(r.flows), int(r.packets), int(r.bytes))
-        for dest, r in top.iterrows())
+    rows = tuple(
+        DestRow(
+            clip(display_text(registrable_domain(str(dest)))),
+            clip(display_text(dest)),
+            joined["component"].get(dest, ""),
+            joined["port"].get(dest, ""),
+            joined["verdict"].get(dest, ""),
+            clip(display_text(joined["rule"].get(dest, ""))),
+            int(r.flows),
+            int(r.packets),
+            int(r.bytes),
+        )
+        for dest, r in top.iterrows()
+    )
     return Table(rows, len(sums))
 
 
@@ -96,10 +112,17 @@ def dns_lookups(observations: list[Observation], cap: int) -> Table[DnsRow]:
             g.rcodes.add(o.rcode)
             g.answers.update(f"{a.rtype} {a.data}" for a in o.answers)
     ranked = sorted(groups.items(), key=lambda kv: (-kv[1].queries, kv[0]))
-    rows = tuple(DnsRow(clip(display_text(name)), display_text(qtype), g.queries,
-                        display_text(", ".join(sorted(g.rcodes))), _answers(g.answers),
-                        display_text(", ".join(sorted(g.resolvers))))
-                 for (name, qtype), g in ranked[:cap])
+    rows = tuple(
+        DnsRow(
+            clip(display_text(name)),
+            display_text(qtype),
+            g.queries,
+            display_text(", ".join(sorted(g.rcodes))),
+            _answers(g.answers),
+            display_text(", ".join(sorted(g.resolvers))),
+        )
+        for (name, qtype), g in ranked[:cap]
+    )
     return Table(rows, len(groups))
 
 
@@ -130,8 +153,15 @@ def _lane(component: str, index: int, ts: np.ndarray, edges: np.ndarray) -> Lane
     y0 = index * LANE_HEIGHT + 4
     peak = max(int(counts.max()), 1)
     step = (TIMELINE_WIDTH - LABEL_WIDTH) / BUCKETS
-    bars = tuple(Bar(round(LABEL_WIDTH + b * step, 2), round(y0 + (LANE_HEIGHT - 8) * (1 - n / peak), 2),
-                     round(max(step - 1, 1), 2), round((LANE_HEIGHT - 8) * n / peak, 2),
-                     f"{n} connection{'s' if n != 1 else ''} from {iso_time(float(edges[b]))}")
-                 for b, n in enumerate(counts.tolist()) if n)
+    bars = tuple(
+        Bar(
+            round(LABEL_WIDTH + b * step, 2),
+            round(y0 + (LANE_HEIGHT - 8) * (1 - n / peak), 2),
+            round(max(step - 1, 1), 2),
+            round((LANE_HEIGHT - 8) * n / peak, 2),
+            f"{n} connection{'s' if n != 1 else ''} from {iso_time(float(edges[b]))}",
+        )
+        for b, n in enumerate(counts.tolist())
+        if n
+    )
     return Lane(display_text(component), y0, int(counts.sum()), bars)

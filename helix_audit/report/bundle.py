@@ -31,6 +31,9 @@ WRITERS: dict[str, Writer] = {
     "html": lambda r, d: [write_html(r, d / "report.html", d / "evidence")],
 }
 FORMATS: tuple[str, ...] = tuple(WRITERS)
+#: Names accepted but rendered elsewhere: evidence/ captures come from the evidence stage (written
+#: into the folder before ``write_bundle`` runs, and covered by SHA256SUMS like every other file).
+EXTERNAL_FORMATS: tuple[str, ...] = ("evidence",)
 
 
 def _sum_line(digest: str, name: str) -> str:
@@ -51,20 +54,27 @@ def file_sha256(path: Path) -> str:
 
 def write_sums(out_dir: Path) -> Path:
     """SHA256SUMS over every regular file under ``out_dir`` except itself and temp files."""
-    files = sorted(p for p in out_dir.rglob("*") if p.is_file() and not p.is_symlink()
-                   and p.name != SUMS and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+    files = sorted(
+        p
+        for p in out_dir.rglob("*")
+        if p.is_file()
+        and not p.is_symlink()
+        and p.name != SUMS
+        and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+    )
     lines = [_sum_line(file_sha256(p), p.relative_to(out_dir).as_posix()) for p in files]
     return atomic_write_text(out_dir / SUMS, "".join(lines), newline="")
 
 
-def write_bundle(result: AuditResult, out_dir: str | Path,
-                 formats: Iterable[str] | None = None) -> list[Path]:
+def write_bundle(
+    result: AuditResult, out_dir: str | Path, formats: Iterable[str] | None = None
+) -> list[Path]:
     """Write the requested formats (default: all of ``FORMATS``) and SHA256SUMS into ``out_dir``.
 
     Returns the files written, SHA256SUMS last. Unknown format names raise ``ValueError`` naming them.
     """
     wanted = list(FORMATS) if formats is None else list(dict.fromkeys(formats))
-    unknown = [f for f in wanted if f not in WRITERS]
+    unknown = [f for f in wanted if f not in WRITERS and f not in EXTERNAL_FORMATS]
     if unknown:
         raise ValueError(f"unknown report format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     out = Path(out_dir)

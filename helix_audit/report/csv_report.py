@@ -23,9 +23,28 @@ from helix_audit.report.json_report import FLOW_FIELDS
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 FINDING_FIELDS: tuple[str, ...] = (
-    "id", "kind", "severity", "component", "src", "src_port", "dst", "dst_port", "transport", "hostname",
-    "how", "state", "rule", "message", "sources", "flow_ids", "file", "frames", "first_time", "last_time",
-    "wireshark_filter", "explanation",
+    "id",
+    "kind",
+    "severity",
+    "component",
+    "src",
+    "src_port",
+    "dst",
+    "dst_port",
+    "transport",
+    "hostname",
+    "how",
+    "state",
+    "rule",
+    "message",
+    "sources",
+    "flow_ids",
+    "file",
+    "frames",
+    "first_time",
+    "last_time",
+    "wireshark_filter",
+    "explanation",
 )
 
 
@@ -55,11 +74,28 @@ def finding_row(f: Finding) -> list[Any]:
     first = min((e.first_ts for e in f.evidence), default=None)
     last = max((e.last_ts for e in f.evidence), default=None)
     values: list[Any] = [
-        f.id, f.kind, Severity(f.severity).value, f.component, f.src, f.src_port, f.dst, f.dst_port,
-        f.transport, f.hostname, f.how, f.state, f.rule, f.message, " ".join(f.sources),
-        " ".join(str(i) for i in f.flow_ids), " ".join(sorted({e.file for e in f.evidence})),
-        " ".join(frames), iso_time(first), iso_time(last),
-        " || ".join(e.wireshark_filter for e in f.evidence if e.wireshark_filter), f.explanation,
+        f.id,
+        f.kind,
+        Severity(f.severity).value,
+        f.component,
+        f.src,
+        f.src_port,
+        f.dst,
+        f.dst_port,
+        f.transport,
+        f.hostname,
+        f.how,
+        f.state,
+        f.rule,
+        f.message,
+        " ".join(f.sources),
+        " ".join(str(i) for i in f.flow_ids),
+        " ".join(sorted({e.file for e in f.evidence})),
+        " ".join(frames),
+        iso_time(first),
+        iso_time(last),
+        " || ".join(e.wireshark_filter for e in f.evidence if e.wireshark_filter),
+        f.explanation,
     ]
     return ["" if v is None else neutralise(v) if isinstance(v, str) else v for v in values]
 
@@ -75,5 +111,7 @@ def findings_csv(result: AuditResult) -> str:
 def write_csvs(result: AuditResult, out_dir: str | Path) -> list[Path]:
     """Write flows.csv and findings.csv atomically into ``out_dir``."""
     out = Path(out_dir)
-    return [atomic_write_text(out / "flows.csv", flows_csv(result), newline=""),
-            atomic_write_text(out / "findings.csv", findings_csv(result), newline="")]
+    return [
+        atomic_write_text(out / "flows.csv", flows_csv(result), newline=""),
+        atomic_write_text(out / "findings.csv", findings_csv(result), newline=""),
+    ]

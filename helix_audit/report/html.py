@@ -24,9 +24,15 @@ from helix_audit.report.model import ReportView
 from helix_audit.report.views import build_view
 
 SECTIONS: tuple[tuple[str, str], ...] = (
-    ("verdict", "Verdict"), ("provenance", "Provenance"), ("coverage", "Coverage"),
-    ("findings", "Findings"), ("inbound", "Inbound"), ("troubleshooting", "Troubleshooting"),
-    ("destinations", "Destinations"), ("dns", "DNS"), ("timeline", "Timeline"),
+    ("verdict", "Verdict"),
+    ("provenance", "Provenance"),
+    ("coverage", "Coverage"),
+    ("findings", "Findings"),
+    ("inbound", "Inbound"),
+    ("troubleshooting", "Troubleshooting"),
+    ("destinations", "Destinations"),
+    ("dns", "DNS"),
+    ("timeline", "Timeline"),
 )
 
 
@@ -42,8 +48,10 @@ def _assets() -> tuple[Markup, Markup, str]:
         if "</" in body:
             raise ValueError(f"{name}: must not contain '</' (it is inlined into HTML)")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
-    csp = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; "
-           "img-src data:; base-uri 'none'; form-action 'none'")
+    csp = (
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; "
+        "img-src data:; base-uri 'none'; form-action 'none'"
+    )
     return Markup(css), Markup(script), csp
 
 
@@ -53,9 +61,13 @@ def _num(value: int) -> str:
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    env = Environment(loader=PackageLoader("helix_audit.report", "templates"),
-                      autoescape=select_autoescape(default=True, default_for_string=True),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("helix_audit.report", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["num"] = _num
     return env
 

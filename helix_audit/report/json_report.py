@@ -35,8 +35,14 @@ from helix_audit.report.common import (
 
 SCHEMA_ID = "helix-audit/1"
 #: Columns the policy stage adds to the flow table.
-POLICY_COLUMNS: tuple[str, ...] = ("hostname", "name_source", "orig_component", "resp_component",
-                                   "verdict", "rule")
+POLICY_COLUMNS: tuple[str, ...] = (
+    "hostname",
+    "name_source",
+    "orig_component",
+    "resp_component",
+    "verdict",
+    "rule",
+)
 #: Every flow record in report.json has exactly these keys (missing columns become null).
 FLOW_FIELDS: tuple[str, ...] = tuple(FLOW_COLUMNS) + POLICY_COLUMNS
 
@@ -56,43 +62,90 @@ def _plain_column(column: pd.Series) -> list[Any]:
 
 
 def input_dict(info: InputInfo) -> dict[str, Any]:
-    return jsonable({
-        "path": info.path, "sha256": info.sha256, "format": info.format, "gzip": info.gzip,
-        "packets": info.packets, "bytes": info.bytes, "first_ts": info.first_ts,
-        "last_ts": info.last_ts, "link_types": list(info.link_types),
-        "ts_resolution": info.ts_resolution, "snaplen": info.snaplen, "warnings": list(info.warnings),
-    })
+    return jsonable(
+        {
+            "path": info.path,
+            "sha256": info.sha256,
+            "format": info.format,
+            "gzip": info.gzip,
+            "packets": info.packets,
+            "bytes": info.bytes,
+            "first_ts": info.first_ts,
+            "last_ts": info.last_ts,
+            "link_types": list(info.link_types),
+            "ts_resolution": info.ts_resolution,
+            "snaplen": info.snaplen,
+            "warnings": list(info.warnings),
+        }
+    )
 
 
 def evidence_dict(ev: Evidence) -> dict[str, Any]:
-    return jsonable({
-        "file": ev.file, "frames": list(ev.frames), "first_ts": ev.first_ts, "last_ts": ev.last_ts,
-        "flow_ids": list(ev.flow_ids), "wireshark_filter": ev.wireshark_filter,
-    })
+    return jsonable(
+        {
+            "file": ev.file,
+            "frames": list(ev.frames),
+            "first_ts": ev.first_ts,
+            "last_ts": ev.last_ts,
+            "flow_ids": list(ev.flow_ids),
+            "wireshark_filter": ev.wireshark_filter,
+        }
+    )
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:
-    return jsonable({
-        "id": f.id, "kind": f.kind, "severity": Severity(f.severity).value, "component": f.component,
-        "src": f.src, "src_port": f.src_port, "dst": f.dst, "dst_port": f.dst_port,
-        "transport": f.transport, "hostname": f.hostname, "how": f.how, "state": f.state,
-        "rule": f.rule, "message": f.message, "explanation": f.explanation,
-        "sources": list(f.sources), "flow_ids": list(f.flow_ids),
-        "evidence": [evidence_dict(e) for e in f.evidence], "extra": dict(f.extra),
-    })
+    return jsonable(
+        {
+            "id": f.id,
+            "kind": f.kind,
+            "severity": Severity(f.severity).value,
+            "component": f.component,
+            "src": f.src,
+            "src_port": f.src_port,
+            "dst": f.dst,
+            "dst_port": f.dst_port,
+            "transport": f.transport,
+            "hostname": f.hostname,
+            "how": f.how,
+            "state": f.state,
+            "rule": f.rule,
+            "message": f.message,
+            "explanation": f.explanation,
+            "sources": list(f.sources),
+            "flow_ids": list(f.flow_ids),
+            "evidence": [evidence_dict(e) for e in f.evidence],
+            "extra": dict(f.extra),
+        }
+    )
 
 
 def coverage_dict(c: CoverageEntry) -> dict[str, Any]:
-    return jsonable({
-        "rule": c.rule, "component": c.component, "phase": c.phase, "group": c.group,
-        "hostnames": list(c.hostnames), "ports": list(c.ports), "status": c.status, "how": c.how,
-        "flow_ids": list(c.flow_ids), "purpose": c.purpose,
-    })
+    return jsonable(
+        {
+            "rule": c.rule,
+            "component": c.component,
+            "phase": c.phase,
+            "group": c.group,
+            "hostnames": list(c.hostnames),
+            "ports": list(c.ports),
+            "status": c.status,
+            "how": c.how,
+            "flow_ids": list(c.flow_ids),
+            "purpose": c.purpose,
+        }
+    )
 
 
 def role_dict(r: Role) -> dict[str, Any]:
-    return jsonable({"address": r.address, "component": r.component, "source": r.source,
-                     "evidence": r.evidence, "frames": list(r.frames)})
+    return jsonable(
+        {
+            "address": r.address,
+            "component": r.component,
+            "source": r.source,
+            "evidence": r.evidence,
+            "frames": list(r.frames),
+        }
+    )
 
 
 def anomaly_dict(a: Anomaly) -> dict[str, Any]:
@@ -102,8 +155,11 @@ def anomaly_dict(a: Anomaly) -> dict[str, Any]:
 def summary_dict(result: AuditResult) -> dict[str, Any]:
     top = result.max_severity()
     return {
-        "verdict": verdict(result), "packets": int(result.packets), "flows": int(len(result.flows)),
-        "findings": len(result.findings), "max_severity": top.value if top else None,
+        "verdict": verdict(result),
+        "packets": int(result.packets),
+        "flows": int(len(result.flows)),
+        "findings": len(result.findings),
+        "max_severity": top.value if top else None,
         "findings_by_severity": severity_counts(result.findings),
         "findings_by_kind": kind_counts(result.findings),
         "components_seen": components_seen(result),
@@ -114,8 +170,11 @@ def site_dict(result: AuditResult) -> dict[str, Any] | None:
     if result.site is None and result.site_sha256 is None:
         return None
     path = (result.tool or {}).get("site_path")
-    return {"path": None if path is None else str(path), "sha256": result.site_sha256,
-            "profile": jsonable(result.site) if result.site is not None else None}
+    return {
+        "path": None if path is None else str(path),
+        "sha256": result.site_sha256,
+        "profile": jsonable(result.site) if result.site is not None else None,
+    }
 
 
 def to_dict(result: AuditResult) -> dict[str, Any]:
@@ -124,8 +183,10 @@ def to_dict(result: AuditResult) -> dict[str, Any]:
         "schema": SCHEMA_ID,
         "tool": tool_info(result),
         "inputs": [input_dict(i) for i in result.inputs],
-        "ruleset": {"files": [{"path": p, "sha256": h} for p, h in result.ruleset.files],
-                    "rules": int(result.ruleset.rules)},
+        "ruleset": {
+            "files": [{"path": p, "sha256": h} for p, h in result.ruleset.files],
+            "rules": int(result.ruleset.rules),
+        },
         "site": site_dict(result),
         "summary": summary_dict(result),
         "findings": [finding_dict(f) for f in result.findings],
@@ -163,6 +224,13 @@ def dumps(report: dict[str, Any]) -> str:
 
 def render_json(result: AuditResult) -> str:
     return dumps(to_dict(result))
+
+
+def load_result(path: str | Path) -> AuditResult:
+    """Read a report.json back into an AuditResult (see ``load.py``; imported lazily: no cycle)."""
+    from helix_audit.report.load import load_result as _load
+
+    return _load(path)
 
 
 def write_json(result: AuditResult, path: str | Path) -> Path:

@@ -26,8 +26,13 @@ def _suite(parent: ET.Element, name: str, timestamp: str) -> ET.Element:
 
 def _coverage_case(suite: ET.Element, c: CoverageEntry) -> None:
     ports = ",".join(str(p) for p in c.ports)
-    case = ET.SubElement(suite, "testcase", classname=_t(f"coverage.{c.component}.{c.phase}"),
-                         name=_t(f"{c.rule} {' '.join(c.hostnames)}:{ports}"), time="0")
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        classname=_t(f"coverage.{c.component}.{c.phase}"),
+        name=_t(f"{c.rule} {' '.join(c.hostnames)}:{ports}"),
+        time="0",
+    )
     flows = " ".join(str(i) for i in c.flow_ids)
     if c.status == "blocked":
         failure = ET.SubElement(case, "failure", type="blocked", message=_t(f"blocked ({c.how})"))
@@ -39,13 +44,21 @@ def _coverage_case(suite: ET.Element, c: CoverageEntry) -> None:
 
 
 def _finding_case(suite: ET.Element, f: Finding) -> None:
-    case = ET.SubElement(suite, "testcase", classname=_t(f"findings.{f.kind}"),
-                         name=_t(f"{f.id} {f.hostname or f.dst}:{f.dst_port}"), time="0")
-    failure = ET.SubElement(case, "failure", type=_t(f.kind),
-                            message=_t(f"[{Severity(f.severity).value}] {f.message}"))
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        classname=_t(f"findings.{f.kind}"),
+        name=_t(f"{f.id} {f.hostname or f.dst}:{f.dst_port}"),
+        time="0",
+    )
+    failure = ET.SubElement(
+        case, "failure", type=_t(f.kind), message=_t(f"[{Severity(f.severity).value}] {f.message}")
+    )
     frames = "; ".join(f"{e.file} frames {','.join(str(n) for n in e.frames)}" for e in f.evidence)
-    failure.text = _t(f"{f.src}:{f.src_port} -> {f.dst}:{f.dst_port} {f.transport}\n"
-                      f"hostname: {f.hostname}\nrule: {f.rule}\nevidence: {frames}")
+    failure.text = _t(
+        f"{f.src}:{f.src_port} -> {f.dst}:{f.dst_port} {f.transport}\n"
+        f"hostname: {f.hostname}\nrule: {f.rule}\nevidence: {frames}"
+    )
 
 
 def _count(suite: ET.Element) -> tuple[int, int, int]:

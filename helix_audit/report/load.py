@@ -2,13 +2,14 @@
 
 ``helix-audit report report.json --out DIR`` re-renders a bundle from it. The round trip is exact for
 everything the JSON holds: ``to_dict(load_result(p))`` equals the dict that was written. Observations
-of a type this version does not know come back as plain :class:`Observation` heads.
+of a type not mapped here come back as :class:`LoadedObservation`, which keeps the record.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,21 @@ from helix_audit.model import (
     Severity,
     TlsAlert,
     TlsClientHello,
+    TlsServerHello,
     WebSocketUpgrade,
 )
 from helix_audit.report.json_report import FLOW_FIELDS, SCHEMA_ID
 
 OBSERVATION_TYPES: dict[str, type[Observation]] = {
-    "dns_query": DnsQuery, "dns_response": DnsResponse, "tls_client_hello": TlsClientHello,
-    "tls_alert": TlsAlert, "http_request": HttpRequest, "websocket_upgrade": WebSocketUpgrade,
-    "http_connect": HttpConnect, "http_response": HttpResponse,
+    "dns_query": DnsQuery,
+    "dns_response": DnsResponse,
+    "tls_client_hello": TlsClientHello,
+    "tls_alert": TlsAlert,
+    "tls_server_hello": TlsServerHello,
+    "http_request": HttpRequest,
+    "websocket_upgrade": WebSocketUpgrade,
+    "http_connect": HttpConnect,
+    "http_response": HttpResponse,
 }
 
 
@@ -61,8 +69,21 @@ def _build(cls: type, record: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+@dataclass(frozen=True)
+class LoadedObservation(Observation):
+    """An observation of a type this module does not map: its head, plus the record as written."""
+
+    record: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def to_record(self) -> dict[str, Any]:
+        return dict(self.record)
+
+
 def observation_from(record: dict[str, Any]) -> Observation:
-    return _build(OBSERVATION_TYPES.get(record.get("type", ""), Observation), record)
+    cls = OBSERVATION_TYPES.get(record.get("type", ""))
+    if cls is None:
+        return dataclasses.replace(_build(LoadedObservation, record), record=dict(record))
+    return _build(cls, record)
 
 
 def finding_from(rec: dict[str, Any]) -> Finding:
@@ -101,8 +122,10 @@ def result_from_dict(doc: dict[str, Any]) -> AuditResult:
         tool["site_path"] = site["path"]
     return AuditResult(
         inputs=[_build(InputInfo, i) for i in doc["inputs"]],
-        ruleset=RulesetInfo(files=tuple((f["path"], f["sha256"]) for f in doc["ruleset"]["files"]),
-                            rules=doc["ruleset"]["rules"]),
+        ruleset=RulesetInfo(
+            files=tuple((f["path"], f["sha256"]) for f in doc["ruleset"]["files"]),
+            rules=doc["ruleset"]["rules"],
+        ),
         site=None if site is None else site.get("profile"),
         site_sha256=None if site is None else site.get("sha256"),
         flows=flows_from(doc["flows"]),

@@ -42,7 +42,8 @@ def _rule(kind: str, findings: list[Finding]) -> dict[str, Any]:
     worst = max((Severity(f.severity) for f in findings), key=lambda s: s.rank).value
     words = "".join(part.capitalize() for part in kind.split("_"))
     return {
-        "id": kind, "name": words,
+        "id": kind,
+        "name": words,
         "shortDescription": {"text": KIND_TEXT.get(kind, kind.replace("_", " "))},
         "defaultConfiguration": {"level": LEVELS[worst]},
         "properties": {"security-severity": SECURITY_SEVERITY[worst], "tags": ["network", "helix"]},
@@ -51,17 +52,46 @@ def _rule(kind: str, findings: list[Finding]) -> dict[str, Any]:
 
 def _result(f: Finding, rule_index: int, artifacts: dict[str, int]) -> dict[str, Any]:
     files = [e.file for e in f.evidence] or [""]
-    locations = [{"physicalLocation": {"artifactLocation": {
-        "uri": artifact_uri(name), **({"index": artifacts[name]} if name in artifacts else {})}}}
-        for name in dict.fromkeys(files) if name]
+    locations = [
+        {
+            "physicalLocation": {
+                "artifactLocation": {
+                    "uri": artifact_uri(name),
+                    **({"index": artifacts[name]} if name in artifacts else {}),
+                }
+            }
+        }
+        for name in dict.fromkeys(files)
+        if name
+    ]
     record = finding_dict(f)
-    props = {k: record[k] for k in ("severity", "component", "src", "src_port", "dst", "dst_port",
-                                    "transport", "hostname", "how", "state", "rule", "sources",
-                                    "flow_ids", "evidence")}
+    props = {
+        k: record[k]
+        for k in (
+            "severity",
+            "component",
+            "src",
+            "src_port",
+            "dst",
+            "dst_port",
+            "transport",
+            "hostname",
+            "how",
+            "state",
+            "rule",
+            "sources",
+            "flow_ids",
+            "evidence",
+        )
+    }
     return {
-        "ruleId": f.kind, "ruleIndex": rule_index, "level": LEVELS[Severity(f.severity).value],
-        "message": {"text": f.message or f.kind}, "locations": locations,
-        "partialFingerprints": {"helixFindingId/v1": f.id}, "properties": jsonable(props),
+        "ruleId": f.kind,
+        "ruleIndex": rule_index,
+        "level": LEVELS[Severity(f.severity).value],
+        "message": {"text": f.message or f.kind},
+        "locations": locations,
+        "partialFingerprints": {"helixFindingId/v1": f.id},
+        "properties": jsonable(props),
     }
 
 
@@ -73,12 +103,20 @@ def to_sarif(result: AuditResult) -> dict[str, Any]:
     order = {kind: i for i, kind in enumerate(kinds)}
     artifacts = {i.path: n for n, i in enumerate(result.inputs)}
     run = {
-        "tool": {"driver": {"name": tool["name"], "version": tool["version"],
-                            "rules": [_rule(k, v) for k, v in kinds.items()]}},
-        "invocations": [{"executionSuccessful": True, "commandLine": tool["command"],
-                         "endTimeUtc": tool["generated"]}],
-        "artifacts": [{"location": {"uri": artifact_uri(i.path)}, "length": i.bytes,
-                       "hashes": {"sha-256": i.sha256}} for i in result.inputs],
+        "tool": {
+            "driver": {
+                "name": tool["name"],
+                "version": tool["version"],
+                "rules": [_rule(k, v) for k, v in kinds.items()],
+            }
+        },
+        "invocations": [
+            {"executionSuccessful": True, "commandLine": tool["command"], "endTimeUtc": tool["generated"]}
+        ],
+        "artifacts": [
+            {"location": {"uri": artifact_uri(i.path)}, "length": i.bytes, "hashes": {"sha-256": i.sha256}}
+            for i in result.inputs
+        ],
         "results": [_result(f, order[f.kind], artifacts) for f in result.findings],
         "columnKind": "unicodeCodePoints",
     }

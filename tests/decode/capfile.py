@@ -10,8 +10,12 @@ import numpy as np
 
 from helix_audit.capture.interface import RecordBatch
 
-PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1": ("<", 1000), b"\xa1\xb2\xc3\xd4": (">", 1000),
-               b"\x4d\x3c\xb2\xa1": ("<", 1), b"\xa1\xb2\x3c\x4d": (">", 1)}
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
 PCAPNG_SHB = 0x0A0D0D0A
 
 
@@ -56,9 +60,14 @@ def read_batch(path: Path) -> RecordBatch:
     cols = np.array(recs, dtype=np.int64).reshape(-1, 5)
     n = cols.shape[0]
     return RecordBatch(
-        source=str(path), data=np.frombuffer(raw, dtype=np.uint8), offset=cols[:, 0].copy(),
-        caplen=cols[:, 1].copy(), wirelen=cols[:, 2].copy(), ts_ns=cols[:, 3].copy(),
-        linktype=cols[:, 4].astype(np.int32), frame=np.arange(1, n + 1, dtype=np.int64),
+        source=str(path),
+        data=np.frombuffer(raw, dtype=np.uint8),
+        offset=cols[:, 0].copy(),
+        caplen=cols[:, 1].copy(),
+        wirelen=cols[:, 2].copy(),
+        ts_ns=cols[:, 3].copy(),
+        linktype=cols[:, 4].astype(np.int32),
+        frame=np.arange(1, n + 1, dtype=np.int64),
     )
 
 
@@ -69,7 +78,12 @@ def batch_of(packets: list[bytes], linktype: int = 1) -> RecordBatch:
     offs = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64) if packets else lens
     n = len(packets)
     return RecordBatch(
-        source="synthetic", data=data, offset=offs, caplen=lens.copy(), wirelen=lens.copy(),
-        ts_ns=np.arange(n, dtype=np.int64) * 1000, linktype=np.full(n, linktype, dtype=np.int32),
+        source="synthetic",
+        data=data,
+        offset=offs,
+        caplen=lens.copy(),
+        wirelen=lens.copy(),
+        ts_ns=np.arange(n, dtype=np.int64) * 1000,
+        linktype=np.full(n, linktype, dtype=np.int32),
         frame=np.arange(1, n + 1, dtype=np.int64),
     )

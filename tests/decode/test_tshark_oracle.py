@@ -22,9 +22,24 @@ from tests.conftest import CORPUS, CORPUS_FILES, needs_corpus
 
 from .capfile import read_batch
 
-FIELDS = ("frame.number", "frame.protocols", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "ip.proto",
-          "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "tcp.flags", "icmp.type", "icmp.code",
-          "icmpv6.type", "icmpv6.code")
+FIELDS = (
+    "frame.number",
+    "frame.protocols",
+    "ip.src",
+    "ip.dst",
+    "ipv6.src",
+    "ipv6.dst",
+    "ip.proto",
+    "tcp.srcport",
+    "tcp.dstport",
+    "udp.srcport",
+    "udp.dstport",
+    "tcp.flags",
+    "icmp.type",
+    "icmp.code",
+    "icmpv6.type",
+    "icmpv6.code",
+)
 TRANSPORTS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 
 # Files tshark cannot decode at all (no IP layer for any frame) and that we cannot either: the brief's
@@ -48,8 +63,20 @@ class Expect:
 
 
 def tshark_rows(path: Path) -> dict[int, dict[str, list[str]]]:
-    cmd = ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
-           "-E", "separator=\t"]
+    cmd = [
+        "tshark",
+        "-n",
+        "-r",
+        str(path),
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=|",
+        "-E",
+        "separator=\t",
+    ]
     for f in FIELDS:
         cmd += ["-e", f]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout

@@ -1,0 +1,357 @@
+"""Evidence captures: one capture per finding holding exactly the packets of its flows.
+
+``write_evidence(findings, flows, inputs, out_dir)`` makes ONE extra pass over each input for all
+findings together. Before the pass, every flow of every finding becomes a *selector* per input file:
+its canonical 5-tuple (the flow table's key: protocol, lower (address, port) endpoint first, ICMP keyed
+by (type, counterpart type or code)) hashed to 64 bits, and its frame window in that file (from
+``first_frame`` in ``file`` to ``last_frame`` in the last of ``files``; flows of one 5-tuple never
+overlap in capture order, so the window tells port reuse apart exactly, whatever the timestamps do).
+Frames named in a finding's evidence (DNS lookups behind its name) and ICMP errors quoting its flows
+(``icmp_frames``) become frame selectors.
+
+Per batch: decode (vectorised), hash every row's key with numpy, ``searchsorted`` the hashes among the
+selectors' and keep the few candidate rows; only those are checked exactly (full tuple, window) and
+mapped to their findings. Unselected packets never see Python. Reading a file stops once past its last
+selected frame. Output is written by :mod:`.evidence_pcap` (bounded memory and open files, atomic).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helix_audit.capture import RecordBatch, open_capture
+from helix_audit.decode.core import Decoder
+from helix_audit.decode.interface import ST_OK, PacketColumns, str_to_addr
+from helix_audit.flows import icmp
+from helix_audit.model import Finding
+from helix_audit.report.evidence_pcap import Spool
+
+BATCH = 262144
+SPOOL_LIMIT = 64 << 20  # buffered evidence bytes before spilling to the temp files
+FRAME_BITS = 40
+NO_END = (1 << FRAME_BITS) - 1
+TRANSPORT_PROTO = {"tcp": 6, "udp": 17, "icmp": 1, "icmp6": 58}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_K = [
+    np.uint64(k)
+    for k in (
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+    )
+]
+
+
+def evidence_name(finding_id: str) -> str:
+    """File stem of a finding's capture (``<id>.pcap`` / ``<id>.pcapng``): the id, filename-safe."""
+    return _UNSAFE.sub("_", finding_id).lstrip(".") or "finding"
+
+
+def key_hash(
+    proto: np.ndarray, ahi: np.ndarray, alo: np.ndarray, bhi: np.ndarray, blo: np.ndarray, ports: np.ndarray
+) -> np.ndarray:
+    """64-bit hash of canonical flow keys (``ports`` = a_port << 16 | b_port), vectorised."""
+    h = proto.astype(np.uint64) * _K[0]
+    for v, k in ((ahi, _K[1]), (alo, _K[2]), (bhi, _K[3]), (blo, _K[4]), (ports, _K[5])):
+        h ^= v.astype(np.uint64) * k
+        h ^= h >> np.uint64(31)
+    return h
+
+
+def canonical(
+    proto: np.ndarray,
+    shi: np.ndarray,
+    slo: np.ndarray,
+    sp: np.ndarray,
+    dhi: np.ndarray,
+    dlo: np.ndarray,
+    dp: np.ndarray,
+) -> np.ndarray:
+    """Rows of (proto, a_hi, a_lo, b_hi, b_lo, a_port << 16 | b_port) as uint64, A the lower end."""
+    a_first = (shi < dhi) | ((shi == dhi) & ((slo < dlo) | ((slo == dlo) & (sp <= dp))))
+    out = np.empty((proto.shape[0], 6), dtype=np.uint64)
+    out[:, 0] = proto
+    out[:, 1] = np.where(a_first, shi, dhi)
+    out[:, 2] = np.where(a_first, slo, dlo)
+    out[:, 3] = np.where(a_first, dhi, shi)
+    out[:, 4] = np.where(a_first, dlo, slo)
+    out[:, 5] = np.where(a_first, (sp << 16) | dp, (dp << 16) | sp)
+    return out
+
+
+def row_keys(cols: PacketColumns) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical keys (n x 6) of a decoded batch and the mask of rows that are flow packets."""
+    ok = (cols.status == ST_OK) & (cols.ipver > 0)
+    ok &= ~icmp.error_mask(cols, ok)
+    proto = cols.proto.astype(np.int64)
+    sport, dport = cols.sport.astype(np.int64), cols.dport.astype(np.int64)
+    is_icmp = (proto == icmp.PROTO_ICMP) | (proto == icmp.PROTO_ICMP6)
+    if is_icmp.any():
+        dport = np.where(is_icmp, icmp.icmp_key_ports(proto, cols.sport, cols.dport), dport)
+    keys = canonical(proto, cols.src_hi, cols.src_lo, sport, cols.dst_hi, cols.dst_lo, dport)
+    return keys, ok
+
+
+# ------------------------------------------------------------------------------------------ selectors
+
+
+@dataclass(frozen=True)
+class FileSelection:
+    """What to take from one input file. Flow entries sorted by (key id, first frame)."""
+
+    hashes: np.ndarray  # uint64, sorted unique key hashes
+    entry_pos: np.ndarray  # int64: key id << FRAME_BITS | first frame, sorted
+    entry_hi: np.ndarray  # int64: last frame of the window
+    entry_key: np.ndarray  # uint64 (m x 6): the exact canonical key
+    entry_start: np.ndarray  # int64 (m + 1): CSR into entry_findings
+    entry_findings: np.ndarray  # int64
+    frames: np.ndarray  # int64 sorted unique frames selected by number
+    frame_start: np.ndarray  # int64 (k + 1): CSR into frame_findings
+    frame_findings: np.ndarray  # int64
+
+    @property
+    def last_frame(self) -> int:
+        hi = int(self.entry_hi.max(initial=0))
+        return max(hi, int(self.frames.max(initial=0)))
+
+
+def _csr(pairs: dict, keys: list) -> tuple[np.ndarray, np.ndarray]:
+    counts = [len(pairs[k]) for k in keys]
+    start = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum(counts, out=start[1:])
+    items = [i for k in keys for i in sorted(pairs[k])]
+    return start, np.array(items, dtype=np.int64)
+
+
+def _file_selection(flow_sel: dict[tuple, set[int]], frame_sel: dict[int, set[int]]) -> FileSelection:
+    """Build the arrays; ``flow_sel`` maps (key tuple, lo, hi) -> finding indexes."""
+    entries = sorted(flow_sel)
+    keys = np.array([e[0] for e in entries], dtype=np.uint64).reshape(-1, 6)
+    h = key_hash(*(keys[:, k] for k in range(6)))
+    hashes = np.unique(h)
+    kid = np.searchsorted(hashes, h).astype(np.int64)
+    lo = np.array([e[1] for e in entries], dtype=np.int64)
+    order = np.lexsort((lo, kid))
+    estart, efind = _csr(flow_sel, [entries[i] for i in order])
+    frames = sorted(frame_sel)
+    fstart, ffind = _csr(frame_sel, frames)
+    his = np.array([e[2] for e in entries], dtype=np.int64)
+    return FileSelection(
+        hashes,
+        (kid << FRAME_BITS | lo)[order],
+        his[order],
+        keys[order],
+        estart,
+        efind,
+        np.array(frames, dtype=np.int64),
+        fstart,
+        ffind,
+    )
+
+
+def _flow_key(row: dict) -> tuple[int, ...] | None:
+    transport = str(row["transport"])
+    proto = TRANSPORT_PROTO.get(transport)
+    if proto is None and transport.startswith("ip-") and transport[3:].isdigit():
+        proto = int(transport[3:])
+    try:
+        a, b = str_to_addr(str(row["orig_h"])), str_to_addr(str(row["resp_h"]))
+    except ValueError:
+        return None
+    if proto is None:
+        return None
+    c = canonical(
+        *(
+            np.array([v], dtype=np.int64 if i in (0, 3, 6) else np.uint64)
+            for i, v in enumerate((proto, a[0], a[1], int(row["orig_p"]), b[0], b[1], int(row["resp_p"])))
+        )
+    )
+    return tuple(int(v) for v in c[0])
+
+
+def _file_index(inputs: Sequence[Path]) -> dict[str, int]:
+    index: dict[str, int] = {}
+    for i, p in enumerate(inputs):
+        index.setdefault(str(p), i)
+        index.setdefault(os.path.realpath(p), i)
+    return index
+
+
+def _lookup(index: dict[str, int], name: str) -> int | None:
+    got = index.get(name)
+    return got if got is not None else index.get(os.path.realpath(name))
+
+
+def plan(
+    findings: Sequence[Finding], flows: pd.DataFrame, inputs: Sequence[Path]
+) -> dict[int, FileSelection]:
+    """Selectors per input index (only inputs that hold something to take)."""
+    index = _file_index(inputs)
+    flow_sel: dict[int, dict[tuple, set[int]]] = defaultdict(lambda: defaultdict(set))
+    frame_sel: dict[int, dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
+    wanted: dict[int, set[int]] = defaultdict(set)
+    for fi, f in enumerate(findings):
+        for fid in f.flow_ids:
+            wanted[int(fid)].add(fi)
+        for ev in f.evidence:
+            file = _lookup(index, ev.file)
+            if file is not None:
+                for n in ev.frames:
+                    frame_sel[file][int(n)].add(fi)
+    if wanted and len(flows):
+        rows = flows[flows["flow_id"].isin(list(wanted))]
+        for row in rows.to_dict("records"):
+            _select_flow(row, wanted[int(row["flow_id"])], index, flow_sel, frame_sel)
+    files = set(flow_sel) | set(frame_sel)
+    return {i: _file_selection(flow_sel.get(i, {}), frame_sel.get(i, {})) for i in sorted(files)}
+
+
+def _select_flow(row: dict, fis: set[int], index: dict[str, int], flow_sel: dict, frame_sel: dict) -> None:
+    for item in str(row.get("icmp_frames") or "").split(","):
+        name, _, num = item.strip().rpartition(":")
+        file = _lookup(index, name) if num.isdigit() else None
+        if file is not None:
+            frame_sel[file][int(num)].update(fis)
+    if int(row.get("orig_pkts") or 0) + int(row.get("resp_pkts") or 0) == 0:
+        return
+    key = _flow_key(row)
+    if key is None:
+        return
+    names = [n for n in str(row.get("files") or row["file"]).split("|") if n] or [str(row["file"])]
+    for name in names:
+        file = _lookup(index, name)
+        if file is None:
+            continue
+        lo = int(row["first_frame"]) if name == str(row["file"]) else 0
+        hi = int(row["last_frame"]) if name == names[-1] else NO_END
+        flow_sel[file][(key, lo, hi)].update(fis)
+
+
+# ------------------------------------------------------------------------------------------ the pass
+
+
+def _expand(rows: np.ndarray, which: np.ndarray, start: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(finding, row) pairs as finding << 32 | row, from rows matched to CSR entries ``which``."""
+    counts = start[which + 1] - start[which]
+    total = int(counts.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    base = np.repeat(start[which] - (np.cumsum(counts) - counts), counts)
+    fidx = items[base + np.arange(total)]
+    return (fidx << 32) | np.repeat(rows, counts)
+
+
+def frame_pairs(frame: np.ndarray, sel: FileSelection) -> np.ndarray:
+    if sel.frames.shape[0] == 0 or frame.shape[0] == 0:
+        return np.empty(0, dtype=np.int64)
+    pos = np.searchsorted(sel.frames, frame)
+    pos_c = np.minimum(pos, sel.frames.shape[0] - 1)
+    rows = np.flatnonzero(sel.frames[pos_c] == frame)
+    return _expand(rows.astype(np.int64), pos_c[rows], sel.frame_start, sel.frame_findings)
+
+
+def flow_pairs(cols: PacketColumns, sel: FileSelection) -> np.ndarray:
+    """(finding, row) pairs of the batch's rows that belong to a selected flow."""
+    if sel.hashes.shape[0] == 0:
+        return np.empty(0, dtype=np.int64)
+    keys, ok = row_keys(cols)
+    h = key_hash(*(keys[:, k] for k in range(6)))
+    kid = np.minimum(np.searchsorted(sel.hashes, h), sel.hashes.shape[0] - 1)
+    cand = np.flatnonzero(ok & (sel.hashes[kid] == h))
+    if cand.shape[0] == 0:
+        return np.empty(0, dtype=np.int64)
+    frame = cols.frame[cand].astype(np.int64)
+    pos = np.searchsorted(sel.entry_pos, kid[cand].astype(np.int64) << FRAME_BITS | frame, "right") - 1
+    pc = np.maximum(pos, 0)
+    good = (
+        (pos >= 0)
+        & (sel.entry_pos[pc] >> FRAME_BITS == kid[cand])
+        & (frame <= sel.entry_hi[pc])
+        & (sel.entry_key[pc] == keys[cand]).all(axis=1)
+    )
+    return _expand(cand[good], pc[good], sel.entry_start, sel.entry_findings)
+
+
+def _take(spool: Spool, batch: RecordBatch, pairs: np.ndarray) -> None:
+    pairs = np.unique(pairs)  # sorted by finding, then row; duplicates (frame + flow) dropped
+    fidx, rows = pairs >> 32, pairs & 0xFFFF_FFFF
+    cuts = np.flatnonzero(np.diff(fidx)) + 1
+    for part in np.split(np.arange(pairs.shape[0]), cuts):
+        r = rows[part]
+        spool.add(
+            int(fidx[part[0]]),
+            batch.data,
+            batch.offset[r],
+            batch.caplen[r],
+            batch.wirelen[r],
+            batch.ts_ns[r],
+            batch.linktype[r],
+        )
+
+
+def scan_file(path: Path, sel: FileSelection, spool: Spool, batch_size: int = BATCH) -> None:
+    """The evidence pass over one input."""
+    cap = open_capture(path)
+    decoder = Decoder() if sel.hashes.shape[0] else None
+    stop = sel.last_frame
+    for batch in cap.batches(batch_size):
+        if len(batch) == 0:
+            continue
+        if int(batch.frame[0]) > stop:
+            break
+        parts = [frame_pairs(batch.frame.astype(np.int64), sel)]
+        if decoder is not None:
+            parts.append(flow_pairs(decoder.decode(batch), sel))
+        pairs = np.concatenate(parts)
+        if pairs.shape[0]:
+            _take(spool, batch, pairs)
+
+
+def _ns_inputs(inputs: Sequence[Path], files: Iterable[int]) -> dict[int, bool]:
+    """Input index -> True when its timestamps are finer than microseconds."""
+    return {i: open_capture(inputs[i]).info.ts_resolution != "us" for i in files}
+
+
+def write_evidence(
+    findings: Sequence[Finding],
+    flows: pd.DataFrame,
+    inputs: Sequence[Path],
+    out_dir: Path,
+    *,
+    batch_size: int = BATCH,
+    spool_limit: int = SPOOL_LIMIT,
+    durable: bool = False,
+) -> dict[str, Path]:
+    """Write ``out_dir/<id>.pcap`` (one link type) or ``.pcapng`` (mixed) per finding; returns
+    finding id -> file for every finding that has at least one packet in the inputs."""
+    inputs = [Path(p) for p in inputs]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    selections = plan(findings, flows, inputs)
+    ns_by_file = _ns_inputs(inputs, selections)
+    uses: dict[int, set[int]] = defaultdict(set)
+    for i, sel in selections.items():
+        for arr in (sel.entry_findings, sel.frame_findings):
+            for fi in np.unique(arr).tolist():
+                uses[fi].add(i)
+    ns = [any(ns_by_file[i] for i in uses[fi]) for fi in range(len(findings))]
+    spool = Spool(out_dir, [evidence_name(f.id) for f in findings], ns, spool_limit, durable)
+    try:
+        for i, sel in selections.items():
+            scan_file(inputs[i], sel, spool, batch_size)
+        written = spool.finish()
+    except BaseException:
+        spool.discard()
+        raise
+    return {findings[i].id: p for i, p in written.items()}
