@@ -8,10 +8,11 @@ findings match when the expected ``src`` is in ``sources``.
 ``coverage``: documented endpoints whose status the scenario decides. ``hostname: <control plane>``
 means the sandbox's "your control plane" WebSocket row.
 
-Severities follow one ladder (a proposal the policy stage must agree with): a connection to an
-unlisted host is high, a lookup alone low, an unlisted resolver medium, an undocumented WebSocket
-path medium, an accepted inbound connection critical and an attempted one high, a blocked required
-endpoint low (an availability problem, not a violation).
+Severities: a connection to an unlisted host is high, a lookup alone low, DNS to an unlisted resolver
+medium (kind ``dns_to_unlisted_resolver``), an undocumented WebSocket path medium, an accepted inbound
+connection critical and an attempted one high, a blocked required endpoint medium. A denied CONNECT
+to an unlisted host is an unexpected destination with ``how: proxy_denied`` (its severity is left to
+the policy). Plain ``ws://`` on 8080 is documented (co-located installs): no finding above info.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _ok(component: str, *hosts: str) -> list[dict[str, Any]]:
 
 
 def _blocked(component: str, host: str, how: str, dst: str | None = None) -> dict[str, Any]:
-    finding: dict[str, Any] = {"kind": "blocked", "severity": "low", "component": component}
+    finding: dict[str, Any] = {"kind": "blocked", "severity": "medium", "component": component}
     if dst is not None:
         finding |= {"dst": dst, "dst_port": 443, "transport": "tcp"}
     return finding | {"hostname": host, "how": how}
@@ -57,15 +58,47 @@ EXPECTED: dict[str, dict[str, Any]] = {
     },
     "unexpected_destinations": {
         "findings": [
-            {"kind": "unexpected_destination", "severity": "high", "component": "sandbox", "dst": "198.51.100.66",
-             "dst_port": 443, "transport": "tcp", "hostname": EXFIL},
-            {"kind": "unexpected_destination", "severity": "high", "component": "sandbox", "dst": "192.0.2.44",
-             "dst_port": 4444, "transport": "tcp", "hostname": None},
-            {"kind": "unexpected_destination", "severity": "low", "component": "sandbox", "hostname": LOOKUP_ONLY},
-            {"kind": "unexpected_destination", "severity": "medium", "component": "sandbox", "dst": "8.8.8.8",
-             "dst_port": 53, "transport": "udp"},
-            {"kind": "unexpected_websocket_path", "severity": "medium", "component": "sandbox", "dst": "10.0.0.2",
-             "dst_port": 8080, "transport": "tcp", "hostname": CP_NAME},
+            {
+                "kind": "unexpected_destination",
+                "severity": "high",
+                "component": "sandbox",
+                "dst": "198.51.100.66",
+                "dst_port": 443,
+                "transport": "tcp",
+                "hostname": EXFIL,
+            },
+            {
+                "kind": "unexpected_destination",
+                "severity": "high",
+                "component": "sandbox",
+                "dst": "192.0.2.44",
+                "dst_port": 4444,
+                "transport": "tcp",
+                "hostname": None,
+            },
+            {
+                "kind": "unexpected_destination",
+                "severity": "low",
+                "component": "sandbox",
+                "hostname": LOOKUP_ONLY,
+            },
+            {
+                "kind": "dns_to_unlisted_resolver",
+                "severity": "medium",
+                "component": "sandbox",
+                "dst": "8.8.8.8",
+                "dst_port": 53,
+                "transport": "udp",
+            },
+            {
+                "kind": "unexpected_websocket_path",
+                "severity": "medium",
+                "component": "sandbox",
+                "dst": "10.0.0.2",
+                "dst_port": 8080,
+                "transport": "tcp",
+                "hostname": CP_NAME,
+            },
         ],
         "coverage": _ok("sandbox", CONTROL_PLANE_ROW),
     },
@@ -96,8 +129,13 @@ EXPECTED: dict[str, dict[str, Any]] = {
     },
     "proxied": {
         "findings": [
-            {"kind": "unexpected_destination", "component": "sandbox", "dst_port": 443,
-             "hostname": "evil.example.org", "how": "proxy_denied"},
+            {
+                "kind": "unexpected_destination",
+                "component": "sandbox",
+                "dst_port": 443,
+                "hostname": "evil.example.org",
+                "how": "proxy_denied",
+            },
         ],
         "coverage": _ok("sandbox", REGISTRY, "archive.ubuntu.com"),
     },
@@ -105,8 +143,16 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "ipv6": {"findings": [], "coverage": _ok("sandbox", CONTROL_PLANE_ROW, REGISTRY)},
     "tunnels": {
         "findings": [
-            {"kind": "unexpected_destination", "severity": "high", "component": "sandbox", "src": "10.0.1.6",
-             "dst": "198.51.100.66", "dst_port": 443, "transport": "tcp", "hostname": EXFIL},
+            {
+                "kind": "unexpected_destination",
+                "severity": "high",
+                "component": "sandbox",
+                "src": "10.0.1.6",
+                "dst": "198.51.100.66",
+                "dst_port": 443,
+                "transport": "tcp",
+                "hostname": EXFIL,
+            },
         ],
         "coverage": _ok("sandbox", CONTROL_PLANE_ROW, REGISTRY),
     },

@@ -110,7 +110,9 @@ class Ctx:
         return Tcp(self.cap, c, self.port(), s, sport, self.rng.getrandbits(32), self.rng.getrandbits(32))
 
     def dns(self, client: Host, resolver: Host, qname: str, qtype: str, answers=(), rcode="NOERROR") -> None:
-        self.cap.dns(self.tick(), client, resolver, self.port(), self.rng.getrandbits(16), qname, qtype, answers, rcode)
+        self.cap.dns(
+            self.tick(), client, resolver, self.port(), self.rng.getrandbits(16), qname, qtype, answers, rcode
+        )
         self.tick(5_000)
 
 
@@ -131,7 +133,9 @@ def websocket(ctx: Ctx, sb: Host, cp: Host, port: int, target: str, host_header:
     return conn
 
 
-def tls_session(ctx: Ctx, c: Host, s: Host, sni: str | None, alpn=("h2", "http/1.1"), upload: int = 900) -> Tcp:
+def tls_session(
+    ctx: Ctx, c: Host, s: Host, sni: str | None, alpn=("h2", "http/1.1"), upload: int = 900
+) -> Tcp:
     conn = ctx.tcp(c, s, 443)
     t = conn.handshake(ctx.tick())
     t = conn.send(t + 100, True, tls_client_hello(sni, alpn, ctx.rng))
@@ -234,7 +238,9 @@ def blocked_install() -> tuple[Capture, Interfaces]:
     s3 = ctx.tcp(CP, S3_IP, 443)
     quoted = bytes(s3.syn(ctx.tick())[IP])  # Linux quotes the whole offending datagram
     prohibited = ICMP(type=3, code=13) / Raw(quoted)
-    ctx.cap.add(ctx.tick(2_000), Ether(src=ROUTER_MAC, dst=CP.mac) / IP(src=ROUTER.ip, dst=CP.ip, id=0) / prohibited)
+    ctx.cap.add(
+        ctx.tick(2_000), Ether(src=ROUTER_MAC, dst=CP.mac) / IP(src=ROUTER.ip, dst=CP.ip, id=0) / prohibited
+    )
     ctx.dns(CP, RESOLVER, ANTHROPIC, "A", rcode="NXDOMAIN")
     ctx.dns(CP, RESOLVER, OPENAI, "AAAA", rcode="REFUSED")
     ctx.dns(CP, RESOLVER, OPENAI, "A", [(OPENAI, "A", OPENAI_IP.ip)])
@@ -254,7 +260,11 @@ def proxied() -> tuple[Capture, Interfaces]:
     t = tunnel.handshake(ctx.tick())
     connect = http_head(
         f"CONNECT {REGISTRY}:443 HTTP/1.1",
-        [("Host", f"{REGISTRY}:443"), ("User-Agent", "containerd/1.7.24"), ("Proxy-Connection", "Keep-Alive")],
+        [
+            ("Host", f"{REGISTRY}:443"),
+            ("User-Agent", "containerd/1.7.24"),
+            ("Proxy-Connection", "Keep-Alive"),
+        ],
     )
     t = tunnel.send(t + 100, True, connect)
     t = tunnel.send(t + 25_000, False, b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -264,17 +274,30 @@ def proxied() -> tuple[Capture, Interfaces]:
     ctx.t = tunnel.close(t + 40_000)
     denied = ctx.tcp(SANDBOX, PROXY, 3128)
     t = denied.handshake(ctx.tick())
-    t = denied.send(t + 100, True, http_head("CONNECT evil.example.org:443 HTTP/1.1", [("Host", "evil.example.org:443")]))
+    t = denied.send(
+        t + 100, True, http_head("CONNECT evil.example.org:443 HTTP/1.1", [("Host", "evil.example.org:443")])
+    )
     body = b"<html><body><h1>Access violation</h1></body></html>\n"
-    head = http_head("HTTP/1.1 403 Access violation", [("Content-Type", "text/html"), ("Content-Length", str(len(body)))])
+    head = http_head(
+        "HTTP/1.1 403 Access violation", [("Content-Type", "text/html"), ("Content-Length", str(len(body)))]
+    )
     t = denied.send(t + 2_000, False, head + body)
     ctx.t = denied.close(t + 200)
     plain = ctx.tcp(SANDBOX, PROXY, 3128)
     t = plain.handshake(ctx.tick())
     url = "http://archive.ubuntu.com/ubuntu/dists/noble/InRelease"
-    t = plain.send(t + 100, True, http_head(f"GET {url} HTTP/1.1", [("Host", "archive.ubuntu.com"), ("User-Agent", "Debian APT-HTTP/1.3 (2.7.14)")]))
+    t = plain.send(
+        t + 100,
+        True,
+        http_head(
+            f"GET {url} HTTP/1.1",
+            [("Host", "archive.ubuntu.com"), ("User-Agent", "Debian APT-HTTP/1.3 (2.7.14)")],
+        ),
+    )
     release = b"Origin: Ubuntu\nLabel: Ubuntu\nSuite: noble\n" * 20
-    head = http_head("HTTP/1.1 200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(release)))])
+    head = http_head(
+        "HTTP/1.1 200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(release)))]
+    )
     t = plain.send(t + 60_000, False, head + release)
     ctx.t = plain.close(t + 300)
     return ctx.cap, ETH0
@@ -307,7 +330,10 @@ def _icmp6_nd(ctx: Ctx) -> None:
     ctx.cap.add(ctx.tick(), Ether(src=SANDBOX6.mac, dst="33:33:00:00:00:02") / rs)
     ra = ICMPv6ND_RA(routerlifetime=1800) / ICMPv6NDOptSrcLLAddr(lladdr=ROUTER_MAC)
     ra = ra / ICMPv6NDOptPrefixInfo(prefix="fd00::", prefixlen=64)
-    ctx.cap.add(ctx.tick(), Ether(src=ROUTER_MAC, dst="33:33:00:00:00:01") / IPv6(src="fe80::1", dst="ff02::1", hlim=255) / ra)
+    ctx.cap.add(
+        ctx.tick(),
+        Ether(src=ROUTER_MAC, dst="33:33:00:00:00:01") / IPv6(src="fe80::1", dst="ff02::1", hlim=255) / ra,
+    )
     ns = IPv6(src=SANDBOX6.ip, dst="ff02::1:ff00:53", hlim=255) / ICMPv6ND_NS(tgt=RESOLVER6.ip)
     ns = ns / ICMPv6NDOptSrcLLAddr(lladdr=SANDBOX6.mac)
     ctx.cap.add(ctx.tick(), Ether(src=SANDBOX6.mac, dst="33:33:ff:00:00:53") / ns)

@@ -107,7 +107,9 @@ def http_head(first_line: str, headers: Iterable[tuple[str, str]]) -> bytes:
     return "\r\n".join(lines).encode()
 
 
-def ws_upgrade(host: str, target: str, rng: random.Random, token: str = "hlx_runner_token") -> tuple[bytes, bytes]:
+def ws_upgrade(
+    host: str, target: str, rng: random.Random, token: str = "hlx_runner_token"
+) -> tuple[bytes, bytes]:
     """(request, 101 response) of a WebSocket opening handshake with a correct Sec-WebSocket-Accept."""
     key = base64.b64encode(rng.randbytes(16)).decode()
     accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
@@ -179,7 +181,9 @@ class Host:
     def l3(self, dst: Host, **kw: int) -> Packet:
         if ":" in self.ip:
             return Ether(src=self.mac, dst=dst.mac) / IPv6(src=self.ip, dst=dst.ip, hlim=kw.get("ttl", 64))
-        return Ether(src=self.mac, dst=dst.mac) / IP(src=self.ip, dst=dst.ip, ttl=kw.get("ttl", 64), id=kw["id"])
+        return Ether(src=self.mac, dst=dst.mac) / IP(
+            src=self.ip, dst=dst.ip, ttl=kw.get("ttl", 64), id=kw["id"]
+        )
 
 
 @dataclass
@@ -238,7 +242,9 @@ class Tcp:
         self.c_next = (self.isn_c + 1) & 0xFFFFFFFF
         self.s_next = (self.isn_s + 1) & 0xFFFFFFFF
 
-    def _pkt(self, from_client: bool, flags: str, seq: int, ack: int, data: bytes = b"", win: int = 64240) -> Packet:
+    def _pkt(
+        self, from_client: bool, flags: str, seq: int, ack: int, data: bytes = b"", win: int = 64240
+    ) -> Packet:
         a, b = (self.c, self.s) if from_client else (self.s, self.c)
         ap, bp = (self.cport, self.sport) if from_client else (self.sport, self.cport)
         seg = TCP(sport=ap, dport=bp, flags=flags, seq=seq, ack=ack if "A" in flags else 0, window=win)
@@ -273,7 +279,9 @@ class Tcp:
         self.ack(t + ack_after, not from_client)
         return t + ack_after
 
-    def segment(self, t: int, from_client: bool, data: bytes, flags: str = "PA", offset: int | None = None) -> None:
+    def segment(
+        self, t: int, from_client: bool, data: bytes, flags: str = "PA", offset: int | None = None
+    ) -> None:
         """One data segment; ``offset`` (bytes after the current next seq) sends out of order."""
         base = self.c_next if from_client else self.s_next
         seq = (base + (offset or 0)) & 0xFFFFFFFF

@@ -70,7 +70,9 @@ class IcmpErrors:
     def concat(chunks: list[IcmpErrors]) -> IcmpErrors:
         names = [f.name for f in fields(IcmpErrors)]
         if not chunks:
-            return IcmpErrors(**{n: np.zeros(0, dtype=bool if n == "quote_from_a" else np.int64) for n in names})
+            return IcmpErrors(
+                **{n: np.zeros(0, dtype=bool if n == "quote_from_a" else np.int64) for n in names}
+            )
         return IcmpErrors(**{n: np.concatenate([getattr(c, n) for c in chunks]) for n in names})
 
 
@@ -99,9 +101,10 @@ def _orientation(g: SegmentArrays, ng: int, ki: np.ndarray, err: IcmpErrors) -> 
     sa_a, sa_b = ev[:, 2 * K_SYNACK], ev[:, 2 * K_SYNACK + 1]
     has_syn, has_sa = (syn_a != NONE) | (syn_b != NONE), (sa_a != NONE) | (sa_b != NONE)
     conds = [has_syn, has_sa, is_icmp & req & ~no_pkts, is_icmp & req_b & ~no_pkts, port_rule & ~no_pkts]
-    dirs = [np.where(syn_b < syn_a, 1, 0), np.where(sa_a <= sa_b, 1, 0), 0, 1, np.where(pa < pb, 1, 0)]
+    zeros, ones = np.zeros(ng, dtype=np.int64), np.ones(ng, dtype=np.int64)
+    dirs = [np.where(syn_b < syn_a, 1, 0), np.where(sa_a <= sa_b, 1, 0), zeros, ones, np.where(pa < pb, 1, 0)]
     orig = np.select(conds, dirs, default=first_dir).astype(np.int64)
-    init = np.select(conds, [0, 1, 2, 2, 3], default=2).astype(np.int64)
+    init = np.select(conds, [zeros, ones, 2 * ones, 2 * ones, 3 * ones], default=2).astype(np.int64)
     return orig, init
 
 
@@ -115,11 +118,15 @@ def _handshake(ev: np.ndarray, o: np.ndarray, is_tcp: np.ndarray) -> np.ndarray:
     has_syn, has_sa = syn != NONE, sa != NONE
     out = np.select(
         [~is_tcp, has_syn & has_sa & after, has_sa, has_syn & (rst_r != NONE), has_syn],
-        ["none", "completed", "synack_only", "rejected", "no_answer"], default="midstream")
+        ["none", "completed", "synack_only", "rejected", "no_answer"],
+        default="midstream",
+    )
     return out.astype(object)
 
 
-def _states(ev: np.ndarray, sums: np.ndarray, o: np.ndarray, proto: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _states(
+    ev: np.ndarray, sums: np.ndarray, o: np.ndarray, proto: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     is_tcp = proto == 6
     st = np.zeros((len(o), 2), dtype=np.int64)
     hist = np.zeros(len(o), dtype=np.int64)
@@ -219,7 +226,9 @@ def _addr_strings(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return out
 
 
-def _files_column(first_file: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], files: list[str]) -> np.ndarray:
+def _files_column(
+    first_file: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], files: list[str]
+) -> np.ndarray:
     names = np.array(files or [""], dtype=object)
     out = names[first_file].copy()
     g, f = pairs
@@ -233,13 +242,22 @@ def _files_column(first_file: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], 
 
 
 def _encap_text(bits: np.ndarray) -> np.ndarray:
-    table = np.array(["+".join(n for k, n in enumerate(ENCAP_NAMES) if b >> k & 1) for b in range(256)],
-                     dtype=object)
+    table = np.array(
+        ["+".join(n for k, n in enumerate(ENCAP_NAMES) if b >> k & 1) for b in range(256)], dtype=object
+    )
     return table[bits & 0xFF]
 
 
-def build_frame(g: SegmentArrays, ng: int, ku: np.ndarray, ki: np.ndarray, perm: np.ndarray,
-                err: IcmpErrors, files: list[str], file_pairs: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+def build_frame(
+    g: SegmentArrays,
+    ng: int,
+    ku: np.ndarray,
+    ki: np.ndarray,
+    perm: np.ndarray,
+    err: IcmpErrors,
+    files: list[str],
+    file_pairs: tuple[np.ndarray, np.ndarray],
+) -> pd.DataFrame:
     """All FLOW_COLUMNS for ``ng`` flows (arrays indexed by flow, ``perm``: final order)."""
     ev, ev_ts, sums, last = g.ev[:ng], g.ev_ts[:ng], g.sums[:ng], g.last[:ng]
     proto = ki[:, 0]
@@ -259,22 +277,35 @@ def build_frame(g: SegmentArrays, ng: int, ku: np.ndarray, ki: np.ndarray, perm:
     cols = {
         "flow_id": np.zeros(ng, dtype=np.int64),
         "transport": transport[proto & 0xFF],
-        "orig_h": np.where(o == 0, a_txt, b_txt), "orig_p": np.where(o == 0, ki[:, 1], ki[:, 2]),
-        "resp_h": np.where(o == 0, b_txt, a_txt), "resp_p": np.where(o == 0, ki[:, 2], ki[:, 1]),
+        "orig_h": np.where(o == 0, a_txt, b_txt),
+        "orig_p": np.where(o == 0, ki[:, 1], ki[:, 2]),
+        "resp_h": np.where(o == 0, b_txt, a_txt),
+        "resp_p": np.where(o == 0, ki[:, 2], ki[:, 1]),
         "initiator": np.array(["syn", "synack", "first_packet", "port_heuristic"], dtype=object)[init],
         "confidence": np.where(init <= 1, "high", "low").astype(object),
-        "first_ts": first_ts, "last_ts": last_ts, "duration": last_ts - first_ts,
-        "orig_pkts": _col(sums, S_PKTS, o), "resp_pkts": _col(sums, S_PKTS, r),
-        "orig_ip_bytes": _col(sums, S_IPB, o), "resp_ip_bytes": _col(sums, S_IPB, r),
-        "orig_bytes": _col(sums, S_PAY, o), "resp_bytes": _col(sums, S_PAY, r),
-        "syn": _col(sums, S_SYN, o), "synack": _col(sums, S_SYNACK, r),
-        "orig_fin": _col(sums, S_FIN, o), "resp_fin": _col(sums, S_FIN, r),
-        "orig_rst": _col(sums, S_RST, o), "resp_rst": _col(sums, S_RST, r),
-        "conn_state": state, "history": hist, "handshake": _handshake(ev, o, proto == 6),
+        "first_ts": first_ts,
+        "last_ts": last_ts,
+        "duration": last_ts - first_ts,
+        "orig_pkts": _col(sums, S_PKTS, o),
+        "resp_pkts": _col(sums, S_PKTS, r),
+        "orig_ip_bytes": _col(sums, S_IPB, o),
+        "resp_ip_bytes": _col(sums, S_IPB, r),
+        "orig_bytes": _col(sums, S_PAY, o),
+        "resp_bytes": _col(sums, S_PAY, r),
+        "syn": _col(sums, S_SYN, o),
+        "synack": _col(sums, S_SYNACK, r),
+        "orig_fin": _col(sums, S_FIN, o),
+        "resp_fin": _col(sums, S_FIN, r),
+        "orig_rst": _col(sums, S_RST, o),
+        "resp_rst": _col(sums, S_RST, r),
+        "conn_state": state,
+        "history": hist,
+        "handshake": _handshake(ev, o, proto == 6),
         **_icmp_columns(err, ng, files),
         "file": np.array(files or [""], dtype=object)[first_file],
         "files": _files_column(first_file, file_pairs, files),
-        "first_frame": first_order & FRAME_MASK, "last_frame": last_order & FRAME_MASK,
+        "first_frame": first_order & FRAME_MASK,
+        "last_frame": last_order & FRAME_MASK,
         "key_frames": _key_frames(ev, err, first_file, files),
         "tcp_stream": _stream_index(first_file, (proto == 6) & has_pkts, perm),
         "udp_stream": _stream_index(first_file, (proto == 17) & has_pkts, perm),

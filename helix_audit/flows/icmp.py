@@ -32,15 +32,41 @@ PORTS = "!HH"
 V6_EXT_HEADERS = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options (length-prefixed)
 V6_FRAGMENT = 44
 
-TYPE_NAMES_V4 = {3: "unreachable", 4: "source_quench", 5: "redirect", 11: "time_exceeded",
-                 12: "parameter_problem"}
+TYPE_NAMES_V4 = {
+    3: "unreachable",
+    4: "source_quench",
+    5: "redirect",
+    11: "time_exceeded",
+    12: "parameter_problem",
+}
 TYPE_NAMES_V6 = {1: "unreachable", 2: "packet_too_big", 3: "time_exceeded", 4: "parameter_problem"}
-UNREACH_CODES_V4 = {0: "net", 1: "host", 2: "protocol", 3: "port", 4: "frag_needed", 5: "source_route_failed",
-                    6: "net_unknown", 7: "host_unknown", 8: "host_isolated", 9: "net_prohibited",
-                    10: "host_prohibited", 11: "net_tos", 12: "host_tos", 13: "admin_prohibited",
-                    14: "host_precedence", 15: "precedence_cutoff"}
-UNREACH_CODES_V6 = {0: "no_route", 1: "admin_prohibited", 2: "beyond_scope", 3: "address", 4: "port",
-                    5: "policy_failed", 6: "reject_route"}
+UNREACH_CODES_V4 = {
+    0: "net",
+    1: "host",
+    2: "protocol",
+    3: "port",
+    4: "frag_needed",
+    5: "source_route_failed",
+    6: "net_unknown",
+    7: "host_unknown",
+    8: "host_isolated",
+    9: "net_prohibited",
+    10: "host_prohibited",
+    11: "net_tos",
+    12: "host_tos",
+    13: "admin_prohibited",
+    14: "host_precedence",
+    15: "precedence_cutoff",
+}
+UNREACH_CODES_V6 = {
+    0: "no_route",
+    1: "admin_prohibited",
+    2: "beyond_scope",
+    3: "address",
+    4: "port",
+    5: "policy_failed",
+    6: "reject_route",
+}
 
 # Zeek's ICMP "counterpart" types: request and reply of a pair share one flow.
 _PAIRS_V4 = [(8, 0), (13, 14), (15, 16), (17, 18), (10, 9)]
@@ -196,4 +222,6 @@ def quoted_keys(cols: PacketColumns, rows: np.ndarray) -> QuotedKeys:
         ok[j], proto[j], sport[j], dport[j] = True, q.proto, q.sport, q.dport
         out["src_hi"][j], out["src_lo"][j] = q.src
         out["dst_hi"][j], out["dst_lo"][j] = q.dst
-    return QuotedKeys(rows, ok, proto, out["src_hi"], out["src_lo"], out["dst_hi"], out["dst_lo"], sport, dport)
+    return QuotedKeys(
+        rows, ok, proto, out["src_hi"], out["src_lo"], out["dst_hi"], out["dst_lo"], sport, dport
+    )

@@ -8,7 +8,8 @@ a later partition's segments fold into the earlier table without needing its pac
 
 Every aggregate is mergeable: ``sums`` add; ``ev`` holds the *order* (file index << 40 | frame) of the
 first occurrence of each event per direction, merged by min order; for the few events whose timestamp or
-value is used (first packet, first ICMP error, SYN ISNs) ``ev_ts``/``ev_val`` hold them (``AUX_OF``); ``last`` holds the last packet's order and timestamp, merged by max.
+value is used (first packet, first ICMP error, SYN ISNs) ``ev_ts``/``ev_val`` hold them (``AUX_OF``);
+``last`` holds the last packet's order and timestamp, merged by max.
 No Python object per flow: a million one-packet flows are a few arrays of a million rows.
 (Idle expiry can be added by moving segments whose ``last`` order is old enough out of these arrays.)
 """
@@ -117,7 +118,7 @@ def rehash(tk_u64: np.ndarray, tk_i64: np.ndarray, ntup: int, cap: int) -> np.nd
 
 
 @njit(cache=True)
-def lookup_insert(slots, tk_u64, tk_i64, ntup, u, i):  # type: ignore[no-untyped-def]
+def lookup_insert(slots, tk_u64, tk_i64, ntup, u, i):
     """Tuple id of key (u, i), inserting it as ``ntup`` when absent. Returns (id, inserted)."""
     mask = np.uint64(slots.shape[0] - 1)
     s = _hash(u, i) & mask
@@ -128,14 +129,21 @@ def lookup_insert(slots, tk_u64, tk_i64, ntup, u, i):  # type: ignore[no-untyped
             tk_u64[ntup] = u
             tk_i64[ntup] = i
             return ntup, True
-        if (tk_i64[t, 0] == i[0] and tk_i64[t, 1] == i[1] and tk_i64[t, 2] == i[2] and tk_u64[t, 0] == u[0]
-                and tk_u64[t, 1] == u[1] and tk_u64[t, 2] == u[2] and tk_u64[t, 3] == u[3]):
+        if (
+            tk_i64[t, 0] == i[0]
+            and tk_i64[t, 1] == i[1]
+            and tk_i64[t, 2] == i[2]
+            and tk_u64[t, 0] == u[0]
+            and tk_u64[t, 1] == u[1]
+            and tk_u64[t, 2] == u[2]
+            and tk_u64[t, 3] == u[3]
+        ):
             return t, False
         s = (s + np.uint64(1)) & mask
 
 
 @njit(cache=True)
-def fold(sums, ev, ev_ts, ev_val, last, d, s_sums, s_ev, s_ev_ts, s_ev_val, s_last, s):  # type: ignore[no-untyped-def]
+def fold(sums, ev, ev_ts, ev_val, last, d, s_sums, s_ev, s_ev_ts, s_ev_val, s_last, s):
     """Merge segment ``s`` of the source arrays into segment ``d`` (sums add, events min, last max)."""
     for k in range(sums.shape[1]):
         sums[d, k] += s_sums[s, k]
@@ -152,7 +160,7 @@ def fold(sums, ev, ev_ts, ev_val, last, d, s_sums, s_ev, s_ev_ts, s_ev_val, s_la
 
 
 @njit(cache=True, inline="always")
-def _event(ev, ev_ts, ev_val, sid, k, order, ts, val):  # type: ignore[no-untyped-def]
+def _event(ev, ev_ts, ev_val, sid, k, order, ts, val):
     if order < ev[sid, k]:
         ev[sid, k] = order
         a = AUX_OF[k]
@@ -162,7 +170,7 @@ def _event(ev, ev_ts, ev_val, sid, k, order, ts, val):  # type: ignore[no-untype
 
 
 @njit(cache=True)
-def _count_packet(sums, ev, ev_ts, ev_val, last, sid, d, fl, seq, iplen, pay, ts, order, fval):  # type: ignore[no-untyped-def]
+def _count_packet(sums, ev, ev_ts, ev_val, last, sid, d, fl, seq, iplen, pay, ts, order, fval):
     sums[sid, S_PKTS + d] += 1
     sums[sid, S_IPB + d] += iplen
     sums[sid, S_PAY + d] += pay
@@ -188,7 +196,7 @@ def _count_packet(sums, ev, ev_ts, ev_val, last, sid, d, fl, seq, iplen, pay, ts
 
 
 @njit(cache=True, inline="always")
-def _le(ahi, alo, ap, bhi, blo, bp):  # type: ignore[no-untyped-def]
+def _le(ahi, alo, ap, bhi, blo, bp):
     if ahi != bhi:
         return ahi < bhi
     if alo != blo:
@@ -197,7 +205,7 @@ def _le(ahi, alo, ap, bhi, blo, bp):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def starts_with_syn(ev, ev_val, s):  # type: ignore[no-untyped-def]
+def starts_with_syn(ev, ev_val, s):
     """(True, direction) when segment ``s`` begins with a pure SYN."""
     f = ev[s, EV_FIRST]
     d = (ev_val[s, A_FIRST] >> 24) & 1
@@ -205,9 +213,38 @@ def starts_with_syn(ev, ev_val, s):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def add_rows(st_slots, tk_u64, tk_i64, tup_cur, seg_tup, sums, ev, ev_ts, ev_val, last, ntup, nseg,  # type: ignore[no-untyped-def]
-             kind, proto, shi, slo, dhi, dlo, sp, dp, flags, seq, iplen, pay, ts, order, fval,
-             out_sid, out_from_a, start):
+def add_rows(
+    st_slots,
+    tk_u64,
+    tk_i64,
+    tup_cur,
+    seg_tup,
+    sums,
+    ev,
+    ev_ts,
+    ev_val,
+    last,
+    ntup,
+    nseg,
+    kind,
+    proto,
+    shi,
+    slo,
+    dhi,
+    dlo,
+    sp,
+    dp,
+    flags,
+    seq,
+    iplen,
+    pay,
+    ts,
+    order,
+    fval,
+    out_sid,
+    out_from_a,
+    start,
+):
     """Fold a batch's rows from ``start`` on (in order) into the state. Returns (ntup, nseg, next row):
     it stops early when the arrays are full, for the caller to grow them and call again.
 
@@ -244,93 +281,29 @@ def add_rows(st_slots, tk_u64, tk_i64, tup_cur, seg_tup, sums, ev, ev_ts, ev_val
         out_sid[r] = sid
         out_from_a[r] = a_first
         if kind[r] == ROW_PACKET:
-            _count_packet(sums, ev, ev_ts, ev_val, last, sid, 0 if a_first else 1, flags[r], seq[r],
-                          iplen[r], pay[r], ts[r], order[r], fval[r])
+            _count_packet(
+                sums,
+                ev,
+                ev_ts,
+                ev_val,
+                last,
+                sid,
+                0 if a_first else 1,
+                flags[r],
+                seq[r],
+                iplen[r],
+                pay[r],
+                ts[r],
+                order[r],
+                fval[r],
+            )
         else:
             _event(ev, ev_ts, ev_val, sid, EV_ICMP, order[r], ts[r], 0)
     return ntup, nseg, kind.shape[0]
 
 
 @njit(cache=True)
-def merge_rows(slots, tk_u64, tk_i64, tup_cur, seg_tup, sums, ev, ev_ts, ev_val, last, ntup, nseg,  # type: ignore[no-untyped-def]
-               o_tk_u64, o_tk_i64, o_tup_cur, o_seg_tup, o_sums, o_ev, o_ev_ts, o_ev_val, o_last, o_ntup,
-               o_sorted, remap):
-    """Fold a later partition's segments in. A tuple's first segment there continues our current one
-    unless it opens with a pure SYN; every other segment is appended. Returns the new (ntup, nseg)."""
-    tmap = np.empty(o_ntup, dtype=np.int64)
-    existed = np.zeros(o_ntup, dtype=np.bool_)
-    for t in range(o_ntup):
-        mine, new = lookup_insert(slots, tk_u64, tk_i64, ntup, o_tk_u64[t], o_tk_i64[t])
-        if new:
-            ntup += 1
-        tmap[t] = mine
-        existed[t] = not new
-    prev = -1
-    for s in o_sorted:
-        t = o_seg_tup[s]
-        syn_start, _ = starts_with_syn(o_ev, o_ev_val, s)
-        if t != prev and existed[t] and not syn_start:
-            d = tup_cur[tmap[t]]
-        else:
-            d = nseg
-            nseg += 1
-            seg_tup[d] = tmap[t]
-        prev = t
-        fold(sums, ev, ev_ts, ev_val, last, d, o_sums, o_ev, o_ev_ts, o_ev_val, o_last, s)
-        remap[s] = d
-    for t in range(o_ntup):
-        tup_cur[tmap[t]] = remap[o_tup_cur[t]]
-    return ntup, nseg
-
-
-@njit(cache=True)
-def join_segments(order, seg_tup, ev, ev_val, group):  # type: ignore[no-untyped-def]
-    """Group segments (``order``: sorted by tuple, then creation) into flows; returns the flow count.
-
-    A segment opening with a pure SYN starts a new flow when the flow so far had ended before it (FIN
-    both ways, or a RST) and the SYN's ISN differs from the flow's first SYN in that direction
-    (TCP connection reuse, as tshark's tcp.stream and Zeek split it); otherwise it continues the flow.
-    """
-    g = -1
-    prev = -1
-    fin = np.empty(2, dtype=np.int64)
-    rst = np.empty(2, dtype=np.int64)
-    syn_ord = np.empty(2, dtype=np.int64)
-    syn_seq = np.empty(2, dtype=np.int64)
-    for s in order:
-        t = seg_tup[s]
-        fresh = t != prev
-        syn_start, d = starts_with_syn(ev, ev_val, s)
-        if not fresh and syn_start:
-            at = ev[s, EV_FIRST]
-            ended = min(max(fin[0], fin[1]), rst[0], rst[1]) < at
-            isn_differs = syn_ord[d] == NONE or syn_seq[d] != ev_val[s, A_SYN + d]
-            fresh = ended and isn_differs
-        if fresh:
-            g += 1
-            fin[:] = NONE
-            rst[:] = NONE
-            syn_ord[:] = NONE
-            syn_seq[:] = -1
-        for x in range(2):
-            fin[x] = min(fin[x], ev[s, 2 * K_FIN + x])
-            rst[x] = min(rst[x], ev[s, 2 * K_RST + x])
-            if ev[s, 2 * K_SYN + x] < syn_ord[x]:
-                syn_ord[x] = ev[s, 2 * K_SYN + x]
-                syn_seq[x] = ev_val[s, A_SYN + x]
-        group[s] = g
-        prev = t
-    return g + 1
-
-
-@njit(cache=True)
-def fold_groups(group, nseg, sums, ev, ev_ts, ev_val, last, g_sums, g_ev, g_ev_ts, g_ev_val, g_last):  # type: ignore[no-untyped-def]
-    for s in range(nseg):
-        fold(g_sums, g_ev, g_ev_ts, g_ev_val, g_last, group[s], sums, ev, ev_ts, ev_val, last, s)
-
-
-@njit(cache=True)
-def mark_files(sids, seg_file, fidx, out):  # type: ignore[no-untyped-def]
+def mark_files(sids, seg_file, fidx, out):
     """Segments in ``sids`` not yet noted in file ``fidx``: note them, write them to ``out``; count."""
     m = 0
     for s in sids:

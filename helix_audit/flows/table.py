@@ -22,6 +22,7 @@ from ..decode.interface import ST_OK, PacketColumns
 from . import icmp
 from .finish import IcmpErrors, build_frame
 from .interface import PacketFlows
+from .join import fold_groups, join_segments, merge_rows
 from .state import (
     EV_FIRST,
     FRAME_MASK,
@@ -32,10 +33,7 @@ from .state import (
     ROW_SKIP,
     SegmentArrays,
     add_rows,
-    fold_groups,
-    join_segments,
     mark_files,
-    merge_rows,
 )
 
 STATUS_NAMES = {0: "ok", 1: "not_ip", 2: "truncated", 3: "malformed", 4: "unknown_link", 5: "fragment"}
@@ -85,9 +83,15 @@ class FlowTable:
             src_hi, src_lo, dst_hi, dst_lo = (a.copy() for a in (src_hi, src_lo, dst_hi, dst_lo))
             proto, sport, dport = proto.copy(), sport.copy(), dport.copy()
             q = rows[quotes.ok]
-            for arr, val in ((proto, quotes.proto), (src_hi, quotes.src_hi), (src_lo, quotes.src_lo),
-                             (dst_hi, quotes.dst_hi), (dst_lo, quotes.dst_lo), (sport, quotes.sport),
-                             (dport, quotes.dport)):
+            for arr, val in (
+                (proto, quotes.proto),
+                (src_hi, quotes.src_hi),
+                (src_lo, quotes.src_lo),
+                (dst_hi, quotes.dst_hi),
+                (dst_lo, quotes.dst_lo),
+                (sport, quotes.sport),
+                (dport, quotes.dport),
+            ):
                 arr[q] = val[quotes.ok]
         self._count_non_flow(cols, kind, err)
         order = (np.int64(fidx) << ORDER_SHIFT) | cols.frame.astype(np.int64)
@@ -97,9 +101,37 @@ class FlowTable:
         st, row = self._st, 0
         while row < n:
             st.ntup, st.nseg, row = add_rows(
-                st.slots, st.tk_u64, st.tk_i64, st.tup_cur, st.seg_tup, st.sums, st.ev, st.ev_ts, st.ev_val,
-                st.last, st.ntup, st.nseg, kind, proto, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
-                cols.tcp_flags, cols.seq, cols.ip_len, cols.pay_wire, cols.ts_ns, order, fval, sid, from_a, row)
+                st.slots,
+                st.tk_u64,
+                st.tk_i64,
+                st.tup_cur,
+                st.seg_tup,
+                st.sums,
+                st.ev,
+                st.ev_ts,
+                st.ev_val,
+                st.last,
+                st.ntup,
+                st.nseg,
+                kind,
+                proto,
+                src_hi,
+                src_lo,
+                dst_hi,
+                dst_lo,
+                sport,
+                dport,
+                cols.tcp_flags,
+                cols.seq,
+                cols.ip_len,
+                cols.pay_wire,
+                cols.ts_ns,
+                order,
+                fval,
+                sid,
+                from_a,
+                row,
+            )
             if row < n:
                 st.reserve(max(1024, st.nseg, st.ntup))
         self._note_files(sid[kind == ROW_PACKET], fidx)
@@ -129,13 +161,22 @@ class FlowTable:
         if m:
             self._file_pairs.append((out[:m] << 20) | fidx)
 
-    def _note_icmp(self, cols: PacketColumns, rows: np.ndarray, sid: np.ndarray, from_a: np.ndarray,
-                   order: np.ndarray) -> None:
-        self._icmp.append(IcmpErrors(
-            sid=sid[rows].copy(), order=order[rows], ts_ns=cols.ts_ns[rows].astype(np.int64),
-            proto=cols.proto[rows].astype(np.int64), type=cols.sport[rows].astype(np.int64),
-            code=cols.dport[rows].astype(np.int64), from_hi=cols.src_hi[rows].astype(np.uint64),
-            from_lo=cols.src_lo[rows].astype(np.uint64), quote_from_a=from_a[rows].copy()))
+    def _note_icmp(
+        self, cols: PacketColumns, rows: np.ndarray, sid: np.ndarray, from_a: np.ndarray, order: np.ndarray
+    ) -> None:
+        self._icmp.append(
+            IcmpErrors(
+                sid=sid[rows].copy(),
+                order=order[rows],
+                ts_ns=cols.ts_ns[rows].astype(np.int64),
+                proto=cols.proto[rows].astype(np.int64),
+                type=cols.sport[rows].astype(np.int64),
+                code=cols.dport[rows].astype(np.int64),
+                from_hi=cols.src_hi[rows].astype(np.uint64),
+                from_lo=cols.src_lo[rows].astype(np.uint64),
+                quote_from_a=from_a[rows].copy(),
+            )
+        )
         if len(rows):
             self._note_files(sid[rows], int(order[0] >> ORDER_SHIFT))
 
@@ -151,10 +192,31 @@ class FlowTable:
         remap = np.empty(o.nseg, dtype=np.int64)
         o_sorted = np.argsort(o.seg_tup[: o.nseg], kind="stable")
         st.ntup, st.nseg = merge_rows(
-            st.slots, st.tk_u64, st.tk_i64, st.tup_cur, st.seg_tup, st.sums, st.ev, st.ev_ts, st.ev_val,
-            st.last, st.ntup, st.nseg, o.tk_u64[: o.ntup], o.tk_i64[: o.ntup], o.tup_cur[: o.ntup],
-            o.seg_tup[: o.nseg], o.sums[: o.nseg], o_ev, o.ev_ts[: o.nseg], o.ev_val[: o.nseg], o_last,
-            o.ntup, o_sorted, remap)
+            st.slots,
+            st.tk_u64,
+            st.tk_i64,
+            st.tup_cur,
+            st.seg_tup,
+            st.sums,
+            st.ev,
+            st.ev_ts,
+            st.ev_val,
+            st.last,
+            st.ntup,
+            st.nseg,
+            o.tk_u64[: o.ntup],
+            o.tk_i64[: o.ntup],
+            o.tup_cur[: o.ntup],
+            o.seg_tup[: o.nseg],
+            o.sums[: o.nseg],
+            o_ev,
+            o.ev_ts[: o.nseg],
+            o.ev_val[: o.nseg],
+            o_last,
+            o.ntup,
+            o_sorted,
+            remap,
+        )
         for chunk in other._icmp:
             self._icmp.append(chunk.remapped(remap, _reorder(chunk.order, fmap)))
         for pairs in other._file_pairs:
@@ -178,8 +240,9 @@ class FlowTable:
         group = np.empty(nseg, dtype=np.int64)
         ng = join_segments(np.argsort(st.seg_tup[:nseg], kind="stable"), st.seg_tup, st.ev, st.ev_val, group)
         g = SegmentArrays(max(ng, 1))
-        fold_groups(group, nseg, st.sums, st.ev, st.ev_ts, st.ev_val, st.last, g.sums, g.ev, g.ev_ts,
-                    g.ev_val, g.last)
+        fold_groups(
+            group, nseg, st.sums, st.ev, st.ev_ts, st.ev_val, st.last, g.sums, g.ev, g.ev_ts, g.ev_val, g.last
+        )
         g_tup = np.zeros(ng, dtype=np.int64)
         g_tup[group] = st.seg_tup[:nseg]
         icmp_all = IcmpErrors.concat(self._icmp).remapped(group, None)
@@ -189,7 +252,9 @@ class FlowTable:
         final[perm] = np.arange(ng)
         pairs = np.concatenate(self._file_pairs) if self._file_pairs else np.zeros(0, dtype=np.int64)
         file_pairs = (group[pairs >> 20], pairs & 0xFFFFF)
-        frame = build_frame(g, ng, st.tk_u64[g_tup], st.tk_i64[g_tup], perm, icmp_all, self._files, file_pairs)
+        frame = build_frame(
+            g, ng, st.tk_u64[g_tup], st.tk_i64[g_tup], perm, icmp_all, self._files, file_pairs
+        )
         return frame, final[group]
 
 

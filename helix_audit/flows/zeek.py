@@ -23,10 +23,10 @@ _RSTOS0 = re.compile(r"^\^?S[^HAFGIQ]*R.*")
 
 
 @njit(cache=True)
-def _step(st, me, is_orig, kind):  # type: ignore[no-untyped-def]
+def _step(st, me, is_orig, kind):
     """One packet of ``kind`` sent by endpoint ``me`` (0 orig, 1 resp); updates ``st`` in place."""
     peer = 1 - me
-    syn = kind == K_SYN or kind == K_SYNACK
+    syn = kind == K_SYN or kind == K_SYNACK  # noqa: SIM109 (numba: plain comparisons)
     ack = kind != K_SYN
     fin = kind == K_FIN
     rst = kind == K_RST
@@ -45,25 +45,24 @@ def _step(st, me, is_orig, kind):  # type: ignore[no-untyped-def]
             st[me] = RESET
         elif st[me] == INACTIVE and not (not is_orig and kind == K_ACK and st[peer] == SYN_SENT):
             st[me] = PARTIAL
-    elif s == SYN_SENT or s == SYN_ACK_SENT:
+    elif s == SYN_SENT or s == SYN_ACK_SENT:  # noqa: SIM109
         if fin:
             st[me] = CLOSED
         if rst:
             st[me] = RESET
-    elif s == ESTABLISHED or s == PARTIAL:
+    elif s == ESTABLISHED or s == PARTIAL:  # noqa: SIM109
         if syn and s == PARTIAL and st[peer] == INACTIVE and not ack:
             st[me] = SYN_SENT
         if fin:
             st[me] = CLOSED
         if rst:
             st[me] = RESET
-    elif s == CLOSED:
-        if rst and st[peer] != CLOSED:
-            st[me] = RESET
+    elif s == CLOSED and rst and st[peer] != CLOSED:
+        st[me] = RESET
 
 
 @njit(cache=True)
-def replay(ev, orig_dir, is_tcp, out_state, out_hist):  # type: ignore[no-untyped-def]
+def replay(ev, orig_dir, is_tcp, out_state, out_hist):
     """Per flow: final endpoint states (orig, resp) and the history as 4-bit letter codes (1..12).
 
     ``out_hist`` packs letters first-to-last, low bits first; code = 1 + kind + 6 * (not orig).
@@ -81,7 +80,9 @@ def replay(ev, orig_dir, is_tcp, out_state, out_hist):  # type: ignore[no-untype
                 m += 1
         for i in range(1, m):  # insertion sort by (order, slot)
             j = i
-            while j > 0 and (orders[j - 1] > orders[j] or (orders[j - 1] == orders[j] and slots[j - 1] > slots[j])):
+            while j > 0 and (
+                orders[j - 1] > orders[j] or (orders[j - 1] == orders[j] and slots[j - 1] > slots[j])
+            ):
                 orders[j - 1], orders[j] = orders[j], orders[j - 1]
                 slots[j - 1], slots[j] = slots[j], slots[j - 1]
                 j -= 1

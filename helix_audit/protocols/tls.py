@@ -84,9 +84,9 @@ def version_text(v: int) -> str:
 
 
 def looks_like_tls(data: bytes) -> bool:
-    """Cheap test on a stream's first bytes: a handshake record of a plausible version, or SSLv2 hello."""
-    if len(data) >= 3 and data[0] == CT_HANDSHAKE and data[1] == 3 and data[2] <= 4:
-        return True
+    """Cheap test on a stream's first bytes: a handshake or alert record, or an SSLv2 hello."""
+    if len(data) >= 3 and data[0] in (CT_ALERT, CT_HANDSHAKE) and data[1] == 3 and data[2] <= 4:
+        return True  # a server may answer with an alert record first
     return len(data) >= 3 and (data[0] & 0x80) != 0 and data[2] == HS_CLIENT_HELLO
 
 

@@ -37,6 +37,7 @@ from helix_audit.report.evidence_pcap import Spool
 BATCH = 262144
 SPOOL_LIMIT = 64 << 20  # buffered evidence bytes before spilling to the temp files
 FRAME_BITS = 40
+BITMAP_SIZE = 1 << 22  # prefilter: one bool per low-22-bit value of a key hash
 NO_END = (1 << FRAME_BITS) - 1
 TRANSPORT_PROTO = {"tcp": 6, "udp": 17, "icmp": 1, "icmp6": 58}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -58,15 +59,24 @@ def evidence_name(finding_id: str) -> str:
     return _UNSAFE.sub("_", finding_id).lstrip(".") or "finding"
 
 
+def _endpoint(hi: np.ndarray, lo: np.ndarray, port: np.ndarray) -> np.ndarray:
+    h = (lo.astype(np.uint64) * _K[1]) ^ (hi.astype(np.uint64) * _K[2]) ^ (port.astype(np.uint64) * _K[3])
+    h ^= h >> np.uint64(31)
+    return h * _K[4]
+
+
 def key_hash(
-    proto: np.ndarray, ahi: np.ndarray, alo: np.ndarray, bhi: np.ndarray, blo: np.ndarray, ports: np.ndarray
+    proto: np.ndarray,
+    shi: np.ndarray,
+    slo: np.ndarray,
+    sp: np.ndarray,
+    dhi: np.ndarray,
+    dlo: np.ndarray,
+    dp: np.ndarray,
 ) -> np.ndarray:
-    """64-bit hash of canonical flow keys (``ports`` = a_port << 16 | b_port), vectorised."""
-    h = proto.astype(np.uint64) * _K[0]
-    for v, k in ((ahi, _K[1]), (alo, _K[2]), (bhi, _K[3]), (blo, _K[4]), (ports, _K[5])):
-        h ^= v.astype(np.uint64) * k
-        h ^= h >> np.uint64(31)
-    return h
+    """64-bit hash of flow keys, symmetric in the two endpoints (no canonical ordering needed)."""
+    h = proto.astype(np.uint64) * _K[0] + _endpoint(shi, slo, sp) + _endpoint(dhi, dlo, dp)
+    return h ^ (h >> np.uint64(29))
 
 
 def canonical(
@@ -78,29 +88,48 @@ def canonical(
     dlo: np.ndarray,
     dp: np.ndarray,
 ) -> np.ndarray:
-    """Rows of (proto, a_hi, a_lo, b_hi, b_lo, a_port << 16 | b_port) as uint64, A the lower end."""
+    """Rows of (proto, a_hi, a_lo, a_port, b_hi, b_lo, b_port) as uint64, A the lower end."""
     a_first = (shi < dhi) | ((shi == dhi) & ((slo < dlo) | ((slo == dlo) & (sp <= dp))))
-    out = np.empty((proto.shape[0], 6), dtype=np.uint64)
+    out = np.empty((proto.shape[0], 7), dtype=np.uint64)
     out[:, 0] = proto
-    out[:, 1] = np.where(a_first, shi, dhi)
-    out[:, 2] = np.where(a_first, slo, dlo)
-    out[:, 3] = np.where(a_first, dhi, shi)
-    out[:, 4] = np.where(a_first, dlo, slo)
-    out[:, 5] = np.where(a_first, (sp << 16) | dp, (dp << 16) | sp)
+    for k, (x, y) in enumerate(((shi, dhi), (slo, dlo), (sp, dp)), start=1):
+        out[:, k] = np.where(a_first, x, y)
+        out[:, k + 3] = np.where(a_first, y, x)
     return out
 
 
-def row_keys(cols: PacketColumns) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical keys (n x 6) of a decoded batch and the mask of rows that are flow packets."""
-    ok = (cols.status == ST_OK) & (cols.ipver > 0)
-    ok &= ~icmp.error_mask(cols, ok)
-    proto = cols.proto.astype(np.int64)
-    sport, dport = cols.sport.astype(np.int64), cols.dport.astype(np.int64)
-    is_icmp = (proto == icmp.PROTO_ICMP) | (proto == icmp.PROTO_ICMP6)
-    if is_icmp.any():
-        dport = np.where(is_icmp, icmp.icmp_key_ports(proto, cols.sport, cols.dport), dport)
-    keys = canonical(proto, cols.src_hi, cols.src_lo, sport, cols.dst_hi, cols.dst_lo, dport)
-    return keys, ok
+@dataclass(frozen=True, eq=False)
+class RowKeys:
+    """A decoded batch's flow keys (ICMP keyed like the flow table) and which rows are flow packets."""
+
+    ok: np.ndarray
+    proto: np.ndarray
+    sport: np.ndarray
+    dport: np.ndarray
+    cols: PacketColumns
+
+    @classmethod
+    def of(cls, cols: PacketColumns) -> RowKeys:
+        ok = (cols.status == ST_OK) & (cols.ipver > 0)
+        ok &= ~icmp.error_mask(cols, ok)
+        proto = cols.proto.astype(np.int64)
+        sport, dport = cols.sport.astype(np.int64), cols.dport.astype(np.int64)
+        is_icmp = (proto == icmp.PROTO_ICMP) | (proto == icmp.PROTO_ICMP6)
+        if is_icmp.any():
+            dport = np.where(is_icmp, icmp.icmp_key_ports(proto, cols.sport, cols.dport), dport)
+        return cls(ok, proto, sport, dport, cols)
+
+    def parts(self, rows: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, ...]:
+        c = self.cols
+        return (
+            self.proto[rows],
+            c.src_hi[rows],
+            c.src_lo[rows],
+            self.sport[rows],
+            c.dst_hi[rows],
+            c.dst_lo[rows],
+            self.dport[rows],
+        )
 
 
 # ------------------------------------------------------------------------------------------ selectors
@@ -110,10 +139,11 @@ def row_keys(cols: PacketColumns) -> tuple[np.ndarray, np.ndarray]:
 class FileSelection:
     """What to take from one input file. Flow entries sorted by (key id, first frame)."""
 
+    bitmap: np.ndarray  # bool (BITMAP_SIZE): low bits of the selected key hashes
     hashes: np.ndarray  # uint64, sorted unique key hashes
     entry_pos: np.ndarray  # int64: key id << FRAME_BITS | first frame, sorted
     entry_hi: np.ndarray  # int64: last frame of the window
-    entry_key: np.ndarray  # uint64 (m x 6): the exact canonical key
+    entry_key: np.ndarray  # uint64 (m x 7): the exact canonical key
     entry_start: np.ndarray  # int64 (m + 1): CSR into entry_findings
     entry_findings: np.ndarray  # int64
     frames: np.ndarray  # int64 sorted unique frames selected by number
@@ -137,9 +167,11 @@ def _csr(pairs: dict, keys: list) -> tuple[np.ndarray, np.ndarray]:
 def _file_selection(flow_sel: dict[tuple, set[int]], frame_sel: dict[int, set[int]]) -> FileSelection:
     """Build the arrays; ``flow_sel`` maps (key tuple, lo, hi) -> finding indexes."""
     entries = sorted(flow_sel)
-    keys = np.array([e[0] for e in entries], dtype=np.uint64).reshape(-1, 6)
-    h = key_hash(*(keys[:, k] for k in range(6)))
+    keys = np.array([e[0] for e in entries], dtype=np.uint64).reshape(-1, 7)
+    h = key_hash(*(keys[:, k] for k in range(7)))
     hashes = np.unique(h)
+    bitmap = np.zeros(BITMAP_SIZE, dtype=bool)
+    bitmap[hashes & np.uint64(BITMAP_SIZE - 1)] = True
     kid = np.searchsorted(hashes, h).astype(np.int64)
     lo = np.array([e[1] for e in entries], dtype=np.int64)
     order = np.lexsort((lo, kid))
@@ -148,6 +180,7 @@ def _file_selection(flow_sel: dict[tuple, set[int]], frame_sel: dict[int, set[in
     fstart, ffind = _csr(frame_sel, frames)
     his = np.array([e[2] for e in entries], dtype=np.int64)
     return FileSelection(
+        bitmap,
         hashes,
         (kid << FRAME_BITS | lo)[order],
         his[order],
@@ -171,13 +204,8 @@ def _flow_key(row: dict) -> tuple[int, ...] | None:
         return None
     if proto is None:
         return None
-    c = canonical(
-        *(
-            np.array([v], dtype=np.int64 if i in (0, 3, 6) else np.uint64)
-            for i, v in enumerate((proto, a[0], a[1], int(row["orig_p"]), b[0], b[1], int(row["resp_p"])))
-        )
-    )
-    return tuple(int(v) for v in c[0])
+    ends = sorted([(*a, int(row["orig_p"])), (*b, int(row["resp_p"]))])
+    return (proto, *ends[0], *ends[1])
 
 
 def _file_index(inputs: Sequence[Path]) -> dict[str, int]:
@@ -265,20 +293,22 @@ def flow_pairs(cols: PacketColumns, sel: FileSelection) -> np.ndarray:
     """(finding, row) pairs of the batch's rows that belong to a selected flow."""
     if sel.hashes.shape[0] == 0:
         return np.empty(0, dtype=np.int64)
-    keys, ok = row_keys(cols)
-    h = key_hash(*(keys[:, k] for k in range(6)))
-    kid = np.minimum(np.searchsorted(sel.hashes, h), sel.hashes.shape[0] - 1)
-    cand = np.flatnonzero(ok & (sel.hashes[kid] == h))
+    rk = RowKeys.of(cols)
+    h = key_hash(*rk.parts())
+    cand = np.flatnonzero(rk.ok & sel.bitmap[h & np.uint64(BITMAP_SIZE - 1)])
+    kid = np.minimum(np.searchsorted(sel.hashes, h[cand]), sel.hashes.shape[0] - 1)
+    hit = sel.hashes[kid] == h[cand]
+    cand, kid = cand[hit], kid[hit].astype(np.int64)
     if cand.shape[0] == 0:
         return np.empty(0, dtype=np.int64)
     frame = cols.frame[cand].astype(np.int64)
-    pos = np.searchsorted(sel.entry_pos, kid[cand].astype(np.int64) << FRAME_BITS | frame, "right") - 1
+    pos = np.searchsorted(sel.entry_pos, kid << FRAME_BITS | frame, "right") - 1
     pc = np.maximum(pos, 0)
     good = (
         (pos >= 0)
-        & (sel.entry_pos[pc] >> FRAME_BITS == kid[cand])
+        & (sel.entry_pos[pc] >> FRAME_BITS == kid)
         & (frame <= sel.entry_hi[pc])
-        & (sel.entry_key[pc] == keys[cand]).all(axis=1)
+        & (sel.entry_key[pc] == canonical(*rk.parts(cand))).all(axis=1)
     )
     return _expand(cand[good], pc[good], sel.entry_start, sel.entry_findings)
 

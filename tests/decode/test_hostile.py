@@ -100,7 +100,8 @@ def test_random_bytes_never_raise(lt: int) -> None:
     rng = np.random.default_rng(lt)
     pkts = [rng.integers(0, 256, int(rng.integers(0, 120)), dtype=np.uint8).tobytes() for _ in range(3000)]
     # bias towards plausible headers so that deeper code runs
-    pkts += [bytes(V4)[: int(rng.integers(0, 60))] + rng.bytes(int(rng.integers(0, 80))) for _ in range(3000)]
+    v4 = bytes(V4)
+    pkts += [v4[: int(rng.integers(0, 60))] + rng.bytes(int(rng.integers(0, 80))) for _ in range(3000)]
     b = batch_of(pkts, linktype=lt)
     cols = decode_batch(b)
     assert set(np.unique(cols.status).tolist()) <= {0, 1, 2, 3, 4, 5}

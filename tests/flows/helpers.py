@@ -24,14 +24,37 @@ def columns(packets: list[dict[str, Any]], source: str = "test.pcap", first_fram
     n = len(packets)
     data = bytearray()
     c: dict[str, np.ndarray] = {
-        name: np.zeros(n, dtype=dt) for name, dt in [
-            ("frame", np.int64), ("ts_ns", np.int64), ("wirelen", np.int64), ("caplen", np.int64),
-            ("status", np.uint8), ("ethertype", np.uint16), ("ipver", np.uint8), ("proto", np.uint8),
-            ("src_hi", np.uint64), ("src_lo", np.uint64), ("dst_hi", np.uint64), ("dst_lo", np.uint64),
-            ("ip_len", np.int64), ("ttl", np.uint8), ("sport", np.uint16), ("dport", np.uint16),
-            ("tcp_flags", np.uint8), ("seq", np.uint32), ("ack", np.uint32), ("win", np.uint16),
-            ("l4_off", np.int64), ("pay_off", np.int64), ("pay_len", np.int64), ("pay_wire", np.int64),
-            ("encap", np.uint8), ("vlan", np.uint16), ("frag", np.uint8)]}
+        name: np.zeros(n, dtype=dt)
+        for name, dt in [
+            ("frame", np.int64),
+            ("ts_ns", np.int64),
+            ("wirelen", np.int64),
+            ("caplen", np.int64),
+            ("status", np.uint8),
+            ("ethertype", np.uint16),
+            ("ipver", np.uint8),
+            ("proto", np.uint8),
+            ("src_hi", np.uint64),
+            ("src_lo", np.uint64),
+            ("dst_hi", np.uint64),
+            ("dst_lo", np.uint64),
+            ("ip_len", np.int64),
+            ("ttl", np.uint8),
+            ("sport", np.uint16),
+            ("dport", np.uint16),
+            ("tcp_flags", np.uint8),
+            ("seq", np.uint32),
+            ("ack", np.uint32),
+            ("win", np.uint16),
+            ("l4_off", np.int64),
+            ("pay_off", np.int64),
+            ("pay_len", np.int64),
+            ("pay_wire", np.int64),
+            ("encap", np.uint8),
+            ("vlan", np.uint16),
+            ("frag", np.uint8),
+        ]
+    }
     for i, p in enumerate(packets):
         c["frame"][i] = p.get("frame", first_frame + i)
         c["ts_ns"][i] = int(round(p.get("ts", i * 0.001) * 1e9))

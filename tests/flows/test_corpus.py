@@ -27,8 +27,12 @@ from tests.conftest import CORPUS_FILES, needs_corpus, oracle
 
 pytestmark = [needs_corpus, pytest.mark.corpus]
 SOCKS_GAPS = {"ndpi__tls_heur__vmess-websocket.pcapng": [2]}
-HANDSHAKE_TO_OUTCOME = {"completed": "established", "rejected": "refused_rst", "no_answer": "syn_no_answer",
-                        "midstream": "midstream_no_syn"}
+HANDSHAKE_TO_OUTCOME = {
+    "completed": "established",
+    "rejected": "refused_rst",
+    "no_answer": "syn_no_answer",
+    "midstream": "midstream_no_syn",
+}
 
 
 def run(path: Path) -> tuple[pd.DataFrame, set[int]]:
@@ -50,9 +54,15 @@ def outcome(row: pd.Series) -> str:
 
 
 def ours(row: pd.Series) -> dict:
-    return {"first_frame": row.first_frame, "syn": row.syn, "synack": row.synack, "outcome": outcome(row),
-            "rst": row.orig_rst + row.resp_rst, "fin": row.orig_fin + row.resp_fin,
-            "payload_bytes": row.orig_bytes + row.resp_bytes}
+    return {
+        "first_frame": row.first_frame,
+        "syn": row.syn,
+        "synack": row.synack,
+        "outcome": outcome(row),
+        "rst": row.orig_rst + row.resp_rst,
+        "fin": row.orig_fin + row.resp_fin,
+        "payload_bytes": row.orig_bytes + row.resp_bytes,
+    }
 
 
 @pytest.mark.parametrize("name", CORPUS_FILES)
@@ -60,8 +70,10 @@ def test_tcp_streams_and_icmp_match_tshark(corpus: Path, name: str) -> None:
     frame, not_flow = run(corpus / name)
     o = oracle(name)
     gaps = SOCKS_GAPS.get(name, [])
-    mine = {int(r.tcp_stream) + sum(g <= r.tcp_stream for g in gaps): r
-            for _, r in frame[frame.tcp_stream.notna()].iterrows()}
+    mine = {
+        int(r.tcp_stream) + sum(g <= r.tcp_stream for g in gaps): r
+        for _, r in frame[frame.tcp_stream.notna()].iterrows()
+    }
     for stream in o["tcp_streams"]:
         if stream["first_frame"] in not_flow:  # decode did not make that frame a flow packet (see above)
             mine.pop(stream["stream"], None)
@@ -76,7 +88,11 @@ def test_tcp_streams_and_icmp_match_tshark(corpus: Path, name: str) -> None:
 
 def test_corpus_exceptions_stay_few(corpus: Path) -> None:
     skipped = 0
-    for name in ["zeek__nflog-http.pcap", "tcpdump__heapoverflow-tcp_print.pcap", "zeek__truncated-header.pcap"]:
+    for name in [
+        "zeek__nflog-http.pcap",
+        "tcpdump__heapoverflow-tcp_print.pcap",
+        "zeek__truncated-header.pcap",
+    ]:
         _, not_flow = run(corpus / name)
         skipped += sum(s["first_frame"] in not_flow for s in oracle(name)["tcp_streams"])
     assert skipped == 3

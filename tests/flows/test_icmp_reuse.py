@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import IPv6, ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest
+from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 
 from helix_audit.flows.table import FlowTable
 
@@ -35,7 +35,12 @@ def test_v4_port_unreachable_attaches_to_udp_flow() -> None:
     _, flows, frame = run([udp(C, 5000, S, 53), icmp4(S, C, quoted)])
     assert len(frame) == 1 and flows.flow_id.tolist() == [0, -1]
     row = frame.iloc[0]
-    assert (row.icmp_errors, row.icmp_error, row.icmp_from, row.icmp_frames) == (1, "unreachable/3", S, "test.pcap:2")
+    assert (row.icmp_errors, row.icmp_error, row.icmp_from, row.icmp_frames) == (
+        1,
+        "unreachable/3",
+        S,
+        "test.pcap:2",
+    )
     assert (row.orig_pkts, row.resp_pkts, row.conn_state) == (1, 0, "S0")
     assert "2" in row.key_frames.split(",")
 
@@ -66,10 +71,12 @@ def test_unparseable_error_is_counted() -> None:
 def test_echo_request_and_reply_form_one_flow() -> None:
     req = bytes(ICMPv6EchoRequest(id=1, seq=1))
     rep = bytes(ICMPv6EchoReply(id=1, seq=1))
-    _, _, frame = run([
-        {"src": S6, "dst": C6, "proto": 58, "sport": 129, "dport": 0, "icmp": rep},
-        {"src": C6, "dst": S6, "proto": 58, "sport": 128, "dport": 0, "icmp": req},
-    ])
+    _, _, frame = run(
+        [
+            {"src": S6, "dst": C6, "proto": 58, "sport": 129, "dport": 0, "icmp": rep},
+            {"src": C6, "dst": S6, "proto": 58, "sport": 128, "dport": 0, "icmp": req},
+        ]
+    )
     row = frame.iloc[0]
     assert len(frame) == 1 and (row.transport, row.orig_h, row.orig_p, row.resp_p) == ("icmp6", C6, 128, 129)
     assert (row.orig_pkts, row.resp_pkts, row.conn_state) == (1, 1, "OTH")
@@ -77,8 +84,12 @@ def test_echo_request_and_reply_form_one_flow() -> None:
 
 def conn(seq: int, ts: float) -> list[dict]:
     a, b = ("10.1.1.1", 40000), ("10.1.1.2", 80)
-    return [tcp(*a, *b, "S", seq=seq, ts=ts), tcp(*b, *a, "SA", seq=5, ts=ts + 0.1),
-            tcp(*a, *b, "FA", ts=ts + 0.2), tcp(*b, *a, "FA", ts=ts + 0.3)]
+    return [
+        tcp(*a, *b, "S", seq=seq, ts=ts),
+        tcp(*b, *a, "SA", seq=5, ts=ts + 0.1),
+        tcp(*a, *b, "FA", ts=ts + 0.2),
+        tcp(*b, *a, "FA", ts=ts + 0.3),
+    ]
 
 
 def test_new_syn_after_close_with_new_isn_is_a_new_flow() -> None:

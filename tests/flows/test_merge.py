@@ -20,15 +20,25 @@ def traffic(seed: int, n: int = 600) -> list[tuple[str, dict]]:
     rnd = random.Random(seed)
     hosts = [f"10.0.0.{i}" for i in range(1, 6)]
     out: list[dict] = []
-    for i in range(n):
+    for _ in range(n):
         a, b = rnd.sample(hosts, 2)
         sp, dp = rnd.choice([40000, 40001, 40002]), rnd.choice([80, 443])
         roll = rnd.random()
         if roll < 0.08:
-            quoted = bytes(IP(src=a, dst=b) / (TCP(sport=sp, dport=dp) if rnd.random() < 0.5 else
-                                               UDP(sport=sp, dport=dp)))[:28]
-            out.append({"src": "10.0.0.254", "dst": a, "proto": 1, "sport": 3, "dport": 13,
-                        "icmp": bytes(ICMP(type=3, code=13) / quoted)})
+            quoted = bytes(
+                IP(src=a, dst=b)
+                / (TCP(sport=sp, dport=dp) if rnd.random() < 0.5 else UDP(sport=sp, dport=dp))
+            )[:28]
+            out.append(
+                {
+                    "src": "10.0.0.254",
+                    "dst": a,
+                    "proto": 1,
+                    "sport": 3,
+                    "dport": 13,
+                    "icmp": bytes(ICMP(type=3, code=13) / quoted),
+                }
+            )
         elif roll < 0.3:
             out.append(udp(a, sp, b, dp, pay=rnd.randint(0, 30)))
         elif roll < 0.33:
@@ -39,8 +49,10 @@ def traffic(seed: int, n: int = 600) -> list[tuple[str, dict]]:
     for i, p in enumerate(out):
         p["ts"] = i * 0.01
     half = n // 2
-    return [(FILES[0] if i < half else FILES[1], dict(p, frame=(i if i < half else i - half) + 1))
-            for i, p in enumerate(out)]
+    return [
+        (FILES[0] if i < half else FILES[1], dict(p, frame=(i if i < half else i - half) + 1))
+        for i, p in enumerate(out)
+    ]
 
 
 def batches(packets: list[tuple[str, dict]], rnd: random.Random) -> list[tuple[str, list[dict]]]:

@@ -62,7 +62,12 @@ def test_syn_sender_is_originator_even_on_high_port() -> None:
 
 def test_midstream_uses_port_heuristic() -> None:
     row = finish([s2c("PA", pay=10), c2s("A")])
-    assert (row["orig_h"], row["resp_p"], row["initiator"], row["confidence"]) == (C, 443, "port_heuristic", "low")
+    assert (row["orig_h"], row["resp_p"], row["initiator"], row["confidence"]) == (
+        C,
+        443,
+        "port_heuristic",
+        "low",
+    )
 
 
 def test_counts_are_oriented() -> None:
@@ -81,7 +86,9 @@ def test_udp_states_and_first_packet_originator() -> None:
 
 def test_non_ip_rows_are_counted_not_flows() -> None:
     table = FlowTable()
-    flows = table.add(columns([{"ethertype": 0x0806}, c2s("S"), {"ethertype": 0x88CC}, {"ethertype": 0x0806}]))
+    flows = table.add(
+        columns([{"ethertype": 0x0806}, c2s("S"), {"ethertype": 0x88CC}, {"ethertype": 0x0806}])
+    )
     assert flows.flow_id.tolist()[0] == -1 and flows.flow_id[1] >= 0
     summary = table.non_flow_summary()
     assert dict(zip(summary.ethertype, summary.packets, strict=True)) == {0x0806: 2, 0x88CC: 1}

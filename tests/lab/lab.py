@@ -42,9 +42,16 @@ LAN = {  # role: (IPv4, IPv6)
 }
 GHOST_SANDBOX = "10.77.0.11"  # in the sandbox range, routed to the sandbox's MAC, answered by nobody
 WEB = {  # lab name: address on the internet host; every name gets an HTTPS server
-    REGISTRY: "10.77.1.10", GET: "10.77.1.11", S3: "10.77.1.12", OPENAI: "10.77.1.13", ARCHIVE: "10.77.1.20",
-    "pypi.org": "10.77.1.30", "files.pythonhosted.org": "10.77.1.31", "github.com": "10.77.1.40",
-    EXFIL: "10.77.1.66", DENIED: "10.77.1.67",
+    REGISTRY: "10.77.1.10",
+    GET: "10.77.1.11",
+    S3: "10.77.1.12",
+    OPENAI: "10.77.1.13",
+    ARCHIVE: "10.77.1.20",
+    "pypi.org": "10.77.1.30",
+    "files.pythonhosted.org": "10.77.1.31",
+    "github.com": "10.77.1.40",
+    EXFIL: "10.77.1.66",
+    DENIED: "10.77.1.67",
 }
 PUBLIC_RESOLVER = "10.77.1.53"  # a resolver the site does not list
 SCANNER = "10.77.1.77"  # source of inbound connections
@@ -68,7 +75,9 @@ def missing_tools() -> list[str]:
 
 
 def zone() -> servers.Zone:
-    z = servers.Zone(a={**WEB, CP_NAME: LAN["control"][0], LOOKUP_ONLY: "10.77.1.99"}, aaaa={CP_NAME: "fd77::2"})
+    z = servers.Zone(
+        a={**WEB, CP_NAME: LAN["control"][0], LOOKUP_ONLY: "10.77.1.99"}, aaaa={CP_NAME: "fd77::2"}
+    )
     z.a[S3_CNAME] = z.a.pop(S3)
     z.cname[S3] = S3_CNAME
     z.refused_aaaa.add(OPENAI)
@@ -101,8 +110,18 @@ class Lab:
         self._start_ws()
         self._start_proxy()
         self._start_sandbox_listener()
-        ip("neigh", "add", GHOST_SANDBOX, "lladdr", self.topo.mac("sandbox"), "dev", "br-lan", "nud", "permanent",
-           ns=self.topo.name("fw"))
+        ip(
+            "neigh",
+            "add",
+            GHOST_SANDBOX,
+            "lladdr",
+            self.topo.mac("sandbox"),
+            "dev",
+            "br-lan",
+            "nud",
+            "permanent",
+            ns=self.topo.name("fw"),
+        )
 
     def close(self) -> None:
         for proc in self.procs:
@@ -133,9 +152,11 @@ class Lab:
 
     def _start_dns(self) -> None:
         z = zone()
-        for role, addr, family in (("resolver", LAN["resolver"][0], socket.AF_INET),
-                                   ("resolver", LAN["resolver"][1], socket.AF_INET6),
-                                   ("inet", PUBLIC_RESOLVER, socket.AF_INET)):
+        for role, addr, family in (
+            ("resolver", LAN["resolver"][0], socket.AF_INET),
+            ("resolver", LAN["resolver"][1], socket.AF_INET6),
+            ("inet", PUBLIC_RESOLVER, socket.AF_INET),
+        ):
             sock = self._bind(role, family, socket.SOCK_DGRAM, (addr, 53))
             servers.start_thread(lambda s=sock: servers.serve_dns(s, z))
 
@@ -169,7 +190,7 @@ class Lab:
         filt.write_text(f"{DENIED}\n")
         conf.write_text(
             f"User nobody\nGroup nogroup\nPort 3128\nListen {LAN['proxy'][0]}\nTimeout 30\nMaxClients 20\n"
-            f"LogLevel Info\nAllow 10.77.0.0/24\nConnectPort 443\nFilter \"{filt}\"\nFilterDefaultDeny No\n"
+            f'LogLevel Info\nAllow 10.77.0.0/24\nConnectPort 443\nFilter "{filt}"\nFilterDefaultDeny No\n'
             "DisableViaHeader Yes\n"
         )
         os.chmod(self.dir, 0o755)
@@ -200,16 +221,38 @@ class Lab:
     def env(self) -> dict[str, str]:
         home = self.dir / "home"
         home.mkdir(exist_ok=True)
-        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
-                "GIT_SSL_CAINFO": str(self.ca), "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1",
-                "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1"}
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            "LANG": "C.UTF-8",
+            "GIT_SSL_CAINFO": str(self.ca),
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_NO_INPUT": "1",
+        }
 
     def client(self, role: str, *cmd: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         return run_in(self.topo.name(role), list(cmd), self.env(), timeout)
 
     def curl(self, role: str, url: str, *opts: str) -> subprocess.CompletedProcess[str]:
-        return self.client(role, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(self.ca),
-                           "--connect-timeout", "4", "--max-time", "15", *opts, url)
+        return self.client(
+            role,
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            str(self.ca),
+            "--connect-timeout",
+            "4",
+            "--max-time",
+            "15",
+            *opts,
+            url,
+        )
 
     def websocket(self, role: str, *urls: str) -> subprocess.CompletedProcess[str]:
         return self.client(role, sys.executable, str(HERE / "ws_client.py"), "--cafile", str(self.ca), *urls)

@@ -76,7 +76,9 @@ class Topology:
             if v6:
                 ip("addr", "add", v6, "dev", br, "nodad", ns=fw)
             ip("link", "set", br, "up", ns=fw)
-        subprocess.run(["ip", "netns", "exec", fw, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True, timeout=10)
+        subprocess.run(
+            ["ip", "netns", "exec", fw, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True, timeout=10
+        )
         for role, (v4, v6) in lan.items():
             self._attach(role, "br-lan", [v4], v6, "10.77.0.1")
         for role, addrs in wan.items():
@@ -98,8 +100,13 @@ class Topology:
         ip("route", "add", "default", "via", gateway, ns=ns)
 
     def mac(self, role: str) -> str:
-        out = subprocess.run(["ip", "-n", self.name(role), "-br", "link", "show", "eth0"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["ip", "-n", self.name(role), "-br", "link", "show", "eth0"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
         return out.split()[2]
 
     def destroy(self) -> None:
@@ -114,7 +121,22 @@ class Tcpdump:
 
     def __init__(self, ns: str, iface: str, path: Path) -> None:
         self.path = path
-        cmd = ["ip", "netns", "exec", ns, "tcpdump", "-n", "-U", "--immediate-mode", "-s", "0", "-i", iface, "-w", str(path)]
+        cmd = [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "tcpdump",
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-s",
+            "0",
+            "-i",
+            iface,
+            "-w",
+            str(path),
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()  # "tcpdump: listening on ..." once the capture is live
@@ -135,7 +157,15 @@ class Tcpdump:
         return self.path
 
 
-def run_in(ns: str, cmd: list[str], env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_in(
+    ns: str, cmd: list[str], env: dict[str, str], timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     """A real client in namespace ``ns``, bounded by ``timeout``; the result is returned, not checked."""
-    return subprocess.run(["ip", "netns", "exec", ns, *cmd], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *cmd],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

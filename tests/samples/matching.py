@@ -49,7 +49,18 @@ def finding_matches(finding: Any, want: dict[str, Any]) -> bool:
 
 
 def _describe(finding: Any) -> str:
-    keys = ("kind", "severity", "component", "src", "dst", "dst_port", "transport", "hostname", "how", "state")
+    keys = (
+        "kind",
+        "severity",
+        "component",
+        "src",
+        "dst",
+        "dst_port",
+        "transport",
+        "hostname",
+        "how",
+        "state",
+    )
     return "{" + ", ".join(f"{k}={_value(finding, k)!r}" for k in keys) + "}"
 
 

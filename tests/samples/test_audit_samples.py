@@ -60,7 +60,17 @@ def _cli_available() -> bool:
 @pytest.mark.skipif(not _cli_available(), reason="helix_audit.cli is not integrated yet")
 def test_cli_audit_of_compliant_sample_exits_zero(tmp_path: Path) -> None:
     pcap, site, _ = load("compliant_sandbox")
-    cmd = [sys.executable, "-m", "helix_audit.cli", "audit", str(pcap), "--site", str(site), "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "helix_audit.cli",
+        "audit",
+        str(pcap),
+        "--site",
+        str(site),
+        "--out",
+        str(tmp_path),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "report.json").read_text())

@@ -32,7 +32,9 @@ def capture(name: str) -> Path:
     return SAMPLES / f"{name}.{ext}"
 
 
-def tshark_fields(path: Path, display_filter: str, *fields: str, extra: tuple[str, ...] = ()) -> list[list[str]]:
+def tshark_fields(
+    path: Path, display_filter: str, *fields: str, extra: tuple[str, ...] = ()
+) -> list[list[str]]:
     assert TSHARK is not None
     cmd = [TSHARK, "-n", "-r", str(path), *TSHARK_OPTS, *extra, "-Y", display_filter, "-T", "fields"]
     for f in fields:
@@ -47,7 +49,9 @@ def column(path: Path, field: str, display_filter: str | None = None) -> set[str
 
 
 def sha(directory: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()
+    }
 
 
 def test_generation_is_deterministic_and_committed_files_are_current(tmp_path: Path) -> None:
@@ -66,7 +70,13 @@ def test_every_scenario_has_profile_and_expectations(name: str) -> None:
     expected = yaml.safe_load((SAMPLES / f"{name}.expected.yaml").read_text())
     assert expected["capture"] == capture(name).name
     for f in expected["findings"]:
-        assert f["kind"] in {"unexpected_destination", "inbound_to_sandbox", "unexpected_websocket_path", "blocked"}
+        assert f["kind"] in {
+            "unexpected_destination",
+            "inbound_to_sandbox",
+            "unexpected_websocket_path",
+            "blocked",
+            "dns_to_unlisted_resolver",
+        }
     combined = yaml.safe_load((SAMPLES / "site.yaml").read_text())
     assert combined == site
 
@@ -85,14 +95,32 @@ def test_scapy_reads_every_packet(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_tshark_reads_with_valid_checksums_and_no_malformed_packets(name: str) -> None:
     path = capture(name)
-    checks = ("-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE")
+    checks = (
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-o",
+        "tcp.check_checksum:TRUE",
+        "-o",
+        "udp.check_checksum:TRUE",
+    )
     assert len(tshark_fields(path, "frame", "frame.number")) == len(rdpcap(str(path)))
-    bad = tshark_fields(path, "_ws.malformed or _ws.expert.severity >= error", "frame.number", "_ws.expert.message", extra=checks)
+    bad = tshark_fields(
+        path,
+        "_ws.malformed or _ws.expert.severity >= error",
+        "frame.number",
+        "_ws.expert.message",
+        extra=checks,
+    )
     assert bad == []
 
 
 EXPECTED_SNI = {
-    "compliant_sandbox": {"helix.example.com", "registry.helixml.tech", "helix-registry-europe.s3.eu-west-2.amazonaws.com", "api.openai.com"},
+    "compliant_sandbox": {
+        "helix.example.com",
+        "registry.helixml.tech",
+        "helix-registry-europe.s3.eu-west-2.amazonaws.com",
+        "api.openai.com",
+    },
     "unexpected_destinations": {"example-exfil.net"},
     "inbound_connections": set(),
     "blocked_install": {"api.openai.com", "helix-registry-europe.s3.eu-west-2.amazonaws.com"},
@@ -131,12 +159,21 @@ def test_tshark_sees_the_intended_sni_and_websocket_upgrades(name: str) -> None:
 @needs_tshark
 @pytest.mark.tshark
 def test_dns_answers_cname_chains_and_failures() -> None:
-    rows = tshark_fields(capture("compliant_sandbox"), "dns.flags.response == 1", "dns.qry.name", "dns.cname", "dns.a", "dns.aaaa")
+    rows = tshark_fields(
+        capture("compliant_sandbox"),
+        "dns.flags.response == 1",
+        "dns.qry.name",
+        "dns.cname",
+        "dns.a",
+        "dns.aaaa",
+    )
     s3 = [r for r in rows if r[0].startswith("helix-registry-europe")]
     assert s3 and all(r[1] == "s3-r-w.eu-west-2.amazonaws.com" and r[2] == "198.51.100.20" for r in s3)
     assert ["registry.helixml.tech", "", "", "2001:db8:113::10"] in rows
     blocked = capture("blocked_install")
-    rcodes = tshark_fields(blocked, "dns.flags.response == 1", "dns.qry.name", "dns.qry.type", "dns.flags.rcode")
+    rcodes = tshark_fields(
+        blocked, "dns.flags.response == 1", "dns.qry.name", "dns.qry.type", "dns.flags.rcode"
+    )
     assert ["api.anthropic.com", "1", "3"] in rcodes  # NXDOMAIN
     assert ["api.openai.com", "28", "5"] in rcodes  # AAAA REFUSED
     assert ["api.openai.com", "1", "0"] in rcodes  # then A works
@@ -148,7 +185,12 @@ def test_dns_answers_cname_chains_and_failures() -> None:
 @pytest.mark.tshark
 def test_blocked_install_failures_are_on_the_wire() -> None:
     path = capture("blocked_install")
-    syns = tshark_fields(path, "ip.dst == 203.0.113.10 and tcp.flags.syn == 1", "frame.time_relative", "tcp.analysis.retransmission")
+    syns = tshark_fields(
+        path,
+        "ip.dst == 203.0.113.10 and tcp.flags.syn == 1",
+        "frame.time_relative",
+        "tcp.analysis.retransmission",
+    )
     assert len(syns) == 7 and sum(1 for r in syns if r[1]) == 6
     assert 30.9 < float(syns[-1][0]) - float(syns[0][0]) < 31.1
     assert not tshark_fields(path, "ip.src == 203.0.113.10", "frame.number")
@@ -164,7 +206,9 @@ def test_blocked_install_failures_are_on_the_wire() -> None:
 def test_proxy_connect_targets_statuses_and_absolute_uri() -> None:
     path = capture("proxied")
     connects = tshark_fields(path, 'http.request.method == "CONNECT"', "http.request.uri", "tcp.stream")
-    statuses = dict((r[1], r[0]) for r in tshark_fields(path, "http.response", "http.response.code", "tcp.stream"))
+    statuses = dict(
+        (r[1], r[0]) for r in tshark_fields(path, "http.response", "http.response.code", "tcp.stream")
+    )
     assert {uri: statuses[stream] for uri, stream in connects} == {
         "registry.helixml.tech:443": "200",
         "evil.example.org:443": "403",
@@ -179,10 +223,14 @@ def test_segmented_clienthello_needs_out_of_order_reassembly() -> None:
     path = capture("segmented_clienthello")
     rows = tshark_fields(path, "tls.handshake.type == 1", "tcp.segment.count", "tcp.segment")
     assert len(rows) == 1 and rows[0][0] == "3"
-    flags = tshark_fields(path, "tcp.len > 0 and ip.src == 10.0.1.5", "tcp.analysis.out_of_order", "tcp.analysis.retransmission")
+    flags = tshark_fields(
+        path, "tcp.len > 0 and ip.src == 10.0.1.5", "tcp.analysis.out_of_order", "tcp.analysis.retransmission"
+    )
     assert sum(1 for r in flags if r[0]) >= 1 and sum(1 for r in flags if r[1]) >= 1
     in_order = ("-o", "tcp.reassemble_out_of_order:FALSE")
-    assert not tshark_fields(path, "tls.handshake.type == 1 and tcp.segment.count == 3", "frame.number", extra=in_order)
+    assert not tshark_fields(
+        path, "tls.handshake.type == 1 and tcp.segment.count == 3", "frame.number", extra=in_order
+    )
 
 
 @needs_tshark
@@ -204,4 +252,3 @@ def test_tunnels_pcapng_has_two_link_types_and_inner_flows() -> None:
     assert column(path, "vxlan.vni") == {"1"}
     inner = tshark_fields(path, "vxlan and tls.handshake.type == 1", "tls.handshake.extensions_server_name")
     assert {r[0] for r in inner} == {"registry.helixml.tech", "example-exfil.net"}
-
