@@ -21,7 +21,8 @@ FLOW_COLUMNS: dict[str, str] = {
     "orig_p": "int64: originator port (ICMP: type)",
     "resp_h": "str: responder address",
     "resp_p": "int64: responder port (ICMP: code)",
-    "initiator": "str: syn | synack | first_packet | port_heuristic - how the originator was chosen",
+    "initiator": "str: syn | synack | first_packet | port_heuristic - how the originator was chosen "
+    "(flows known only from an ICMP error: first_packet = the quoted packet's sender)",
     "confidence": "str: high (SYN seen, or SYN-ACK) | low (inferred)",
     "first_ts": "float64: first packet, seconds since epoch",
     "last_ts": "float64: last packet",
@@ -30,22 +31,28 @@ FLOW_COLUMNS: dict[str, str] = {
     "orig_ip_bytes": "int64: IP bytes sent by originator (as headers declare)",
     "resp_ip_bytes": "int64",
     "orig_bytes": "int64: L4 payload bytes sent by originator", "resp_bytes": "int64",
-    "syn": "int64: SYNs (without ACK) from the originator, retransmissions included",
+    "syn": "int64: SYNs (without ACK) from the originator, retransmissions included (one flow per "
+    "connection: a pure SYN with a new ISN after FIN both ways or a RST starts a new flow)",
     "synack": "int64: SYN-ACKs from the responder",
     "orig_fin": "int64", "resp_fin": "int64", "orig_rst": "int64", "resp_rst": "int64",
     "conn_state": "str: Zeek conn_state (S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH)",
     "history": "str: Zeek-style history letters (ShADadFfRr, upper case = originator), in order",
-    "handshake": "str: completed | rejected | no_answer | synack_only | midstream | none (UDP/ICMP)",
+    "handshake": "str: completed (SYN, SYN-ACK, then an originator ACK) | synack_only (SYN-ACK but no "
+    "completing ACK; syn == 0 tells a missed SYN) | rejected (SYN answered by RST) | no_answer (SYN only) "
+    "| midstream (no SYN/SYN-ACK) | none (UDP/ICMP)",
     "icmp_errors": "int64: ICMP/ICMPv6 errors that quote this flow",
-    "icmp_error": "str|None: first such error, e.g. 'unreachable/3' (type name/code)",
+    "icmp_error": "str|None: first such error, e.g. 'unreachable/3' (type name/numeric code; "
+    "flows.icmp.code_name gives 'port', 'admin_prohibited' ...)",
     "icmp_from": "str|None: who sent the ICMP error (router or host address)",
     "icmp_frames": "str: frames of those errors, 'file:frame' comma separated ('' if none)",
     "file": "str: input file of the first packet",
     "files": "str: every input file holding packets of the flow, '|' separated",
     "first_frame": "int64: frame of the first packet in `file`",
     "last_frame": "int64: frame of the last packet (in the last file)",
-    "key_frames": "str: comma-separated frames worth opening (SYN, SYN-ACK, first payloads, RST/FIN)",
-    "tcp_stream": "Int64: tshark's tcp.stream index for the flow in `file` (NA for non-TCP)",
+    "key_frames": "str: comma-separated frames worth opening (first SYN, SYN-ACK, payload, FIN, RST each "
+    "way, ICMP errors; at most 12); frames in another file than `file` are written 'path:frame'",
+    "tcp_stream": "Int64: tshark's tcp.stream index for the flow in `file` (NA for non-TCP and for "
+    "flows known only from an ICMP error)",
     "udp_stream": "Int64: tshark's udp.stream index in `file` (NA for non-UDP)",
     "vlan": "int64: outermost VLAN id (0 none)",
     "encap": "str: tunnels peeled off, e.g. 'vxlan', 'vlan+gre', ''",

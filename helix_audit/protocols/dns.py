@@ -145,7 +145,7 @@ def parse_message(msg: bytes) -> DnsMessage:
         id=ident,
         qr=bool(flags & 0x8000),
         opcode=(flags >> 11) & 0xF,
-        rcode=dns.rcode.to_text(flags & 0xF),  # type: ignore[arg-type]
+        rcode=dns.rcode.to_text(flags & 0xF),
         questions=tuple(questions),
         answers=tuple(answers),
         complete=complete and ancount <= MAX_ANSWERS,

@@ -19,10 +19,10 @@ import numpy as np
 from ..decode.interface import ST_OK, PacketColumns, addr_to_str
 from ..flows.interface import PacketFlows
 from ..model import Anomaly, DnsQuery, DnsResponse, Observation
-from . import dns, http, quic
+from . import dns, quic
 from .interface import NeedData, ParseError
-from .streams import Direction, HttpPairing, Meta, parse_direction, parse_standalone
 from .quicconn import QuicTracker
+from .streams import Direction, HttpPairing, Meta, parse_direction, parse_standalone
 
 DNS_PORTS = (53, 5353, 5355)
 QUIC_PORT = 443
@@ -111,7 +111,7 @@ def _continuations(keys: np.ndarray, pay_rows: np.ndarray, heads: np.ndarray) ->
     nxt = pos + 1
     ok = nxt < order.size
     nxt = nxt[ok]
-    return order[nxt[~starts[nxt]]]
+    return np.asarray(order[nxt[~starts[nxt]]], dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,7 +245,9 @@ class Extractor:
         if d.done:
             self._done.add(key[0] * 2 + int(key[1]))
 
-    def _new_direction(self, cols: PacketColumns, pf: PacketFlows, i: int, key: tuple[int, bool]) -> Direction:
+    def _new_direction(
+        self, cols: PacketColumns, pf: PacketFlows, i: int, key: tuple[int, bool]
+    ) -> Direction:
         meta = _meta(cols, pf, i, "tcp")
         dns_port = meta.sport in self.dns_ports or meta.dport in self.dns_ports
         d = self._dirs[key] = Direction(meta, self.limit, dns_port)

@@ -104,13 +104,13 @@ def _fields(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     for line in lines:
         if line[:1] in (b" ", b"\t") and out:  # obsolete line folding
-            name, value = out[-1]
-            out[-1] = (name, value + " " + _text(line.strip()))
+            key, text = out[-1]
+            out[-1] = (key, text + " " + _text(line.strip()))
             continue
-        name, sep, value = line.partition(b":")
-        if not sep or not name.strip():
+        raw_name, sep, raw_value = line.partition(b":")
+        if not sep or not raw_name.strip():
             continue  # tolerated like tshark: a broken field line does not hide the request
-        out.append((_text(name.strip()).lower(), _text(value.strip())))
+        out.append((_text(raw_name.strip()).lower(), _text(raw_value.strip())))
     return tuple(out)
 
 

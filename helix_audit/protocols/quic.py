@@ -194,7 +194,7 @@ def crypto_frames(plain: bytes) -> list[tuple[int, bytes]]:
     pos = 0
     while pos < len(plain):
         ftype, pos = read_varint(plain, pos)
-        if ftype == FRAME_PADDING or ftype == FRAME_PING:
+        if ftype in (FRAME_PADDING, FRAME_PING):
             continue
         if ftype == FRAME_CRYPTO:
             offset, pos = read_varint(plain, pos)

@@ -61,9 +61,8 @@ class QuicTracker:
             conn = self.conns[meta.flow_id] = QuicConn(pkt.dcid, pkt.version)
         elif plain is None and conn is not None:
             plain = self._try(datagram, pkt, conn.dcid, False)
-            if plain is None:
-                if self._try(datagram, pkt, conn.dcid, True) is not None:
-                    return  # the server's Initial
+            if plain is None and self._try(datagram, pkt, conn.dcid, True) is not None:
+                return  # the server's Initial
         if plain is None or conn is None:
             detail = f"dcid {pkt.dcid.hex()} version 0x{pkt.version:08x}"
             self.anomalies.append(Anomaly("quic_initial_undecryptable", meta.file, meta.frame, detail))
@@ -113,7 +112,13 @@ class QuicTracker:
             return
         self.observations.append(
             TlsClientHello(
-                "tls_client_hello", **head, sni=ch.sni, alpn=ch.alpn, version=ch.version, ech=ch.ech, quic=True
+                "tls_client_hello",
+                **head,
+                sni=ch.sni,
+                alpn=ch.alpn,
+                version=ch.version,
+                ech=ch.ech,
+                quic=True,
             )
         )
 

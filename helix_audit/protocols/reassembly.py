@@ -53,7 +53,12 @@ class StreamStart:
                 if self.base is None:
                     self.base = (seq + 1) % SEQ_MOD
             seq = (seq + 1) % SEQ_MOD
-        if data and self.base is not None and not self.pending and seq == (self.base + len(self.buf)) % SEQ_MOD:
+        if (
+            data
+            and self.base is not None
+            and not self.pending
+            and seq == (self.base + len(self.buf)) % SEQ_MOD
+        ):
             self._append(data, frame)  # the common case: the next bytes, in order
         elif data:
             self._pend(seq, data, frame)

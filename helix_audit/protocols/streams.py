@@ -13,8 +13,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..model import (
-    Anomaly, HttpConnect, HttpRequest, HttpResponse, Observation, TlsAlert, TlsClientHello,
-    TlsServerHello, WebSocketUpgrade,
+    Anomaly,
+    HttpConnect,
+    HttpRequest,
+    HttpResponse,
+    Observation,
+    TlsAlert,
+    TlsClientHello,
+    TlsServerHello,
+    WebSocketUpgrade,
 )  # fmt: skip
 from . import dns, http, tls
 from .interface import NeedData, ParseError
@@ -57,6 +64,7 @@ class Direction:
     mode: str = "detect"  # detect | tls | http | resync | dns | done
     pos: int = 0
     tls_start: int = 0
+    tls_want: int = 0  # buffer length needed before a rescan can find anything new
     handshakes: int = 0
     alerts: int = 0
     tunnel: bool = False
@@ -83,6 +91,7 @@ class Direction:
     def add_segment(self, seq: int, flags: int, data: bytes, frame: int, ts: float) -> None:
         if self.stream.add(seq, flags, data, frame):
             self.mode, self.pos, self.handshakes, self.alerts, self.tunnel = "detect", 0, 0, 0, False
+            self.tls_want = 0
         if data:
             self.ts_of[frame] = ts
 
@@ -99,12 +108,18 @@ class Direction:
     def leftover_anomalies(self) -> list[Anomaly]:
         """Messages still incomplete at the end of the capture."""
         buf = self.stream.buf
-        if self.mode == "tls" and self.handshakes == 0 and buf[self.tls_start + 5 : self.tls_start + 6] == b"\x01":
+        if (
+            self.mode == "tls"
+            and self.handshakes == 0
+            and buf[self.tls_start + 5 : self.tls_start + 6] == b"\x01"
+        ):
             meta, _ = self.at(len(buf), self.tls_start)
             return [Anomaly("tls_client_hello_truncated", meta.file, meta.frame, f"{len(buf)} bytes seen")]
         if self.mode == "http" and len(buf) > self.pos:
             meta, _ = self.at(len(buf), self.pos)
-            return [Anomaly("http_head_truncated", meta.file, meta.frame, "no end of head before capture end")]
+            return [
+                Anomaly("http_head_truncated", meta.file, meta.frame, "no end of head before capture end")
+            ]
         return []
 
 
@@ -147,7 +162,11 @@ def _looks_like_socks(data: bytes) -> bool:
     if len(data) < 2:
         return False
     greeting = data[0] == 5 and 1 <= data[1] <= 9 and len(data) <= 2 + data[1]
-    return greeting or data[:2] in (b"\x05\x00", b"\x05\x02", b"\x00\x5a") or data[:2] in (b"\x04\x01", b"\x04\x02")
+    return (
+        greeting
+        or data[:2] in (b"\x05\x00", b"\x05\x02", b"\x00\x5a")
+        or data[:2] in (b"\x04\x01", b"\x04\x02")
+    )
 
 
 def _socks(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool:
@@ -163,7 +182,10 @@ def _socks(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bo
 
 
 def _tls(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool:
+    if len(d.stream.buf) < d.tls_want:
+        return False  # the record in progress is still incomplete: nothing new to find
     scan = tls.scan_stream(bytes(d.stream.buf[d.tls_start :]), MAX_HANDSHAKES)
+    d.tls_want = d.tls_start + scan.want
     prev_end = scan.handshakes[d.handshakes - 1][2] if d.handshakes else 0
     for hs_type, body, end in scan.handshakes[d.handshakes :]:
         meta, frames = d.at(d.tls_start + end, d.tls_start + prev_end)
@@ -192,13 +214,20 @@ def _handshake(
             parse = tls.parse_client_hello if hs_type == tls.HS_CLIENT_HELLO else tls.parse_sslv2_client_hello
             ch = parse(body)
             return TlsClientHello(
-                "tls_client_hello", **meta.head(frames), sni=ch.sni, alpn=ch.alpn, version=ch.version, ech=ch.ech
+                "tls_client_hello",
+                **meta.head(frames),
+                sni=ch.sni,
+                alpn=ch.alpn,
+                version=ch.version,
+                ech=ch.ech,
             )
         if hs_type == tls.HS_SERVER_HELLO:
             version = tls.parse_server_hello(body)
             return TlsServerHello("tls_server_hello", **meta.head(frames), version=version)
     except (NeedData, ParseError) as exc:
-        name = "tls_client_hello_malformed" if hs_type != tls.HS_SERVER_HELLO else "tls_server_hello_malformed"
+        name = (
+            "tls_client_hello_malformed" if hs_type != tls.HS_SERVER_HELLO else "tls_server_hello_malformed"
+        )
         anomalies.append(Anomaly(name, meta.file, meta.frame, str(exc)))
     return None
 
@@ -223,9 +252,13 @@ def _http(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> boo
 
 
 def _after_head(d: Direction, head: http.RequestHead | http.ResponseHead) -> None:
-    if isinstance(head, http.RequestHead) and head.is_connect:
-        d.mode, d.tunnel = "detect", True
-    elif isinstance(head, http.ResponseHead) and 200 <= head.status < 300 and d.peer_tunnel():
+    if (
+        isinstance(head, http.RequestHead)
+        and head.is_connect
+        or isinstance(head, http.ResponseHead)
+        and 200 <= head.status < 300
+        and d.peer_tunnel()
+    ):
         d.mode, d.tunnel = "detect", True
     elif isinstance(head, http.RequestHead) and head.is_websocket or getattr(head, "status", 0) == 101:
         d.finish()
@@ -262,7 +295,9 @@ def _dns(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool
 _STEPS = {"socks": _socks, "detect": _detect, "tls": _tls, "http": _http, "resync": _resync, "dns": _dns}
 
 
-def http_observation(head: http.RequestHead | http.ResponseHead, meta: Meta, frames: tuple[int, ...]) -> Observation:
+def http_observation(
+    head: http.RequestHead | http.ResponseHead, meta: Meta, frames: tuple[int, ...]
+) -> Observation:
     if isinstance(head, http.ResponseHead):
         return HttpResponse("http_response", **meta.head(frames), status=head.status, reason=head.reason,
                             version=head.version)  # fmt: skip
@@ -295,7 +330,9 @@ def parse_standalone(
         if len(frames) == 1:
             d.partial = (data, frames, (seq + len(payload)) % (1 << 32))
         else:
-            anomalies.append(Anomaly("http_head_truncated", meta.file, frame, f"past the stream start: {exc}"))
+            anomalies.append(
+                Anomaly("http_head_truncated", meta.file, frame, f"past the stream start: {exc}")
+            )
         return None
     except ParseError as exc:
         anomalies.append(Anomaly("http_head_malformed", meta.file, frame, str(exc)))

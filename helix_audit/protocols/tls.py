@@ -21,6 +21,7 @@ from .interface import NeedData, ParseError
 RECORD = struct.Struct("!BHH")  # content type, legacy version, length
 HS_HEADER = struct.Struct("!BBH")  # type, length (24 bits as 8 + 16)
 U16 = struct.Struct("!H")
+EXT_HEADER = struct.Struct("!HH")  # extension type, length
 
 CT_CCS, CT_ALERT, CT_HANDSHAKE, CT_APPDATA = 20, 21, 22, 23
 HS_CLIENT_HELLO, HS_SERVER_HELLO = 1, 2
@@ -68,6 +69,7 @@ class StreamScan:
     alerts: list[tuple[str, str, int]] = field(default_factory=list)  # (level, description, end)
     used: int = 0  # bytes of complete records
     appdata: bool = False  # an application-data record was seen: nothing plaintext follows
+    want: int = 0  # stream length at which the next (incomplete) record will be complete
 
 
 def is_grease(v: int) -> bool:
@@ -110,7 +112,10 @@ def scan_stream(data: bytes, limit_handshakes: int = 16) -> StreamScan:
         ctype, version, length = RECORD.unpack_from(data, off)
         if ctype not in (CT_CCS, CT_ALERT, CT_HANDSHAKE, CT_APPDATA) or version >> 8 != 3:
             break
-        if length > MAX_RECORD or off + RECORD.size + length > len(data):
+        if length > MAX_RECORD:
+            break
+        if off + RECORD.size + length > len(data):
+            out.want = off + RECORD.size + length
             break
         body = data[off + RECORD.size : off + RECORD.size + length]
         off += RECORD.size + length
@@ -199,14 +204,11 @@ def parse_client_hello(body: bytes) -> ClientHello:
     r.vec(1)  # compression methods
     if r.left() == 0:
         return ClientHello(sni=None, legacy_version=legacy, versions=())
-    exts = _Reader(r.vec(2), "client hello extensions")
     sni: list[str] = []
     alpn: tuple[str, ...] = ()
     versions: tuple[int, ...] = ()
     ech = False
-    while exts.left() >= 4:
-        etype = exts.u16()
-        edata = exts.vec(2)
+    for etype, edata in _extensions(r.vec(2)):
         if etype == EXT_SNI:
             sni = _server_names(edata)
         elif etype == EXT_ALPN:
@@ -216,6 +218,20 @@ def parse_client_hello(body: bytes) -> ClientHello:
         elif etype in (EXT_ECH, EXT_ESNI):
             ech = True
     return ClientHello(sni[0] if sni else None, legacy, versions, alpn, ech, tuple(sni))
+
+
+def _extensions(block: bytes) -> list[tuple[int, bytes]]:
+    """(type, data) of each extension in an extensions block (RFC 8446 §4.2)."""
+    out: list[tuple[int, bytes]] = []
+    pos, end = 0, len(block)
+    while pos + 4 <= end:
+        etype, elen = EXT_HEADER.unpack_from(block, pos)
+        pos += 4
+        if pos + elen > end:
+            raise NeedData(f"client hello extension 0x{etype:04x}: {elen} bytes, {end - pos} left")
+        out.append((etype, block[pos : pos + elen]))
+        pos += elen
+    return out
 
 
 def _server_names(data: bytes) -> list[str]:

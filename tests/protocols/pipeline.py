@@ -11,7 +11,9 @@ from helix_audit.model import Anomaly, Observation
 from helix_audit.protocols.extract import Extractor
 
 
-def extract(path: Path | str, batch_size: int | None = None, **kwargs: object) -> tuple[list[Observation], list[Anomaly]]:
+def extract(
+    path: Path | str, batch_size: int | None = None, **kwargs: object
+) -> tuple[list[Observation], list[Anomaly]]:
     flows = FlowTable()
     ex = Extractor(**kwargs)  # type: ignore[arg-type]
     cap = open_capture(path)

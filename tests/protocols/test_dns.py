@@ -105,7 +105,8 @@ def test_response_with_cname_chain() -> None:
     msg = pdns.parse_message(response_wire())
     assert msg.qr and msg.id == 0x4242 and msg.rcode == "NOERROR" and msg.complete
     assert msg.questions == (("www.example.com", "A"),)
-    assert [(a.name, a.rtype, a.ttl, a.data) for a in msg.answers] == [
+    got = [(a.name, a.rtype, a.ttl, a.data) for a in msg.answers]
+    assert got[:1] + sorted(got[1:]) == [  # dnspython may write the two A records in either order
         ("www.example.com", "CNAME", 300, "edge.cdn.example.net"),
         ("edge.cdn.example.net", "A", 60, "192.0.2.7"),
         ("edge.cdn.example.net", "A", 60, "192.0.2.8"),

@@ -11,7 +11,12 @@ import pytest
 from scapy.all import IP, TCP, UDP, Ether, Raw, wrpcap
 
 from helix_audit.model import (
-    DnsQuery, HttpConnect, HttpRequest, TlsAlert, TlsClientHello, WebSocketUpgrade,
+    DnsQuery,
+    HttpConnect,
+    HttpRequest,
+    TlsAlert,
+    TlsClientHello,
+    WebSocketUpgrade,
 )  # fmt: skip
 from helix_audit.protocols import quic
 
@@ -79,10 +84,19 @@ def test_client_hello_frame_agrees_with_tshark(tmp_path: Path) -> None:
     for k in range(0, len(ch), 150):
         conv.send("c", ch[k : k + 150])
     path = conv.write(tmp_path / "agree.pcap")
-    out = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-Y", "tls.handshake.type==1", "-T", "fields", "-e", "frame.number"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
+    cmd = [
+        "tshark",
+        "-n",
+        "-r",
+        str(path),
+        "-Y",
+        "tls.handshake.type==1",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
     (hello,) = of(extract(path)[0], TlsClientHello)
     assert [str(hello.frame)] == out
 
@@ -166,16 +180,33 @@ def test_quic_initials_split_across_datagrams(tmp_path: Path) -> None:
         return protect_initial(keys.key, keys.iv, keys.hp, dcid, b"\x09", pn, padded)
 
     pkts = [
-        Ether() / IP(src=C, dst=S) / UDP(sport=50000, dport=443) / Raw(datagram(crypto_frame(half, msg[half:]), 0)),
-        Ether() / IP(src=C, dst=S) / UDP(sport=50000, dport=443) / Raw(datagram(crypto_frame(0, msg[:half]), 1)),
-        Ether() / IP(src=S, dst=C) / UDP(sport=443, dport=50000) / Raw(b"\xc0\x00\x00\x00\x01\x19" + bytes(40)),
+        Ether()
+        / IP(src=C, dst=S)
+        / UDP(sport=50000, dport=443)
+        / Raw(datagram(crypto_frame(half, msg[half:]), 0)),
+        Ether()
+        / IP(src=C, dst=S)
+        / UDP(sport=50000, dport=443)
+        / Raw(datagram(crypto_frame(0, msg[:half]), 1)),
+        Ether()
+        / IP(src=S, dst=C)
+        / UDP(sport=443, dport=50000)
+        / Raw(b"\xc0\x00\x00\x00\x01\x19" + bytes(40)),
     ]
     path = tmp_path / "quic.pcap"
     wrpcap(str(path), pkts)
     obs, anomalies = extract(path)
     (hello,) = of(obs, TlsClientHello)
-    assert (hello.sni, hello.quic, hello.frame, hello.frames, hello.transport) == ("h3.example", True, 2, (1, 2), "udp")
-    assert [a.name for a in anomalies] == ["quic_initial_malformed"]  # the garbage "long header" from the server
+    assert (hello.sni, hello.quic, hello.frame, hello.frames, hello.transport) == (
+        "h3.example",
+        True,
+        2,
+        (1, 2),
+        "udp",
+    )
+    assert [a.name for a in anomalies] == [
+        "quic_initial_malformed"
+    ]  # the garbage "long header" from the server
 
 
 def test_same_result_in_one_batch_or_many(tmp_path: Path) -> None:

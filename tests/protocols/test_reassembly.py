@@ -16,7 +16,10 @@ def feed(stream: StreamStart, segments: list[tuple[int, bytes, int]]) -> None:
 def test_out_of_order_with_retransmission_and_overlap() -> None:
     s = StreamStart()
     s.add(ISN, SYN, b"", 1)
-    feed(s, [(ISN + 6, b"world", 3), (ISN + 1, b"hello", 2), (ISN + 1, b"hello", 4), (ISN + 4, b"loXXXXXX!", 5)])
+    feed(
+        s,
+        [(ISN + 6, b"world", 3), (ISN + 1, b"hello", 2), (ISN + 1, b"hello", 4), (ISN + 4, b"loXXXXXX!", 5)],
+    )
     assert bytes(s.buf) == b"helloworldX!"  # overlap: the first copy of bytes 3..9 kept, new tail appended
     assert s.frame_at(5) == 2 and s.frame_at(10) == 3 and s.frame_at(12) == 5
     assert s.frames_between(0, 10) == (2, 3)

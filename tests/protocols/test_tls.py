@@ -10,7 +10,14 @@ from helix_audit.protocols import tls
 from helix_audit.protocols.interface import NeedData, ParseError
 
 from .builders import (
-    alpn_ext, client_hello_body, ext, handshake, real_client_hello, records, sni_ext, versions_ext,
+    alpn_ext,
+    client_hello_body,
+    ext,
+    handshake,
+    real_client_hello,
+    records,
+    sni_ext,
+    versions_ext,
 )  # fmt: skip
 
 
@@ -102,7 +109,9 @@ def test_hostile_lengths_raise_protocol_errors(case: str, exts: bytes) -> None:
 
 
 def test_alerts_and_server_hello() -> None:
-    sh_body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x13\x01\x00" + struct.pack("!H", 6) + ext(43, b"\x03\x04")
+    sh_body = (
+        b"\x03\x03" + bytes(32) + b"\x00" + b"\x13\x01\x00" + struct.pack("!H", 6) + ext(43, b"\x03\x04")
+    )
     data = records(22, handshake(2, sh_body)) + records(21, b"\x02\x28") + records(23, b"x" * 30)
     scan = tls.scan_stream(data)
     assert [h[0] for h in scan.handshakes] == [2]
