@@ -71,7 +71,8 @@ def classify(
     how = failure_how(named, notes)
     named["success"] = succeeded(named, how)
     allowed = named["verdict"].to_numpy() == "allowed"
-    named["how"] = pd.Series(how, index=named.index, dtype=object).where(allowed, None)
+    named["fail_how"] = pd.Series(how, index=named.index, dtype=object)
+    named["how"] = named["fail_how"].where(allowed, None)
     named.loc[allowed & pd.notna(how), "verdict"] = "blocked"
     named["connect_status"] = named["flow_id"].map(notes.connect_status)
     named["tls_alert"] = named["flow_id"].map(notes.tls_alert)

@@ -58,7 +58,13 @@ def destination_drafts(df: pd.DataFrame, severity: dict[tuple[str, str, str], Se
         if isinstance(first["explanation"], str) and first["explanation"]:
             msg += f" Why: {first['explanation']}."
         sev = Severity.INFO if comp == "other" else severity[(category, state, comp)]
-        out.append(_draft("unexpected_destination", sev, first, part, msg, state=state))
+        failed = first.get("fail_how")
+        how = failed if state != "established" and isinstance(failed, str) else None
+        if how is not None:
+            failing = first.copy()
+            failing["how"] = how
+            msg += f" It failed: {_how_text(failing, part)}."
+        out.append(_draft("unexpected_destination", sev, first, part, msg, state=state, how=how))
     return out
 
 

@@ -111,6 +111,8 @@ def _plaintext_draft(obs: WebSocketUpgrade, fid: int | None, path: str, comp: st
         "ws:// (no TLS on this connection): its traffic crosses the network unencrypted. Use wss:// "
         "(an https:// HELIX_API_URL) unless both ends share the host."
     )
-    draft = _draft("plaintext_control_channel", Severity.LOW, obs, fid, comp, msg, path)
+    # info: the page allows 8080 and co-located installs use http://api:8080 (upstream notes), so
+    # plain ws:// is compliant; it is still worth knowing where it crosses a network.
+    draft = _draft("plaintext_control_channel", Severity.INFO, obs, fid, comp, msg, path)
     draft.extra = {"paths": [path]}
     return draft

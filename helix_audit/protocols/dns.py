@@ -17,9 +17,11 @@ valid UTF-8 kept (non-printable code points as ``\\uXXXX``), invalid bytes as U+
 from __future__ import annotations
 
 import re
+import socket
 import struct
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 import dns.rcode
 import dns.rdata
@@ -120,6 +122,7 @@ def read_name(msg: bytes, off: int) -> tuple[str, int]:
     return render_label(b".".join(labels)), end  # "." renders as itself, inside a label too
 
 
+@lru_cache(maxsize=1024)
 def type_text(rtype: int) -> str:
     return dns.rdatatype.to_text(rtype)  # type: ignore[arg-type]
 
@@ -171,6 +174,10 @@ def _answers(msg: bytes, off: int, count: int) -> tuple[list[DnsAnswer], bool]:
 
 
 def _rdata_text(msg: bytes, off: int, rtype: int, rclass: int, rdlen: int) -> str:
+    if rtype == 1 and rdlen == 4:
+        return socket.inet_ntop(socket.AF_INET, msg[off : off + 4])
+    if rtype == 28 and rdlen == 16:
+        return socket.inet_ntop(socket.AF_INET6, msg[off : off + 16])
     if rtype in _NAME_TYPES:
         try:
             return read_name(msg[: off + rdlen], off)[0]

@@ -63,6 +63,16 @@ def _quic_mask(cols: PacketColumns, udp: np.ndarray) -> np.ndarray:
     return out
 
 
+def _reassembled_quic(cols: PacketColumns, udp: np.ndarray) -> np.ndarray:
+    """Rows whose UDP payload came from IP reassembly (not in ``data``): tested one by one, they are few."""
+    out = []
+    for i in cols.reassembled:
+        payload = cols.payload(i) if udp[i] else b""
+        if len(payload) >= 5 and quic.is_quic_long_header(payload[0], int.from_bytes(payload[1:5], "big")):
+            out.append(i)
+    return np.array(out, dtype=np.int64)
+
+
 def _http_prefix_mask(cols: PacketColumns, tcp_pay: np.ndarray) -> np.ndarray:
     from .http import PREFIXES
 
@@ -104,9 +114,9 @@ def _within_budget(cols: PacketColumns, keys: np.ndarray, rows: np.ndarray, limi
 
 def _continuations(keys: np.ndarray, pay_rows: np.ndarray, heads: np.ndarray) -> np.ndarray:
     """For each row of ``heads``, the next payload row of the same direction (a head split in two)."""
-    order, starts = _group_order(keys, pay_rows)
-    if order.size == 0 or heads.size == 0:
+    if heads.size == 0:
         return np.zeros(0, dtype=np.int64)
+    order, starts = _group_order(keys, pay_rows)
     pos = np.flatnonzero(np.isin(order, heads))
     nxt = pos + 1
     ok = nxt < order.size
@@ -148,7 +158,9 @@ def select(
     heads = np.flatnonzero(_http_prefix_mask(cols, tcp & has_pay))
     return Selection(
         udp_dns=np.flatnonzero(udp & dns_port),
-        quic=np.flatnonzero(_quic_mask(cols, udp & ~dns_port)),
+        quic=np.union1d(
+            np.flatnonzero(_quic_mask(cols, udp & ~dns_port)), _reassembled_quic(cols, udp & ~dns_port)
+        ),
         keys=keys,
         syn=np.flatnonzero(live & ((cols.tcp_flags & SYN) != 0)),
         payload=order[keep],
@@ -180,9 +192,15 @@ class Extractor:
     def add(self, cols: PacketColumns, pf: PacketFlows) -> None:
         sel = select(cols, pf, self._done_keys(), self.dns_ports, self.limit)
         for i in sel.udp_dns.tolist():
-            self._udp_dns(cols, pf, i)
+            try:
+                self._udp_dns(cols, pf, i)
+            except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
+                self._internal_error(cols, i, exc)
         for i in sel.quic.tolist():
-            self._quic.add(cols.payload(i), _meta(cols, pf, i, "udp"))
+            try:
+                self._quic.add(cols.payload(i), _meta(cols, pf, i, "udp"))
+            except Exception as exc:
+                self._internal_error(cols, i, exc)
         seen = np.zeros(len(cols), dtype=bool)
         for lo, hi in PHASES:
             rows = np.sort(sel.payload[(sel.rank >= lo) & (sel.rank < hi)])
@@ -226,7 +244,15 @@ class Extractor:
         for i, fid, from_a, seq, flags, frame, ts_ns in zip(
             rows.tolist(), *(c[rows].tolist() for c in columns), strict=True
         ):
-            self._tcp(cols, pf, i, (fid, from_a), seq, flags, frame, ts_ns / 1e9)
+            try:
+                self._tcp(cols, pf, i, (fid, from_a), seq, flags, frame, ts_ns / 1e9)
+            except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
+                self._internal_error(cols, i, exc)
+                self._done.add(fid * 2 + int(from_a))
+
+    def _internal_error(self, cols: PacketColumns, i: int, exc: Exception) -> None:
+        detail = f"{type(exc).__name__}: {exc}"
+        self.anomalies.append(Anomaly("protocol_parser_error", cols.source, int(cols.frame[i]), detail))
 
     def _tcp(
         self, cols: PacketColumns, pf: PacketFlows, i: int, key: tuple[int, bool], seq: int, flags: int,

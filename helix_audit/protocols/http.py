@@ -26,6 +26,7 @@ PREFIXES = tuple(m + b" " for m in METHODS) + (b"HTTP/1.",)
 _REQUEST_LINE = re.compile(rb"([A-Z][A-Z_-]{0,19}) (\S+)(?: (HTTP/1\.[0-9]))?\Z")  # HTTP/0.9: no version
 _STATUS_LINE = re.compile(rb"(HTTP/1\.[0-9]) ([0-9]{3})(?: (.*))?\Z")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_DIGITS = re.compile(r"[0-9]{1,18}\Z")
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def _content_length(head: RequestHead | ResponseHead) -> int | None:
     value = head.header("content-length")
     if value is None:
         return 0 if isinstance(head, RequestHead) else None
-    return int(value) if value.strip().isdigit() else None
+    return int(value) if _DIGITS.match(value.strip()) else None
 
 
 def starts_like_http(data: bytes) -> bool:

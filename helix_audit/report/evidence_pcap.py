@@ -42,7 +42,7 @@ NS = 1_000_000_000
 
 
 @njit(cache=True)
-def gather(data, off, caplen, head, epb):  # type: ignore[no-untyped-def]
+def gather(data, off, caplen, head, epb):  # noqa: ANN001, ANN201
     """Records ``head[i] + data[off[i]:off[i]+caplen[i]]`` back to back; with ``epb`` each record is
     zero-padded to 4 bytes and followed by a copy of its block length (``head[i, 4:8]``)."""
     n, hl = head.shape
@@ -68,7 +68,7 @@ def gather(data, off, caplen, head, epb):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def walk_records(spool, start):  # type: ignore[no-untyped-def]
+def walk_records(spool, start):  # noqa: ANN001, ANN201
     """Offsets of the pcap records in ``spool`` from byte ``start`` (little-endian headers)."""
     offs = []
     pos = start

@@ -39,7 +39,7 @@ class Session:
 def make_cert(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -55,7 +55,9 @@ def make_cert(folder: Path) -> tuple[Path, Path]:
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     return cert_path, key_path
 
@@ -75,7 +77,21 @@ def _free_port() -> tuple[int, tuple[str, ...]]:
 
 
 def _start_tcpdump(pcap: Path, port: int) -> subprocess.Popen[bytes]:
-    cmd = ["tcpdump", "-i", "lo", "-n", "-U", "-Z", "root", "-w", str(pcap), "tcp", "port", str(port)]
+    cmd = [
+        "tcpdump",
+        "-i",
+        "lo",
+        "-n",
+        "-U",
+        "--immediate-mode",
+        "-Z",
+        "root",
+        "-w",
+        str(pcap),
+        "tcp",
+        "port",
+        str(port),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     deadline, seen = time.monotonic() + TIMEOUT, b""
@@ -108,7 +124,9 @@ def _dial(port: int, cert: Path, keylog: Path) -> str:
     ctx.set_alpn_protocols(["http/1.1"])
     sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     uri = f"wss://{HOST}{'' if port == 443 else f':{port}'}{PATH}"
-    with connect(uri, sock=sock, ssl=ctx, server_hostname=HOST, open_timeout=TIMEOUT, close_timeout=TIMEOUT) as ws:
+    with connect(
+        uri, sock=sock, ssl=ctx, server_hostname=HOST, open_timeout=TIMEOUT, close_timeout=TIMEOUT
+    ) as ws:
         ws.send("hello")
         return str(ws.recv(timeout=TIMEOUT))
 

@@ -9,8 +9,7 @@ import pytest
 
 from helix_audit.engines.tshark import tshark_observations
 from helix_audit.model import TlsClientHello, WebSocketUpgrade
-
-from .lab import HOST, PATH, Session, record_session
+from tests.engines.lab import HOST, PATH, Session, record_session
 
 pytestmark = [
     pytest.mark.tshark,
@@ -30,7 +29,10 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
 
 def test_capture_holds_the_session(session: Session) -> None:
     assert session.pcap.stat().st_size > 24
-    assert "CLIENT_TRAFFIC_SECRET_0" in session.keylog.read_text() or "CLIENT_RANDOM" in session.keylog.read_text()
+    assert (
+        "CLIENT_TRAFFIC_SECRET_0" in session.keylog.read_text()
+        or "CLIENT_RANDOM" in session.keylog.read_text()
+    )
 
 
 def test_key_log_reveals_the_websocket_upgrade(session: Session) -> None:

@@ -352,7 +352,7 @@ def test_roles_inferred_without_profile_and_other_hosts_at_info():
     sev.update({(f.kind, f.dst): f.severity for f in result.findings})
     assert sev[("unexpected_destination", "198.51.100.9")] is Severity.INFO
     assert sev[("unexpected_destination", "evil.example")] is Severity.HIGH
-    assert sev[("plaintext_control_channel", CP)] is Severity.LOW
+    assert sev[("plaintext_control_channel", CP)] is Severity.INFO  # 8080 plain ws is documented
 
 
 def test_control_plane_recognised_by_name_only(tmp_path):

@@ -222,3 +222,20 @@ def test_same_result_in_one_batch_or_many(tmp_path: Path) -> None:
     whole = extract(path)
     assert extract(path, batch_size=1) == whole and extract(path, batch_size=3) == whole
     assert [o.type for o in whole[0]] == ["websocket_upgrade", "http_response", "tls_client_hello"]
+
+
+def test_a_parser_bug_becomes_an_anomaly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dns.message
+
+    from helix_audit.protocols import dns as pdns
+
+    def broken(msg: bytes) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(pdns, "parse_message", broken)
+    wire = dns.message.make_query("x.example", "A").to_wire()
+    wrpcap(str(tmp_path / "q.pcap"), [Ether() / IP(src=C, dst=S) / UDP(sport=5000, dport=53) / Raw(wire)])
+    obs, anomalies = extract(tmp_path / "q.pcap")
+    assert obs == [] and [(a.name, a.frame, a.detail) for a in anomalies] == [
+        ("protocol_parser_error", 1, "RuntimeError: boom")
+    ]

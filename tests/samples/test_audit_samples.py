@@ -46,6 +46,11 @@ def test_whole_directory_with_combined_profile_gives_the_union() -> None:
     site = SAMPLES / "site.yaml"
     result = run_audit([SAMPLES], site)
     union = {"findings": [f for n in NAMES for f in load(n)[2]["findings"]]}
+    for f in union["findings"]:
+        if f["kind"] == "blocked" and f["hostname"] == "registry.helixml.tech":
+            # compliant_sandbox.pcap has the same control plane reach the registry in the same
+            # second, so together the failure is one that recovered: low, not medium.
+            f["severity"] = "low"
     assert audit_problems(result, union, cp_names(site)) == []
 
 
