@@ -143,9 +143,22 @@ def scan(
         flows=flows,
         observations=_remap_flow_ids(observations, remap),
         anomalies=anomalies + obs_anomalies,
-        non_flow=dict(getattr(table, "non_flow_summary", dict)()),
+        non_flow=_non_flow_counts(table.non_flow_summary()),
         timings=clock.spent,
     )
+
+
+_ETHERTYPES = {0x0800: "ipv4", 0x86DD: "ipv6", 0x0806: "arp", 0x88CC: "lldp", 0x8035: "rarp", 0: "link"}
+
+
+def _non_flow_counts(summary: pd.DataFrame) -> dict[str, int]:
+    """``{"arp/not_ip": 12, "ipv4/truncated": 1}`` from the flow table's non-flow summary."""
+    out: dict[str, int] = {}
+    for eth, status, n in summary.itertuples(index=False):
+        name = _ETHERTYPES.get(int(eth), f"0x{int(eth):04x}")
+        key = f"{name}/{status}"
+        out[key] = out.get(key, 0) + int(n)
+    return out
 
 
 def _remap_flow_ids(observations: list[Observation], remap: np.ndarray) -> list[Observation]:

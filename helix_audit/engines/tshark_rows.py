@@ -181,7 +181,8 @@ def _dns(row: Row, head: dict[str, Any], layer: str) -> list[Observation]:
         a + b for a, b in zip(row.ints("dns.count.auth_rr"), row.ints("dns.count.add_rr"), strict=False)
     ]
     qnames, qtypes = row.all("dns.qry.name"), [dns.rdatatype.to_text(t) for t in row.ints("dns.qry.type")]  # type: ignore[arg-type]
-    records, out, qpos = _Records(row), [], 0
+    records, qpos = _Records(row), 0
+    out: list[Observation] = []
     for i, response in enumerate(responses):
         q = qcounts[i] if i < len(qcounts) else (len(qnames) if n == 1 else 0)
         names, types = tuple(qnames[qpos : qpos + q]), tuple(qtypes[qpos : qpos + q])

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..model import HttpConnect, Observation, WebSocketUpgrade
 from .tshark import TsharkOutput, run_tshark
@@ -35,6 +35,7 @@ TSHARK_TLS_PORTS = frozenset(
     {261, 443, 448, 465, 563, 614, 636, 853, 989, 990, 992, 993, 994, 995, 3269, 4433, 5061, 8443}
 )
 TSHARK_HTTP_PORTS = frozenset({80, 3128, 3132, 5985, 8080, 8088, 11371, 1900, 2869, 2710})
+NATIVE_LINK_TYPES = frozenset({0, 1, 12, 14, 101, 108, 113, 228, 229, 276})  # decode.link.link_layer
 HTTP_TYPES = ("http_request", "websocket_upgrade", "http_connect")
 TUNNELS = ("vxlan", "geneve", "teredo", "gre", "erspan", "gtp", "l2tp", "socks", "mpls", "pppoe")
 
@@ -138,7 +139,10 @@ class _Explainer:
                     self.obs[engine][(obs.file, obs.frame)] = obs
                     self.by_key[engine].setdefault((key.file, key.type, key.key), []).append(obs)
         self.anomalies = {(a.file, a.frame): a for a in native.anomalies if a.frame is not None}
-        self.unknown_link = {i.path: i.link_types for i in native.inputs if _has_unknown_link(native)}
+        unknown = _has_unknown_link(native)
+        self.unknown_link = {
+            i.path: i.link_types for i in native.inputs if unknown and set(i.link_types) - NATIVE_LINK_TYPES
+        }
 
     def __call__(self, key: Key, engine: str) -> Difference:
         return Difference(key, engine, self._reason(key, engine))
@@ -212,7 +216,7 @@ class _Explainer:
 
 def _has_unknown_link(native: Scan) -> bool:
     """The native engine's non-flow summary counts packets of a link type it cannot decode."""
-    status = native.non_flow.get("status") if isinstance(native.non_flow, dict) else None
+    status: Any = native.non_flow.get("status") if isinstance(native.non_flow, dict) else None
     try:
         return "unknown_link" in list(status) if status is not None else False
     except TypeError:

@@ -138,6 +138,14 @@ class Selection:
     http: np.ndarray  # TCP payload rows that start like an HTTP head, and the row after each
 
 
+def is_done(done: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``done[keys]`` where keys fall inside the mask, False elsewhere (negative keys included)."""
+    inside = (keys >= 0) & (keys < done.size)
+    out = np.zeros(keys.shape, dtype=bool)
+    out[inside] = done[keys[inside]]
+    return out
+
+
 def select(
     cols: PacketColumns,
     pf: PacketFlows,
@@ -145,14 +153,14 @@ def select(
     dns_ports: tuple[int, ...] = DNS_PORTS,
     limit: int = 64 * 1024,
 ) -> Selection:
-    """Vectorised choice of rows; ``done`` holds the keys of directions no longer parsed."""
+    """Vectorised choice of rows; ``done[key]`` marks directions no longer parsed."""
     ok = (cols.status == ST_OK) & (pf.flow_id >= 0)
     has_pay = cols.pay_len > 0
     udp = ok & (cols.proto == UDP) & has_pay
     tcp = ok & (cols.proto == TCP)
     dns_port = np.isin(cols.sport, dns_ports) | np.isin(cols.dport, dns_ports)
     keys = pf.flow_id.astype(np.int64) * 2 + pf.from_a.astype(np.int64)
-    live = tcp & ~np.isin(keys, done)
+    live = tcp & ~is_done(done, keys)
     order, rank, keep = _within_budget(cols, keys, np.flatnonzero(live & has_pay), limit)
     keep = keep.astype(bool)
     heads = np.flatnonzero(_http_prefix_mask(cols, tcp & has_pay))
@@ -182,15 +190,17 @@ class Extractor:
         self.observations: list[Observation] = []
         self.anomalies: list[Anomaly] = []
         self._dirs: dict[tuple[int, bool], Direction] = {}
-        self._done: set[int] = set()
+        self._done = np.zeros(1024, dtype=bool)  # by direction key: no longer parsed
         self._http = HttpPairing(self.observations)
         self._quic = QuicTracker(self.observations, self.anomalies)
 
-    def _done_keys(self) -> np.ndarray:
-        return np.fromiter(self._done, dtype=np.int64, count=len(self._done))
+    def _mark_done(self, key: int) -> None:
+        if key >= self._done.size:
+            self._done = np.concatenate([self._done, np.zeros(max(key + 1, 2 * self._done.size), dtype=bool)])
+        self._done[key] = True
 
     def add(self, cols: PacketColumns, pf: PacketFlows) -> None:
-        sel = select(cols, pf, self._done_keys(), self.dns_ports, self.limit)
+        sel = select(cols, pf, self._done, self.dns_ports, self.limit)
         for i in sel.udp_dns.tolist():
             try:
                 self._udp_dns(cols, pf, i)
@@ -206,14 +216,16 @@ class Extractor:
             rows = np.sort(sel.payload[(sel.rank >= lo) & (sel.rank < hi)])
             if lo == 0:
                 rows = np.union1d(rows, sel.syn)
-            rows = rows[~np.isin(sel.keys[rows], self._done_keys())]
+            rows = rows[~is_done(self._done, sel.keys[rows])]
             seen[rows] = True
             self._tcp_rows(cols, pf, rows)
         for key in sel.over.tolist():  # bytes went past what this batch let us rebuild: stop here
             d = self._dirs.get((key >> 1, bool(key & 1)))
             if d is not None and not d.done:
                 d.finish()
-                self._done.add(key)
+                self._mark_done(key)
+                if not d.accepts_standalone:
+                    del self._dirs[(key >> 1, bool(key & 1))]
         self._tcp_rows(cols, pf, sel.http[~seen[sel.http]])
 
     def finish(self) -> tuple[list[Observation], list[Anomaly]]:
@@ -248,7 +260,7 @@ class Extractor:
                 self._tcp(cols, pf, i, (fid, from_a), seq, flags, frame, ts_ns / 1e9)
             except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
                 self._internal_error(cols, i, exc)
-                self._done.add(fid * 2 + int(from_a))
+                self._mark_done(fid * 2 + int(from_a))
 
     def _internal_error(self, cols: PacketColumns, i: int, exc: Exception) -> None:
         detail = f"{type(exc).__name__}: {exc}"
@@ -260,6 +272,8 @@ class Extractor:
     ) -> None:  # fmt: skip
         d = self._dirs.get(key)
         if d is None:
+            if is_done(self._done, np.array([key[0] * 2 + int(key[1])]))[0]:
+                return  # finished and forgotten: nothing more to read here
             d = self._new_direction(cols, pf, i, key)
         if d.done:
             if d.accepts_standalone:
@@ -269,7 +283,9 @@ class Extractor:
         for obs in parse_direction(d, self.anomalies):
             self._http.handle(obs)
         if d.done:
-            self._done.add(key[0] * 2 + int(key[1]))
+            self._mark_done(key[0] * 2 + int(key[1]))
+            if not d.accepts_standalone:
+                del self._dirs[key]  # bounded memory: only directions still useful stay
 
     def _new_direction(
         self, cols: PacketColumns, pf: PacketFlows, i: int, key: tuple[int, bool]

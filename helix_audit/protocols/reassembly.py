@@ -24,7 +24,7 @@ def seq_diff(a: int, b: int) -> int:
     return ((a - b + HALF) % SEQ_MOD) - HALF
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamStart:
     """The reassembled start of one TCP direction: ``buf`` plus which frame supplied which bytes."""
 

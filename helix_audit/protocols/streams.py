@@ -31,7 +31,7 @@ MAX_HANDSHAKES = 16
 SOCKS_PIECES = 8
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Meta:
     """Who and where: the common head of the observations of one packet or direction."""
 
@@ -53,7 +53,7 @@ class Meta:
         }  # fmt: skip
 
 
-@dataclass
+@dataclass(slots=True)
 class Direction:
     """Parse state of one direction of one TCP flow."""
 

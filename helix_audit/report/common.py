@@ -82,20 +82,27 @@ def verdict(result: AuditResult) -> str:
     return "compliant"
 
 
-def tool_info(result: AuditResult) -> dict[str, str]:
-    """The tool block: name, version, command line (a string) and generation time."""
+def tool_info(result: AuditResult) -> dict[str, Any]:
+    """The tool block: name, version, command line (a string), generation time; when the pipeline
+    recorded them, seconds per stage (``timings``) and counts of packets that are in no flow
+    (``non_flow``)."""
     from helix_audit import __version__
 
     tool = result.tool or {}
     command = tool.get("command", "")
     if isinstance(command, list | tuple):
         command = shlex.join(str(c) for c in command)
-    return {
+    out: dict[str, Any] = {
         "name": str(tool.get("name", "helix-audit")),
         "version": str(tool.get("version", __version__)),
         "command": str(command),
         "generated": str(tool.get("generated") or now_iso()),
     }
+    if tool.get("timings"):
+        out["timings"] = {str(k): float(v) for k, v in tool["timings"].items()}
+    if tool.get("non_flow"):
+        out["non_flow"] = {str(k): int(v) for k, v in tool["non_flow"].items()}
+    return out
 
 
 def jsonable(value: Any) -> Any:

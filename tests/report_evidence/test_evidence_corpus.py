@@ -57,8 +57,14 @@ def test_evidence_is_exactly_the_stream_plus_dns_frames(name: str, tmp_path: Pat
     written = write_evidence(findings, flows, [src], tmp_path)
     assert set(written) == {f.id for f in findings}
     packets = read_packets(src)
-    rows = tshark_fields(src, "frame.number", "ip.reassembled_in", "ipv6.reassembled.in")
+    rows = tshark_fields(src, "frame.number", "ip.reassembled_in", "ipv6.reassembled.in", extra=["-2"])
     fragments = [(int(r[0]), r[1] or (r[2] if len(r) > 2 else "")) for r in rows]
+    for f, (_, stream) in zip(findings, streams, strict=True):
+        expect = {int(r[0]) for r in tshark_fields(src, "frame.number", display_filter=stream)}
+        expect |= {n for n, into in fragments if into and int(into) in expect}  # the flow's datagrams
+        expect |= set(dns)
+        got = read_packets(written[f.id])
+        want = [packets[n - 1] for n in sorted(expect)]
         assert len(got) == len(want), f"{name} stream {stream}"
         assert [(t, b, w) for t, b, w, _ in got] == [(t, b, w) for t, b, w, _ in want]
         # tshark opens it and sees the whole stream again (index 0 in the evidence capture)
