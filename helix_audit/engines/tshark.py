@@ -14,8 +14,8 @@ Semantics are the native engine's (:mod:`helix_audit.model`), with tshark's conv
 native engine follows too: ``frame`` is tshark's frame.number, for a reassembled message the frame
 where reassembly completed, with ``frames`` = its ``tcp.segment`` list; addresses and ports are the
 innermost IP/UDP/TCP headers (tunnels peeled by tshark); frames that only quote a packet inside an
-ICMP error are skipped. ``flow_id`` is None: :func:`tshark_scan` maps tshark's ``tcp.stream`` /
-``udp.stream`` onto the native flow table's ids. The parsing of rows lives in :mod:`.tshark_rows`.
+ICMP error are skipped. ``flow_id`` is None: :func:`tshark_scan` finds the native flow table's id
+by endpoints and time (:func:`attach_flow_ids`). The parsing of rows lives in :mod:`.tshark_rows`.
 """
 
 from __future__ import annotations
@@ -160,6 +160,8 @@ def _build(file: str, rows: Iterable[Row]) -> _Built:
 def _finish(file: str, built: _Built, rc: int, stderr: list[str]) -> TsharkOutput:
     if rc != 0 and built.last_frame == 0 and any(s in line for line in stderr for s in UNREADABLE):
         raise InputError(f"{file}: tshark cannot read it: {stderr[0] if stderr else f'exit {rc}'}")
+    if rc == 1 and built.last_frame == 0:  # tshark's exit code for bad options (e.g. a decode-as rule)
+        raise InputError(f"{file}: tshark refused the options: {'; '.join(stderr[:2]) or 'exit 1'}")
     notes: list[str] = []
     if rc != 0:
         what = "; ".join(stderr[:3]) or "no message"
@@ -182,21 +184,45 @@ def _pair_http(built: _Built) -> tuple[tuple[Observation, ...], tuple[Any, ...],
 # ------------------------------------------------------------------------------------------------------
 
 
+FlowIndex = dict[tuple[str, str, frozenset[tuple[str, int]]], list[tuple[float, float, int]]]
+TS_SLACK = 1e-6
+
+
+def flow_index(flows: Any) -> FlowIndex:
+    """Native flows by (file, transport, both endpoints): their time spans and ids."""
+    index: FlowIndex = {}
+    if flows is None or not len(flows):
+        return index
+    files = flows["files"] if "files" in flows.columns else flows["file"]
+    cols = ("transport", "orig_h", "orig_p", "resp_h", "resp_p", "first_ts", "last_ts", "flow_id")
+    for names, tr, oh, op, rh, rp, first, last, fid in zip(files, *(flows[c] for c in cols), strict=True):
+        ends = frozenset({(str(oh), int(op)), (str(rh), int(rp))})
+        for file in str(names).split("|"):
+            index.setdefault((file, str(tr), ends), []).append((float(first), float(last), int(fid)))
+    return index
+
+
 def attach_flow_ids(out: TsharkOutput, flows: Any) -> list[Observation]:
-    """``out``'s observations with the native ``flow_id`` of their tshark stream (None when unknown)."""
-    ids: dict[tuple[str, str, int], int] = {}
-    if flows is not None and len(flows):
-        for col, kind in (("tcp_stream", "tcp"), ("udp_stream", "udp")):
-            if col not in flows.columns:
-                continue
-            sub = flows[flows[col].notna()]
-            for file, stream, fid in zip(sub["file"], sub[col], sub["flow_id"], strict=True):
-                ids.setdefault((str(file), kind, int(stream)), int(fid))
+    """``out``'s observations with the ``flow_id`` of the native flow they belong to (None when unknown).
+
+    Matched by endpoints, not by tshark's stream index: tshark numbers a tunnel's outer UDP
+    conversation too, so its ``udp.stream`` differs from the flow table's after a tunnel. When a
+    5-tuple was reused, the flow whose time span holds the observation (else the nearest) wins.
+    """
+    index = flow_index(flows)
     result = []
-    for obs, stream in zip(out.observations, out.streams, strict=True):
-        fid = ids.get((out.file, *stream)) if stream is not None else None
+    for obs in out.observations:
+        spans = index.get(
+            (obs.file, obs.transport, frozenset({(obs.src, obs.sport), (obs.dst, obs.dport)})), []
+        )
+        fid = min(spans, key=lambda sp: _distance(obs.ts, sp))[2] if spans else None
         result.append(replace(obs, flow_id=fid))
     return result
+
+
+def _distance(ts: float, span: tuple[float, float, int]) -> float:
+    first, last, _ = span
+    return 0.0 if first - TS_SLACK <= ts <= last + TS_SLACK else min(abs(ts - first), abs(ts - last))
 
 
 def tshark_scan(

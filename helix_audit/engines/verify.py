@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..model import HttpConnect, Observation, WebSocketUpgrade
 from .tshark import TsharkOutput, run_tshark
@@ -139,9 +139,8 @@ class _Explainer:
                     self.obs[engine][(obs.file, obs.frame)] = obs
                     self.by_key[engine].setdefault((key.file, key.type, key.key), []).append(obs)
         self.anomalies = {(a.file, a.frame): a for a in native.anomalies if a.frame is not None}
-        unknown = _has_unknown_link(native)
         self.unknown_link = {
-            i.path: i.link_types for i in native.inputs if unknown and set(i.link_types) - NATIVE_LINK_TYPES
+            i.path: i.link_types for i in native.inputs if set(i.link_types) - NATIVE_LINK_TYPES
         }
 
     def __call__(self, key: Key, engine: str) -> Difference:
@@ -212,15 +211,6 @@ class _Explainer:
         if engine == "native" and key.type in HTTP_TYPES and not ports & TSHARK_HTTP_PORTS:
             return f"HTTP on port {port}: tshark needs a known port (decode-as tcp.port=={port},http)"
         return None
-
-
-def _has_unknown_link(native: Scan) -> bool:
-    """The native engine's non-flow summary counts packets of a link type it cannot decode."""
-    status: Any = native.non_flow.get("status") if isinstance(native.non_flow, dict) else None
-    try:
-        return "unknown_link" in list(status) if status is not None else False
-    except TypeError:
-        return False
 
 
 def format_verify(result: VerifyResult, *, verbose: bool = False) -> str:

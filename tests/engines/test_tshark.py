@@ -80,6 +80,14 @@ def test_unusable_inputs_name_the_file(tmp_path: Path) -> None:
     text.write_text("not a capture at all\n" * 10)
     with pytest.raises(InputError, match=r"notes\.txt: tshark cannot read it"):
         run_tshark(text)
+    with pytest.raises(InputError, match=r"no such TLS key log file"):
+        run_tshark(text, keylog=tmp_path / "keys.log")
+
+
+@has_tshark
+def test_bad_decode_as_is_an_input_error(dns_pcap: Path) -> None:
+    with pytest.raises(InputError, match=r"dns\.pcap: tshark refused the options: .*selector"):
+        run_tshark(dns_pcap, decode_as=["tcp.port==x,foo"])
 
 
 @has_tshark

@@ -122,3 +122,18 @@ def test_decrypted_upgrade_is_only_tshark_with_its_reason(tmp_path_factory: pyte
     assert [(d.key.type, d.key.key) for d in keyed.only_tshark] == [("websocket_upgrade", f"{PATH} -> 101")]
     assert "inside TLS, decrypted with the key log" in (keyed.only_tshark[0].reason or "")
     assert keyed.exit_code == 1
+
+
+@pytest.mark.parametrize("name", ["ndpi__android.pcap", "zeek__Teredo.pcap", "suri__basic_websockets.pcap"])
+def test_tshark_scan_carries_native_flow_ids(name: str) -> None:
+    """``audit --engine tshark`` runs tshark_scan: native flows, tshark observations on those flows."""
+    from helix_audit.engines.tshark import tshark_scan
+    from helix_audit.pipeline import scan
+
+    assert CORPUS is not None
+    native, mixed = scan([CORPUS / name]), tshark_scan([CORPUS / name])
+    assert len(mixed.flows) == len(native.flows) and mixed.inputs == native.inputs
+    by_frame = {(o.type, o.frame): o.flow_id for o in native.observations}
+    shared = [o for o in mixed.observations if (o.type, o.frame) in by_frame]
+    assert shared and all(o.flow_id == by_frame[(o.type, o.frame)] for o in shared)
+    assert all(o.flow_id is not None for o in mixed.observations)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scapy.layers.dns import DNS, DNSQR
@@ -12,7 +13,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import PcapWriter
 
 from helix_audit.errors import CaptureError
-from helix_audit.report import evidence_pcap
+from helix_audit.report import evidence, evidence_pcap
 from helix_audit.report.evidence import evidence_name, write_evidence
 
 from .helpers import finding, flow_table, needs_tshark, read_packets, tshark_fields, write_pcapng
@@ -170,20 +171,32 @@ def test_spilling_gives_identical_files_and_few_open_files(
         assert len(read_packets(path)) == 8
 
 
-def test_failure_leaves_no_partial_files(tmp_path: Path) -> None:
+def test_failure_leaves_no_partial_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = write(tmp_path / "in.pcap", tcp_conn(40006, 1, T0))
+    src2 = write(tmp_path / "in2.pcap", tcp_conn(40007, 1, T0 + 9))
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(b"not a capture at all")
-    flows = flow_table([src])
-    fid = flow_id(flows, 40006)
+    flows = flow_table([src, src2])
+    fid, fid2 = flow_id(flows, 40006), flow_id(flows, 40007)
     out_dir = tmp_path / "ev"
-    f = finding("F1", [fid], {str(bad): [1]})
-    with pytest.raises(CaptureError):
-        write_evidence([f], flows, [src, bad], out_dir, spool_limit=1)
+    with pytest.raises(CaptureError, match="bad.pcap: not a pcap or pcapng file"):
+        write_evidence([finding("F1", [fid], {str(bad): [1]})], flows, [src, bad], out_dir)
+    real_scan, calls = evidence.scan_file, []
+
+    def scan_then_fail(*args: Any, **kw: Any) -> None:
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise OSError("disk gone")
+        real_scan(*args, **kw)
+
+    monkeypatch.setattr(evidence, "scan_file", scan_then_fail)
+    with pytest.raises(OSError, match="disk gone"):  # the first input's packets were already spilled
+        write_evidence([finding("F1", [fid, fid2])], flows, [src, src2], out_dir, spool_limit=1)
     assert list(out_dir.iterdir()) == []
+    monkeypatch.undo()
     # a later run replaces a stale capture of the other format
     (out_dir / "F1.pcapng").write_bytes(b"old")
-    written = write_evidence([finding("F1", [fid])], flows, [src], out_dir)
+    written = write_evidence([finding("F1", [fid])], flows, [src, src2], out_dir)
     assert sorted(p.name for p in out_dir.iterdir()) == ["F1.pcap"] == [written["F1"].name]
 
 
