@@ -211,5 +211,24 @@ def report_cmd(report_json: Path, out: Path, formats: tuple[str, ...]) -> None:
     click.echo(f"{len(written)} files written to {out}/", err=True)
 
 
+@main.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--fail-on", type=click.Choice(SEVERITIES), default="low", show_default=True,
+              help="Exit 1 when a new or worsened finding at or above this severity exists.")
+@_guard
+def diff_cmd(old: Path, new: Path, fmt: str, fail_on: str) -> None:
+    """What changed between two audits (OLD.json baseline, NEW.json): destinations, findings, coverage."""
+    from .report.diff import diff_reports, exit_code, format_text, load_report, to_json
+
+    result = diff_reports(load_report(old), load_report(new))
+    if fmt == "json":
+        click.echo(json.dumps(to_json(result), indent=2, ensure_ascii=True))
+    else:
+        click.echo(format_text(result), nl=False)
+    sys.exit(exit_code(result, fail_on))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

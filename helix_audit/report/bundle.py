@@ -1,8 +1,8 @@
 """The evidence bundle: every report format in one folder, plus SHA256SUMS over all of it.
 
 ``write_bundle`` renders each requested format from the same AuditResult and writes it atomically;
-evidence captures (``evidence/``, written by the evidence stage) are left as they are but covered by
-SHA256SUMS, whose lines ``sha256sum -c SHA256SUMS`` (GNU coreutils) verifies from inside the folder.
+evidence captures (``evidence/``, one extra pass over the inputs) are written before the HTML that
+links them; SHA256SUMS covers every file, whose lines ``sha256sum -c SHA256SUMS`` (GNU coreutils) verifies from inside the folder.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from helix_audit.model import AuditResult
 from helix_audit.report.atomic import atomic_write_text
 from helix_audit.report.csv_report import write_csvs
+from helix_audit.report.evidence import write_evidence
 from helix_audit.report.html import write_html
 from helix_audit.report.json_report import write_json
 from helix_audit.report.junit import write_junit
@@ -22,18 +23,27 @@ from helix_audit.report.sarif import write_sarif
 SUMS = "SHA256SUMS"
 Writer = Callable[[AuditResult, Path], list[Path]]
 
+
+def _evidence(result: AuditResult, out: Path) -> list[Path]:
+    """evidence/<finding>.pcap(ng): one extra pass over the inputs; skipped when they are gone
+    (re-rendering a bundle from its report.json on another machine)."""
+    inputs = [Path(i.path) for i in result.inputs]
+    if not result.findings or not all(p.is_file() for p in inputs):
+        return []
+    return list(write_evidence(result.findings, result.flows, inputs, out / "evidence").values())
+
+
 #: Format name -> writer; the order is the order files are written (HTML last but for the sums).
 WRITERS: dict[str, Writer] = {
     "json": lambda r, d: [write_json(r, d / "report.json")],
     "csv": write_csvs,
     "sarif": lambda r, d: [write_sarif(r, d / "report.sarif")],
     "junit": lambda r, d: [write_junit(r, d / "junit.xml")],
+    "evidence": _evidence,
     "html": lambda r, d: [write_html(r, d / "report.html", d / "evidence")],
 }
 FORMATS: tuple[str, ...] = tuple(WRITERS)
-#: Names accepted but rendered elsewhere: evidence/ captures come from the evidence stage (written
-#: into the folder before ``write_bundle`` runs, and covered by SHA256SUMS like every other file).
-EXTERNAL_FORMATS: tuple[str, ...] = ("evidence",)
+EXTERNAL_FORMATS: tuple[str, ...] = ()
 
 
 def _sum_line(digest: str, name: str) -> str:
