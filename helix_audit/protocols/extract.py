@@ -272,7 +272,8 @@ class Extractor:
     ) -> None:  # fmt: skip
         d = self._dirs.get(key)
         if d is None:
-            if is_done(self._done, np.array([key[0] * 2 + int(key[1])]))[0]:
+            k = key[0] * 2 + int(key[1])
+            if k < self._done.size and self._done[k]:
                 return  # finished and forgotten: nothing more to read here
             d = self._new_direction(cols, pf, i, key)
         if d.done:

@@ -107,10 +107,11 @@ def test_dns_cname_chain_ttls_and_opt(dns_pcap: Path) -> None:
         "udp",
     )
     assert query.ts == pytest.approx(1_700_000_001.0)
+    wire = dns.message.from_wire(bytes(rdpcap(str(dns_pcap))[1][UDP].payload))  # the answer as sent
     expected = [
         (rrset.name.to_text(omit_final_dot=True), dns.rdatatype.to_text(rrset.rdtype), rrset.ttl,
          rd.to_text().rstrip("."))
-        for rrset in _cname_response(_query()).answer for rd in rrset
+        for rrset in wire.answer for rd in rrset
     ]  # fmt: skip
     assert [(a.name, a.rtype, a.ttl, a.data) for a in resp.answers] == expected
     assert (resp.frame, resp.id, resp.rcode, resp.qname) == (2, query.id, "NOERROR", "api.hydra.example")
