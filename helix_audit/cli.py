@@ -14,7 +14,9 @@ import json
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import IntEnum
 from functools import wraps
 from pathlib import Path
@@ -90,6 +92,27 @@ def exit_code_for(result: AuditResult, fail_on: Severity) -> ExitCode:
     return ExitCode.COMPLIANT
 
 
+def engine_options(fn: F) -> F:
+    """--engine, --tls-keylog, --decode-as: shared by audit, extract and verify."""
+    fn = click.option("--decode-as", "decode_as", multiple=True, metavar="RULE",
+                      help="tshark decode-as rule, e.g. 'tcp.port==8053,dns' (tshark engine).")(fn)
+    fn = click.option("--tls-keylog", type=click.Path(path_type=Path),
+                      help="SSLKEYLOGFILE to decrypt TLS (tshark engine): shows wss:// paths.")(fn)
+    return click.option("--engine", type=click.Choice(["native", "tshark"]), default="native",
+                        show_default=True, help="Who reads the packets' contents.")(fn)
+
+
+@contextmanager
+def _tshark_warnings() -> Iterator[None]:
+    """tshark's complaints about a damaged file: one warning line each on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if type(w.message).__name__ == "TsharkWarning":
+            click.echo(f"helix-audit: warning: {w.message}", err=True)
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--site", type=click.Path(path_type=Path), help="Site profile (YAML).")
@@ -105,15 +128,19 @@ def exit_code_for(result: AuditResult, fail_on: Severity) -> ExitCode:
               type=click.Choice(["json", "html", "csv", "sarif", "junit", "evidence"]),
               help="Write only these formats (repeatable). Default: all.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+@engine_options
 @_guard
 def audit(paths: tuple[Path, ...], site: Path | None, rules: tuple[Path, ...], out: Path, fail_on: str,
-          formats: tuple[str, ...], quiet: bool) -> None:
+          formats: tuple[str, ...], quiet: bool, engine: str, tls_keylog: Path | None,
+          decode_as: tuple[str, ...]) -> None:
     """Audit PATH... (pcap, pcapng, gzip, or directories of them) and write a report bundle."""
     from .pipeline import audit as run_audit
     from .report.bundle import write_bundle
 
     command = "helix-audit " + shlex.join(sys.argv[1:])
-    result = run_audit(list(paths), site=site, rules=list(rules) or None, command=command)
+    with _tshark_warnings():
+        result = run_audit(list(paths), site=site, rules=list(rules) or None, command=command,
+                           engine=engine, keylog=tls_keylog, decode_as=decode_as)
     written = write_bundle(result, out, formats=list(formats) or None)
     code = exit_code_for(result, Severity.parse(fail_on))
     if not quiet:
@@ -140,13 +167,16 @@ def _summary(result: AuditResult, out: Path, written: list[Path], code: ExitCode
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--type", "types", multiple=True, help="Only observations of this type (repeatable).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write here instead of stdout.")
+@engine_options
 @_guard
-def extract(paths: tuple[Path, ...], fmt: str, types: tuple[str, ...], output: Path | None) -> None:
+def extract(paths: tuple[Path, ...], fmt: str, types: tuple[str, ...], output: Path | None, engine: str,
+            tls_keylog: Path | None, decode_as: tuple[str, ...]) -> None:
     """Print the observations in PATH...: DNS, TLS ClientHello SNI, HTTP, WebSocket, CONNECT."""
-    from .pipeline import scan
+    from .pipeline import scan_with
     from .report.tabular import observation_rows, write_csv, write_jsonl
 
-    result = scan(list(paths))
+    with _tshark_warnings():
+        result = scan_with(engine, list(paths), keylog=tls_keylog, decode_as=decode_as)
     for anomaly in result.anomalies:
         if anomaly.name == "capture_damaged":
             click.echo(f"helix-audit: warning: {anomaly.file}: {anomaly.detail}", err=True)
@@ -211,6 +241,23 @@ def report_cmd(report_json: Path, out: Path, formats: tuple[str, ...]) -> None:
     click.echo(f"{len(written)} files written to {out}/", err=True)
 
 
+@main.command("verify")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--tls-keylog", type=click.Path(path_type=Path), help="SSLKEYLOGFILE for tshark.")
+@click.option("--decode-as", "decode_as", multiple=True, metavar="RULE", help="tshark decode-as rule.")
+@click.option("-v", "--verbose", is_flag=True, help="List matches too.")
+@_guard
+def verify_cmd(paths: tuple[Path, ...], tls_keylog: Path | None, decode_as: tuple[str, ...],
+               verbose: bool) -> None:
+    """Second opinion: compare the native engine's observations with tshark's (exit 1 on differences)."""
+    from .engines.verify import format_verify, verify
+
+    with _tshark_warnings():
+        result = verify(list(paths), keylog=tls_keylog, decode_as=decode_as)
+    click.echo(format_verify(result, verbose=verbose).rstrip("\n"))
+    sys.exit(result.exit_code)
+
+
 @main.command("diff")
 @click.argument("old", type=click.Path(path_type=Path))
 @click.argument("new", type=click.Path(path_type=Path))
@@ -226,7 +273,7 @@ def diff_cmd(old: Path, new: Path, fmt: str, fail_on: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(to_json(result), indent=2, ensure_ascii=True))
     else:
-        click.echo(format_text(result), nl=False)
+        click.echo(format_text(result).rstrip("\n"))
     sys.exit(exit_code(result, fail_on))
 
 

@@ -25,3 +25,7 @@ class RulesError(HelixAuditError):
 
 class SiteError(HelixAuditError):
     """The site profile is invalid; the message names file, line and key."""
+
+
+class UsageError(HelixAuditError):
+    """Options that do not go together."""

@@ -24,6 +24,7 @@ from .capture import expand_inputs, open_capture
 from .capture.interface import CaptureInfo
 from .decode.core import Decoder
 from .flows.table import FlowTable
+from .errors import UsageError
 from .model import Anomaly, AuditResult, InputInfo, Observation, RulesetInfo
 from .protocols.extract import Extractor
 
@@ -172,6 +173,26 @@ def _remap_flow_ids(observations: list[Observation], remap: np.ndarray) -> list[
     return out
 
 
+def scan_with(
+    engine: str,
+    paths: Sequence[str | Path],
+    *,
+    keylog: str | Path | None = None,
+    decode_as: Sequence[str] = (),
+    **scan_kw: object,
+) -> Scan:
+    """``scan`` with the chosen engine: "native", or "tshark" (observations from tshark)."""
+    if engine == "native":
+        if keylog is not None or decode_as:
+            raise UsageError("--tls-keylog and --decode-as need --engine tshark")
+        return scan(paths, **scan_kw)  # type: ignore[arg-type]
+    if engine == "tshark":
+        from .engines.tshark import tshark_scan
+
+        return tshark_scan(paths, keylog=Path(keylog) if keylog else None, decode_as=decode_as, **scan_kw)
+    raise UsageError(f"unknown engine {engine!r} (native or tshark)")
+
+
 def audit(
     paths: Sequence[str | Path],
     *,
@@ -180,8 +201,15 @@ def audit(
     batch_size: int = 262_144,
     progress: Progress | None = None,
     command: str | None = None,
+    engine: str = "native",
+    keylog: str | Path | None = None,
+    decode_as: Sequence[str] = (),
 ) -> AuditResult:
-    """Audit captures against the documented Helix endpoint tables and the site profile."""
+    """Audit captures against the documented Helix endpoint tables and the site profile.
+
+    ``engine="tshark"`` takes the observations from Wireshark's dissectors instead (flows stay
+    native): with ``keylog`` (an SSLKEYLOGFILE), WebSocket paths inside wss:// become visible.
+    """
     from .policy.classify import classify
     from .policy.rules import load_rules
     from .policy.site import load_site
@@ -189,7 +217,8 @@ def audit(
     ruleset = load_rules([Path(r) for r in rules] if rules else None)
     profile = load_site(Path(site)) if site is not None else None
     started = time.time()
-    result = scan(paths, batch_size=batch_size, progress=progress)
+    result = scan_with(engine, paths, keylog=keylog, decode_as=decode_as, batch_size=batch_size,
+                       progress=progress)
     t0 = time.perf_counter()
     cls = classify(result.flows, result.observations, ruleset, profile)
     timings = dict(result.timings, classify=time.perf_counter() - t0)
