@@ -123,15 +123,34 @@ def main() -> None:
     helix = shutil.which("helix-audit", path=str(Path(sys.executable).parent)) or "helix-audit"
     with tempfile.TemporaryDirectory() as out:
         env = dict(os.environ, HELIX_AUDIT_TIMINGS="1")
-        cmd = [helix, "audit", str(pcap), "--format", "json", "--out", out, "--quiet", "--fail-on", "critical"]
+        cmd = [
+            helix,
+            "audit",
+            str(pcap),
+            "--format",
+            "json",
+            "--out",
+            out,
+            "--quiet",
+            "--fail-on",
+            "critical",
+        ]
         run(cmd, env)  # warm the numba cache and the page cache
         wall, rss, _ = median_run(cmd, args.runs, env)
         rows.append(("helix-audit audit --format json", wall, rss, ""))
         report = json.loads((Path(out) / "report.json").read_text())
     timings = report.get("tool", {}).get("timings", {})
     if shutil.which("tshark"):
-        fields = ["-e", "dns.qry.name", "-e", "tls.handshake.extensions_server_name", "-e", "http.host",
-                  "-e", "http.request.uri"]
+        fields = [
+            "-e",
+            "dns.qry.name",
+            "-e",
+            "tls.handshake.extensions_server_name",
+            "-e",
+            "http.host",
+            "-e",
+            "http.request.uri",
+        ]
         wall, rss, _ = median_run(["tshark", "-n", "-r", str(pcap), "-T", "fields", *fields], args.runs)
         rows.append(("tshark -T fields (names)", wall, rss, ""))
     if shutil.which("tcpdump") and not args.no_baselines:

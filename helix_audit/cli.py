@@ -16,7 +16,7 @@ import shlex
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from enum import IntEnum
 from functools import wraps
 from pathlib import Path
@@ -26,7 +26,7 @@ import click
 
 from . import __version__
 from .errors import HelixAuditError
-from .model import AuditResult, Severity
+from .model import Anomaly, AuditResult, Severity
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,10 +63,8 @@ def _guard(fn: F) -> F:
         except Exception as exc:  # a bug: say so in one line, never a traceback by default
             if os.environ.get("HELIX_AUDIT_DEBUG"):
                 raise
-            click.echo(
-                f"helix-audit: internal error: {type(exc).__name__}: {exc} (set HELIX_AUDIT_DEBUG=1 for details)",
-                err=True,
-            )
+            what = f"{type(exc).__name__}: {exc}"
+            click.echo(f"helix-audit: internal error: {what} (set HELIX_AUDIT_DEBUG=1 for details)", err=True)
             sys.exit(ExitCode.INTERNAL)
 
     return wrapper  # type: ignore[return-value]
@@ -94,12 +92,25 @@ def exit_code_for(result: AuditResult, fail_on: Severity) -> ExitCode:
 
 def engine_options(fn: F) -> F:
     """--engine, --tls-keylog, --decode-as: shared by audit, extract and verify."""
-    fn = click.option("--decode-as", "decode_as", multiple=True, metavar="RULE",
-                      help="tshark decode-as rule, e.g. 'tcp.port==8053,dns' (tshark engine).")(fn)
-    fn = click.option("--tls-keylog", type=click.Path(path_type=Path),
-                      help="SSLKEYLOGFILE to decrypt TLS (tshark engine): shows wss:// paths.")(fn)
-    return click.option("--engine", type=click.Choice(["native", "tshark"]), default="native",
-                        show_default=True, help="Who reads the packets' contents.")(fn)
+    fn = click.option(
+        "--decode-as",
+        "decode_as",
+        multiple=True,
+        metavar="RULE",
+        help="tshark decode-as rule, e.g. 'tcp.port==8053,dns' (tshark engine).",
+    )(fn)
+    fn = click.option(
+        "--tls-keylog",
+        type=click.Path(path_type=Path),
+        help="SSLKEYLOGFILE to decrypt TLS (tshark engine): shows wss:// paths.",
+    )(fn)
+    return click.option(
+        "--engine",
+        type=click.Choice(["native", "tshark"]),
+        default="native",
+        show_default=True,
+        help="Who reads the packets' contents.",
+    )(fn)
 
 
 @contextmanager
@@ -117,31 +128,66 @@ def _tshark_warnings() -> Iterator[None]:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--site", type=click.Path(path_type=Path), help="Site profile (YAML).")
 @click.option(
-    "--rules", "rules", multiple=True, type=click.Path(path_type=Path),
+    "--rules",
+    "rules",
+    multiple=True,
+    type=click.Path(path_type=Path),
     help="Rules file or directory (repeatable). Default: the bundled documented tables.",
 )
-@click.option("--out", "out", type=click.Path(path_type=Path), default=Path("helix-audit-report"),
-              show_default=True, help="Directory for the report bundle.")
-@click.option("--fail-on", type=click.Choice(SEVERITIES), default="low", show_default=True,
-              help="Exit 1 when a finding at or above this severity exists.")
-@click.option("--format", "formats", multiple=True,
-              type=click.Choice(["json", "html", "csv", "sarif", "junit", "evidence"]),
-              help="Write only these formats (repeatable). Default: all.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=Path("helix-audit-report"),
+    show_default=True,
+    help="Directory for the report bundle.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(SEVERITIES),
+    default="low",
+    show_default=True,
+    help="Exit 1 when a finding at or above this severity exists.",
+)
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(["json", "html", "csv", "sarif", "junit", "evidence"]),
+    help="Write only these formats (repeatable). Default: all.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @engine_options
 @_guard
-def audit(paths: tuple[Path, ...], site: Path | None, rules: tuple[Path, ...], out: Path, fail_on: str,
-          formats: tuple[str, ...], quiet: bool, engine: str, tls_keylog: Path | None,
-          decode_as: tuple[str, ...]) -> None:
+def audit(
+    paths: tuple[Path, ...],
+    site: Path | None,
+    rules: tuple[Path, ...],
+    out: Path,
+    fail_on: str,
+    formats: tuple[str, ...],
+    quiet: bool,
+    engine: str,
+    tls_keylog: Path | None,
+    decode_as: tuple[str, ...],
+) -> None:
     """Audit PATH... (pcap, pcapng, gzip, or directories of them) and write a report bundle."""
     from .pipeline import audit as run_audit
     from .report.bundle import write_bundle
 
     command = "helix-audit " + shlex.join(sys.argv[1:])
     with _tshark_warnings():
-        result = run_audit(list(paths), site=site, rules=list(rules) or None, command=command,
-                           engine=engine, keylog=tls_keylog, decode_as=decode_as)
+        result = run_audit(
+            list(paths),
+            site=site,
+            rules=list(rules) or None,
+            command=command,
+            engine=engine,
+            keylog=tls_keylog,
+            decode_as=decode_as,
+        )
     written = write_bundle(result, out, formats=list(formats) or None)
+    _warn_damage(result.anomalies)
     code = exit_code_for(result, Severity.parse(fail_on))
     if not quiet:
         _summary(result, out, written, code)
@@ -153,8 +199,11 @@ def _summary(result: AuditResult, out: Path, written: list[Path], code: ExitCode
     for f in result.findings:
         counts[f.severity.value] = counts.get(f.severity.value, 0) + 1
     sev = ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES) if s in counts) or "none"
-    verdict = {ExitCode.COMPLIANT: "compliant", ExitCode.FINDINGS: "findings",
-               ExitCode.INCONCLUSIVE: "inconclusive"}.get(code, "")
+    verdict = {
+        ExitCode.COMPLIANT: "compliant",
+        ExitCode.FINDINGS: "findings",
+        ExitCode.INCONCLUSIVE: "inconclusive",
+    }.get(code, "")
     click.echo(
         f"{verdict}: {result.packets} packets, {len(result.flows)} flows, "
         f"{len(result.findings)} findings ({sev}); report in {out}/ ({len(written)} files)",
@@ -169,24 +218,35 @@ def _summary(result: AuditResult, out: Path, written: list[Path], code: ExitCode
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write here instead of stdout.")
 @engine_options
 @_guard
-def extract(paths: tuple[Path, ...], fmt: str, types: tuple[str, ...], output: Path | None, engine: str,
-            tls_keylog: Path | None, decode_as: tuple[str, ...]) -> None:
+def extract(
+    paths: tuple[Path, ...],
+    fmt: str,
+    types: tuple[str, ...],
+    output: Path | None,
+    engine: str,
+    tls_keylog: Path | None,
+    decode_as: tuple[str, ...],
+) -> None:
     """Print the observations in PATH...: DNS, TLS ClientHello SNI, HTTP, WebSocket, CONNECT."""
     from .pipeline import scan_with
     from .report.tabular import observation_rows, write_csv, write_jsonl
 
     with _tshark_warnings():
         result = scan_with(engine, list(paths), keylog=tls_keylog, decode_as=decode_as)
-    for anomaly in result.anomalies:
+    _warn_damage(result.anomalies)
+    rows: Iterator[dict[str, Any]] = observation_rows(result.observations, set(types))
+    with ExitStack() as stack:
+        stream = sys.stdout
+        if output:
+            stream = stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
+        (write_jsonl if fmt == "jsonl" else write_csv)(rows, stream)
+
+
+def _warn_damage(anomalies: list[Anomaly]) -> None:
+    """A damaged capture is audited up to the damage: say so, one line per damaged file."""
+    for anomaly in anomalies:
         if anomaly.name == "capture_damaged":
             click.echo(f"helix-audit: warning: {anomaly.file}: {anomaly.detail}", err=True)
-    rows: Iterator[dict[str, Any]] = observation_rows(result.observations, set(types))
-    stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
-    try:
-        (write_jsonl if fmt == "jsonl" else write_csv)(rows, stream)
-    finally:
-        if output:
-            stream.close()
 
 
 @main.group()
@@ -195,8 +255,13 @@ def rules() -> None:
 
 
 @rules.command("list")
-@click.option("--rules", "paths", multiple=True, type=click.Path(path_type=Path),
-              help="Rules files (default: the bundled documented tables).")
+@click.option(
+    "--rules",
+    "paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Rules files (default: the bundled documented tables).",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 @_guard
 def rules_list(paths: tuple[Path, ...], as_json: bool) -> None:
@@ -228,8 +293,9 @@ def rules_validate(files: tuple[Path, ...]) -> None:
 @main.command("report")
 @click.argument("report_json", type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True)
-@click.option("--format", "formats", multiple=True,
-              type=click.Choice(["json", "html", "csv", "sarif", "junit"]))
+@click.option(
+    "--format", "formats", multiple=True, type=click.Choice(["json", "html", "csv", "sarif", "junit"])
+)
 @_guard
 def report_cmd(report_json: Path, out: Path, formats: tuple[str, ...]) -> None:
     """Re-render a report bundle from a report.json."""
@@ -247,8 +313,9 @@ def report_cmd(report_json: Path, out: Path, formats: tuple[str, ...]) -> None:
 @click.option("--decode-as", "decode_as", multiple=True, metavar="RULE", help="tshark decode-as rule.")
 @click.option("-v", "--verbose", is_flag=True, help="List matches too.")
 @_guard
-def verify_cmd(paths: tuple[Path, ...], tls_keylog: Path | None, decode_as: tuple[str, ...],
-               verbose: bool) -> None:
+def verify_cmd(
+    paths: tuple[Path, ...], tls_keylog: Path | None, decode_as: tuple[str, ...], verbose: bool
+) -> None:
     """Second opinion: compare the native engine's observations with tshark's (exit 1 on differences)."""
     from .engines.verify import format_verify, verify
 
@@ -262,8 +329,13 @@ def verify_cmd(paths: tuple[Path, ...], tls_keylog: Path | None, decode_as: tupl
 @click.argument("old", type=click.Path(path_type=Path))
 @click.argument("new", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--fail-on", type=click.Choice(SEVERITIES), default="low", show_default=True,
-              help="Exit 1 when a new or worsened finding at or above this severity exists.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(SEVERITIES),
+    default="low",
+    show_default=True,
+    help="Exit 1 when a new or worsened finding at or above this severity exists.",
+)
 @_guard
 def diff_cmd(old: Path, new: Path, fmt: str, fail_on: str) -> None:
     """What changed between two audits (OLD.json baseline, NEW.json): destinations, findings, coverage."""

@@ -8,7 +8,7 @@ dataclass. Field names follow the wire and Zeek's originator/responder naming.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, NewType
 
 import pandas as pd
@@ -18,7 +18,7 @@ FindingId = NewType("FindingId", str)
 RuleId = NewType("RuleId", str)
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     INFO = "info"
     LOW = "low"
     MEDIUM = "medium"

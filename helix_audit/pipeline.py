@@ -23,8 +23,8 @@ from . import __version__
 from .capture import expand_inputs, open_capture
 from .capture.interface import CaptureInfo
 from .decode.core import Decoder
-from .flows.table import FlowTable
 from .errors import UsageError
+from .flows.table import FlowTable
 from .model import Anomaly, AuditResult, InputInfo, Observation, RulesetInfo
 from .protocols.extract import Extractor
 

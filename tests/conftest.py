@@ -19,8 +19,11 @@ def corpus_dir() -> Path | None:
 
 
 CORPUS = corpus_dir()
-CORPUS_FILES = sorted(p.name for p in CORPUS.iterdir() if p.is_file() and p.name not in (
-    "MANIFEST.tsv", "README.md")) if CORPUS else []
+CORPUS_FILES = (
+    sorted(p.name for p in CORPUS.iterdir() if p.is_file() and p.name not in ("MANIFEST.tsv", "README.md"))
+    if CORPUS
+    else []
+)
 needs_corpus = pytest.mark.skipif(CORPUS is None, reason="../shared/corpus is absent (set HELIX_CORPUS)")
 
 

@@ -2,7 +2,7 @@
 
 ``write_bundle`` renders each requested format from the same AuditResult and writes it atomically;
 evidence captures (``evidence/``, one extra pass over the inputs) are written before the HTML that
-links them; SHA256SUMS covers every file, whose lines ``sha256sum -c SHA256SUMS`` (GNU coreutils) verifies from inside the folder.
+links them; SHA256SUMS covers every file (``sha256sum -c SHA256SUMS`` verifies it from inside the folder).
 """
 
 from __future__ import annotations

@@ -78,12 +78,29 @@ def test_bad_site_profile_names_file_and_key(tmp_path: Path) -> None:
 def test_rules_list_shows_every_documented_host() -> None:
     result = run("rules", "list")
     assert result.exit_code == 0
-    spec = (REPO.parent / "shared" / "helix" / "network-requirements.md")
-    hosts = ["registry.helixml.tech", "get.helixml.tech", "helix-registry-europe.s3.eu-west-2.amazonaws.com",
-             "api.openai.com", "api.anthropic.com", "api.together.xyz", "archive.ubuntu.com",
-             "security.ubuntu.com", "download.docker.com", "registry.npmjs.org", "nodejs.org", "pypi.org",
-             "files.pythonhosted.org", "proxy.golang.org", "sum.golang.org", "github.com", "api.github.com",
-             "objects.githubusercontent.com", "gitlab.com", "registry.gitlab.com"]
+    spec = REPO.parent / "shared" / "helix" / "network-requirements.md"
+    hosts = [
+        "registry.helixml.tech",
+        "get.helixml.tech",
+        "helix-registry-europe.s3.eu-west-2.amazonaws.com",
+        "api.openai.com",
+        "api.anthropic.com",
+        "api.together.xyz",
+        "archive.ubuntu.com",
+        "security.ubuntu.com",
+        "download.docker.com",
+        "registry.npmjs.org",
+        "nodejs.org",
+        "pypi.org",
+        "files.pythonhosted.org",
+        "proxy.golang.org",
+        "sum.golang.org",
+        "github.com",
+        "api.github.com",
+        "objects.githubusercontent.com",
+        "gitlab.com",
+        "registry.gitlab.com",
+    ]
     if spec.exists():
         text = spec.read_text()
         assert all(h in text for h in hosts)
@@ -140,3 +157,67 @@ def test_damaged_capture_is_audited_up_to_the_damage(corpus: Path, tmp_path: Pat
     # everything before the damage is there, exactly as in the whole file
     assert [r for r in full if r["frame"] < last] == [r for r in got if r["frame"] < last]
     assert 0 < len(got) < len(full)
+
+
+def test_empty_capture_is_inconclusive(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pcap"
+    # a valid classic pcap header (µs, Ethernet) and no records
+    empty.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
+    result = run("audit", str(empty), "--out", str(tmp_path / "out"))
+    assert result.exit_code == ExitCode.INCONCLUSIVE, result.output
+    assert "inconclusive" in result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["summary"]["verdict"] == "inconclusive" and report["summary"]["packets"] == 0
+
+
+def test_compliant_sample_exits_0_and_violations_exit_1(tmp_path: Path) -> None:
+    site = SAMPLES / "site.yaml"
+    ok = run(
+        "audit", str(SAMPLES / "compliant_sandbox.pcap"), "--site", str(site), "--out", str(tmp_path / "a")
+    )
+    assert ok.exit_code == ExitCode.COMPLIANT, ok.stderr
+    bad = run(
+        "audit", str(SAMPLES / "inbound_connections.pcap"), "--site", str(site), "--out", str(tmp_path / "b")
+    )
+    assert bad.exit_code == ExitCode.FINDINGS, bad.stderr
+    # --fail-on raises the bar: an accepted inbound connection is critical, so it still fails
+    crit = run(
+        "audit",
+        str(SAMPLES / "inbound_connections.pcap"),
+        "--site",
+        str(site),
+        "--out",
+        str(tmp_path / "c"),
+        "--fail-on",
+        "critical",
+    )
+    assert crit.exit_code == ExitCode.FINDINGS
+    sums = (tmp_path / "b" / "SHA256SUMS").read_text()
+    assert "report.json" in sums and "report.html" in sums and "evidence/" in sums
+
+
+def test_diff_against_baseline_gates_on_new_findings(tmp_path: Path) -> None:
+    site = str(SAMPLES / "site.yaml")
+    run("audit", str(SAMPLES / "compliant_sandbox.pcap"), "--site", site, "--out", str(tmp_path / "old"))
+    run(
+        "audit", str(SAMPLES / "unexpected_destinations.pcap"), "--site", site, "--out", str(tmp_path / "new")
+    )
+    old, new = str(tmp_path / "old" / "report.json"), str(tmp_path / "new" / "report.json")
+    changed = run("diff", old, new)
+    assert changed.exit_code == 1
+    assert "example-exfil.net" in changed.stdout and "(new)" in changed.stdout
+    same = run("diff", old, old)
+    assert same.exit_code == 0
+    as_json = json.loads(run("diff", old, new, "--format", "json").stdout)
+    assert as_json["findings"]
+    missing = run("diff", old, str(tmp_path / "nope.json"))
+    assert missing.exit_code == ExitCode.USAGE and "nope.json" in missing.stderr
+
+
+def test_report_rerenders_a_bundle_from_json(tmp_path: Path) -> None:
+    site = str(SAMPLES / "site.yaml")
+    run("audit", str(SAMPLES / "proxied.pcap"), "--site", site, "--out", str(tmp_path / "a"))
+    result = run("report", str(tmp_path / "a" / "report.json"), "--out", str(tmp_path / "b"))
+    assert result.exit_code == 0
+    assert (tmp_path / "a" / "report.json").read_bytes() == (tmp_path / "b" / "report.json").read_bytes()
+    assert (tmp_path / "b" / "report.html").is_file()
