@@ -65,16 +65,37 @@ def templates() -> list[Path]:
     return sorted(p for p in (REPO / "sample_pcaps").glob("*.pcap"))
 
 
-def build(packets: int) -> Path:
-    path = OUT / f"bench-{packets}.pcap"
-    if path.exists():
-        return path
+def build(packets: int) -> tuple[Path, Path]:
+    """The benchmark capture and a site profile for it (the samples' profile, widened by the
+    script's address map: each copy of a template host gets its own address in a /16)."""
+    path, site = OUT / f"bench-{packets}.pcap", OUT / f"bench-{packets}.site.yaml"
+    if path.exists() and site.exists():
+        return path, site
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     cmd = [sys.executable, str(BENCH_SCRIPT), str(tmp), str(packets), *map(str, templates())]
-    subprocess.run(cmd, check=True, stdout=subprocess.PIPE)
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
     tmp.replace(path)
-    return path
+    site.write_text(bench_site(out))
+    return path, site
+
+
+def bench_site(script_output: str) -> str:
+    """sample_pcaps/site.yaml with each mapped host's /16 added to the role it has there."""
+    import ipaddress
+
+    import yaml
+
+    profile = yaml.safe_load((REPO / "sample_pcaps" / "site.yaml").read_text())
+    for line in script_output.splitlines():
+        if not line.startswith("map "):
+            continue
+        _, addr, _, cidr = line.split()
+        for role in ("control_plane", "sandboxes"):
+            nets = [ipaddress.ip_network(a, strict=False) for a in profile[role]["addresses"]]
+            if any(ipaddress.ip_address(addr) in n for n in nets):
+                profile[role]["addresses"].append(cidr)
+    return yaml.safe_dump(profile, sort_keys=False)
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
@@ -115,9 +136,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.packets, args.runs = 200_000, 1
-    pcap = build(args.packets)
+    pcap, site = build(args.packets)
     n = count_packets(pcap)
-    print(f"capture: {pcap} ({pcap.stat().st_size / 1e6:.0f} MB, {n} packets)")
+    print(f"capture: {pcap} ({pcap.stat().st_size / 1e6:.0f} MB, {n} packets); site: {site}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     rows: list[tuple[str, float, float, str]] = []
     helix = shutil.which("helix-audit", path=str(Path(sys.executable).parent)) or "helix-audit"
