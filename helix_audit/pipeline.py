@@ -101,9 +101,18 @@ def scan(
     *,
     batch_size: int = 262_144,
     progress: Progress | None = None,
+    jobs: int = 1,
+    dask: str | None = None,
+    split_min: int | None = None,
 ) -> Scan:
-    """Run capture, decode, flows and protocols over every input, in order."""
+    """Run capture, decode, flows and protocols over every input, in order.
+
+    ``jobs`` > 1 runs partitions (files, byte ranges of files of ``split_min`` bytes or more) on
+    that many processes, ``dask`` (a scheduler address) on a Dask cluster; the result is the same.
+    """
     files = expand_inputs([Path(p) for p in paths])
+    if jobs > 1 or dask is not None or split_min is not None:
+        return _scan_parallel(files, batch_size, progress, jobs, dask, split_min)
     table = FlowTable()
     extractor = Extractor()
     inputs: list[InputInfo] = []
@@ -147,6 +156,49 @@ def scan(
         non_flow=_non_flow_counts(table.non_flow_summary()),
         timings=clock.spent,
     )
+
+
+def _scan_parallel(
+    files: list[Path], batch_size: int, progress: Progress | None, jobs: int, dask: str | None,
+    split_min: int | None,
+) -> Scan:  # fmt: skip
+    from .parallel import SPLIT_MIN_BYTES, execute, plan
+
+    clock = _Clock()
+    hashers = [_Hasher(p) for p in files]
+    parts = plan(files, max(jobs, 2) if dask else jobs, batch_size,
+                 SPLIT_MIN_BYTES if split_min is None else split_min)  # fmt: skip
+    clock.lap("plan")
+    hashing = threading.Thread(target=_hash_all, args=(hashers,), daemon=True)
+    hashing.start()
+    merged = execute(parts, batch_size, jobs, dask, progress)
+    clock.lap("partitions")
+    hashing.join()
+    clock.lap("sha256 wait")
+    inputs, anomalies = [], []
+    for h in hashers:
+        info = merged.infos[str(h.path)]
+        inputs.append(_input_info(info, h.digest))
+        anomalies += _capture_anomalies(info)
+    flows, remap = merged.table.finish()
+    clock.lap("flows finish")
+    observations, obs_anomalies = merged.extractor.finish()
+    clock.lap("protocols finish")
+    timings = dict(clock.spent, reruns=float(merged.reruns), parts=float(len(parts)))
+    return Scan(
+        inputs=inputs,
+        flows=flows,
+        observations=_remap_flow_ids(observations, remap),
+        anomalies=anomalies + obs_anomalies,
+        non_flow=_non_flow_counts(merged.table.non_flow_summary()),
+        timings=timings,
+    )
+
+
+def _hash_all(hashers: list[_Hasher]) -> None:
+    """Hash the inputs one after another (``run`` on this thread, not a thread each)."""
+    for h in hashers:
+        h.run()
 
 
 _ETHERTYPES = {0x0800: "ipv4", 0x86DD: "ipv6", 0x0806: "arp", 0x88CC: "lldp", 0x8035: "rarp", 0: "link"}

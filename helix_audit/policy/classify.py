@@ -22,6 +22,7 @@ from .coverage import build_coverage
 from .dnsfind import lookup_drafts
 from .findings import Draft, group, order
 from .flowfind import blocked_drafts, destination_drafts, inbound_drafts, resolver_drafts
+from .flowrows import Columns
 from .infra import dns_mask, infrastructure_mask
 from .match import Match, Matcher
 from .outcome import failure_how, flow_notes, lookups, succeeded
@@ -167,36 +168,49 @@ def _evaluate(named: pd.DataFrame, mask: np.ndarray, matcher: Matcher) -> Iterat
 
 
 def _flow_drafts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -> list[Draft]:
-    df = named.assign(dest=named["hostname"].fillna(named["resp_h"]))
-    tcp = df["transport"] == "tcp"
-    answered = np.where(tcp, df["synack"] > 0, df["resp_pkts"] > 0)
-    df["state"] = np.where(df["success"], "established", "attempted")
-    verdict, helix = df["verdict"], df["orig_component"].isin(HELIX)
-    dns = dns_mask(df) & verdict.isin(["violation", "unknown"]) & df["category"].isna()
-    dest = df[((verdict == "violation") & ~dns) | ((verdict == "unknown") & df["category"].notna())]
-    inbound = df[verdict == "inbound"].assign(
-        state=np.where(answered[verdict == "inbound"], "accepted", "attempted")
+    dest = named["hostname"].fillna(named["resp_h"])
+    tcp = named["transport"].to_numpy() == "tcp"
+    answered = np.where(tcp, named["synack"].to_numpy() > 0, named["resp_pkts"].to_numpy() > 0)
+    success = named["success"].to_numpy()
+    verdict = named["verdict"].to_numpy()
+    category = named["category"].to_numpy()
+    helix = np.isin(named["orig_component"].to_numpy(), HELIX)
+    suspect = np.isin(verdict, ["violation", "unknown"])
+    dns = dns_mask(named)
+    has_category = pd.notna(category)
+    dest_rows = ((verdict == "violation") & ~(dns & suspect & ~has_category)) | (
+        (verdict == "unknown") & has_category
     )
-    blocked = df[verdict == "blocked"].copy()
-    blocked["recovered"] = _recovered(df, blocked)
+    inbound = verdict == "inbound"
+    blocked = verdict == "blocked"
+    state = np.where(success, "established", "attempted").astype(object)
+    cols = Columns(named, {"dest": dest.to_numpy(dtype=object), "state": state})
     purposes = {r.id: r.purpose for r in matcher.ruleset.rules}
     core = {r.id for r in matcher.ruleset.rules if r.group in CORE_GROUPS and r.provider is None}
     listed = tuple(str(a) for a in site.dns_servers) if site is not None else ()
-    resolvers = df[dns_mask(df) & (helix | (verdict == "unknown")) & verdict.isin(["violation", "unknown"])]
+    resolvers = dns & (helix | (verdict == "unknown")) & suspect
+    inbound_state = np.where(answered, "accepted", "attempted").astype(object)
     return (
-        destination_drafts(dest, _dest_severity())
-        + inbound_drafts(inbound)
-        + blocked_drafts(blocked, purposes, core)
-        + resolver_drafts(resolvers, listed)
+        destination_drafts(cols, dest_rows, _dest_severity())
+        + inbound_drafts(cols.replace(state=inbound_state), inbound)
+        + blocked_drafts(
+            cols.replace(recovered=_recovered(named, dest, success, blocked)), blocked, purposes, core
+        )
+        + resolver_drafts(cols, resolvers, listed)
     )
 
 
-def _recovered(df: pd.DataFrame, blocked: pd.DataFrame) -> np.ndarray:
-    """Per blocked flow: did a later flow from the same host to the same destination succeed?"""
-    if blocked.empty:
-        return np.zeros(0, dtype=bool)
-    ok = df[df["success"] & (df["verdict"] == "allowed")]
+def _recovered(named: pd.DataFrame, dest: pd.Series, success: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+    """Per flow (meaningful for blocked ones): did a later flow from the same host to the same
+    destination succeed?"""
+    out = np.zeros(len(named), dtype=bool)
+    if not blocked.any():
+        return out
+    df = named[["orig_h", "target_port", "first_ts", "verdict"]].assign(dest=dest)
+    ok = df[success & (df["verdict"] == "allowed").to_numpy()]
     last_ok = ok.groupby(["orig_h", "dest", "target_port"])["first_ts"].max()
-    keys = pd.MultiIndex.from_frame(blocked[["orig_h", "dest", "target_port"]])
+    part = df[blocked]
+    keys = pd.MultiIndex.from_frame(part[["orig_h", "dest", "target_port"]])
     later = last_ok.reindex(keys).to_numpy()
-    return np.nan_to_num(later, nan=-np.inf) > blocked["first_ts"].to_numpy()
+    out[blocked] = np.nan_to_num(later, nan=-np.inf) > part["first_ts"].to_numpy()
+    return out

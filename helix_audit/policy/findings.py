@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import Evidence, Finding, Severity
+from .flowrows import FlowRows
 
 MAX_FRAMES = 64
 MAX_STREAMS_IN_FILTER = 50
@@ -46,7 +47,7 @@ class Draft:
     how: str | None = None
     state: str | None = None
     explanation: str | None = None
-    rows: pd.DataFrame | None = None
+    rows: FlowRows | None = None
     evidence: tuple[Evidence, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -67,7 +68,7 @@ class Draft:
         message = self.message
         if rows is None and self.extra.get("count", 1) > 1:
             message += f" Seen {self.extra['count']} times."
-        flow_ids = tuple(np.sort(rows["flow_id"].to_numpy()).tolist()) if rows is not None else ()
+        flow_ids = tuple(np.sort(rows.col("flow_id")).tolist()) if rows is not None else ()
         sources = tuple(sorted(set(self.sources), key=_addr_key))
         return Finding(
             id=finding_id(self.kind, *self.key(), *self.extra.get("id_parts", ())),
@@ -123,53 +124,69 @@ def merge_evidence(items: Iterable[Evidence]) -> tuple[Evidence, ...]:
     return tuple(out)
 
 
-def flow_evidence(rows: pd.DataFrame) -> tuple[Evidence, ...]:
+def flow_evidence(rows: FlowRows | pd.DataFrame) -> tuple[Evidence, ...]:
     """One Evidence per input file: frames worth opening, time range, flow ids, a display filter."""
+    if isinstance(rows, pd.DataFrame):
+        rows = FlowRows.of(rows)
+    files = rows.col("file")
     out = []
-    for file, part in rows.groupby("file", sort=True):
+    for file in sorted({f for f in files.tolist() if not pd.isna(f)}):
+        part = rows.take(np.flatnonzero(files == file)) if len(rows) > 1 else rows
         frames: list[int] = []
-        head = part.sort_values("first_ts", kind="stable").head(MAX_FRAMES // 4)
-        firsts, keyed = head["first_frame"].to_numpy(), head["key_frames"].to_numpy(dtype=object)
-        for first, keys in zip(firsts, keyed, strict=True):
+        head = np.argsort(part.col("first_ts"), kind="stable")[: MAX_FRAMES // 4]
+        for first, keys in zip(part.col("first_frame")[head], part.col("key_frames")[head], strict=True):
             frames.append(int(first))
             frames += [int(k) for k in str(keys or "").split(",") if k.strip().isdigit()]
         out.append(
             Evidence(
                 file=str(file),
                 frames=tuple(sorted(set(frames)))[:MAX_FRAMES],
-                first_ts=float(part["first_ts"].min()),
-                last_ts=float(part["last_ts"].max()),
-                flow_ids=tuple(np.sort(part["flow_id"].to_numpy()).tolist()),
+                first_ts=_nan_min(part.col("first_ts")),
+                last_ts=-_nan_min(-part.col("last_ts")),
+                flow_ids=tuple(np.sort(part.col("flow_id")).tolist()),
                 wireshark_filter=display_filter(part),
             )
         )
     return tuple(out)
 
 
-def display_filter(rows: pd.DataFrame) -> str:
+def _nan_min(values: np.ndarray) -> float:
+    """``Series.min()``: NaN skipped, NaN when nothing is left."""
+    values = values.astype(float)
+    values = values[~np.isnan(values)]
+    return float(values.min()) if values.shape[0] else float("nan")
+
+
+def display_filter(rows: FlowRows | pd.DataFrame) -> str:
     """``tcp.stream eq 3`` / ``tcp.stream in {3 5}`` when tshark's stream indexes are known, else an
     address and port filter."""
-    transports = set(pd.unique(rows["transport"].to_numpy(dtype=object)))
+    if isinstance(rows, pd.DataFrame):
+        rows = FlowRows.of(rows)
+    transports = set(rows.col("transport").tolist())
     if len(transports) == 1 and (proto := next(iter(transports))) in ("tcp", "udp"):
-        streams = rows.get(f"{proto}_stream")
-        if streams is not None and streams.notna().all() and len(rows) <= MAX_STREAMS_IN_FILTER:
-            values = sorted({int(s) for s in streams})
-            if len(values) == 1:
-                return f"{proto}.stream eq {values[0]}"
-            return f"{proto}.stream in {{{' '.join(map(str, values))}}}"
+        name = f"{proto}_stream"
+        if rows.has(name) and len(rows) <= MAX_STREAMS_IN_FILTER:
+            streams = rows.col(name)
+            if pd.notna(streams).all():
+                values = sorted({int(s) for s in streams.tolist()})
+                if len(values) == 1:
+                    return f"{proto}.stream eq {values[0]}"
+                return f"{proto}.stream in {{{' '.join(map(str, values))}}}"
     return address_filter(rows)
 
 
-def address_filter(rows: pd.DataFrame) -> str:
-    dsts = sorted(pd.unique(rows["resp_h"].to_numpy(dtype=object)))
-    srcs = sorted(pd.unique(rows["orig_h"].to_numpy(dtype=object)))
+def address_filter(rows: FlowRows | pd.DataFrame) -> str:
+    if isinstance(rows, pd.DataFrame):
+        rows = FlowRows.of(rows)
+    dsts = sorted(set(rows.col("resp_h").tolist()))
+    srcs = sorted(set(rows.col("orig_h").tolist()))
     parts = (
         [_addr_clause(dsts, "dst"), _addr_clause(srcs, "src")]
         if len(srcs) <= 5
         else [_addr_clause(dsts, "dst")]
     )
-    transports = set(pd.unique(rows["transport"].to_numpy(dtype=object)))
-    ports = sorted(int(p) for p in pd.unique(rows["resp_p"].to_numpy()))
+    transports = set(rows.col("transport").tolist())
+    ports = sorted({int(p) for p in rows.col("resp_p").tolist()})
     if len(transports) == 1 and next(iter(transports)) in ("tcp", "udp") and len(ports) <= 5:
         proto = next(iter(transports))
         parts.append(" || ".join(f"{proto}.dstport == {p}" for p in ports))
@@ -195,7 +212,7 @@ def group(drafts: Iterable[Draft]) -> list[Draft]:
             continue
         have.sources += draft.sources
         if draft.rows is not None:
-            have.rows = draft.rows if have.rows is None else pd.concat([have.rows, draft.rows])
+            have.rows = draft.rows if have.rows is None else have.rows.concat(draft.rows)
         have.evidence += draft.evidence
         have.extra["count"] = have.extra.get("count", 1) + 1
         for name, value in draft.extra.items():

@@ -1,15 +1,19 @@
 """Findings from the classified flow table: unexpected destinations, inbound connections to
-sandboxes, blocked required endpoints, DNS to unlisted resolvers. Rows are grouped with pandas
-first (one Python step per group, never per flow); :mod:`.findings` merges and builds them."""
+sandboxes, blocked required endpoints, DNS to unlisted resolvers. Rows are grouped with one
+vectorised pandas group-by (one Python step per group, never per flow; a group is row positions,
+:class:`.flowrows.FlowRows`, never a DataFrame slice); :mod:`.findings` merges and builds them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..model import Severity
 from .findings import Draft
+from .flowrows import Columns, FlowRows, group_positions, value_counts
 
 LABEL = {"control_plane": "Control plane", "sandbox": "Sandbox", "other": "Host"}
 _NAME_SOURCE = {
@@ -22,14 +26,14 @@ _NAME_SOURCE = {
 _DEST_KEYS = ["orig_component", "dest", "target_port", "transport", "state", "category", "rule"]
 
 
-def who(part: pd.DataFrame, limit: int = 3) -> str:
+def who(part: FlowRows, limit: int = 3) -> str:
     """The originators of ``part``: ``10.0.1.5, 10.0.1.6 (+3 more)``."""
-    uniq = sorted(str(a) for a in pd.unique(part["orig_h"].to_numpy(dtype=object)))
+    uniq = sorted({str(a) for a in part.col("orig_h").tolist()})
     more = f" (+{len(uniq) - limit} more)" if len(uniq) > limit else ""
     return ", ".join(uniq[:limit]) + more
 
 
-def where(row: pd.Series) -> str:
+def where(row: Mapping[str, Any]) -> str:
     """``evil.example (203.0.113.9, name from TLS SNI)`` or the bare address with why it has no name."""
     via = f" via proxy {row['resp_h']}:{int(row['resp_p'])}" if row["proxied"] else ""
     if isinstance(row["hostname"], str):
@@ -39,15 +43,20 @@ def where(row: pd.Series) -> str:
     return f"{row['resp_h']} (no name seen: no DNS answer, SNI or Host){via}"
 
 
-def _groups(df: pd.DataFrame, keys: list[str]) -> list[tuple[pd.Series, pd.DataFrame]]:
-    if df.empty:
-        return []
-    return [(part.iloc[0], part) for _, part in df.groupby(keys, sort=True, dropna=False)]
-
-
-def destination_drafts(df: pd.DataFrame, severity: dict[tuple[str, str, str], Severity]) -> list[Draft]:
+def _groups(cols: Columns, mask: np.ndarray, keys: list[str]) -> list[tuple[Mapping[str, Any], FlowRows]]:
+    """(first row, rows) per group of the masked rows, in ``groupby(keys, sort=True)`` order."""
     out = []
-    for first, part in _groups(df, _DEST_KEYS):
+    for pos in group_positions(cols, keys, mask):
+        rows = FlowRows(cols, pos)
+        out.append((rows.first(), rows))
+    return out
+
+
+def destination_drafts(
+    cols: Columns, mask: np.ndarray, severity: dict[tuple[str, str, str], Severity]
+) -> list[Draft]:
+    out = []
+    for first, part in _groups(cols, mask, _DEST_KEYS):
         comp, state, category = first["orig_component"], first["state"], first["category"]
         verb = "connected to" if state == "established" else "tried to connect to"
         tail = "" if state == "established" else f" ({len(part)} flow(s), none established: {_states(part)})"
@@ -61,18 +70,16 @@ def destination_drafts(df: pd.DataFrame, severity: dict[tuple[str, str, str], Se
         failed = first.get("fail_how")
         how = failed if state != "established" and isinstance(failed, str) else None
         if how is not None:
-            failing = first.copy()
-            failing["how"] = how
-            msg += f" It failed: {_how_text(failing, part)}."
+            msg += f" It failed: {_how_text(first, part, how)}."
         out.append(_draft("unexpected_destination", sev, first, part, msg, state=state, how=how))
     return out
 
 
-def inbound_drafts(df: pd.DataFrame) -> list[Draft]:
+def inbound_drafts(cols: Columns, mask: np.ndarray) -> list[Draft]:
     out = []
-    for first, part in _groups(df, ["resp_h", "resp_p", "transport", "state"]):
+    for first, part in _groups(cols, mask, ["resp_h", "resp_p", "transport", "state"]):
         accepted = first["state"] == "accepted"
-        low = bool((part["confidence"] == "low").all())
+        low = bool((part.col("confidence") == "low").all())
         sev = Severity.CRITICAL if accepted else Severity.HIGH
         if low:
             sev = Severity.HIGH if accepted else Severity.MEDIUM
@@ -93,15 +100,16 @@ def inbound_drafts(df: pd.DataFrame) -> list[Draft]:
     return out
 
 
-def blocked_drafts(df: pd.DataFrame, purposes: dict[str, str], core: set[str]) -> list[Draft]:
+def blocked_drafts(cols: Columns, mask: np.ndarray, purposes: dict[str, str], core: set[str]) -> list[Draft]:
     out = []
-    for first, part in _groups(df, ["orig_component", "dest", "target_port", "transport", "how", "rule"]):
-        recovered = bool(part["recovered"].all())
+    keys = ["orig_component", "dest", "target_port", "transport", "how", "rule"]
+    for first, part in _groups(cols, mask, keys):
+        recovered = bool(part.col("recovered").all())
         sev = Severity.MEDIUM if first["rule"] in core else Severity.LOW
         msg = (
             f"{LABEL[first['orig_component']]} {who(part)} could not reach {where(first)} on "
             f"{first['transport']}/{int(first['target_port'])}, allowed by rule {first['rule']} "
-            f"({purposes.get(first['rule'], '')}): {_how_text(first, part)}."
+            f"({purposes.get(first['rule'], '')}): {_how_text(first, part, first['how'])}."
         )
         if recovered:
             sev = Severity.LOW
@@ -110,9 +118,9 @@ def blocked_drafts(df: pd.DataFrame, purposes: dict[str, str], core: set[str]) -
     return out
 
 
-def resolver_drafts(df: pd.DataFrame, listed: tuple[str, ...]) -> list[Draft]:
+def resolver_drafts(cols: Columns, mask: np.ndarray, listed: tuple[str, ...]) -> list[Draft]:
     out = []
-    for first, part in _groups(df, ["orig_component", "resp_h", "resp_p", "transport"]):
+    for first, part in _groups(cols, mask, ["orig_component", "resp_h", "resp_p", "transport"]):
         comp = first["orig_component"]
         if listed:
             why, sev = f"not among the site's dns_servers ({', '.join(listed)})", Severity.MEDIUM
@@ -132,7 +140,7 @@ def resolver_drafts(df: pd.DataFrame, listed: tuple[str, ...]) -> list[Draft]:
     return out
 
 
-def _draft(kind: str, sev: Severity, first: pd.Series, part: pd.DataFrame, msg: str, **kw: Any) -> Draft:
+def _draft(kind: str, sev: Severity, first: Mapping[str, Any], part: FlowRows, msg: str, **kw: Any) -> Draft:
     rule = first["rule"] if isinstance(first["rule"], str) else None
     expl = first["explanation"] if isinstance(first["explanation"], str) and first["explanation"] else None
     return Draft(
@@ -144,7 +152,7 @@ def _draft(kind: str, sev: Severity, first: pd.Series, part: pd.DataFrame, msg: 
         transport=str(first["transport"]),
         hostname=first["hostname"] if isinstance(first["hostname"], str) else None,
         message=msg,
-        sources=[str(a) for a in pd.unique(part["orig_h"].to_numpy(dtype=object))],
+        sources=[str(a) for a in dict.fromkeys(part.col("orig_h").tolist())],
         src_port=int(first["orig_p"]) if len(part) == 1 else None,
         rule=rule,
         explanation=expl,
@@ -153,20 +161,20 @@ def _draft(kind: str, sev: Severity, first: pd.Series, part: pd.DataFrame, msg: 
     )
 
 
-def _states(part: pd.DataFrame) -> str:
-    counts = part["conn_state"].fillna("-").value_counts()
-    return ", ".join(f"{state} x{n}" for state, n in counts.items())
+def _states(part: FlowRows) -> str:
+    states = part.col("conn_state").astype(object)
+    states = np.where(pd.isna(states), "-", states)
+    return ", ".join(f"{state} x{n}" for state, n in value_counts(states))
 
 
-def _how_text(first: pd.Series, part: pd.DataFrame) -> str:
-    how = first["how"]
-    span = float(part["last_ts"].max() - part["first_ts"].min())
+def _how_text(first: Mapping[str, Any], part: FlowRows, how: str) -> str:
+    span = float(np.max(part.col("last_ts")) - np.min(part.col("first_ts")))
     src, dst = who(part), first["resp_h"]
     if how == "no_answer":
-        syns = int(part["syn"].sum())
+        syns = int(part.col("syn").sum())
         return f"SYN sent {syns} times over {span:.0f} s with no reply: dropped between {src} and {dst}"
     if how == "reset":
-        if (part["conn_state"] == "REJ").all():
+        if (part.col("conn_state") == "REJ").all():
             return f"the SYN was answered with a TCP reset: refused by {dst} or a firewall in between"
         return (
             "the responder reset the connection after the client's first bytes and before any reply: "

@@ -29,6 +29,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from ..model import DnsAnswer
+from .build import build
 from .interface import NeedData, ParseError
 
 HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
@@ -64,8 +65,13 @@ class DnsMessage:
 
 def render_label(raw: bytes) -> str:
     """One label (or a dotted name) as Wireshark 4.0 shows it (see module docstring)."""
-    if _PLAIN.match(raw):
-        return raw.decode("ascii")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:  # printable text (no C* or Z* code point but space) is shown as is: the common case
+        if text.isprintable():
+            return text
     out: list[str] = []
     for ch in raw.decode("utf-8", "replace"):
         code = ord(ch)
@@ -83,36 +89,37 @@ def render_label(raw: bytes) -> str:
 def read_name(msg: bytes, off: int) -> tuple[str, int]:
     """Name at ``off``: (text, offset after the name in the original position)."""
     labels: list[bytes] = []
+    size = len(msg)
     wire = 1
     end = -1
     jumps = 0
     seen: set[int] = set()
     while True:
-        if off >= len(msg):
+        if off >= size:
             raise NeedData(f"name at {off}: ends before its terminator")
         length = msg[off]
-        kind = length & 0xC0
-        if kind == 0xC0:
-            if off + 2 > len(msg):
-                raise NeedData(f"name at {off}: truncated compression pointer")
-            if end < 0:
-                end = off + 2
-            target = ((length & 0x3F) << 8) | msg[off + 1]
-            jumps += 1
-            if target in seen or jumps > MAX_POINTERS:
-                return LOOPS, end
-            seen.add(target)
-            off = target
-            continue
-        if kind:
-            raise ParseError(f"name at {off}: unsupported label type 0x{length:02x}")
         if length == 0:
             break
-        if off + 1 + length > len(msg):
-            raise NeedData(f"name at {off}: label runs past the message")
-        labels.append(msg[off + 1 : off + 1 + length])
-        wire += 1 + length
-        off += 1 + length
+        if length < 0x40:  # a plain label, the common case
+            nxt = off + 1 + length
+            if nxt > size:
+                raise NeedData(f"name at {off}: label runs past the message")
+            labels.append(msg[off + 1 : nxt])
+            wire += 1 + length
+            off = nxt
+            continue
+        if length & 0xC0 != 0xC0:
+            raise ParseError(f"name at {off}: unsupported label type 0x{length:02x}")
+        if off + 2 > size:
+            raise NeedData(f"name at {off}: truncated compression pointer")
+        if end < 0:
+            end = off + 2
+        target = ((length & 0x3F) << 8) | msg[off + 1]
+        jumps += 1
+        if target in seen or jumps > MAX_POINTERS:
+            return LOOPS, end
+        seen.add(target)
+        off = target
     if end < 0:
         end = off + 1
     if wire > MAX_NAME_WIRE:
@@ -125,6 +132,11 @@ def read_name(msg: bytes, off: int) -> tuple[str, int]:
 @lru_cache(maxsize=1024)
 def type_text(rtype: int) -> str:
     return dns.rdatatype.to_text(rtype)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=16)
+def rcode_text(rcode: int) -> str:
+    return dns.rcode.to_text(rcode)  # type: ignore[arg-type]
 
 
 def parse_message(msg: bytes) -> DnsMessage:
@@ -144,15 +156,11 @@ def parse_message(msg: bytes) -> DnsMessage:
         off += QTAIL.size
         questions.append((name, type_text(qtype)))
     answers, complete = _answers(msg, off, min(ancount, MAX_ANSWERS))
-    return DnsMessage(
-        id=ident,
-        qr=bool(flags & 0x8000),
-        opcode=(flags >> 11) & 0xF,
-        rcode=dns.rcode.to_text(flags & 0xF),
-        questions=tuple(questions),
-        answers=tuple(answers),
-        complete=complete and ancount <= MAX_ANSWERS,
-    )
+    fields = {
+        "id": ident, "qr": bool(flags & 0x8000), "opcode": (flags >> 11) & 0xF, "rcode": rcode_text(flags & 0xF),
+        "questions": tuple(questions), "answers": tuple(answers), "complete": complete and ancount <= MAX_ANSWERS,
+    }  # fmt: skip
+    return build(DnsMessage, fields)
 
 
 def _answers(msg: bytes, off: int, count: int) -> tuple[list[DnsAnswer], bool]:
@@ -166,7 +174,8 @@ def _answers(msg: bytes, off: int, count: int) -> tuple[list[DnsAnswer], bool]:
             off += RRTAIL.size
             if off + rdlen > len(msg):
                 raise NeedData("rdata runs past the message")
-            out.append(DnsAnswer(name, type_text(rtype), ttl, _rdata_text(msg, off, rtype, rclass, rdlen)))
+            data = _rdata_text(msg, off, rtype, rclass, rdlen)
+            out.append(build(DnsAnswer, {"name": name, "rtype": type_text(rtype), "ttl": ttl, "data": data}))
             off += rdlen
     except (NeedData, ParseError):
         return out, False
@@ -178,6 +187,10 @@ def _rdata_text(msg: bytes, off: int, rtype: int, rclass: int, rdlen: int) -> st
         return socket.inet_ntop(socket.AF_INET, msg[off : off + 4])
     if rtype == 28 and rdlen == 16:
         return socket.inet_ntop(socket.AF_INET6, msg[off : off + 16])
+    if rtype == 16 and rclass & 0x7FFF == 1:
+        text = _txt_text(msg, off, off + rdlen)
+        if text is not None:
+            return text
     if rtype in _NAME_TYPES:
         try:
             return read_name(msg[: off + rdlen], off)[0]
@@ -189,6 +202,33 @@ def _rdata_text(msg: bytes, off: int, rtype: int, rclass: int, rdlen: int) -> st
         return str(rd.to_text())
     except Exception:  # dnspython raises many types on hostile rdata; the raw bytes still inform
         return msg[off : off + rdlen].hex()
+
+
+def _escape_txt(raw: bytes) -> str:
+    """One character-string as dnspython's ``_escapify`` writes it (``\\"``, ``\\\\``, ``\\DDD``)."""
+    if _PLAIN.match(raw) and b'"' not in raw and b"\\" not in raw:
+        return raw.decode("ascii")
+    out = []
+    for c in raw:
+        if c in b'"\\':
+            out.append("\\" + chr(c))
+        elif 0x20 <= c < 0x7F:
+            out.append(chr(c))
+        else:
+            out.append(f"\\{c:03d}")
+    return "".join(out)
+
+
+def _txt_text(msg: bytes, off: int, end: int) -> str | None:
+    """TXT rdata as dnspython's ``to_text`` gives it; None when dnspython would reject it."""
+    parts = []
+    while off < end:
+        nxt = off + 1 + msg[off]
+        if nxt > end:
+            return None
+        parts.append('"' + _escape_txt(msg[off + 1 : nxt]) + '"')
+        off = nxt
+    return " ".join(parts) if parts else None
 
 
 def split_tcp(stream: bytes) -> tuple[list[tuple[int, bytes]], int]:

@@ -20,6 +20,7 @@ from ..decode.interface import ST_OK, PacketColumns, addr_to_str
 from ..flows.interface import PacketFlows
 from ..model import Anomaly, DnsQuery, DnsResponse, Observation
 from . import dns, quic
+from .build import build
 from .interface import NeedData, ParseError
 from .quicconn import QuicTracker
 from .streams import Direction, HttpPairing, Meta, parse_direction, parse_standalone
@@ -201,9 +202,10 @@ class Extractor:
 
     def add(self, cols: PacketColumns, pf: PacketFlows) -> None:
         sel = select(cols, pf, self._done, self.dns_ports, self.limit)
-        for i in sel.udp_dns.tolist():
+        rows = sel.udp_dns
+        for i, meta, payload in zip(rows.tolist(), _metas(cols, pf, rows, "udp"), _udp_payloads(cols, rows)):
             try:
-                self._udp_dns(cols, pf, i)
+                self._udp_dns(meta, payload)
             except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
                 self._internal_error(cols, i, exc)
         for i in sel.quic.tolist():
@@ -239,10 +241,9 @@ class Extractor:
 
     # ---------------------------------------------------------------------------------------------
 
-    def _udp_dns(self, cols: PacketColumns, pf: PacketFlows, i: int) -> None:
-        meta = _meta(cols, pf, i, "udp")
+    def _udp_dns(self, meta: Meta, payload: bytes) -> None:
         try:
-            msg = dns.parse_message(_udp_payload(cols, i))
+            msg = dns.parse_message(payload)
         except NeedData as exc:
             self.anomalies.append(Anomaly("dns_truncated", meta.file, meta.frame, str(exc)))
             return
@@ -253,11 +254,11 @@ class Extractor:
 
     def _tcp_rows(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> None:
         columns = (pf.flow_id, pf.from_a, cols.seq, cols.tcp_flags, cols.frame, cols.ts_ns)
-        for i, fid, from_a, seq, flags, frame, ts_ns in zip(
-            rows.tolist(), *(c[rows].tolist() for c in columns), strict=True
+        for i, payload, fid, from_a, seq, flags, frame, ts_ns in zip(
+            rows.tolist(), _payloads(cols, rows), *(c[rows].tolist() for c in columns), strict=True
         ):
             try:
-                self._tcp(cols, pf, i, (fid, from_a), seq, flags, frame, ts_ns / 1e9)
+                self._tcp(cols, pf, i, (fid, from_a), seq, flags, frame, ts_ns / 1e9, payload)
             except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
                 self._internal_error(cols, i, exc)
                 self._mark_done(fid * 2 + int(from_a))
@@ -268,7 +269,7 @@ class Extractor:
 
     def _tcp(
         self, cols: PacketColumns, pf: PacketFlows, i: int, key: tuple[int, bool], seq: int, flags: int,
-        frame: int, ts: float,
+        frame: int, ts: float, payload: bytes,
     ) -> None:  # fmt: skip
         d = self._dirs.get(key)
         if d is None:
@@ -278,9 +279,9 @@ class Extractor:
             d = self._new_direction(cols, pf, i, key)
         if d.done:
             if d.accepts_standalone:
-                self._http.handle(parse_standalone(d, seq, cols.payload(i), frame, ts, self.anomalies))
+                self._http.handle(parse_standalone(d, seq, payload, frame, ts, self.anomalies))
             return
-        d.add_segment(seq, flags, cols.payload(i), frame, ts)
+        d.add_segment(seq, flags, payload, frame, ts)
         for obs in parse_direction(d, self.anomalies):
             self._http.handle(obs)
         if d.done:
@@ -309,6 +310,47 @@ def _udp_payload(cols: PacketColumns, i: int) -> bytes:
         if 8 <= udp_len < 8 + len(payload):
             return payload[: udp_len - 8]
     return payload
+
+
+def _payloads(cols: PacketColumns, rows: np.ndarray, cut: np.ndarray | None = None) -> list[bytes]:
+    """``cols.payload(i)`` for every row (the first ``cut[k]`` bytes when given), offsets read in bulk."""
+    offs = cols.pay_off[rows].tolist()
+    lens = (cols.pay_len[rows] if cut is None else cut).tolist()
+    data, special = cols.data, cols.reassembled
+    out = []
+    for i, off, n in zip(rows.tolist(), offs, lens, strict=True):
+        if special and i in special:
+            out.append(cols.payload(i) if cut is None else _udp_payload(cols, i))
+        else:
+            out.append(bytes(data[off : off + n]) if off >= 0 else b"")
+    return out
+
+
+def _udp_payloads(cols: PacketColumns, rows: np.ndarray) -> list[bytes]:
+    """:func:`_udp_payload` of every row: the UDP length fields read in one numpy step."""
+    pay_off, pay_len, l4_off = cols.pay_off[rows], cols.pay_len[rows], cols.l4_off[rows]
+    ok = (l4_off >= 0) & (pay_off >= 0) & (pay_off + pay_len - l4_off >= 8)
+    if cols.data.size < 6:
+        ok[:] = False
+    at = np.where(ok, l4_off, 0)
+    udp_len = np.zeros(rows.size, np.int64) if not ok.any() else (
+        cols.data[at + 4].astype(np.int64) << 8 | cols.data[at + 5].astype(np.int64)
+    )  # fmt: skip
+    short = ok & (udp_len >= 8) & (udp_len < 8 + pay_len)
+    return _payloads(cols, rows, np.where(short, udp_len - 8, pay_len))
+
+
+def _metas(cols: PacketColumns, pf: PacketFlows, rows: np.ndarray, transport: str) -> list[Meta]:
+    """:func:`_meta` of every row, the columns read in bulk."""
+    columns = (cols.frame, cols.ts_ns, cols.src_hi, cols.src_lo, cols.sport, cols.dst_hi, cols.dst_lo,
+               cols.dport, pf.flow_id)  # fmt: skip
+    source = cols.source
+    return [
+        Meta(source, frame, ts_ns / 1e9, _addr(sh, sl), sport, _addr(dh, dl), dport, transport, fid)
+        for frame, ts_ns, sh, sl, sport, dh, dl, dport, fid in zip(
+            *(c[rows].tolist() for c in columns), strict=True
+        )
+    ]
 
 
 def _ts(cols: PacketColumns, i: int) -> float:
@@ -355,14 +397,12 @@ def dns_observation(msg: dns.DnsMessage, meta: Meta, frames: tuple[int, ...]) ->
     proto = dns_protocol(meta.sport, meta.dport)
     first_name, first_type = (names[0], types[0]) if names else ("", "")
     if msg.qr:
-        return DnsResponse(
-            "dns_response", **head, id=msg.id, qname=first_name, qtype=first_type,
-            rcode=msg.rcode, answers=msg.answers, protocol=proto,
-        )  # fmt: skip
-    return DnsQuery(
-        "dns_query", **head, id=msg.id, qname=first_name, qtype=first_type,
-        qtypes=types, qnames=names, protocol=proto,
-    )  # fmt: skip
+        head.update(type="dns_response", id=msg.id, qname=first_name, qtype=first_type, rcode=msg.rcode,
+                    answers=msg.answers, protocol=proto)  # fmt: skip
+        return build(DnsResponse, head)
+    head.update(type="dns_query", id=msg.id, qname=first_name, qtype=first_type, qtypes=types,
+                qnames=names, protocol=proto)  # fmt: skip
+    return build(DnsQuery, head)
 
 
 __all__ = ["Extractor", "Selection", "select", "dns_observation"]

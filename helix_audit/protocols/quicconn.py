@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ..model import Anomaly, Observation, TlsClientHello
 from . import quic, tls
+from .build import build
 from .interface import NeedData, ParseError
 from .streams import Meta
 
@@ -110,17 +111,8 @@ class QuicTracker:
         except (NeedData, ParseError) as exc:
             self.anomalies.append(Anomaly("quic_client_hello_malformed", meta.file, meta.frame, str(exc)))
             return
-        self.observations.append(
-            TlsClientHello(
-                "tls_client_hello",
-                **head,
-                sni=ch.sni,
-                alpn=ch.alpn,
-                version=ch.version,
-                ech=ch.ech,
-                quic=True,
-            )
-        )
+        head.update(type="tls_client_hello", sni=ch.sni, alpn=ch.alpn, version=ch.version, ech=ch.ech, quic=True)
+        self.observations.append(build(TlsClientHello, head))
 
     def leftover_anomalies(self) -> list[Anomaly]:
         out = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..model import (
     Anomaly,
@@ -24,6 +24,7 @@ from ..model import (
     WebSocketUpgrade,
 )  # fmt: skip
 from . import dns, http, tls
+from .build import build
 from .interface import NeedData, ParseError
 from .reassembly import StreamStart
 
@@ -31,8 +32,7 @@ MAX_HANDSHAKES = 16
 SOCKS_PIECES = 8
 
 
-@dataclass(frozen=True, slots=True)
-class Meta:
+class Meta(NamedTuple):
     """Who and where: the common head of the observations of one packet or direction."""
 
     file: str
@@ -44,6 +44,11 @@ class Meta:
     dport: int
     transport: str
     flow_id: int
+
+    def moved(self, frame: int, ts: float) -> Meta:
+        """The same endpoints at another frame (a NamedTuple: far cheaper than ``dataclasses.replace``)."""
+        return Meta(self.file, frame, ts, self.src, self.sport, self.dst, self.dport, self.transport,
+                    self.flow_id)  # fmt: skip
 
     def head(self, frames: tuple[int, ...]) -> dict[str, Any]:
         return {
@@ -65,6 +70,10 @@ class Direction:
     pos: int = 0
     tls_start: int = 0
     tls_want: int = 0  # buffer length needed before a rescan can find anything new
+    tls_used: int = 0  # bytes of complete records already scanned (from tls_start)
+    tls_pending: bytes = b""  # handshake bytes of those records not yet a whole message
+    tls_prev_end: int = 0  # end of the last handshake message reported (from tls_start)
+    tls_stuck: bool = False  # the scan can never find anything new
     handshakes: int = 0
     alerts: int = 0
     tunnel: bool = False
@@ -91,13 +100,14 @@ class Direction:
     def add_segment(self, seq: int, flags: int, data: bytes, frame: int, ts: float) -> None:
         if self.stream.add(seq, flags, data, frame):
             self.mode, self.pos, self.handshakes, self.alerts, self.tunnel = "detect", 0, 0, 0, False
-            self.tls_want = 0
+            self.tls_want, self.tls_used, self.tls_pending, self.tls_prev_end = 0, 0, b"", 0
+            self.tls_stuck = False
         if data:
             self.ts_of[frame] = ts
 
     def at(self, end: int, start: int) -> tuple[Meta, tuple[int, ...]]:
         frame = self.stream.frame_at(end)
-        meta = replace(self.meta, frame=frame, ts=self.ts_of.get(frame, self.meta.ts))
+        meta = self.meta.moved(frame, self.ts_of.get(frame, self.meta.ts))
         return meta, self.stream.frames_between(start, end)
 
     def finish(self) -> None:
@@ -146,6 +156,7 @@ def _detect(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> b
         d.mode, d.http_seen = "http", True
     elif tls.looks_like_tls(data):
         d.mode, d.tls_start = "tls", d.pos
+        d.tls_want, d.tls_used, d.tls_pending, d.tls_prev_end = 0, 0, b"", 0
     elif _looks_like_socks(data):
         d.mode, d.tunnel = "socks", True
     elif len(data) < 8 and any(p.startswith(data) for p in http.PREFIXES):
@@ -182,27 +193,50 @@ def _socks(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bo
 
 
 def _tls(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool:
-    if len(d.stream.buf) < d.tls_want:
+    """Scan the records not scanned yet (resuming where the last scan stopped) and report what is new."""
+    if len(d.stream.buf) < d.tls_want or d.tls_stuck:
         return False  # the record in progress is still incomplete: nothing new to find
-    scan = tls.scan_stream(bytes(d.stream.buf[d.tls_start :]), MAX_HANDSHAKES)
-    d.tls_want = d.tls_start + scan.want
-    prev_end = scan.handshakes[d.handshakes - 1][2] if d.handshakes else 0
-    for hs_type, body, end in scan.handshakes[d.handshakes :]:
-        meta, frames = d.at(d.tls_start + end, d.tls_start + prev_end)
+    if d.stream.buf[d.tls_start] & 0x80:
+        return _sslv2(d, out, anomalies)
+    base = d.tls_start + d.tls_used
+    scan = tls.scan_stream(bytes(d.stream.buf[base:]), MAX_HANDSHAKES - d.handshakes, d.tls_pending, False)
+    d.tls_want = base + scan.want if scan.want else 0
+    d.tls_used += scan.used
+    d.tls_pending, d.tls_stuck = scan.pending, scan.stuck
+    server_hello = _report_tls(d, scan, base, out, anomalies)
+    if scan.appdata or server_hello or d.handshakes >= MAX_HANDSHAKES:
+        d.finish()  # after a real ServerHello the server's flight is certificates and keys: nothing we use
+    return False
+
+
+def _report_tls(d: Direction, scan: tls.StreamScan, base: int, out: list[Observation],
+                anomalies: list[Anomaly]) -> bool:  # fmt: skip
+    """Observations of the scan's handshakes and alerts (offsets from ``base``); True on a ServerHello."""
+    server_hello = False
+    for hs_type, body, end in scan.handshakes:
+        meta, frames = d.at(base + end, d.tls_start + d.tls_prev_end)
         obs = _handshake(hs_type, body, meta, frames, anomalies)
         if obs is not None:
             out.append(obs)
-        prev_end = end
-    server_hello = any(
-        t == tls.HS_SERVER_HELLO and b[2:34] != tls.HRR_RANDOM for t, b, _ in scan.handshakes[d.handshakes :]
-    )
-    d.handshakes = len(scan.handshakes)
-    for level, desc, end in scan.alerts[d.alerts :]:
-        meta, frames = d.at(d.tls_start + end, d.tls_start + end - 7)
-        out.append(TlsAlert("tls_alert", **meta.head(frames), level=level, description=desc))
-    d.alerts = len(scan.alerts)
-    if scan.appdata or server_hello or d.handshakes >= MAX_HANDSHAKES:
-        d.finish()  # after a real ServerHello the server's flight is certificates and keys: nothing we use
+        d.tls_prev_end = base + end - d.tls_start
+        server_hello |= hs_type == tls.HS_SERVER_HELLO and body[2:34] != tls.HRR_RANDOM
+    d.handshakes += len(scan.handshakes)
+    for level, desc, end in scan.alerts:
+        meta, frames = d.at(base + end, base + end - 7)
+        fields = meta.head(frames)
+        fields.update(type="tls_alert", level=level, description=desc)
+        out.append(build(TlsAlert, fields))
+    d.alerts += len(scan.alerts)
+    return server_hello
+
+
+def _sslv2(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool:
+    """An SSLv2 hello: one message from the stream start, rescanned until complete."""
+    scan = tls.scan_stream(bytes(d.stream.buf[d.tls_start :]), MAX_HANDSHAKES)
+    scan.handshakes, scan.alerts = scan.handshakes[d.handshakes :], scan.alerts[d.alerts :]
+    _report_tls(d, scan, d.tls_start, out, anomalies)
+    if d.handshakes >= MAX_HANDSHAKES:
+        d.finish()
     return False
 
 
@@ -213,17 +247,14 @@ def _handshake(
         if hs_type in (tls.HS_CLIENT_HELLO, 0x8001):
             parse = tls.parse_client_hello if hs_type == tls.HS_CLIENT_HELLO else tls.parse_sslv2_client_hello
             ch = parse(body)
-            return TlsClientHello(
-                "tls_client_hello",
-                **meta.head(frames),
-                sni=ch.sni,
-                alpn=ch.alpn,
-                version=ch.version,
-                ech=ch.ech,
-            )
+            fields = meta.head(frames)
+            fields.update(type="tls_client_hello", sni=ch.sni, alpn=ch.alpn, version=ch.version, ech=ch.ech)
+            return build(TlsClientHello, fields)
         if hs_type == tls.HS_SERVER_HELLO:
             version = tls.parse_server_hello(body)
-            return TlsServerHello("tls_server_hello", **meta.head(frames), version=version)
+            fields = meta.head(frames)
+            fields.update(type="tls_server_hello", version=version)
+            return build(TlsServerHello, fields)
     except (NeedData, ParseError) as exc:
         name = (
             "tls_client_hello_malformed" if hs_type != tls.HS_SERVER_HELLO else "tls_server_hello_malformed"
@@ -299,17 +330,18 @@ def http_observation(
     head: http.RequestHead | http.ResponseHead, meta: Meta, frames: tuple[int, ...]
 ) -> Observation:
     if isinstance(head, http.ResponseHead):
-        return HttpResponse("http_response", **meta.head(frames), status=head.status, reason=head.reason,
-                            version=head.version)  # fmt: skip
+        fields = meta.head(frames)
+        fields.update(type="http_response", status=head.status, reason=head.reason, version=head.version)
+        return build(HttpResponse, fields)
     common = {
         **meta.head(frames), "method": head.method, "host": http.host_of(head), "path": head.target,
         "version": head.version, "user_agent": head.header("user-agent"),
     }  # fmt: skip
     if head.is_websocket:
-        return WebSocketUpgrade("websocket_upgrade", **common)
+        return build(WebSocketUpgrade, {**common, "type": "websocket_upgrade"})
     if head.is_connect:
-        return HttpConnect("http_connect", **common, target=http.connect_target(head))
-    return HttpRequest("http_request", **common)
+        return build(HttpConnect, {**common, "type": "http_connect", "target": http.connect_target(head)})
+    return build(HttpRequest, {**common, "type": "http_request"})
 
 
 def parse_standalone(
@@ -323,7 +355,7 @@ def parse_standalone(
     else:
         return None
     d.partial = None
-    meta = replace(d.meta, frame=frame, ts=ts)
+    meta = d.meta.moved(frame, ts)
     try:
         head = http.parse_response(data) if data.startswith(b"HTTP/1.") else http.parse_request(data)
     except NeedData as exc:

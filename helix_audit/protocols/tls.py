@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from .build import build
 from .interface import NeedData, ParseError
 
 RECORD = struct.Struct("!BHH")  # content type, legacy version, length
@@ -70,6 +71,8 @@ class StreamScan:
     used: int = 0  # bytes of complete records
     appdata: bool = False  # an application-data record was seen: nothing plaintext follows
     want: int = 0  # stream length at which the next (incomplete) record will be complete
+    pending: bytes = b""  # handshake bytes after the last complete handshake message (carried to a resume)
+    stuck: bool = False  # a handshake message too long to follow: nothing after it is read
 
 
 def is_grease(v: int) -> bool:
@@ -101,12 +104,17 @@ def _could_start_tls(data: bytes) -> bool:
     return data[0] & 0x80 != 0 or (data[0] == CT_HANDSHAKE and data[1:2] in (b"", b"\x03"))
 
 
-def scan_stream(data: bytes, limit_handshakes: int = 16) -> StreamScan:
-    """Walk TLS records from ``data[0]``; stops at the first incomplete record or non-TLS bytes."""
-    if data[:1] and data[0] & 0x80:
+def scan_stream(
+    data: bytes, limit_handshakes: int = 16, pending: bytes = b"", sslv2: bool = True
+) -> StreamScan:
+    """Walk TLS records from ``data[0]``; stops at the first incomplete record or non-TLS bytes.
+
+    To resume a scan, pass the bytes from the previous scan's ``used`` on, its ``pending`` and
+    ``sslv2=False`` (offsets in the result are then relative to the resumed start).
+    """
+    if sslv2 and data[:1] and data[0] & 0x80:
         return _scan_sslv2(data)
     out = StreamScan()
-    pending = b""
     off = 0
     while off + RECORD.size <= len(data) and not out.appdata:
         ctype, version, length = RECORD.unpack_from(data, off)
@@ -122,12 +130,14 @@ def scan_stream(data: bytes, limit_handshakes: int = 16) -> StreamScan:
         out.used = off
         if ctype == CT_HANDSHAKE:
             pending = _take_handshakes(pending + body, off, out)
-            if len(out.handshakes) >= limit_handshakes or len(pending) > MAX_HANDSHAKE:
+            out.stuck = len(pending) > MAX_HANDSHAKE
+            if len(out.handshakes) >= limit_handshakes or out.stuck:
                 break
         elif ctype == CT_ALERT and length == 2:
             out.alerts.append((ALERT_LEVELS.get(body[0], str(body[0])), _alert_text(body[1]), off))
         elif ctype == CT_APPDATA:
             out.appdata = True
+    out.pending = pending
     return out
 
 
@@ -194,6 +204,96 @@ class _Reader:
 
 def parse_client_hello(body: bytes) -> ClientHello:
     """Parse a ClientHello handshake body (after the 4-byte handshake header)."""
+    fast = _client_hello_fast(body)
+    return fast if fast is not None else _parse_client_hello_checked(body)
+
+
+def _client_hello_fast(b: bytes) -> ClientHello | None:
+    """A well-formed ClientHello by direct indexing (the common case, several times faster).
+
+    None on anything unusual: :func:`_parse_client_hello_checked` then gives the result or the error.
+    """
+    n = len(b)
+    if n < 35 or b[0] not in (2, 3, 0xFE):
+        return None
+    pos = 35 + b[34]  # after legacy version, random and the session id
+    if pos + 2 > n:
+        return None
+    pos += 2 + (b[pos] << 8 | b[pos + 1])  # cipher suites
+    if pos + 1 > n:
+        return None
+    pos += 1 + b[pos]  # compression methods
+    if pos >= n:
+        return ClientHello(sni=None, legacy_version=b[0] << 8 | b[1], versions=()) if pos == n else None
+    if pos + 2 > n:
+        return None
+    end = pos + 2 + (b[pos] << 8 | b[pos + 1])
+    if end > n:
+        return None
+    pos += 2
+    found: dict[int, tuple[int, int]] = {}  # last extension of each type we read: (start, end)
+    ech = False
+    while pos + 4 <= end:
+        etype, stop = b[pos] << 8 | b[pos + 1], pos + 4 + (b[pos + 2] << 8 | b[pos + 3])
+        if stop > end:
+            return None
+        if etype in found:
+            return None  # a repeated extension: the checked parser reads (and maybe rejects) each copy
+        if etype in (EXT_SNI, EXT_ALPN, EXT_VERSIONS):
+            found[etype] = (pos + 4, stop)
+        elif etype in (EXT_ECH, EXT_ESNI):
+            ech = True
+        pos = stop
+    return _hello_from_extensions(b, b[0] << 8 | b[1], found, ech)
+
+
+def _hello_from_extensions(
+    b: bytes, legacy: int, found: dict[int, tuple[int, int]], ech: bool
+) -> ClientHello | None:
+    sni: list[str] | None = []
+    alpn: tuple[str, ...] | None = ()
+    versions: tuple[int, ...] | None = ()
+    if EXT_SNI in found:
+        sni = _fast_list(b, *found[EXT_SNI], True)
+    if EXT_ALPN in found:
+        got = _fast_list(b, *found[EXT_ALPN], False)
+        alpn = None if got is None else tuple(got)
+    if EXT_VERSIONS in found:
+        start, stop = found[EXT_VERSIONS]
+        if start >= stop or start + 1 + b[start] > stop:
+            return None
+        raw = b[start + 1 : start + 1 + b[start]]
+        versions = tuple(raw[i] << 8 | raw[i + 1] for i in range(0, len(raw) - 1, 2))
+    if sni is None or alpn is None:
+        return None
+    fields = {"sni": sni[0] if sni else None, "legacy_version": legacy, "versions": versions, "alpn": alpn,
+              "ech": ech, "sni_all": tuple(sni)}  # fmt: skip
+    return build(ClientHello, fields)
+
+
+def _fast_list(b: bytes, start: int, stop: int, names: bool) -> list[str] | None:
+    """server_name (``names``) or ALPN list inside ``b[start:stop]``; None where the checked parser raises."""
+    if start + 2 > stop:
+        return None
+    end = start + 2 + (b[start] << 8 | b[start + 1])
+    if end > stop:
+        return None
+    pos, out = start + 2, []
+    while pos + (3 if names else 1) <= end:
+        if names:
+            kind, size, pos = b[pos], b[pos + 1] << 8 | b[pos + 2], pos + 3
+        else:
+            kind, size, pos = 0, b[pos], pos + 1
+        if pos + size > end:
+            return None
+        if kind == 0:
+            raw = b[pos : pos + size]
+            out.append(name_text(raw) if names else raw.decode("ascii", "replace"))
+        pos += size
+    return out
+
+
+def _parse_client_hello_checked(body: bytes) -> ClientHello:
     r = _Reader(body, "client hello")
     legacy = r.u16()
     if legacy >> 8 not in (2, 3, 0xFE):
@@ -281,6 +381,36 @@ def client_hello_from_record_bytes(data: bytes) -> ClientHello:
 
 def parse_server_hello(body: bytes) -> str:
     """Negotiated version text of a ServerHello body (supported_versions wins over legacy)."""
+    fast = _server_hello_fast(body)
+    return version_text(fast) if fast is not None else _parse_server_hello_checked(body)
+
+
+def _server_hello_fast(b: bytes) -> int | None:
+    """The version a well-formed ServerHello selects; None where the checked parser must look."""
+    n = len(b)
+    if n < 35:
+        return None
+    version = b[0] << 8 | b[1]
+    pos = 35 + b[34] + 3  # after session id, cipher suite and compression method
+    if pos > n:
+        return None
+    if pos + 2 > n:
+        return version
+    end = pos + 2 + (b[pos] << 8 | b[pos + 1])
+    if end > n:
+        return None
+    pos += 2
+    while pos + 4 <= end:
+        etype, stop = b[pos] << 8 | b[pos + 1], pos + 4 + (b[pos + 2] << 8 | b[pos + 3])
+        if stop > end:
+            return None
+        if etype == EXT_VERSIONS and stop - pos == 6:
+            version = b[pos + 4] << 8 | b[pos + 5]
+        pos = stop
+    return version
+
+
+def _parse_server_hello_checked(body: bytes) -> str:
     r = _Reader(body, "server hello")
     legacy = r.u16()
     r.take(32)

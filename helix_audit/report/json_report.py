@@ -7,6 +7,7 @@ this file back into one so a bundle can be re-rendered from its JSON alone.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from helix_audit.model import (
     Role,
     Severity,
 )
-from helix_audit.report.atomic import atomic_write_text
+from helix_audit.report.atomic import atomic_open
 from helix_audit.report.common import (
     components_seen,
     jsonable,
@@ -32,6 +33,7 @@ from helix_audit.report.common import (
     tool_info,
     verdict,
 )
+from helix_audit.report.json_stream import flow_lines, list_body, observation_record, record_lines
 
 SCHEMA_ID = "helix-audit/1"
 #: Columns the policy stage adds to the flow table.
@@ -177,8 +179,8 @@ def site_dict(result: AuditResult) -> dict[str, Any] | None:
     }
 
 
-def to_dict(result: AuditResult) -> dict[str, Any]:
-    """The whole report as plain JSON types, in the documented key order."""
+def _head(result: AuditResult) -> dict[str, Any]:
+    """Every section but the long lists, in the documented key order."""
     return {
         "schema": SCHEMA_ID,
         "tool": tool_info(result),
@@ -189,11 +191,18 @@ def to_dict(result: AuditResult) -> dict[str, Any]:
         },
         "site": site_dict(result),
         "summary": summary_dict(result),
+    }
+
+
+def to_dict(result: AuditResult) -> dict[str, Any]:
+    """The whole report as plain JSON types, in the documented key order."""
+    return {
+        **_head(result),
         "findings": [finding_dict(f) for f in result.findings],
         "coverage": [coverage_dict(c) for c in result.coverage],
         "roles": [role_dict(r) for r in result.roles],
         "flows": flow_records(result.flows),
-        "observations": [jsonable(o.to_record()) for o in result.observations],
+        "observations": [observation_record(o) for o in result.observations],
         "anomalies": [anomaly_dict(a) for a in result.anomalies],
     }
 
@@ -206,6 +215,11 @@ def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
+def _section(key: str, value: Any) -> str:
+    body = json.dumps(value, indent=1, ensure_ascii=True, allow_nan=False).replace("\n", "\n ")
+    return f" {_compact(key)}: {body}"
+
+
 def dumps(report: dict[str, Any]) -> str:
     """Serialise a report dict: ASCII-only (lossless for any name, even lone surrogates), no NaN.
 
@@ -215,15 +229,40 @@ def dumps(report: dict[str, Any]) -> str:
     parts = []
     for key, value in report.items():
         if key in _LINE_PER_ITEM and isinstance(value, list) and value:
-            body = "[\n  " + ",\n  ".join(_compact(v) for v in value) + "\n ]"
+            parts.append(f" {_compact(key)}: " + "".join(list_body([[_compact(v) for v in value]])))
         else:
-            body = json.dumps(value, indent=1, ensure_ascii=True, allow_nan=False).replace("\n", "\n ")
-        parts.append(f" {_compact(key)}: {body}")
+            parts.append(_section(key, value))
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
+def iter_json(result: AuditResult) -> Iterator[str]:
+    """``dumps(to_dict(result))`` in pieces: the long lists are encoded and yielded chunk by chunk,
+    never held whole (see :mod:`.json_stream`)."""
+    lists: dict[str, tuple[int, Iterator[list[str]]]] = {
+        "findings": (len(result.findings), record_lines(finding_dict(f) for f in result.findings)),
+        "coverage": (len(result.coverage), record_lines(coverage_dict(c) for c in result.coverage)),
+        "roles": (0, iter(())),
+        "flows": (len(result.flows), flow_lines(result.flows, FLOW_FIELDS)),
+        "observations": (
+            len(result.observations),
+            record_lines(observation_record(o) for o in result.observations),
+        ),
+        "anomalies": (len(result.anomalies), record_lines(anomaly_dict(a) for a in result.anomalies)),
+    }
+    yield "{\n" + ",\n".join(_section(k, v) for k, v in _head(result).items())
+    for key, (count, chunks) in lists.items():
+        if key == "roles":
+            yield ",\n" + _section(key, [role_dict(r) for r in result.roles])
+        elif count:
+            yield f",\n {_compact(key)}: "
+            yield from list_body(chunks)
+        else:
+            yield ",\n" + _section(key, [])
+    yield "\n}\n"
+
+
 def render_json(result: AuditResult) -> str:
-    return dumps(to_dict(result))
+    return "".join(iter_json(result))
 
 
 def load_result(path: str | Path) -> AuditResult:
@@ -234,5 +273,8 @@ def load_result(path: str | Path) -> AuditResult:
 
 
 def write_json(result: AuditResult, path: str | Path) -> Path:
-    """Write report.json atomically; returns its path."""
-    return atomic_write_text(path, render_json(result))
+    """Write report.json atomically, streamed (memory bounded by one chunk of records); returns its path."""
+    with atomic_open(path, "w") as fh:
+        for piece in iter_json(result):
+            fh.write(piece)
+    return Path(path)

@@ -145,8 +145,16 @@ class Tcpdump:
             raise RuntimeError(f"tcpdump in {ns} did not start: {line.strip()}")
 
     def stop(self) -> Path:
-        """Immediate mode hands every packet to tcpdump at once, so SIGINT loses nothing queued."""
-        time.sleep(0.5)  # let the last answers and FINs arrive
+        """Immediate mode hands every packet to tcpdump at once, so SIGINT loses nothing queued.
+
+        Waits first until the file has stopped growing for a second (the last answers and FINs
+        arrive late on a loaded machine), at most 8 s."""
+        deadline, last, still = time.monotonic() + 8, -1, 0.0
+        while time.monotonic() < deadline and still < 1.0:
+            time.sleep(0.2)
+            size = self.path.stat().st_size if self.path.exists() else 0
+            still = still + 0.2 if size == last else 0.0
+            last = size
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:

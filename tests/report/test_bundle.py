@@ -86,4 +86,4 @@ def test_rerender_from_json(tmp_path: Path) -> None:
 
 
 def test_writers_cover_formats() -> None:
-    assert set(bundle_mod.FORMATS) == {"json", "csv", "sarif", "junit", "html"}
+    assert set(bundle_mod.FORMATS) == {"json", "csv", "sarif", "junit", "evidence", "html"}
