@@ -70,3 +70,29 @@ def test_gzip_capture_reads_like_the_plain_one(corpus: Path, tmp_path: Path) -> 
     strip = [{k: v for k, v in o.to_record().items() if k != "file"} for o in plain.observations]
     strip_gz = [{k: v for k, v in o.to_record().items() if k != "file"} for o in packed.observations]
     assert strip == strip_gz
+
+
+def test_bad_checksums_still_count(tmp_path: Path) -> None:
+    """Captures from hosts with checksum offload carry wrong checksums: packets still count."""
+    src = Path(__file__).resolve().parents[2] / "sample_pcaps" / "compliant_sandbox.pcap"
+    data = bytearray(src.read_bytes())
+    off, broken = 24, 0
+    while off + 16 <= len(data):
+        caplen = struct.unpack_from("<I", data, off + 8)[0]
+        pkt = off + 16
+        if caplen >= 54 and data[pkt + 12 : pkt + 14] == b"\x08\x00" and data[pkt + 23] in (6, 17):
+            ihl = (data[pkt + 14] & 0x0F) * 4
+            l4 = pkt + 14 + ihl
+            at = l4 + (16 if data[pkt + 23] == 6 else 6)
+            data[at : at + 2] = b"\xde\xad"  # a wrong TCP/UDP checksum
+            data[pkt + 24 : pkt + 26] = b"\xbe\xef"  # and a wrong IPv4 header checksum
+            broken += 1
+        off = pkt + caplen
+    bad = tmp_path / "offload.pcap"
+    bad.write_bytes(bytes(data))
+    good, worse = scan([src]), scan([bad])
+    assert broken > 20
+    pd.testing.assert_frame_equal(good.flows[COUNTED], worse.flows[COUNTED])
+    strip = [{k: v for k, v in o.to_record().items() if k != "file"} for o in good.observations]
+    strip_bad = [{k: v for k, v in o.to_record().items() if k != "file"} for o in worse.observations]
+    assert strip == strip_bad
