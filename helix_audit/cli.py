@@ -113,6 +113,38 @@ def engine_options(fn: F) -> F:
     )(fn)
 
 
+def scale_options(fn: F) -> F:
+    """--jobs and --dask: shared by audit and extract (native engine)."""
+    fn = click.option(
+        "--dask",
+        "dask_address",
+        metavar="ADDRESS",
+        help="Run the partitions on a dask.distributed cluster (e.g. tcp://scheduler:8786); "
+        "workers need helix-audit installed and the same capture paths. See docs/scale-out.md.",
+    )(fn)
+    return click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Worker processes: over files and byte ranges of large files (same result as 1).",
+    )(fn)
+
+
+@contextmanager
+def _progress(paths: tuple[Path, ...], quiet: bool) -> Iterator[Any]:
+    """A progress bar on stderr while the block runs (none when quiet or not a terminal)."""
+    from .progress import bar_for
+
+    bar = bar_for(paths, quiet)
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 @contextmanager
 def _tshark_warnings() -> Iterator[None]:
     """tshark's complaints about a damaged file: one warning line each on stderr."""
@@ -158,6 +190,7 @@ def _tshark_warnings() -> Iterator[None]:
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @engine_options
+@scale_options
 @_guard
 def audit(
     paths: tuple[Path, ...],
@@ -170,13 +203,15 @@ def audit(
     engine: str,
     tls_keylog: Path | None,
     decode_as: tuple[str, ...],
+    jobs: int,
+    dask_address: str | None,
 ) -> None:
     """Audit PATH... (pcap, pcapng, gzip, or directories of them) and write a report bundle."""
     from .pipeline import audit as run_audit
     from .report.bundle import write_bundle
 
     command = "helix-audit " + shlex.join(sys.argv[1:])
-    with _tshark_warnings():
+    with _tshark_warnings(), _progress(paths, quiet) as bar:
         result = run_audit(
             list(paths),
             site=site,
@@ -185,6 +220,9 @@ def audit(
             engine=engine,
             keylog=tls_keylog,
             decode_as=decode_as,
+            progress=bar,
+            jobs=jobs,
+            dask=dask_address,
         )
     written = write_bundle(result, out, formats=list(formats) or None)
     _warn_damage(result.anomalies)
@@ -216,23 +254,29 @@ def _summary(result: AuditResult, out: Path, written: list[Path], code: ExitCode
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--type", "types", multiple=True, help="Only observations of this type (repeatable).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write here instead of stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar on stderr.")
 @engine_options
+@scale_options
 @_guard
 def extract(
     paths: tuple[Path, ...],
     fmt: str,
     types: tuple[str, ...],
     output: Path | None,
+    quiet: bool,
     engine: str,
     tls_keylog: Path | None,
     decode_as: tuple[str, ...],
+    jobs: int,
+    dask_address: str | None,
 ) -> None:
     """Print the observations in PATH...: DNS, TLS ClientHello SNI, HTTP, WebSocket, CONNECT."""
     from .pipeline import scan_with
     from .report.tabular import observation_rows, write_csv, write_jsonl
 
-    with _tshark_warnings():
-        result = scan_with(engine, list(paths), keylog=tls_keylog, decode_as=decode_as)
+    with _tshark_warnings(), _progress(paths, quiet) as bar:
+        result = scan_with(engine, list(paths), keylog=tls_keylog, decode_as=decode_as, progress=bar,
+                           jobs=jobs, dask=dask_address)  # fmt: skip
     _warn_damage(result.anomalies)
     rows: Iterator[dict[str, Any]] = observation_rows(result.observations, set(types))
     with ExitStack() as stack:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -44,6 +45,7 @@ class _FlowNames:
             self.found.setdefault(source, name)
 
 
+@lru_cache(maxsize=1 << 16)  # names repeat: one parse per distinct text
 def clean_name(name: str | None) -> str | None:
     """Lower-case, no trailing dot, no port (``Host: a.example:8080`` -> ``a.example``)."""
     if not name:
@@ -243,6 +245,7 @@ def _walk_up(name: str, parents: dict[str, list[str]]) -> list[str]:
     return list(reversed(seen))
 
 
+@lru_cache(maxsize=1 << 16)
 def _canon(addr: str) -> str:
     try:
         return str(ipaddress.ip_address(addr.strip()))

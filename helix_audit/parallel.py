@@ -19,8 +19,10 @@ an address such as ``tcp://scheduler:8786``); both need read access to the same 
 
 from __future__ import annotations
 
+import gc
 import mmap
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -80,7 +82,7 @@ class _TrackingReassembler(Reassembler):
         super().__init__()
         self.fed = False
 
-    def feed(self, *args, **kw):  # type: ignore[no-untyped-def]  # noqa: ANN002, ANN003, ANN202
+    def feed(self, *args, **kw):  # noqa: ANN002, ANN003, ANN202
         self.fed = True
         return super().feed(*args, **kw)
 
@@ -159,7 +161,9 @@ def _range_batches(cap: Capture, part: Part, batch_size: int, tally: Tally) -> I
     assert part.start is not None
     size = int(cap.data.shape[0])
     if cap.format == "pcap":
-        it = pcap_batches(cap.path, cap.data, cap.header, batch_size, part.start, size, part.first_frame, tally)
+        it = pcap_batches(
+            cap.path, cap.data, cap.header, batch_size, part.start, size, part.first_frame, tally
+        )
     else:
         walker = NgWalker(cap.data, cap._ng.seen)  # noqa: SLF001
         _, start = walker.skip_to(part.start)
@@ -240,8 +244,9 @@ def run_part(part: Part, batch_size: int, report: Callable[[int, int], None] | N
     if close is not None:
         close()
     fed = bool(getattr(decoder.fragments, "fed", True))
-    return PartResult(part, info, table, ext, decoder, fed, packets, nbytes, first, last, list(tally.warnings),
-                      {"worker": time.perf_counter() - t0, "pid": os.getpid()})  # fmt: skip
+    timings = {"worker": time.perf_counter() - t0, "pid": float(os.getpid())}
+    warnings = list(tally.warnings)
+    return PartResult(part, info, table, ext, decoder, fed, packets, nbytes, first, last, warnings, timings)
 
 
 # -------------------------------------------------------------------------------------------- merge
@@ -302,7 +307,7 @@ class Merged:
         )
 
 
-def _pick(fn, a: int | None, b: int | None) -> int | None:  # type: ignore[no-untyped-def]  # noqa: ANN001
+def _pick(fn, a: int | None, b: int | None) -> int | None:  # noqa: ANN001
     vals = [v for v in (a, b) if v is not None]
     return fn(vals) if vals else None
 
@@ -313,18 +318,28 @@ def _pick(fn, a: int | None, b: int | None) -> int | None:  # type: ignore[no-un
 def execute(
     parts: Sequence[Part], batch_size: int, jobs: int = 1, dask: str | None = None,
     progress: Progress | None = None,
+    started: Callable[[], None] = lambda: None,
 ) -> Merged:  # fmt: skip
-    """Run every partition (in this process, on ``jobs`` processes, or on a Dask cluster); merge."""
+    """Run every partition (in this process, on ``jobs`` processes, or on a Dask cluster); merge.
+    ``started`` is called once the workers run (the caller may start threads then)."""
     merged = Merged(FlowTable(parts[0].files if parts else ()), PartitionExtractor())
     meter = _Meter(progress)
     if dask is not None:
         results = _dask_results(parts, batch_size, dask, meter)
+        started()
     elif jobs > 1 and len(parts) > 1:
-        results = _pool_results(parts, batch_size, jobs, meter)
+        results = _pool_results(parts, batch_size, jobs, meter, started)
     else:
+        started()
         results = (run_part(p, batch_size, meter.add) for p in parts)
-    for res in results:
-        merged.add(res, batch_size)
+    was = gc.isenabled()
+    gc.disable()  # merging builds ~10^5 objects and cycles nothing: no collections meanwhile
+    try:
+        for res in results:
+            merged.add(res, batch_size)
+    finally:
+        if was:
+            gc.enable()
     return merged
 
 
@@ -345,9 +360,10 @@ class _Meter:
 _QUEUE = None  # the worker processes' end of the progress queue
 
 
-def _init_worker(queue) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
+def _init_worker(queue) -> None:  # noqa: ANN001
     global _QUEUE
     _QUEUE = queue
+    gc.enable()  # forked while the parent merges with the collector off
 
 
 def _report(packets: int, nbytes: int) -> None:
@@ -355,11 +371,27 @@ def _report(packets: int, nbytes: int) -> None:
         _QUEUE.put((packets, nbytes))
 
 
-def _pool_part(part: Part, batch_size: int) -> PartResult:
-    return run_part(part, batch_size, _report)
+def packed_part(part: Part, batch_size: int) -> bytes:
+    """``run_part`` pickled by the worker: the parent unpickles it with the garbage collector off
+    (10^5 small objects would otherwise trigger full collections of its growing heap)."""
+    return pickle.dumps(run_part(part, batch_size, _report), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _pool_results(parts: Sequence[Part], batch_size: int, jobs: int, meter: _Meter) -> Iterator[PartResult]:
+def unpack_part(blob: bytes) -> PartResult:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return pickle.loads(blob)
+    finally:
+        if was:
+            gc.enable()
+
+
+def _pool_results(
+    parts: Sequence[Part], batch_size: int, jobs: int, meter: _Meter, started: Callable[[], None]
+) -> Iterator[PartResult]:
+    """Results in order from ``jobs`` forked processes; ``started`` runs once they exist (threads
+    must not be running while the parent forks)."""
     import multiprocessing as mp
     import threading
     from concurrent.futures import ProcessPoolExecutor
@@ -377,11 +409,12 @@ def _pool_results(parts: Sequence[Part], batch_size: int, jobs: int, meter: _Met
     reader = threading.Thread(target=drain, daemon=True)
     with ProcessPoolExecutor(min(jobs, len(parts)), mp_context=ctx, initializer=_init_worker,
                              initargs=(queue,)) as pool:  # fmt: skip
+        futures = [pool.submit(packed_part, p, batch_size) for p in parts]  # forks every worker
         reader.start()
-        futures = [pool.submit(_pool_part, p, batch_size) for p in parts]
+        started()
         try:
             for f in futures:
-                yield f.result()
+                yield unpack_part(f.result())
         finally:
             for f in futures:
                 f.cancel()
@@ -389,7 +422,9 @@ def _pool_results(parts: Sequence[Part], batch_size: int, jobs: int, meter: _Met
     reader.join(timeout=5)
 
 
-def _dask_results(parts: Sequence[Part], batch_size: int, address: str, meter: _Meter) -> Iterator[PartResult]:
+def _dask_results(
+    parts: Sequence[Part], batch_size: int, address: str, meter: _Meter
+) -> Iterator[PartResult]:
     try:
         from distributed import Client
     except ImportError:
@@ -397,9 +432,9 @@ def _dask_results(parts: Sequence[Part], batch_size: int, address: str, meter: _
 
         raise UsageError("--dask needs dask.distributed: pip install 'helix-audit[dask]'") from None
     with Client(address, timeout=30) as client:
-        futures = client.map(run_part, list(parts), batch_size=batch_size, pure=False)
+        futures = [client.submit(packed_part, p, batch_size, pure=False) for p in parts]
         for f in futures:
-            res = f.result()
+            res = unpack_part(f.result())
             meter.add(res.packets, res.nbytes)
             yield res
 

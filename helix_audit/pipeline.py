@@ -104,15 +104,17 @@ def scan(
     jobs: int = 1,
     dask: str | None = None,
     split_min: int | None = None,
+    pieces: int = 0,
 ) -> Scan:
     """Run capture, decode, flows and protocols over every input, in order.
 
-    ``jobs`` > 1 runs partitions (files, byte ranges of files of ``split_min`` bytes or more) on
-    that many processes, ``dask`` (a scheduler address) on a Dask cluster; the result is the same.
+    ``jobs`` > 1 runs partitions (files, and ``pieces`` byte ranges (default 2 per job) of each
+    file of ``split_min`` bytes or more) on that many processes, ``dask`` (a scheduler address) on
+    a Dask cluster. The result is the serial one whichever way it ran.
     """
     files = expand_inputs([Path(p) for p in paths])
-    if jobs > 1 or dask is not None or split_min is not None:
-        return _scan_parallel(files, batch_size, progress, jobs, dask, split_min)
+    if jobs > 1 or dask is not None or split_min is not None or pieces:
+        return _scan_parallel(files, batch_size, progress, jobs, dask, split_min, pieces)
     table = FlowTable()
     extractor = Extractor()
     inputs: list[InputInfo] = []
@@ -160,18 +162,18 @@ def scan(
 
 def _scan_parallel(
     files: list[Path], batch_size: int, progress: Progress | None, jobs: int, dask: str | None,
-    split_min: int | None,
+    split_min: int | None, pieces: int,
 ) -> Scan:  # fmt: skip
     from .parallel import SPLIT_MIN_BYTES, execute, plan
 
     clock = _Clock()
     hashers = [_Hasher(p) for p in files]
-    parts = plan(files, max(jobs, 2) if dask else jobs, batch_size,
-                 SPLIT_MIN_BYTES if split_min is None else split_min)  # fmt: skip
+    workers = max(jobs, 2) if dask else jobs
+    parts = plan(files, workers, batch_size, SPLIT_MIN_BYTES if split_min is None else split_min,
+                 pieces=pieces or 2 * workers)  # fmt: skip
     clock.lap("plan")
     hashing = threading.Thread(target=_hash_all, args=(hashers,), daemon=True)
-    hashing.start()
-    merged = execute(parts, batch_size, jobs, dask, progress)
+    merged = execute(parts, batch_size, jobs, dask, progress, started=hashing.start)
     clock.lap("partitions")
     hashing.join()
     clock.lap("sha256 wait")
@@ -241,6 +243,9 @@ def scan_with(
     if engine == "tshark":
         from .engines.tshark import tshark_scan
 
+        if scan_kw.pop("jobs", 1) != 1 or scan_kw.pop("dask", None) is not None:
+            raise UsageError("--jobs and --dask need --engine native")
+
         return tshark_scan(paths, keylog=Path(keylog) if keylog else None, decode_as=decode_as, **scan_kw)
     raise UsageError(f"unknown engine {engine!r} (native or tshark)")
 
@@ -256,6 +261,8 @@ def audit(
     engine: str = "native",
     keylog: str | Path | None = None,
     decode_as: Sequence[str] = (),
+    jobs: int = 1,
+    dask: str | None = None,
 ) -> AuditResult:
     """Audit captures against the documented Helix endpoint tables and the site profile.
 
@@ -269,8 +276,16 @@ def audit(
     ruleset = load_rules([Path(r) for r in rules] if rules else None)
     profile = load_site(Path(site)) if site is not None else None
     started = time.time()
-    result = scan_with(engine, paths, keylog=keylog, decode_as=decode_as, batch_size=batch_size,
-                       progress=progress)
+    result = scan_with(
+        engine,
+        paths,
+        keylog=keylog,
+        decode_as=decode_as,
+        batch_size=batch_size,
+        progress=progress,
+        jobs=jobs,
+        dask=dask,
+    )
     t0 = time.perf_counter()
     cls = classify(result.flows, result.observations, ruleset, profile)
     timings = dict(result.timings, classify=time.perf_counter() - t0)

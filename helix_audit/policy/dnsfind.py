@@ -49,7 +49,7 @@ def lookup_drafts(
     lookups: Sequence[Lookup], named: pd.DataFrame, matcher: Matcher, components: dict[str, str]
 ) -> list[Draft]:
     judged = [lk for lk in lookups if components.get(lk.query.src, "other") != "other" and _judged(lk.name)]
-    verdicts = {lk.name: matcher.name_listed(lk.name) for lk in judged}
+    verdicts = {name: matcher.name_listed(name) for name in dict.fromkeys(lk.name for lk in judged)}
     names = set(verdicts)
     connected = _name_times(named, names, only_success=False)
     success = _name_times(named, names, only_success=True)

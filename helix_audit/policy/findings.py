@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,7 @@ class Draft:
         )
 
 
+@lru_cache(maxsize=1 << 16)
 def _addr_key(text: str) -> tuple[int, int, str]:
     try:
         ip = ipaddress.ip_address(text)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .rules import CONTROL_PLANE_TOKEN, CORE_GROUPS, Rule, Ruleset
 from .site import SiteProfile
@@ -36,6 +37,7 @@ def host_matches(pattern: str, name: str) -> bool:
     return name == pattern
 
 
+@lru_cache(maxsize=1 << 16)
 def canon_ip(text: str) -> str:
     try:
         ip = ipaddress.ip_address(text)

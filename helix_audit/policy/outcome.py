@@ -14,6 +14,7 @@ another rcode in lower case, or ``dns_timeout`` (no response although the captur
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,13 +98,25 @@ def lookups(flows: pd.DataFrame, observations: Sequence[Observation], capture_en
         if isinstance(obs, DnsResponse) and obs.protocol == "dns":
             key = (obs.dst, obs.dport, obs.src, obs.sport, obs.id, clean_name(obs.qname))
             answers.setdefault(key, []).append(obs)
+    times = {key: [r.ts for r in resps] for key, resps in answers.items()}
+    ordered = {key: all(a <= b for a, b in zip(ts, ts[1:], strict=False)) for key, ts in times.items()}
     out = []
     for query, fid in zip(queries, observation_flows(flows, queries), strict=True):
         name = clean_name(query.qname) or ""
         key = (query.src, query.sport, query.dst, query.dport, query.id, name)
-        resp = next((r for r in answers.get(key, []) if r.ts >= query.ts), None)
+        resp = _first_after(answers.get(key, []), times.get(key, []), ordered.get(key, True), query.ts)
         out.append(Lookup(query, resp, _outcome(query, resp, capture_end), fid, name))
     return out
+
+
+def _first_after(
+    resps: list[DnsResponse], times: list[float], ordered: bool, ts: float
+) -> DnsResponse | None:
+    """The first response (capture order) at or after ``ts``; by bisection when their times ascend."""
+    if ordered:
+        i = bisect_left(times, ts)
+        return resps[i] if i < len(resps) else None
+    return next((r for r in resps if r.ts >= ts), None)
 
 
 def _outcome(query: DnsQuery, resp: DnsResponse | None, capture_end: float) -> str:

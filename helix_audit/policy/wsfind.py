@@ -33,16 +33,18 @@ def websocket_drafts(
     tls_flows = {
         f for f in observation_flows(named, [o for o in observations if isinstance(o, TlsClientHello)])
     }
-    rows = named.set_index("flow_id", drop=False)
+    where = {int(f): i for i, f in enumerate(named["flow_id"].to_numpy().tolist())}
+    flow_names = named["names"].to_numpy(dtype=object)
+    flow_resp = named["resp_component"].to_numpy(dtype=object)
     allowed = {p for r in matcher.enabled for p in r.websocket_paths}
     known = [p for p in matcher.ruleset.paths if p.websocket]
     enabled_sets = set(matcher.ruleset.default_on) | set(matcher.site.rulesets if matcher.site else ())
     allowed |= {p.path for p in known if p.ruleset in enabled_sets}
     out = []
     for obs, fid in zip(upgrades, observation_flows(named, upgrades), strict=True):
-        row = rows.loc[fid] if fid is not None and fid in rows.index else None
-        names = tuple(row["names"]) if row is not None else ()
-        resp_comp = str(row["resp_component"]) if row is not None else components.get(obs.dst, "other")
+        pos = where.get(fid) if fid is not None else None
+        names = tuple(flow_names[pos]) if pos is not None else ()
+        resp_comp = str(flow_resp[pos]) if pos is not None else components.get(obs.dst, "other")
         if not matcher.is_control_plane(names, obs.dst, resp_comp):
             continue
         path = path_only(obs.path)

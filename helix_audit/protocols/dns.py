@@ -157,8 +157,9 @@ def parse_message(msg: bytes) -> DnsMessage:
         questions.append((name, type_text(qtype)))
     answers, complete = _answers(msg, off, min(ancount, MAX_ANSWERS))
     fields = {
-        "id": ident, "qr": bool(flags & 0x8000), "opcode": (flags >> 11) & 0xF, "rcode": rcode_text(flags & 0xF),
-        "questions": tuple(questions), "answers": tuple(answers), "complete": complete and ancount <= MAX_ANSWERS,
+        "id": ident, "qr": bool(flags & 0x8000), "opcode": (flags >> 11) & 0xF,
+        "rcode": rcode_text(flags & 0xF), "questions": tuple(questions), "answers": tuple(answers),
+        "complete": complete and ancount <= MAX_ANSWERS,
     }  # fmt: skip
     return build(DnsMessage, fields)
 

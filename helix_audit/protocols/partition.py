@@ -19,13 +19,16 @@ HTTP request/response pairing runs once, at ``finish``, over the merged observat
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
 from ..model import Anomaly, HttpRequest, HttpResponse, Observation
 from .extract import Extractor
 from .quicconn import QuicTracker
-from .streams import Direction, Meta
+from .streams import Direction, HttpPairing, Meta
+from .wire import pack_dirs, pack_objects, unpack_dirs, unpack_objects
 
 UDP_TAG = -1  # stateless (UDP DNS): always kept
 
@@ -56,6 +59,8 @@ class PartitionExtractor(Extractor):
     QUIC, ``UDP_TAG`` for stateless UDP DNS. ``touched``: TCP direction keys handed to the parser.
     """
 
+    _quic: _TaggedQuic
+
     def __init__(self, limit: int = 64 * 1024, dns_ports: tuple[int, ...] | None = None) -> None:
         if dns_ports is None:
             super().__init__(limit)
@@ -64,21 +69,48 @@ class PartitionExtractor(Extractor):
         self.tags: list[int] = []
         self.atags: list[int] = []
         self.touched: set[int] = set()
+        self.gone_tunnel: set[int] = set()  # directions deleted here while their ``tunnel`` was set
         self.current = UDP_TAG
         self._quic = _TaggedQuic(self)
+        self._new: list[tuple[tuple[int, bool], Direction]] = []
 
     def tag(self) -> None:
-        self.tags.extend([self.current] * (len(self.observations) - len(self.tags)))
-        self.atags.extend([self.current] * (len(self.anomalies) - len(self.atags)))
+        n = len(self.observations) - len(self.tags)
+        if n:
+            self.tags.extend([self.current] * n)
+        n = len(self.anomalies) - len(self.atags)
+        if n:
+            self.atags.extend([self.current] * n)
 
-    def _udp_dns(self, *args):  # type: ignore[no-untyped-def]  # noqa: ANN002, ANN202
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker sends back: objects as tuples (see :mod:`.wire`), pairing rebuilt later."""
+        state = self.__dict__.copy()
+        state["observations"] = pack_objects(self.observations)
+        state["anomalies"] = pack_objects(self.anomalies)
+        state["_dirs"] = pack_dirs(self._dirs)
+        state["_quic"] = (self._quic.conns, self._quic.touched)
+        del state["_http"]
+        state["_new"] = []
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        conns, touched = state.pop("_quic")
+        self.__dict__.update(state)
+        self.observations = unpack_objects(state["observations"])
+        self.anomalies = unpack_objects(state["anomalies"])
+        self._dirs = unpack_dirs(state["_dirs"])
+        self._http = HttpPairing(self.observations)
+        self._quic = _TaggedQuic(self)
+        self._quic.conns, self._quic.touched = conns, touched
+
+    def _udp_dns(self, *args):  # noqa: ANN002, ANN202
         self.current = UDP_TAG
         try:
             return super()._udp_dns(*args)
         finally:
             self.tag()
 
-    def _tcp(self, cols, pf, i, key, *rest):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN002, ANN202
+    def _tcp(self, cols, pf, i, key, *rest):  # noqa: ANN001, ANN002, ANN202
         k = int(key[0]) * 2 + int(key[1])
         self.touched.add(k)
         self.current = k
@@ -87,7 +119,25 @@ class PartitionExtractor(Extractor):
         finally:
             self.tag()
 
-    def _internal_error(self, cols, i, exc):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    def add(self, cols, pf):  # noqa: ANN001, ANN201
+        """As ``Extractor.add``; also notes directions deleted with ``tunnel`` set (their peers
+        in other partitions read that flag)."""
+        before = [(k, d) for k, d in self._dirs.items() if d.tunnel]
+        self._new = []
+        try:
+            return super().add(cols, pf)
+        finally:
+            for (fid, a), d in before + self._new:
+                if d.tunnel and self._dirs.get((fid, a)) is not d:
+                    self.gone_tunnel.add(fid * 2 + int(a))
+            self._new = []
+
+    def _new_direction(self, cols, pf, i, key):  # noqa: ANN001, ANN201
+        d = super()._new_direction(cols, pf, i, key)
+        self._new.append((key, d))
+        return d
+
+    def _internal_error(self, cols, i, exc):  # noqa: ANN001, ANN202
         super()._internal_error(cols, i, exc)
         self.tag()
 
@@ -133,10 +183,14 @@ def _conflicts(state: PartitionExtractor, part: PartitionExtractor, remap: np.nd
 
 
 def _remap_obs(obs: Observation, remap: np.ndarray) -> Observation:
+    """The observation with its flow id mapped (a copy of its ``__dict__``: frozen, and hot)."""
     fid = obs.flow_id
     if fid is None or not 0 <= fid < len(remap):
         return obs
-    return dataclasses.replace(obs, flow_id=int(remap[fid]))
+    out = object.__new__(type(obs))
+    out.__dict__.update(obs.__dict__)
+    out.__dict__["flow_id"] = int(remap[fid])
+    return out
 
 
 def _with_flow(meta: Meta, remap: np.ndarray) -> Meta:
@@ -190,7 +244,9 @@ def _global_tag(tag: int, remap: np.ndarray) -> int:
     return _gkey(tag, remap) if tag >= 0 else quic_tag(int(remap[-2 - tag]))
 
 
-def _relink_peers(state: PartitionExtractor, part: PartitionExtractor, remap: np.ndarray, drop: set[int]) -> None:
+def _relink_peers(
+    state: PartitionExtractor, part: PartitionExtractor, remap: np.ndarray, drop: set[int]
+) -> None:
     """Peers as the serial run links them: the other direction's object if it was in the table."""
     local = {_gkey(fid * 2 + int(a), remap) for fid, a in part._dirs}  # noqa: SLF001
     for g in local - drop:
@@ -202,6 +258,12 @@ def _relink_peers(state: PartitionExtractor, part: PartitionExtractor, remap: np
         d.peer = peer if (other not in drop and peer is not None) else (None if other in drop else d.peer)
         if peer is not None and other not in drop:
             peer.peer = d
+    gone = {_gkey(k, remap) for k in part.touched} - local - drop
+    tunnels = {_gkey(k, remap) for k in part.gone_tunnel}
+    for g in gone:  # finished in the partition: a peer left in the table points at it, as serially
+        peer = state._dirs.get(_dkey(g ^ 1))  # noqa: SLF001
+        if peer is not None:
+            peer.peer = SimpleNamespace(tunnel=g in tunnels, peer=None)  # type: ignore[assignment]
 
 
 __all__ = ["PartitionExtractor", "absorb"]

@@ -111,7 +111,8 @@ class QuicTracker:
         except (NeedData, ParseError) as exc:
             self.anomalies.append(Anomaly("quic_client_hello_malformed", meta.file, meta.frame, str(exc)))
             return
-        head.update(type="tls_client_hello", sni=ch.sni, alpn=ch.alpn, version=ch.version, ech=ch.ech, quic=True)
+        head.update(type="tls_client_hello", sni=ch.sni, alpn=ch.alpn, version=ch.version, ech=ch.ech)
+        head["quic"] = True
         self.observations.append(build(TlsClientHello, head))
 
     def leftover_anomalies(self) -> list[Anomaly]:

@@ -9,7 +9,7 @@ ends the direction's parsing. Every result carries the frame of the segment that
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..model import (
@@ -152,11 +152,11 @@ def _detect(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> b
     data = bytes(d.stream.buf[d.pos : d.pos + 8])
     if d.dns_port and d.pos == 0:
         d.mode = "dns"
-    elif http.starts_like_http(data):
-        d.mode, d.http_seen = "http", True
-    elif tls.looks_like_tls(data):
+    elif tls.looks_like_tls(data):  # before HTTP (the common case): TLS never starts with a letter
         d.mode, d.tls_start = "tls", d.pos
         d.tls_want, d.tls_used, d.tls_pending, d.tls_prev_end = 0, 0, b"", 0
+    elif http.starts_like_http(data):
+        d.mode, d.http_seen = "http", True
     elif _looks_like_socks(data):
         d.mode, d.tunnel = "socks", True
     elif len(data) < 8 and any(p.startswith(data) for p in http.PREFIXES):
@@ -403,8 +403,11 @@ class HttpPairing:
     def _answer(self, idx: int, resp: HttpResponse) -> None:
         req = self.observations[idx]
         if isinstance(req, WebSocketUpgrade):
-            self.observations[idx] = replace(
-                req, accepted=resp.status == 101, status=resp.status, response_frame=resp.frame
-            )
+            self.observations[idx] = build(
+                type(req), {**vars(req), "accepted": resp.status == 101, "status": resp.status,
+                            "response_frame": resp.frame}
+            )  # fmt: skip
         elif isinstance(req, HttpConnect):
-            self.observations[idx] = replace(req, status=resp.status, response_frame=resp.frame)
+            self.observations[idx] = build(
+                type(req), {**vars(req), "status": resp.status, "response_frame": resp.frame}
+            )

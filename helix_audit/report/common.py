@@ -107,6 +107,13 @@ def tool_info(result: AuditResult) -> dict[str, Any]:
 
 def jsonable(value: Any) -> Any:
     """Plain JSON types: tuples to lists, numpy scalars to Python, NaN to None, enums to values."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is list or kind is tuple:
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

@@ -33,7 +33,13 @@ from helix_audit.report.common import (
     tool_info,
     verdict,
 )
-from helix_audit.report.json_stream import flow_lines, list_body, observation_record, record_lines
+from helix_audit.report.json_stream import (
+    flow_lines,
+    list_body,
+    observation_record,
+    observation_text,
+    record_lines,
+)
 
 SCHEMA_ID = "helix-audit/1"
 #: Columns the policy stage adds to the flow table.
@@ -245,7 +251,7 @@ def iter_json(result: AuditResult) -> Iterator[str]:
         "flows": (len(result.flows), flow_lines(result.flows, FLOW_FIELDS)),
         "observations": (
             len(result.observations),
-            record_lines(observation_record(o) for o in result.observations),
+            record_lines(result.observations, observation_text),
         ),
         "anomalies": (len(result.anomalies), record_lines(anomaly_dict(a) for a in result.anomalies)),
     }

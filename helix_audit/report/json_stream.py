@@ -27,8 +27,12 @@ _SEP = ",\n  "
 _PLAIN = (str, int, bool, type(None))
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
 def compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    """``json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))``."""
+    return _ENCODER.encode(value)
 
 
 # ------------------------------------------------------------------------------------ observations
@@ -72,6 +76,31 @@ def observation_record(obs: Observation) -> dict[str, Any]:
     return {name: _value(getattr(obs, name)) for name in names}
 
 
+def _default(value: Any) -> Any:
+    """What json's encoder cannot encode itself, as :func:`jsonable` would make it."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _item(value)
+    return jsonable(value)
+
+
+#: Encodes an observation's own ``__dict__`` directly: tuples become lists, str/float subclasses
+#: (numpy's too) encode as their value, anything else goes through ``_default``; NaN raises and
+#: takes the exact path instead.
+_OBS_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_default)
+
+
+def observation_text(obs: Observation) -> str:
+    """``compact(observation_record(obs))``, without building the record for model observations."""
+    names = _field_names(type(obs))
+    state = getattr(obs, "__dict__", None)
+    if names is not None and state is not None and len(state) == len(names):
+        try:
+            return _OBS_ENCODER.encode(state)
+        except ValueError:
+            pass
+    return compact(observation_record(obs))
+
+
 # ------------------------------------------------------------------------------------------- flows
 
 
@@ -107,10 +136,10 @@ def flow_lines(flows: pd.DataFrame, columns: Sequence[str]) -> Iterator[list[str
         yield ["{" + ",".join(row) + "}" for row in zip(*cells, strict=True)]
 
 
-def record_lines(records: Iterable[Any]) -> Iterator[list[str]]:
+def record_lines(records: Iterable[Any], encode: Any = compact) -> Iterator[list[str]]:
     chunk: list[str] = []
     for rec in records:
-        chunk.append(compact(rec))
+        chunk.append(encode(rec))
         if len(chunk) == CHUNK:
             yield chunk
             chunk = []
