@@ -224,7 +224,7 @@ def part_batches(cap: Capture, part: Part, batch_size: int, tally: Tally) -> Ite
 
 def run_part(part: Part, batch_size: int, report: Callable[[int, int], None] | None = None) -> PartResult:
     """The packet stages over one partition, from an empty state (runs in a worker)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     cap = open_capture(part.path)
     tally = Tally()
     decoder, table, ext = _decoder(), FlowTable(part.files), PartitionExtractor()
@@ -244,7 +244,7 @@ def run_part(part: Part, batch_size: int, report: Callable[[int, int], None] | N
     if close is not None:
         close()
     fed = bool(getattr(decoder.fragments, "fed", True))
-    timings = {"worker": time.perf_counter() - t0, "pid": float(os.getpid())}
+    timings = {"worker": time.perf_counter() - t0, "cpu": time.process_time() - c0, "pid": float(os.getpid())}
     warnings = list(tally.warnings)
     return PartResult(part, info, table, ext, decoder, fed, packets, nbytes, first, last, warnings, timings)
 

@@ -288,6 +288,7 @@ def audit(
     )
     t0 = time.perf_counter()
     cls = classify(result.flows, result.observations, ruleset, profile)
+    result.flows = pd.DataFrame()  # cls.flows is the classified copy: free the original now
     timings = dict(result.timings, classify=time.perf_counter() - t0)
     return AuditResult(
         inputs=result.inputs,

@@ -16,7 +16,7 @@ import functools
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ParamSpec
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
@@ -42,6 +42,7 @@ _QUIC_VERSIONS = np.array(
 )
 _HTTP_FIRST = np.frombuffer(b"GPHDOCTMLUS", dtype=np.uint8)
 P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _gather(cols: PacketColumns, rows: np.ndarray, nbytes: int) -> np.ndarray:
@@ -130,7 +131,7 @@ def _continuations(keys: np.ndarray, pay_rows: np.ndarray, heads: np.ndarray) ->
     return np.asarray(order[nxt[~starts[nxt]]], dtype=np.int64)
 
 
-def _gc_paused(method: Callable[P, None]) -> Callable[P, None]:
+def _gc_paused(method: Callable[P, R]) -> Callable[P, R]:
     """Run ``method`` with the cyclic garbage collector paused.
 
     A batch allocates ~10^5 short-lived parser objects while ~10^5 observations stay alive, so the
@@ -139,7 +140,7 @@ def _gc_paused(method: Callable[P, None]) -> Callable[P, None]:
     """
 
     @functools.wraps(method)
-    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
         if not gc.isenabled():
             return method(*args, **kwargs)
         gc.disable()
@@ -258,6 +259,7 @@ class Extractor:
                     del self._dirs[(key >> 1, bool(key & 1))]
         self._tcp_rows(cols, pf, sel.http[~seen[sel.http]])
 
+    @_gc_paused
     def finish(self) -> tuple[list[Observation], list[Anomaly]]:
         for d in self._dirs.values():
             self.anomalies.extend(d.leftover_anomalies())
