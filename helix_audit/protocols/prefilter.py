@@ -1,0 +1,88 @@
+"""Directions that end unparsed, found vectorised before any Python runs on them.
+
+A new TCP direction is parsed by what its first bytes look like (``streams._detect``): TLS records,
+HTTP heads, SOCKS, or DNS on a DNS port; anything else finishes it at once. Most directions of a
+busy capture are of that last kind (SSH, SMB, databases, ...), and handing their SYN and first
+segment to Python one row at a time costs far more than the verdict. :func:`unparsed_keys` finds,
+per batch, the directions whose first segment is known to be in that class, conservatively: any
+first byte a parsed protocol could start with (or any doubt about which bytes come first in the
+stream) leaves the direction to the Python parser, which stays the reference.
+
+Exactness: the segment must be the first bytes the reassembler would deliver (no SYN yet, or the
+first SYN of the batch with ``seq + 1`` equal to the segment's), carry 8 or more bytes from the
+batch buffer (not IP-reassembled, no SYN flag), and not be on a DNS port. ``_detect`` then reads
+exactly those 8 bytes and finishes the direction, which is what marking it done here does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..decode.interface import PacketColumns
+from .http import PREFIXES
+
+HEAD = 8  # bytes ``_detect`` looks at
+SYN = 0x02
+SEQ_MOD = 1 << 32
+#: First bytes a parsed direction can start with: TLS handshake/alert records (22, 21), an SSLv2
+#: hello (high bit), HTTP heads (first letters of the prefixes), SOCKS4/5 (4, 5, and 0 for replies).
+_MAYBE_FIRST = np.zeros(256, dtype=bool)
+_MAYBE_FIRST[[21, 22, 0, 4, 5]] = True
+_MAYBE_FIRST[0x80:] = True
+_MAYBE_FIRST[[p[0] for p in PREFIXES]] = True
+#: HTTP prefixes as ``_detect`` can see them in 8 bytes (longer ones can never match there).
+_HTTP_HEADS = [np.frombuffer(p, dtype=np.uint8) for p in PREFIXES if len(p) <= HEAD]
+
+
+def could_be_parsed(heads: np.ndarray) -> np.ndarray:
+    """Per row of ``heads`` ((n, 8) uint8, a stream's first 8 bytes): False only when ``_detect``
+    would finish the direction unparsed (no TLS, HTTP or SOCKS start)."""
+    maybe = _MAYBE_FIRST[heads[:, 0]]
+    letters = maybe & (heads[:, 0] >= 0x41) & (heads[:, 0] <= 0x5A)  # HTTP candidates: compare exactly
+    http = np.zeros(len(heads), dtype=bool)
+    for p in _HTTP_HEADS:
+        http |= (heads[:, : p.size] == p).all(axis=1)
+    return np.where(letters, http, maybe)
+
+
+def _first_per_key(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique keys, the first row of each in batch order) for ``rows`` (ascending)."""
+    uniq, at = np.unique(keys[rows], return_index=True)
+    return uniq, rows[at]
+
+
+def unparsed_keys(
+    cols: PacketColumns, keys: np.ndarray, live: np.ndarray, dns_ports: tuple[int, ...]
+) -> np.ndarray:
+    """Direction keys (among ``live`` TCP rows) whose first segment here ends their parsing unread."""
+    has_pay = cols.pay_len > 0
+    pkeys, prow = _first_per_key(keys, np.flatnonzero(live & has_pay))
+    if pkeys.size == 0:
+        return pkeys
+    syn_rows = np.flatnonzero(live & ((cols.tcp_flags & SYN) != 0))
+    skeys, srow = _first_per_key(keys, syn_rows)
+    pos = np.searchsorted(skeys, pkeys)
+    pos_c = np.minimum(pos, max(skeys.size - 1, 0))
+    has_syn = (pos < skeys.size) & (skeys[pos_c] == pkeys) if skeys.size else np.zeros(pkeys.size, bool)
+    syn_row = np.where(has_syn, srow[pos_c] if skeys.size else 0, -1)
+    syn_first = has_syn & (syn_row < prow)
+    seq = cols.seq.astype(np.int64)
+    in_order = ~syn_first | ((seq[np.maximum(syn_row, 0)] + 1) % SEQ_MOD == seq[prow])
+    ok = (
+        in_order
+        & ((cols.tcp_flags[prow] & SYN) == 0)
+        & (cols.pay_len[prow] >= HEAD)
+        & (cols.pay_off[prow] >= 0)
+        & ~np.isin(cols.sport[prow], dns_ports)
+        & ~np.isin(cols.dport[prow], dns_ports)
+    )
+    if cols.reassembled:
+        ok &= ~np.isin(prow, np.fromiter(cols.reassembled, dtype=np.int64))
+    rows = prow[ok]
+    if rows.size == 0:
+        return rows
+    heads = cols.data[cols.pay_off[rows][:, None] + np.arange(HEAD)[None, :]]
+    return pkeys[ok][~could_be_parsed(heads)]
+
+
+__all__ = ["could_be_parsed", "unparsed_keys"]
