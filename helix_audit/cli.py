@@ -26,7 +26,7 @@ import click
 
 from . import __version__
 from .errors import HelixAuditError
-from .model import Anomaly, AuditResult, Severity
+from .model import AuditResult, InputInfo, Severity
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -225,7 +225,7 @@ def audit(
             dask=dask_address,
         )
     written = write_bundle(result, out, formats=list(formats) or None)
-    _warn_damage(result.anomalies)
+    _warn_inputs(result.inputs)
     code = exit_code_for(result, Severity.parse(fail_on))
     if not quiet:
         _summary(result, out, written, code)
@@ -277,7 +277,7 @@ def extract(
     with _tshark_warnings(), _progress(paths, quiet) as bar:
         result = scan_with(engine, list(paths), keylog=tls_keylog, decode_as=decode_as, progress=bar,
                            jobs=jobs, dask=dask_address)  # fmt: skip
-    _warn_damage(result.anomalies)
+    _warn_inputs(result.inputs)
     rows: Iterator[dict[str, Any]] = observation_rows(result.observations, set(types))
     with ExitStack() as stack:
         stream = sys.stdout
@@ -286,11 +286,12 @@ def extract(
         (write_jsonl if fmt == "jsonl" else write_csv)(rows, stream)
 
 
-def _warn_damage(anomalies: list[Anomaly]) -> None:
-    """A damaged capture is audited up to the damage: say so, one line per damaged file."""
-    for anomaly in anomalies:
-        if anomaly.name == "capture_damaged":
-            click.echo(f"helix-audit: warning: {anomaly.file}: {anomaly.detail}", err=True)
+def _warn_inputs(inputs: list[InputInfo]) -> None:
+    """Capture warnings, one line each: damage (the file is audited up to it), short snaplen,
+    one-sided traffic."""
+    for info in inputs:
+        for warning in info.warnings:
+            click.echo(f"helix-audit: warning: {info.path}: {warning}", err=True)
 
 
 @main.group()

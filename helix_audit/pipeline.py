@@ -114,7 +114,13 @@ def scan(
     """
     files = expand_inputs([Path(p) for p in paths])
     if jobs > 1 or dask is not None or split_min is not None or pieces:
-        return _scan_parallel(files, batch_size, progress, jobs, dask, split_min, pieces)
+        return with_quality_warnings(
+            _scan_parallel(files, batch_size, progress, jobs, dask, split_min, pieces)
+        )
+    return with_quality_warnings(_scan_serial(files, batch_size, progress))
+
+
+def _scan_serial(files: list[Path], batch_size: int, progress: Progress | None) -> Scan:
     table = FlowTable()
     extractor = Extractor()
     inputs: list[InputInfo] = []
@@ -158,6 +164,36 @@ def scan(
         non_flow=_non_flow_counts(table.non_flow_summary()),
         timings=clock.spent,
     )
+
+
+#: Snaplens below this cut most packets' payloads: names in TLS/HTTP may be missing.
+SHORT_SNAPLEN = 1500
+#: Share of two-way-capable TCP flows seen in one direction only that makes a capture one-sided.
+ONE_SIDED_SHARE, ONE_SIDED_MIN = 0.5, 5
+
+
+def with_quality_warnings(result: Scan) -> Scan:
+    """Add capture-quality warnings to each input: a short snaplen, one-sided TCP traffic."""
+    tcp = result.flows[(result.flows["transport"] == "tcp")] if len(result.flows) else result.flows
+    inputs = []
+    for info in result.inputs:
+        extra = []
+        if info.snaplen is not None and 0 < info.snaplen < SHORT_SNAPLEN:
+            extra.append(
+                f"snaplen {info.snaplen}: packets were cut short when captured, so names in TLS and "
+                "HTTP payloads may be missing"
+            )
+        mine = tcp[tcp["file"] == info.path] if len(tcp) else tcp
+        busy = mine[(mine["orig_pkts"] + mine["resp_pkts"]) >= 2] if len(mine) else mine
+        one_way = int(((busy["orig_pkts"] == 0) | (busy["resp_pkts"] == 0)).sum()) if len(busy) else 0
+        if one_way >= ONE_SIDED_MIN and one_way >= ONE_SIDED_SHARE * len(busy):
+            extra.append(
+                f"one-sided traffic: {one_way} of {len(busy)} TCP flows show packets in one direction "
+                "only (a one-way mirror port or asymmetric routing): 'no answer' outcomes may be wrong"
+            )
+        inputs.append(dataclasses.replace(info, warnings=info.warnings + tuple(extra)) if extra else info)
+    result.inputs = inputs
+    return result
 
 
 def _scan_parallel(

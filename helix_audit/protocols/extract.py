@@ -26,6 +26,7 @@ from ..model import Anomaly, DnsQuery, DnsResponse, Observation
 from . import dns, quic
 from .build import build
 from .interface import NeedData, ParseError
+from .prefilter import HEAD, unparsed_keys
 from .quicconn import QuicTracker
 from .streams import Direction, HttpPairing, Meta, parse_direction, parse_standalone
 
@@ -227,8 +228,26 @@ class Extractor:
             self._done = np.concatenate([self._done, np.zeros(max(key + 1, 2 * self._done.size), dtype=bool)])
         self._done[key] = True
 
+    def _finish_unparsed(self, cols: PacketColumns, pf: PacketFlows) -> None:
+        """Mark done, without Python per row, the new directions whose first segment ends their parsing."""
+        if self.limit < HEAD:
+            return
+        ok = (cols.status == ST_OK) & (pf.flow_id >= 0) & (cols.proto == TCP)
+        keys = pf.flow_id.astype(np.int64) * 2 + pf.from_a.astype(np.int64)
+        found = unparsed_keys(cols, keys, ok & ~is_done(self._done, keys), self.dns_ports)
+        dirs = self._dirs
+        fresh = [k for k in found.tolist() if (k >> 1, bool(k & 1)) not in dirs]
+        if fresh:
+            self._mark_done(max(fresh))
+            self._done[fresh] = True
+            self._skipped(fresh)
+
+    def _skipped(self, keys: list[int]) -> None:
+        """Hook: direction keys finished by :meth:`_finish_unparsed` (as if parsed one row at a time)."""
+
     @_gc_paused
     def add(self, cols: PacketColumns, pf: PacketFlows) -> None:
+        self._finish_unparsed(cols, pf)
         sel = select(cols, pf, self._done, self.dns_ports, self.limit)
         rows = sel.udp_dns
         metas, payloads = _metas(cols, pf, rows, "udp"), _udp_payloads(cols, rows)

@@ -132,6 +132,9 @@ class PartitionExtractor(Extractor):
                     self.gone_tunnel.add(fid * 2 + int(a))
             self._new = []
 
+    def _skipped(self, keys: list[int]) -> None:
+        self.touched.update(keys)  # finished unread, as if handed to the parser
+
     def _new_direction(self, cols, pf, i, key):  # noqa: ANN001, ANN201
         d = super()._new_direction(cols, pf, i, key)
         self._new.append((key, d))
