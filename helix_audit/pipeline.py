@@ -306,6 +306,7 @@ def audit(
     native): with ``keylog`` (an SSLKEYLOGFILE), WebSocket paths inside wss:// become visible.
     """
     from .policy.classify import classify
+    from .policy.dnsevidence import with_dns_evidence
     from .policy.rules import load_rules
     from .policy.site import load_site
 
@@ -324,6 +325,7 @@ def audit(
     )
     t0 = time.perf_counter()
     cls = classify(result.flows, result.observations, ruleset, profile)
+    findings = with_dns_evidence(list(cls.findings), result.observations)
     result.flows = pd.DataFrame()  # cls.flows is the classified copy: free the original now
     timings = dict(result.timings, classify=time.perf_counter() - t0)
     return AuditResult(
@@ -333,7 +335,7 @@ def audit(
         site_sha256=profile.sha256 if profile is not None else None,
         flows=cls.flows,
         observations=result.observations,
-        findings=list(cls.findings),
+        findings=findings,
         coverage=list(cls.coverage),
         roles=list(cls.roles),
         anomalies=result.anomalies,

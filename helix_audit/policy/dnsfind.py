@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ..model import Evidence, Severity
+from .dnsevidence import filter_string
 from .findings import Draft
 from .flowfind import LABEL
 from .match import Matcher, canon_ip
@@ -94,7 +95,7 @@ def _evidence(lk: Lookup) -> tuple[Evidence, ...]:
     frames = [lk.query.frame] + ([lk.response.frame] if lk.response else [])
     last = lk.response.ts if lk.response else lk.query.ts
     fids = (lk.flow_id,) if lk.flow_id is not None else ()
-    filt = f'dns.qry.name == "{lk.name}"'
+    filt = f"dns.qry.name == {filter_string(lk.name)}"
     return (Evidence(lk.query.file, tuple(frames), lk.query.ts, last, fids, filt),)
 
 

@@ -34,6 +34,7 @@ from helix_audit.report.common import (
     verdict,
 )
 from helix_audit.report.json_stream import (
+    fast_compact,
     flow_lines,
     list_body,
     observation_record,
@@ -89,75 +90,97 @@ def input_dict(info: InputInfo) -> dict[str, Any]:
 
 
 def evidence_dict(ev: Evidence) -> dict[str, Any]:
-    return jsonable(
-        {
-            "file": ev.file,
-            "frames": list(ev.frames),
-            "first_ts": ev.first_ts,
-            "last_ts": ev.last_ts,
-            "flow_ids": list(ev.flow_ids),
-            "wireshark_filter": ev.wireshark_filter,
-        }
-    )
+    return jsonable(_evidence_fields(ev))
+
+
+def _evidence_fields(ev: Evidence) -> dict[str, Any]:
+    return {
+        "file": ev.file,
+        "frames": ev.frames,
+        "first_ts": ev.first_ts,
+        "last_ts": ev.last_ts,
+        "flow_ids": ev.flow_ids,
+        "wireshark_filter": ev.wireshark_filter,
+    }
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:
-    return jsonable(
-        {
-            "id": f.id,
-            "kind": f.kind,
-            "severity": Severity(f.severity).value,
-            "component": f.component,
-            "src": f.src,
-            "src_port": f.src_port,
-            "dst": f.dst,
-            "dst_port": f.dst_port,
-            "transport": f.transport,
-            "hostname": f.hostname,
-            "how": f.how,
-            "state": f.state,
-            "rule": f.rule,
-            "message": f.message,
-            "explanation": f.explanation,
-            "sources": list(f.sources),
-            "flow_ids": list(f.flow_ids),
-            "evidence": [evidence_dict(e) for e in f.evidence],
-            "extra": dict(f.extra),
-        }
-    )
+    return jsonable(_finding_fields(f))
+
+
+def _finding_fields(f: Finding) -> dict[str, Any]:
+    """A finding's record before :func:`jsonable` (tuples, enums, numpy scalars left as they are)."""
+    return {
+        "id": f.id,
+        "kind": f.kind,
+        "severity": Severity(f.severity).value,
+        "component": f.component,
+        "src": f.src,
+        "src_port": f.src_port,
+        "dst": f.dst,
+        "dst_port": f.dst_port,
+        "transport": f.transport,
+        "hostname": f.hostname,
+        "how": f.how,
+        "state": f.state,
+        "rule": f.rule,
+        "message": f.message,
+        "explanation": f.explanation,
+        "sources": f.sources,
+        "flow_ids": f.flow_ids,
+        "evidence": [_evidence_fields(e) for e in f.evidence],
+        "extra": dict(f.extra),
+    }
+
+
+def _finding_text(f: Finding) -> str:
+    return fast_compact(_finding_fields(f))
 
 
 def coverage_dict(c: CoverageEntry) -> dict[str, Any]:
-    return jsonable(
-        {
-            "rule": c.rule,
-            "component": c.component,
-            "phase": c.phase,
-            "group": c.group,
-            "hostnames": list(c.hostnames),
-            "ports": list(c.ports),
-            "status": c.status,
-            "how": c.how,
-            "flow_ids": list(c.flow_ids),
-            "purpose": c.purpose,
-        }
-    )
+    return jsonable(_coverage_fields(c))
+
+
+def _coverage_text(c: CoverageEntry) -> str:
+    return fast_compact(_coverage_fields(c))
+
+
+def _coverage_fields(c: CoverageEntry) -> dict[str, Any]:
+    return {
+        "rule": c.rule,
+        "component": c.component,
+        "phase": c.phase,
+        "group": c.group,
+        "hostnames": list(c.hostnames),
+        "ports": list(c.ports),
+        "status": c.status,
+        "how": c.how,
+        "flow_ids": list(c.flow_ids),
+        "purpose": c.purpose,
+    }
 
 
 def role_dict(r: Role) -> dict[str, Any]:
-    return jsonable(
-        {
-            "address": r.address,
-            "component": r.component,
-            "source": r.source,
-            "evidence": r.evidence,
-            "frames": list(r.frames),
-        }
-    )
+    frames = list(r.frames)
+    plain = set(map(type, frames)) <= {int}  # the common case: skip jsonable's per-frame walk
+    return {
+        **jsonable(
+            {"address": r.address, "component": r.component, "source": r.source, "evidence": r.evidence}
+        ),
+        "frames": frames if plain else jsonable(frames),
+    }
 
 
 def anomaly_dict(a: Anomaly) -> dict[str, Any]:
-    return jsonable({"name": a.name, "file": a.file, "frame": a.frame, "detail": a.detail})
+    return jsonable(_anomaly_fields(a))
+
+
+def _anomaly_fields(a: Anomaly) -> dict[str, Any]:
+    return {"name": a.name, "file": a.file, "frame": a.frame, "detail": a.detail}
+
+
+def _anomaly_text(a: Anomaly) -> str:
+    return fast_compact(_anomaly_fields(a))
 
 
 def summary_dict(result: AuditResult) -> dict[str, Any]:
@@ -245,15 +268,15 @@ def iter_json(result: AuditResult) -> Iterator[str]:
     """``dumps(to_dict(result))`` in pieces: the long lists are encoded and yielded chunk by chunk,
     never held whole (see :mod:`.json_stream`)."""
     lists: dict[str, tuple[int, Iterator[list[str]]]] = {
-        "findings": (len(result.findings), record_lines(finding_dict(f) for f in result.findings)),
-        "coverage": (len(result.coverage), record_lines(coverage_dict(c) for c in result.coverage)),
+        "findings": (len(result.findings), record_lines(result.findings, _finding_text)),
+        "coverage": (len(result.coverage), record_lines(result.coverage, _coverage_text)),
         "roles": (0, iter(())),
         "flows": (len(result.flows), flow_lines(result.flows, FLOW_FIELDS)),
         "observations": (
             len(result.observations),
             record_lines(result.observations, observation_text),
         ),
-        "anomalies": (len(result.anomalies), record_lines(anomaly_dict(a) for a in result.anomalies)),
+        "anomalies": (len(result.anomalies), record_lines(result.anomalies, _anomaly_text)),
     }
     yield "{\n" + ",\n".join(_section(k, v) for k, v in _head(result).items())
     for key, (count, chunks) in lists.items():

@@ -143,14 +143,6 @@ def observation_text(obs: Observation) -> str:
 # ------------------------------------------------------------------------------------------- flows
 
 
-def _float_text(value: float) -> str:
-    if math.isnan(value):
-        return "null"
-    if math.isinf(value):
-        raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
-    return float.__repr__(value)
-
-
 def _encoded_column(column: pd.Series) -> list[str]:
     """The JSON text of every value of a column (NaN/NA as null): numbers and booleans by orjson's
     numpy encoder over the whole column, other values once per distinct value."""
