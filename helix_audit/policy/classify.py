@@ -10,7 +10,9 @@ flow that failed is ``blocked``. Matching runs once per distinct destination, no
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +65,13 @@ def classify(
     ruleset: Ruleset,
     site: SiteProfile | None = None,
 ) -> Classification:
+    with paused_gc():
+        return _classify(flows, observations, ruleset, site)
+
+
+def _classify(
+    flows: pd.DataFrame, observations: Sequence[Observation], ruleset: Ruleset, site: SiteProfile | None
+) -> Classification:
     named = attribute(flows, observations, site)
     roles = assign_roles(named, observations, site)
     named["orig_component"], named["resp_component"] = component_columns(named, roles)
@@ -89,6 +98,20 @@ def classify(
     return Classification(named[keep], findings, coverage, roles)
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic collector off meanwhile: this builds ~10^5 objects and no cycles worth collecting,
+    and each collection would walk the scan's whole object graph (120k observations) again."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -> None:
     n = len(named)
     verdict = np.full(n, "unknown", dtype=object)
@@ -109,9 +132,17 @@ def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -
     for rows, match in _evaluate(named, judge, matcher):
         verdict[rows] = match.verdict
         rule[rows], category[rows], explanation[rows] = match.rule, match.category, match.explanation
-    for pos in np.flatnonzero(inbound):
-        port, transport = int(named["resp_p"].iat[pos]), str(named["transport"].iat[pos])
-        explanation[pos] = matcher.legacy(resp_c[pos], port, transport)
+    rows = np.flatnonzero(inbound)
+    legacy: dict[tuple[object, int, str], object] = {}  # one lookup per distinct (component, port)
+    ports, transports = (
+        named["resp_p"].to_numpy()[rows].tolist(),
+        named["transport"].to_numpy()[rows].tolist(),
+    )
+    for pos, port, transport in zip(rows.tolist(), ports, transports, strict=True):
+        key = (resp_c[pos], int(port), str(transport))
+        if key not in legacy:
+            legacy[key] = matcher.legacy(*key)
+        explanation[pos] = legacy[key]
     for rows, match in _evaluate(named, dns, matcher):
         explanation[rows] = match.explanation if match.category != "unlisted" else None
     other = judge & (orig_c == "other") & (verdict == "violation")

@@ -41,6 +41,10 @@ def build_coverage(
     present = present_components(roles, site)
     components = {r.address: r.component for r in roles}
     by_rule = {rule: part for rule, part in named[named["rule"].notna()].groupby("rule")}
+    failed_by_comp: dict[str | None, list[Lookup]] = {}
+    for lk in found:
+        if lk.outcome in FAILED_LOOKUPS:
+            failed_by_comp.setdefault(components.get(lk.query.src), []).append(lk)
     out = []
     for rule in matcher.enabled:
         comps = sorted(present) if rule.component == "any" else [rule.component]
@@ -50,13 +54,7 @@ def build_coverage(
             part = by_rule.get(rule.id)
             if part is not None:
                 part = part[part["orig_component"] == comp]
-            failed = [
-                lk
-                for lk in found
-                if lk.outcome in FAILED_LOOKUPS
-                and components.get(lk.query.src) == comp
-                and _names_rule(rule, lk.name, matcher)
-            ]
+            failed = [lk for lk in failed_by_comp.get(comp, ()) if _names_rule(rule, lk.name, matcher)]
             out.append(_entry(rule, comp, part, failed, matcher))
     return out
 

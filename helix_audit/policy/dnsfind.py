@@ -23,6 +23,7 @@ from .match import Matcher, canon_ip
 from .outcome import FAILED_LOOKUPS, Lookup
 
 RETRY_WINDOW = 5.0
+_NONE = (-float("inf"),)  # max() of no times: nothing recovers
 _OUTCOME_TEXT = {
     "nxdomain": "answered NXDOMAIN (the name does not exist for this resolver)",
     "servfail": "answered SERVFAIL (the resolver could not resolve it)",
@@ -31,19 +32,23 @@ _OUTCOME_TEXT = {
 }
 
 
-def _name_times(
-    named: pd.DataFrame, names: set[str], only_success: bool
-) -> dict[tuple[str, str], list[float]]:
-    """(client, name) -> first_ts of flows carrying that candidate name."""
+def _latest_flows(
+    named: pd.DataFrame, names: set[str]
+) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
+    """(client, name) -> latest first_ts of the flows carrying that candidate name: of all of them,
+    and of the successful ones."""
     if not names or named.empty:
-        return {}
-    part = named[named["success"]] if only_success else named
-    part = part[["orig_h", "names", "first_ts"]].explode("names")
+        return {}, {}
+    part = named[["orig_h", "names", "first_ts", "success"]].explode("names")
     part = part[part["names"].isin(names)]
-    out: dict[tuple[str, str], list[float]] = {}
-    for client, name, ts in zip(part["orig_h"], part["names"], part["first_ts"], strict=True):
-        out.setdefault((str(client), str(name)), []).append(float(ts))
-    return out
+    keys = ["orig_h", "names"]
+    every = part.groupby(keys, sort=False)["first_ts"].max()
+    ok = part[part["success"].to_numpy(dtype=bool)].groupby(keys, sort=False)["first_ts"].max()
+    return _as_dict(every), _as_dict(ok)
+
+
+def _as_dict(latest: pd.Series) -> dict[tuple[str, str], float]:
+    return {(str(c), str(n)): float(t) for (c, n), t in latest.items()}
 
 
 def lookup_drafts(
@@ -52,13 +57,12 @@ def lookup_drafts(
     judged = [lk for lk in lookups if components.get(lk.query.src, "other") != "other" and _judged(lk.name)]
     verdicts = {name: matcher.name_listed(name) for name in dict.fromkeys(lk.name for lk in judged)}
     names = set(verdicts)
-    connected = _name_times(named, names, only_success=False)
-    success = _name_times(named, names, only_success=True)
+    connected, success = _latest_flows(named, names)
     resolved: dict[tuple[str, str], list[float]] = {}
     for lk in judged:
         if lk.outcome == "ok":
             resolved.setdefault((lk.query.src, lk.name), []).append(lk.query.ts)
-    listed = [p for r in matcher.enabled for p in r.hostnames if not p.startswith(("*", "{"))]
+    listed = tuple(p + "." for r in matcher.enabled for p in r.hostnames if not p.startswith(("*", "{")))
     pairs = set(
         zip(named["orig_h"].to_numpy(dtype=object), named["resp_h"].to_numpy(dtype=object), strict=True)
     )
@@ -67,16 +71,10 @@ def lookup_drafts(
         key, ts, comp = (lk.query.src, lk.name), lk.query.ts, components[lk.query.src]
         verdict = verdicts[lk.name]
         if verdict.verdict == "allowed":
-            recovered = any(t >= ts - RETRY_WINDOW for t in resolved.get(key, [])) or any(
-                t >= ts for t in success.get(key, [])
-            )
+            recovered = max(resolved.get(key, _NONE)) >= ts - RETRY_WINDOW or success.get(key, _NONE[0]) >= ts
             if lk.outcome in FAILED_LOOKUPS and not recovered:
                 out.append(_blocked(lk, comp, verdict.rule, matcher))
-        elif (
-            not connected.get(key)
-            and not _reached(lk, pairs)
-            and not any(lk.name.startswith(h + ".") for h in listed)
-        ):
+        elif key not in connected and not _reached(lk, pairs) and not lk.name.startswith(listed):
             out.append(_lookup_only(lk, comp, verdict.explanation))
     return out
 

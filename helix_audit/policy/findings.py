@@ -130,9 +130,11 @@ def flow_evidence(rows: FlowRows | pd.DataFrame) -> tuple[Evidence, ...]:
     """One Evidence per input file: frames worth opening, time range, flow ids, a display filter."""
     if isinstance(rows, pd.DataFrame):
         rows = FlowRows.of(rows)
+    if len(rows) == 1:
+        return _one_flow_evidence(rows)
     files = rows.col("file")
     out = []
-    for file in sorted({f for f in files.tolist() if not pd.isna(f)}):
+    for file in sorted(set(files[pd.notna(files)].tolist())):
         part = rows.take(np.flatnonzero(files == file)) if len(rows) > 1 else rows
         frames: list[int] = []
         head = np.argsort(part.col("first_ts"), kind="stable")[: MAX_FRAMES // 4]
@@ -150,6 +152,26 @@ def flow_evidence(rows: FlowRows | pd.DataFrame) -> tuple[Evidence, ...]:
             )
         )
     return tuple(out)
+
+
+def _one_flow_evidence(rows: FlowRows) -> tuple[Evidence, ...]:
+    """:func:`flow_evidence` of a single flow (most findings), without the array work."""
+    row = rows.first()
+    file = row["file"]
+    if pd.isna(file):
+        return ()
+    frames = [int(row["first_frame"])]
+    frames += [int(k) for k in str(row["key_frames"] or "").split(",") if k.strip().isdigit()]
+    return (
+        Evidence(
+            file=str(file),
+            frames=tuple(sorted(set(frames)))[:MAX_FRAMES],
+            first_ts=float(row["first_ts"]),
+            last_ts=float(row["last_ts"]),
+            flow_ids=(row["flow_id"].item() if hasattr(row["flow_id"], "item") else row["flow_id"],),
+            wireshark_filter=display_filter(rows),
+        ),
+    )
 
 
 def _nan_min(values: np.ndarray) -> float:

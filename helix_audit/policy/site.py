@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,7 @@ class SiteProfile:
         return any(ip == a and (p is None or port is None or p == port) for a, p in self.proxies)
 
 
+@lru_cache(maxsize=1 << 16)  # addresses repeat: one parse per distinct text
 def _ip(address: str) -> IPAddress | None:
     try:
         ip = ipaddress.ip_address(address)

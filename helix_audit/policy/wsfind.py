@@ -41,6 +41,7 @@ def websocket_drafts(
     enabled_sets = set(matcher.ruleset.default_on) | set(matcher.site.rulesets if matcher.site else ())
     allowed |= {p.path for p in known if p.ruleset in enabled_sets}
     out = []
+    path_ok: dict[str, bool] = {}  # paths repeat: match each distinct one once
     for obs, fid in zip(upgrades, observation_flows(named, upgrades), strict=True):
         pos = where.get(fid) if fid is not None else None
         names = tuple(flow_names[pos]) if pos is not None else ()
@@ -49,7 +50,10 @@ def websocket_drafts(
             continue
         path = path_only(obs.path)
         comp = components.get(obs.src, "other")
-        if not any(fnmatchcase(path, p) for p in allowed):
+        ok = path_ok.get(path)
+        if ok is None:
+            ok = path_ok[path] = any(fnmatchcase(path, p) for p in allowed)
+        if not ok:
             out.append(_path_draft(obs, fid, path, comp, known))
         elif fid not in tls_flows and obs.src != obs.dst:
             out.append(_plaintext_draft(obs, fid, path, comp))
