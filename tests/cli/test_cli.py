@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import click
@@ -221,3 +222,19 @@ def test_report_rerenders_a_bundle_from_json(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert (tmp_path / "a" / "report.json").read_bytes() == (tmp_path / "b" / "report.json").read_bytes()
     assert (tmp_path / "b" / "report.html").is_file()
+
+
+@pytest.mark.tshark
+def test_extract_with_the_tshark_engine_agrees(corpus: Path) -> None:
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+    path = str(corpus / "ndpi__http_connect.pcap")
+    native = [json.loads(line) for line in run("extract", path).stdout.splitlines()]
+    tshark = [json.loads(line) for line in run("extract", path, "--engine", "tshark").stdout.splitlines()]
+    key = sorted((r["type"], r["frame"], r.get("sni") or r.get("qname") or r.get("target")) for r in native)
+    assert key == sorted(
+        (r["type"], r["frame"], r.get("sni") or r.get("qname") or r.get("target")) for r in tshark
+    )
+    assert run("verify", path).exit_code == 0
+    bad = run("extract", path, "--tls-keylog", str(corpus / "README.md"))
+    assert bad.exit_code == ExitCode.USAGE and "--engine tshark" in bad.stderr
