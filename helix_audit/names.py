@@ -118,10 +118,15 @@ def attribute(
     fids = flows["flow_id"].to_numpy()
     has_dns = np.fromiter((d is not None for d in dns_name), dtype=bool, count=n)
     has_direct = np.isin(fids, np.fromiter(direct, dtype=np.int64, count=len(direct)))
+    chosen: dict[tuple[object, ...], tuple[str | None, str, tuple[str, ...]]] = {}  # evidence repeats
     for i in np.flatnonzero(has_dns | has_direct):  # only flows with any evidence
         info = direct.get(int(fids[i]))
         is_proxy = bool(proxy_dst[i] or (info is not None and info.proxied))
-        hostnames[i], sources[i], names[i] = _choose(info, is_proxy, dns_name[i], dns_names[i])
+        key = (tuple(info.found.items()) if info is not None else None, is_proxy, dns_name[i], dns_names[i])
+        choice = chosen.get(key)
+        if choice is None:
+            choice = chosen[key] = _choose(info, is_proxy, dns_name[i], dns_names[i])
+        hostnames[i], sources[i], names[i] = choice
         proxied[i] = is_proxy
         if is_proxy and info is not None and info.target_port:
             ports[i] = info.target_port
@@ -208,10 +213,15 @@ def _proxy_mask(flows: pd.DataFrame, site: SiteProfile | None) -> np.ndarray:
 def answer_rows(observations: Iterable[Observation]) -> pd.DataFrame:
     """One row per (address, response): ts, client, resolver, addr, hostname, names (CNAME chain)."""
     rows = []
+    known: dict[tuple[object, ...], list[tuple[str, tuple[str, ...]]]] = {}  # answers repeat: walk once
     for obs in observations:
         if not isinstance(obs, DnsResponse) or obs.rcode != "NOERROR" or obs.protocol != "dns":
             continue
-        for addr, chain in _chains(obs):
+        key = (obs.qname, obs.answers)
+        chains = known.get(key)
+        if chains is None:
+            chains = known[key] = _chains(obs)
+        for addr, chain in chains:
             rows.append((obs.ts, obs.dst, obs.src, addr, chain[0], chain))
     cols = ["ts", "client", "resolver", "addr", "dns_hostname", "dns_names"]
     return pd.DataFrame(rows, columns=cols).sort_values("ts", kind="stable", ignore_index=True)

@@ -41,21 +41,31 @@ def _names(obs: DnsQuery | DnsResponse) -> set[str]:
     return names
 
 
-def _index(observations: Iterable[Observation]) -> dict[str, list[DnsQuery | DnsResponse]]:
-    by_name: dict[str, list[DnsQuery | DnsResponse]] = defaultdict(list)
-    for obs in observations:
+_Lookups = dict[str, list[tuple[int, DnsQuery | DnsResponse]]]  # client -> (position, lookup)
+
+
+def _index(observations: Iterable[Observation]) -> dict[str, _Lookups]:
+    """name -> client (a query's source, a response's destination) -> its lookups of that name, with
+    their position in the capture's observation order."""
+    by_name: dict[str, _Lookups] = defaultdict(dict)
+    for pos, obs in enumerate(observations):
         if isinstance(obs, DnsQuery | DnsResponse):
+            client = obs.src if isinstance(obs, DnsQuery) else obs.dst
             for name in _names(obs):
-                by_name[name].append(obs)
+                by_name[name].setdefault(client, []).append((pos, obs))
     return by_name
 
 
-def _lookup_evidence(finding: Finding, lookups: list[DnsQuery | DnsResponse]) -> list[Evidence]:
+def _lookup_evidence(finding: Finding, by_client: _Lookups) -> list[Evidence]:
     hosts = set(finding.sources) or {finding.src}
-    mine = [o for o in lookups if (o.src in hosts if isinstance(o, DnsQuery) else o.dst in hosts)]
+    parts = [by_client[h] for h in hosts if h in by_client]
+    if not parts:
+        return []
+    # one client's lookups only, in observation order (not every lookup of a popular name)
+    mine = parts[0] if len(parts) == 1 else sorted((x for part in parts for x in part), key=lambda x: x[0])
     have = {(e.file, f) for e in finding.evidence for f in e.frames}
     by_file: dict[str, list[DnsQuery | DnsResponse]] = defaultdict(list)
-    for obs in mine:
+    for _, obs in mine:
         if (obs.file, obs.frame) not in have:
             by_file[obs.file].append(obs)
     out = []

@@ -57,6 +57,7 @@ class Matcher:
         self.cp_names = frozenset(site.control_plane_names) if site else frozenset()
         self.cp_addresses = frozenset(canon_ip(a) for a in cp_addresses)
         self.enabled = tuple(r for r in ruleset.rules if self.disabled_reason(r) is None)
+        self._candidates: dict[tuple[tuple[str, ...], str, bool], list[Rule]] = {}
 
     def disabled_reason(self, rule: Rule) -> str | None:
         site = self.site
@@ -111,7 +112,10 @@ class Matcher:
         is_cp = self.is_control_plane(names, resp_h, resp_component)
         comp = component if component != "other" else None
         addr = canon_ip(resp_h)
-        candidates = [r for r in self.ruleset.rules if self.hosts_match(r, names, addr, is_cp)]
+        candidates = self._candidates.get((names, addr, is_cp))
+        if candidates is None:  # the same name and address recur with other ports and components
+            candidates = [r for r in self.ruleset.rules if self.hosts_match(r, names, addr, is_cp)]
+            self._candidates[(names, addr, is_cp)] = candidates
         exact = [r for r in candidates if port in r.ports and transport == r.transport]
         for rule in exact:
             if rule in self.enabled and (comp is None or rule.applies_to(comp)):

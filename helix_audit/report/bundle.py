@@ -16,7 +16,7 @@ from helix_audit.report.atomic import atomic_write_text
 from helix_audit.report.csv_report import write_csvs
 from helix_audit.report.evidence import write_evidence
 from helix_audit.report.html import write_html
-from helix_audit.report.json_report import write_json
+from helix_audit.report.json_report import paused_gc, write_json
 from helix_audit.report.junit import write_junit
 from helix_audit.report.sarif import write_sarif
 
@@ -90,8 +90,9 @@ def write_bundle(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name in FORMATS:
-        if name in wanted:
-            written += WRITERS[name](result, out)
+    with paused_gc():  # the formats build many short-lived objects and no cycles
+        for name in FORMATS:
+            if name in wanted:
+                written += WRITERS[name](result, out)
     written.append(write_sums(out))
     return written
