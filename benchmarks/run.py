@@ -117,6 +117,15 @@ def median_run(cmd: list[str], runs: int, env: dict[str, str] | None = None) -> 
     return wall, rss, results[-1][2]
 
 
+def read_timings(report: Path) -> dict[str, float]:
+    """``tool.timings`` of a report.json, read in a child process: loading a large report here
+    would inflate the peak RSS that the next children inherit at fork (ru_maxrss counts it)."""
+    code = "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))['tool'].get('timings', {})))"
+    cmd = [sys.executable, "-c", code, str(report)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return {k: v for k, v in json.loads(out.stdout).items() if k not in ("parts", "reruns")}
+
+
 def count_packets(path: Path) -> int:
     with open(path, "rb") as f:
         f.seek(24)
@@ -159,8 +168,7 @@ def main() -> None:
         run(cmd, env)  # warm the numba cache and the page cache
         wall, rss, _ = median_run(cmd, args.runs, env)
         rows.append(("helix-audit audit --format json", wall, rss, ""))
-        report = json.loads((Path(out) / "report.json").read_text())
-    timings = report.get("tool", {}).get("timings", {})
+        timings = read_timings(Path(out) / "report.json")
     if shutil.which("tshark"):
         fields = [
             "-e",
