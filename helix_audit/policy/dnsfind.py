@@ -12,6 +12,7 @@ sandbox lookups are judged; other hosts' lookups are not reported.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -97,7 +98,7 @@ def _evidence(lk: Lookup) -> tuple[Evidence, ...]:
     return (Evidence(lk.query.file, tuple(frames), lk.query.ts, last, fids, filt),)
 
 
-def _base(lk: Lookup, kind: str, sev: Severity, comp: str, msg: str, **kw: str | None) -> Draft:
+def _base(lk: Lookup, kind: str, sev: Severity, comp: str, msg: str, **kw: Any) -> Draft:
     q = lk.query
     return Draft(
         kind=kind,

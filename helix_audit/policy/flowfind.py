@@ -45,7 +45,7 @@ def where(row: Mapping[str, Any]) -> str:
 
 def _groups(cols: Columns, mask: np.ndarray, keys: list[str]) -> list[tuple[Mapping[str, Any], FlowRows]]:
     """(first row, rows) per group of the masked rows, in ``groupby(keys, sort=True)`` order."""
-    out = []
+    out: list[tuple[Mapping[str, Any], FlowRows]] = []
     for pos in group_positions(cols, keys, mask):
         rows = FlowRows(cols, pos)
         out.append((rows.first(), rows))
