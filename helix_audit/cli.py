@@ -223,6 +223,7 @@ def audit(
             progress=bar,
             jobs=jobs,
             dask=dask_address,
+            freeze_gc=True,  # the process ends after the report
         )
     written = write_bundle(result, out, formats=list(formats) or None)
     _warn_inputs(result.inputs)

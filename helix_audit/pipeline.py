@@ -26,7 +26,7 @@ from .capture.interface import CaptureInfo
 from .decode.core import Decoder
 from .errors import UsageError
 from .flows.table import FlowTable
-from .model import Anomaly, AuditResult, InputInfo, Observation, RulesetInfo
+from .model import Anomaly, AuditResult, InputInfo, Observation
 from .protocols.extract import Extractor
 
 Progress = Callable[[int, int], None]  # (packets so far, bytes so far)
@@ -254,14 +254,19 @@ def _non_flow_counts(summary: pd.DataFrame) -> dict[str, int]:
 
 
 def _remap_flow_ids(observations: list[Observation], remap: np.ndarray) -> list[Observation]:
-    out = []
+    """Final flow ids on the observations, which are then sorted by (file, frame).
+
+    The observations were just built by the protocols stage and nobody else holds them yet, so
+    the id is set in place (``object.__setattr__`` on the frozen dataclass) instead of copying
+    120k objects with ``dataclasses.replace``.
+    """
+    final = remap.tolist()
     for obs in observations:
         fid = obs.flow_id
-        if fid is not None and 0 <= fid < len(remap):
-            obs = dataclasses.replace(obs, flow_id=int(remap[fid]))
-        out.append(obs)
-    out.sort(key=lambda o: (o.file, o.frame))
-    return out
+        if fid is not None and 0 <= fid < len(final):
+            object.__setattr__(obs, "flow_id", final[fid])
+    observations.sort(key=lambda o: (o.file, o.frame))
+    return observations
 
 
 def scan_with(
@@ -300,11 +305,14 @@ def audit(
     decode_as: Sequence[str] = (),
     jobs: int = 1,
     dask: str | None = None,
+    freeze_gc: bool = False,
 ) -> AuditResult:
     """Audit captures against the documented Helix endpoint tables and the site profile.
 
     ``engine="tshark"`` takes the observations from Wireshark's dissectors instead (flows stay
     native): with ``keylog`` (an SSLKEYLOGFILE), WebSocket paths inside wss:// become visible.
+    ``freeze_gc`` moves everything alive after the scan out of the cyclic collector's reach (a
+    process that ends after the audit, like the CLI, saves re-walking 100k+ observations).
     """
     from .policy.classify import classify
     from .policy.dnsevidence import with_dns_evidence
@@ -324,8 +332,8 @@ def audit(
         jobs=jobs,
         dask=dask,
     )
-    # The observations live until the process ends: keep the cyclic GC from re-walking them.
-    gc.freeze()
+    if freeze_gc:
+        gc.freeze()
     t0 = time.perf_counter()
     cls = classify(result.flows, result.observations, ruleset, profile)
     t1 = time.perf_counter()
@@ -356,4 +364,4 @@ def audit(
     )
 
 
-__all__ = ["Scan", "audit", "scan", "RulesetInfo"]
+__all__ = ["Scan", "audit", "scan", "scan_with"]
