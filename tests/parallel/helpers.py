@@ -26,9 +26,22 @@ def assert_same_scan(serial: Scan, other: Scan, what: str) -> None:
     assert serial.non_flow == other.non_flow, what
 
 
+BENCH_SCRIPT = REPO.parent / "shared" / "bench" / "make_bench_pcap.py"
+
+
 def bench_slice(dest: Path, records: int) -> Path:
-    """The first ``records`` records of the benchmark capture, cut on a record boundary."""
+    """The first ``records`` records of the benchmark capture, cut on a record boundary; when the
+    benchmark was not built, a capture of that size made by the same script from the samples."""
+    import subprocess
+    import sys
+
     from helix_audit.capture import open_capture
+
+    if not BENCH.is_file():
+        templates = sorted(str(p) for p in SAMPLES.glob("*.pcap"))
+        subprocess.run([sys.executable, str(BENCH_SCRIPT), str(dest), str(records), *templates],
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        return dest
 
     cap = open_capture(BENCH)
     batch = next(iter(cap.batches(batch_size=records)))

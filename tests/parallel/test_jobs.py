@@ -13,7 +13,7 @@ from helix_audit.cli import main
 from helix_audit.pipeline import scan
 from tests.conftest import CORPUS_FILES, needs_corpus
 
-from .helpers import BENCH, SAMPLE_FILES, SAMPLES, assert_same_scan, bench_slice
+from .helpers import BENCH, BENCH_SCRIPT, SAMPLE_FILES, SAMPLES, assert_same_scan, bench_slice
 
 REPORT_KEYS = ("findings", "coverage", "flows", "observations")
 
@@ -34,7 +34,9 @@ def test_corpus_on_two_processes(corpus: Path) -> None:
     assert_same_scan(serial, parted, "corpus, --jobs 2")
 
 
-@pytest.mark.skipif(not BENCH.is_file(), reason="benchmarks/out/bench-2000000.pcap not built")
+@pytest.mark.skipif(
+    not BENCH.is_file() and not BENCH_SCRIPT.is_file(), reason="no benchmark capture and no ../shared/bench"
+)
 def test_bench_slice_byte_ranges(tmp_path: Path) -> None:
     path = bench_slice(tmp_path / "slice.pcap", 120_000)
     serial = scan([path], batch_size=8192)
