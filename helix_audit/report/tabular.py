@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from ..model import Observation
+from .csv_report import neutralise
 
 #: Columns every observation row has, first and in this order.
 HEAD = ["type", "frame", "ts", "src", "sport", "dst", "dport", "transport", "file", "flow_id"]
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def observation_rows(observations: Iterable[Observation], types: set[str]) -> Iterator[dict[str, Any]]:
@@ -43,14 +40,9 @@ def safe_cell(value: Any) -> str:
     """A CSV cell that no spreadsheet evaluates and no terminal interprets."""
     if value is None:
         return ""
-    if isinstance(value, (list, tuple, dict)):
-        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
-    else:
-        text = str(value)
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-    if text.startswith(_FORMULA_START):
-        text = "'" + text
-    return text
+    if isinstance(value, list | tuple | dict):
+        return neutralise(json.dumps(value, ensure_ascii=True, separators=(",", ":")))
+    return neutralise(str(value))
 
 
 def write_csv(rows: Iterable[dict[str, Any]], out: TextIO) -> int:

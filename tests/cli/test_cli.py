@@ -238,3 +238,12 @@ def test_extract_with_the_tshark_engine_agrees(corpus: Path) -> None:
     assert run("verify", path).exit_code == 0
     bad = run("extract", path, "--tls-keylog", str(corpus / "README.md"))
     assert bad.exit_code == ExitCode.USAGE and "--engine tshark" in bad.stderr
+
+
+def test_extract_csv_cells_are_neutralised() -> None:
+    from helix_audit.report.tabular import safe_cell
+
+    assert safe_cell('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
+    assert safe_cell("@SUM(1)").startswith("'") and safe_cell("-1+2").startswith("'")
+    assert safe_cell("evil\x1b[2Jname") == "evil\\x1b[2Jname"
+    assert safe_cell(["=a", "b"]) == '["=a","b"]' and safe_cell(None) == ""
