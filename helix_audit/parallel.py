@@ -41,6 +41,7 @@ from .decode.core import Decoder
 from .decode.frag import Reassembler
 from .flows.interface import PacketFlows
 from .flows.table import FlowTable
+from .gcpause import paused_gc
 from .protocols.partition import PartitionExtractor, absorb
 
 SPLIT_MIN_BYTES = 64 << 20  # files smaller than this are one partition
@@ -332,14 +333,9 @@ def execute(
     else:
         started()
         results = (run_part(p, batch_size, meter.add) for p in parts)
-    was = gc.isenabled()
-    gc.disable()  # merging builds ~10^5 objects and cycles nothing: no collections meanwhile
-    try:
+    with paused_gc():  # merging builds ~10^5 objects and cycles nothing: no collections meanwhile
         for res in results:
             merged.add(res, batch_size)
-    finally:
-        if was:
-            gc.enable()
     return merged
 
 
@@ -378,13 +374,8 @@ def packed_part(part: Part, batch_size: int) -> bytes:
 
 
 def unpack_part(blob: bytes) -> PartResult:
-    was = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return pickle.loads(blob)
-    finally:
-        if was:
-            gc.enable()
 
 
 def _pool_results(

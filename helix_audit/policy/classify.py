@@ -10,14 +10,13 @@ flow that failed is ``blocked``. Matching runs once per distinct destination, no
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ..gcpause import paused_gc
 from ..model import CoverageEntry, Finding, Observation, Role, Severity
 from ..names import attribute
 from .coverage import build_coverage
@@ -96,20 +95,6 @@ def _classify(
     coverage = build_coverage(named, found, matcher, roles, site)
     keep = [c for c in named.columns if c not in ("category", "explanation", "dest", "state", "success")]
     return Classification(named[keep], findings, coverage, roles)
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """The cyclic collector off meanwhile: this builds ~10^5 objects and no cycles worth collecting,
-    and each collection would walk the scan's whole object graph (120k observations) again."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -> None:

@@ -13,7 +13,7 @@ import ipaddress
 import numpy as np
 import pandas as pd
 
-from .site import SiteProfile
+from .site import SiteProfile, parse_ip
 
 ICMP6_INFRA_TYPES = (130, 131, 132, 133, 134, 135, 136, 137, 143)  # MLD, RS, RA, NS, NA, redirect, MLDv2
 DHCP_PORTS = (67, 68, 546, 547)
@@ -49,18 +49,8 @@ def _per_address(column: pd.Series, test: object) -> np.ndarray:
     return column.isin(hits).to_numpy() if hits else np.zeros(len(column), dtype=bool)
 
 
-def _parse(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
 def _local_broadcast(address: str) -> bool:
-    ip = _parse(address)
+    ip = parse_ip(address)
     if ip is None:
         return False
     if isinstance(ip, ipaddress.IPv4Address):
@@ -71,5 +61,5 @@ def _local_broadcast(address: str) -> bool:
 def _known_resolver(address: str, site: SiteProfile | None) -> bool:
     if site is not None and site.dns_servers:
         return site.is_dns_server(address)
-    ip = _parse(address)
+    ip = parse_ip(address)
     return ip is not None and (ip.is_private or ip.is_link_local or ip.is_loopback)

@@ -12,13 +12,12 @@ counts. ``*.example.com`` matches any name below example.com, not example.com it
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
 from .rules import CONTROL_PLANE_TOKEN, CORE_GROUPS, Rule, Ruleset
-from .site import SiteProfile
+from .site import SiteProfile, parse_ip
 
 COMPONENT_LABEL = {"control_plane": "the control plane", "sandbox": "sandboxes", "any": "any component"}
 
@@ -39,13 +38,9 @@ def host_matches(pattern: str, name: str) -> bool:
 
 @lru_cache(maxsize=1 << 16)
 def canon_ip(text: str) -> str:
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        return text
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+    """Canonical text of an address (IPv4-mapped IPv6 as IPv4); other text as it is."""
+    ip = parse_ip(text)
+    return text if ip is None else str(ip)
 
 
 class Matcher:

@@ -96,7 +96,7 @@ class SiteProfile:
 
     def component_of(self, address: str) -> str | None:
         """``control_plane`` / ``sandbox`` for an address the profile places, else None."""
-        ip = _ip(address)
+        ip = parse_ip(address)
         if ip is None:
             return None
         if any(ip in net for net in self.control_plane_addresses):
@@ -106,16 +106,17 @@ class SiteProfile:
         return None
 
     def is_dns_server(self, address: str) -> bool:
-        ip = _ip(address)
+        ip = parse_ip(address)
         return ip is not None and ip in self.dns_servers
 
     def is_proxy(self, address: str, port: int | None = None) -> bool:
-        ip = _ip(address)
+        ip = parse_ip(address)
         return any(ip == a and (p is None or port is None or p == port) for a, p in self.proxies)
 
 
 @lru_cache(maxsize=1 << 16)  # addresses repeat: one parse per distinct text
-def _ip(address: str) -> IPAddress | None:
+def parse_ip(address: str) -> IPAddress | None:
+    """The address in ``address`` (IPv4-mapped IPv6 as IPv4), or None when it is not one."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -13,7 +13,6 @@ tunnels into the TLS inside. Request/response pairs are matched per flow in orde
 from __future__ import annotations
 
 import functools
-import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
@@ -22,6 +21,7 @@ import numpy as np
 
 from ..decode.interface import ST_OK, PacketColumns, addr_to_str
 from ..flows.interface import PacketFlows
+from ..gcpause import paused_gc
 from ..model import Anomaly, DnsQuery, DnsResponse, Observation
 from . import dns, quic
 from .build import build
@@ -142,13 +142,8 @@ def _gc_paused(method: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(method)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        if not gc.isenabled():
+        with paused_gc():
             return method(*args, **kwargs)
-        gc.disable()
-        try:
-            return method(*args, **kwargs)
-        finally:
-            gc.enable()
 
     return run
 

@@ -11,12 +11,13 @@ import hashlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from helix_audit.gcpause import paused_gc
 from helix_audit.model import AuditResult
 from helix_audit.report.atomic import atomic_write_text
 from helix_audit.report.csv_report import write_csvs
 from helix_audit.report.evidence import write_evidence
 from helix_audit.report.html import write_html
-from helix_audit.report.json_report import paused_gc, write_json
+from helix_audit.report.json_report import write_json
 from helix_audit.report.junit import write_junit
 from helix_audit.report.sarif import write_sarif
 

@@ -6,16 +6,15 @@ this file back into one so a bundle can be re-rendered from its JSON alone.
 
 from __future__ import annotations
 
-import gc
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from helix_audit.flows.interface import FLOW_COLUMNS
+from helix_audit.gcpause import paused_gc
 from helix_audit.model import (
     Anomaly,
     AuditResult,
@@ -301,20 +300,6 @@ def load_result(path: str | Path) -> AuditResult:
     from helix_audit.report.load import load_result as _load
 
     return _load(path)
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """The cyclic collector off meanwhile: this builds ~10^5 objects and no cycles worth collecting,
-    and each collection would walk the scan's whole object graph (120k observations) again."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def write_json(result: AuditResult, path: str | Path) -> Path:
