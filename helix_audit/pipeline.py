@@ -25,6 +25,7 @@ from .capture import expand_inputs, open_capture
 from .capture.interface import CaptureInfo
 from .decode.core import Decoder
 from .errors import UsageError
+from .gcpause import paused_gc
 from .flows.table import FlowTable
 from .model import Anomaly, AuditResult, InputInfo, Observation
 from .protocols.extract import Extractor
@@ -114,11 +115,12 @@ def scan(
     a Dask cluster. The result is the serial one whichever way it ran.
     """
     files = expand_inputs([Path(p) for p in paths])
-    if jobs > 1 or dask is not None or split_min is not None or pieces:
-        return with_quality_warnings(
-            _scan_parallel(files, batch_size, progress, jobs, dask, split_min, pieces)
-        )
-    return with_quality_warnings(_scan_serial(files, batch_size, progress))
+    with paused_gc():  # see gcpause: ~10^5 live objects, allocations by the million, no cycles
+        if jobs > 1 or dask is not None or split_min is not None or pieces:
+            return with_quality_warnings(
+                _scan_parallel(files, batch_size, progress, jobs, dask, split_min, pieces)
+            )
+        return with_quality_warnings(_scan_serial(files, batch_size, progress))
 
 
 def _scan_serial(files: list[Path], batch_size: int, progress: Progress | None) -> Scan:
@@ -335,9 +337,10 @@ def audit(
     if freeze_gc:
         gc.freeze()
     t0 = time.perf_counter()
-    cls = classify(result.flows, result.observations, ruleset, profile)
-    t1 = time.perf_counter()
-    findings = with_dns_evidence(list(cls.findings), result.observations)
+    with paused_gc():
+        cls = classify(result.flows, result.observations, ruleset, profile)
+        t1 = time.perf_counter()
+        findings = with_dns_evidence(list(cls.findings), result.observations)
     result.flows = pd.DataFrame()  # cls.flows is the classified copy: free the original now
     timings = dict(result.timings, classify=t1 - t0, **{"dns evidence": time.perf_counter() - t1})
     return AuditResult(

@@ -270,7 +270,7 @@ class Extractor:
                 d.finish()
                 self._mark_done(key)
                 if not d.accepts_standalone:
-                    del self._dirs[(key >> 1, bool(key & 1))]
+                    self._forget(d, (key >> 1, bool(key & 1)))
         self._tcp_rows(cols, pf, sel.http[~seen[sel.http]])
 
     @_gc_paused
@@ -331,7 +331,13 @@ class Extractor:
         if d.done:
             self._mark_done(key[0] * 2 + int(key[1]))
             if not d.accepts_standalone:
-                del self._dirs[key]  # bounded memory: only directions still useful stay
+                self._forget(d, key)  # bounded memory: only directions still useful stay
+
+    def _forget(self, d: Direction, key: tuple[int, bool]) -> None:
+        """Drop a finished direction; its peer may still read its ``tunnel`` flag, so only the
+        back-reference goes (no peer cycle left for the garbage collector, which is paused)."""
+        d.peer = None
+        del self._dirs[key]
 
     def _new_direction(
         self, cols: PacketColumns, pf: PacketFlows, i: int, key: tuple[int, bool]
