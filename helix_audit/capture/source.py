@@ -136,14 +136,15 @@ class Capture:
         return self._releasing(it, start)
 
     def _releasing(self, batches: Iterator[RecordBatch], start: int) -> Iterator[RecordBatch]:
-        """Hand out batches; when the consumer asks for the next one, drop the mapped pages before
-        the batch it had from the process (they refault from the page cache if touched again), so
-        RSS stays bounded by about two batches of packet bytes even on 20M-packet files."""
+        """Hand out batches; when the consumer asks for the next one, it is done with the one it
+        had: drop that batch's mapped pages from the process (they refault from the page cache if
+        touched again, e.g. by a later evidence pass), so RSS holds about one batch of packet bytes
+        even on 20M-packet files."""
         released = start - start % mmap.PAGESIZE
         for batch in batches:
             yield batch
             if self._mm is not None and len(batch):
-                upto = int(batch.offset[0])
+                upto = int(batch.offset[-1])  # the last record's page may hold the next batch's first
                 upto -= upto % mmap.PAGESIZE
                 if upto - released >= RELEASE_MIN:
                     self._mm.madvise(mmap.MADV_DONTNEED, released, upto - released)

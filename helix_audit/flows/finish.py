@@ -38,6 +38,7 @@ from .state import (
     S_SYNACK,
     SegmentArrays,
 )
+from .text import ipv4_text, rows_text, sorted_unique_rows
 from .zeek import conn_state_tcp, conn_state_udp, history_text, replay
 
 EPHEMERAL_MIN = 49152
@@ -190,33 +191,23 @@ def _key_frames(ev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: 
         keep = rank < 4
         extra[sid[keep], rank[keep]] = order[keep]
     wanted = [2 * k + d for k in (K_SYN, K_SYNACK, K_DATA, K_FIN, K_RST) for d in (0, 1)]
-    m = np.sort(np.concatenate([ev[:, wanted], extra], axis=1), axis=1)
-    m[:, 1:][m[:, 1:] == m[:, :-1]] = NONE  # duplicates (one packet, several events)
-    m = np.sort(m, axis=1)[:, :KEY_FRAMES_MAX]
-    names = np.array([f"{f}:" for f in files] or [""], dtype=object)
-    out = np.full(ng, "", dtype=object)
-    for k in range(m.shape[1]):
-        rows = np.flatnonzero(m[:, k] != NONE)
-        if not len(rows):
-            break
-        fi, fr = m[rows, k] >> ORDER_SHIFT, m[rows, k] & FRAME_MASK
-        text = fr.astype(str).astype(object)
-        other = fi != first_file[rows]
-        text[other] = names[fi[other]] + text[other]
-        out[rows] = text if k == 0 else out[rows] + "," + text
+    m = sorted_unique_rows(np.concatenate([ev[:, wanted], extra], axis=1), NONE)[:, :KEY_FRAMES_MAX]
+    present = m != NONE
+    other = present & ((m >> ORDER_SHIFT) != first_file[:, None])
+    out = rows_text(np.where(present, m & FRAME_MASK, -1), ",", skip=-1)
+    for i in np.flatnonzero(other.any(axis=1)).tolist():  # frames in another file than the flow's first
+        out[i] = ",".join(
+            (f"{files[v >> ORDER_SHIFT]}:" if v >> ORDER_SHIFT != first_file[i] else "") + str(v & FRAME_MASK)
+            for v in m[i][present[i]].tolist()
+        )
     return out
 
 
-_OCTETS = np.array([str(i) for i in range(256)], dtype=object)
-
-
 def _addr_strings(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Text addresses: IPv4-mapped ones built column-wise, the (rarer) IPv6 ones one by one."""
+    """Text addresses: IPv4-mapped ones rendered in bulk, the (rarer) IPv6 ones once per address."""
     out = np.empty(len(hi), dtype=object)
     v4 = (hi == 0) & ((lo >> np.uint64(32)) == 0xFFFF)
-    x = lo[v4]
-    parts = [_OCTETS[((x >> np.uint64(s)) & np.uint64(0xFF)).astype(np.int64)] for s in (24, 16, 8, 0)]
-    out[v4] = parts[0] + "." + parts[1] + "." + parts[2] + "." + parts[3]
+    out[v4] = ipv4_text(lo[v4] & np.uint64(0xFFFFFFFF))
     rest = np.flatnonzero(~v4)
     if len(rest):
         pairs = np.stack([hi[rest], lo[rest]], axis=1)

@@ -1,0 +1,99 @@
+"""Decimal text of integer rows, for columns with a string per flow (a million flows on a SYN scan).
+
+Building strings with numpy object arrays (``a + "," + b``) runs Python per element and operator;
+here a numba kernel writes the digits of every row into one byte buffer, rows ended by a newline,
+and Python makes all the strings with a single ``split``: one pass, no per-row interpreter work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_NL = 10
+
+
+@njit(cache=True)
+def _render(m: np.ndarray, skip: int, sep: int, out: np.ndarray) -> int:  # pragma: no cover - compiled
+    pos = 0
+    digits = np.empty(20, dtype=np.uint8)
+    for i in range(m.shape[0]):
+        first = True
+        for k in range(m.shape[1]):
+            v = m[i, k]
+            if v == skip:
+                continue
+            if not first:
+                out[pos] = sep
+                pos += 1
+            first = False
+            if v < 0:  # never in our columns; written plainly all the same
+                out[pos] = 45
+                pos += 1
+                v = -v
+            n = 0
+            while True:
+                digits[n] = 48 + v % 10
+                n += 1
+                v //= 10
+                if v == 0:
+                    break
+            for j in range(n - 1, -1, -1):
+                out[pos] = digits[j]
+                pos += 1
+        out[pos] = _NL
+        pos += 1
+    return pos
+
+
+@njit(cache=True)
+def _sort_unique_rows(m: np.ndarray, fill: int) -> None:  # pragma: no cover - compiled
+    width = m.shape[1]
+    for i in range(m.shape[0]):
+        row = m[i]
+        for a in range(1, width):  # insertion sort: rows are short
+            v = row[a]
+            b = a - 1
+            while b >= 0 and row[b] > v:
+                row[b + 1] = row[b]
+                b -= 1
+            row[b + 1] = v
+        n = 0
+        for a in range(width):
+            if row[a] != fill and (n == 0 or row[a] != row[n - 1]):
+                row[n] = row[a]
+                n += 1
+        for a in range(n, width):
+            row[a] = fill
+
+
+def sorted_unique_rows(m: np.ndarray, fill: int) -> np.ndarray:
+    """Each row of ``m`` sorted ascending without repeats or ``fill`` values, then padded with
+    ``fill`` (a copy; ``fill`` is the largest value, e.g. the "no event" marker)."""
+    out = np.array(m, dtype=np.int64, order="C", copy=True)
+    _sort_unique_rows(out, fill)
+    return out
+
+
+def rows_text(m: np.ndarray, sep: str, skip: int | None = None) -> np.ndarray:
+    """Per row of the 2-D integer array ``m``: its values in decimal joined by ``sep`` (values equal
+    to ``skip`` left out), as an object array of str. ``[[1, 2], [3, skip]]``, "," -> ["1,2", "3"]."""
+    m = np.ascontiguousarray(m, dtype=np.int64)
+    rows = m.shape[0]
+    if rows == 0:
+        return np.empty(0, dtype=object)
+    marker = np.iinfo(np.int64).min if skip is None else skip  # min never occurs: -v overflows it
+    out = np.empty(rows * (m.shape[1] * 21 + 1), dtype=np.uint8)
+    end = _render(m, marker, ord(sep), out)
+    texts = out[:end].tobytes().decode("ascii").split("\n")
+    texts.pop()  # after the last newline
+    arr = np.empty(rows, dtype=object)
+    arr[:] = texts
+    return arr
+
+
+def ipv4_text(values: np.ndarray) -> np.ndarray:
+    """Dotted-quad text of 32-bit addresses (each distinct address rendered once)."""
+    uniq, inv = np.unique(np.asarray(values, dtype=np.uint64), return_inverse=True)
+    octets = ((uniq[:, None] >> np.array([24, 16, 8, 0], dtype=np.uint64)) & np.uint64(0xFF)).astype(np.int64)
+    return rows_text(octets, ".")[inv.reshape(-1)]
