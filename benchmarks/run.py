@@ -6,7 +6,13 @@ captures, then times each tool on it in this one run and prints packets/s, the r
 peak RSS (from wait4 of each child). Medians over --runs. helix-audit's own stage timings (from
 report.json) say where its time goes.
 
-usage: benchmarks/run.py [--packets 2000000] [--runs 3] [--quick] [--no-baselines]
+Every tool runs pinned to one CPU (``--cpus 0``, the issues' "on one core": helix-audit's input
+hashing thread then shares that core too); ``--jobs 2`` runs on all CPUs. ``--synscan N`` adds an
+audit of a SYN scan (N one-packet flows towards the sandboxes, benchmarks/synscan.py), the worst
+case for memory.
+
+usage: benchmarks/run.py [--packets 2000000] [--runs 3] [--quick] [--no-baselines] [--cpus 0|all]
+                         [--synscan 1000000]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH_SCRIPT = REPO.parent / "shared" / "bench" / "make_bench_pcap.py"
 OUT = REPO / "benchmarks" / "out"
 SCAPY_PREFIX = 20_000
+SYNSCAN_SITE = "control_plane:\n  addresses: [10.0.0.2]\nsandboxes:\n  addresses: [10.0.1.0/24]\n"
 
 DPKT_SCRIPT = r"""
 import sys, dpkt
@@ -98,10 +105,20 @@ def bench_site(script_output: str) -> str:
     return yaml.safe_dump(profile, sort_keys=False)
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MiB, stdout) of one child process."""
+CPUS: set[int] | None = None  # the CPUs children run on (None: all)
+
+
+def _pin() -> None:
+    if CPUS is not None:
+        os.sched_setaffinity(0, CPUS)
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, pin: bool = True) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, stdout) of one child process (on ``CPUS`` when ``pin``)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, preexec_fn=_pin if pin else None
+    )
     assert proc.stdout is not None
     out = proc.stdout.read().decode(errors="replace")
     _, status, usage = os.wait4(proc.pid, 0)
@@ -110,8 +127,10 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float
     return wall, usage.ru_maxrss / 1024, out
 
 
-def median_run(cmd: list[str], runs: int, env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    results = [run(cmd, env) for _ in range(runs)]
+def median_run(
+    cmd: list[str], runs: int, env: dict[str, str] | None = None, pin: bool = True
+) -> tuple[float, float, str]:
+    results = [run(cmd, env, pin) for _ in range(runs)]
     wall = statistics.median(r[0] for r in results)
     rss = max(r[1] for r in results)
     return wall, rss, results[-1][2]
@@ -142,33 +161,44 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="200k packets, 1 run")
     ap.add_argument("--no-baselines", action="store_true", help="helix-audit and tshark only")
+    ap.add_argument("--cpus", default="0", help="CPUs to pin the tools to (default 0: one core), or 'all'")
+    ap.add_argument("--synscan", type=int, default=0, metavar="N", help="also audit an N-SYN scan capture")
     args = ap.parse_args()
+    global CPUS
+    CPUS = None if args.cpus == "all" else {int(c) for c in args.cpus.split(",")}
     if args.quick:
         args.packets, args.runs = 200_000, 1
     pcap, site = build(args.packets)
     n = count_packets(pcap)
     print(f"capture: {pcap} ({pcap.stat().st_size / 1e6:.0f} MB, {n} packets); site: {site}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"pinned to CPUs: {sorted(CPUS) if CPUS is not None else 'all'} (except --jobs rows)")
     rows: list[tuple[str, float, float, str]] = []
+    synscan_row: tuple[str, float, float] | None = None
     helix = shutil.which("helix-audit", path=str(Path(sys.executable).parent)) or "helix-audit"
     with tempfile.TemporaryDirectory() as out:
         env = dict(os.environ, HELIX_AUDIT_TIMINGS="1")
-        cmd = [
-            helix,
-            "audit",
-            str(pcap),
-            "--format",
-            "json",
-            "--out",
-            out,
-            "--quiet",
-            "--fail-on",
-            "critical",
-        ]
+        cmd = [helix, "audit", str(pcap), "--site", str(site), "--format", "json", "--out", out, "--quiet",
+               "--fail-on", "critical"]  # fmt: skip
         run(cmd, env)  # warm the numba cache and the page cache
         wall, rss, _ = median_run(cmd, args.runs, env)
-        rows.append(("helix-audit audit --format json", wall, rss, ""))
+        rows.append(("helix-audit audit --site --format json", wall, rss, ""))
         timings = read_timings(Path(out) / "report.json")
+        if (os.cpu_count() or 1) >= 2:
+            wall, rss, _ = median_run([*cmd, "--jobs", "2"], args.runs, env, pin=False)
+            rows.append(("helix-audit … --jobs 2 (2 cores)", wall, rss, ""))
+        if args.synscan:
+            from synscan import synscan
+
+            scan = OUT / f"synscan-{args.synscan}.pcap"
+            if not scan.exists():
+                scan.write_bytes(synscan(args.synscan))
+            scan_site = OUT / "synscan.site.yaml"
+            scan_site.write_text(SYNSCAN_SITE)
+            scan_cmd = [helix, "audit", str(scan), "--site", str(scan_site), "--format", "json", "--out", out,
+                        "--quiet", "--fail-on", "critical"]  # fmt: skip
+            wall, rss, _ = median_run(scan_cmd, 1, env)
+            synscan_row = (f"helix-audit on a SYN scan ({args.synscan:,} flows)", wall, rss)
     if shutil.which("tshark"):
         fields = [
             "-e",
@@ -196,6 +226,9 @@ def main() -> None:
         ratio = f"{tshark_wall / wall:.1f}x" if tshark_wall else "-"
         extra = f"  (extrapolated from {note})" if note else ""
         print(f"{name:42} {wall:8.2f} {n / wall:12,.0f} {ratio:>10} {rss:9.0f}{extra}")
+    if synscan_row is not None:
+        name, wall, rss = synscan_row
+        print(f"{name:42} {wall:8.2f} {args.synscan / wall:12,.0f} {'':>10} {rss:9.0f}")
     if timings:
         total = sum(timings.values())
         print("\nhelix-audit stage timings (last run, seconds; what bounds it):")
