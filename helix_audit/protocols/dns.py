@@ -48,6 +48,7 @@ _C_ESCAPES = {7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 11:
 _PLAIN = re.compile(rb"[\x20-\x7e]*\Z")
 _NONPRINT_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Cs"})
 _NAME_TYPES = frozenset({2, 5, 12, 39})  # NS, CNAME, PTR, DNAME: data is a (compressible) name
+Memo = dict[int, tuple[str, int]]  # see read_name
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,20 @@ def render_label(raw: bytes) -> str:
     return "".join(out)
 
 
-def read_name(msg: bytes, off: int) -> tuple[str, int]:
-    """Name at ``off``: (text, offset after the name in the original position)."""
-    labels: list[bytes] = []
+def read_name(msg: bytes, off: int, memo: Memo | None = None) -> tuple[str, int]:
+    """Name at ``off``: (text, offset after the name in the original position).
+
+    ``memo`` (one per message): the text and end of each pointer-free name read so far, by offset. A
+    name that is a lone pointer to one of them (0xc00c: the question, in most answers) reads the same
+    labels, so it takes the text when those bytes lie inside ``msg`` (a prefix of the same message).
+    """
     size = len(msg)
+    if memo is not None and off + 2 <= size and msg[off] >= 0xC0:
+        hit = memo.get(((msg[off] & 0x3F) << 8) | msg[off + 1])
+        if hit is not None and hit[1] <= size:
+            return hit[0], off + 2
+    start = off
+    labels: list[bytes] = []
     wire = 1
     end = -1
     jumps = 0
@@ -122,11 +133,12 @@ def read_name(msg: bytes, off: int) -> tuple[str, int]:
         off = target
     if end < 0:
         end = off + 1
+    text = ROOT if not labels else render_label(b".".join(labels))  # "." renders as itself in a label too
     if wire > MAX_NAME_WIRE:
-        return TOO_LONG, end
-    if not labels:
-        return ROOT, end
-    return render_label(b".".join(labels)), end  # "." renders as itself, inside a label too
+        text = TOO_LONG
+    if memo is not None and jumps == 0:
+        memo[start] = (text, end)
+    return text, end
 
 
 @lru_cache(maxsize=1024)
@@ -148,14 +160,15 @@ def parse_message(msg: bytes) -> DnsMessage:
         raise ParseError(f"dns message {ident:#06x}: {qdcount} questions")
     off = HEADER.size
     questions: list[tuple[str, str]] = []
+    memo: Memo = {}
     for _ in range(qdcount):
-        name, off = read_name(msg, off)
+        name, off = read_name(msg, off, memo)
         if off + QTAIL.size > len(msg):
             raise NeedData(f"dns message {ident:#06x}: question ends early")
         qtype, _qclass = QTAIL.unpack_from(msg, off)
         off += QTAIL.size
         questions.append((name, type_text(qtype)))
-    answers, complete = _answers(msg, off, min(ancount, MAX_ANSWERS))
+    answers, complete = _answers(msg, off, min(ancount, MAX_ANSWERS), memo)
     fields = {
         "id": ident, "qr": bool(flags & 0x8000), "opcode": (flags >> 11) & 0xF,
         "rcode": rcode_text(flags & 0xF), "questions": tuple(questions), "answers": tuple(answers),
@@ -164,18 +177,18 @@ def parse_message(msg: bytes) -> DnsMessage:
     return build(DnsMessage, fields)
 
 
-def _answers(msg: bytes, off: int, count: int) -> tuple[list[DnsAnswer], bool]:
+def _answers(msg: bytes, off: int, count: int, memo: Memo) -> tuple[list[DnsAnswer], bool]:
     out: list[DnsAnswer] = []
     try:
         for _ in range(count):
-            name, off = read_name(msg, off)
+            name, off = read_name(msg, off, memo)
             if off + RRTAIL.size > len(msg):
                 raise NeedData("resource record ends early")
             rtype, rclass, ttl, rdlen = RRTAIL.unpack_from(msg, off)
             off += RRTAIL.size
             if off + rdlen > len(msg):
                 raise NeedData("rdata runs past the message")
-            data = _rdata_text(msg, off, rtype, rclass, rdlen)
+            data = _rdata_text(msg, off, rtype, rclass, rdlen, memo)
             out.append(build(DnsAnswer, {"name": name, "rtype": type_text(rtype), "ttl": ttl, "data": data}))
             off += rdlen
     except (NeedData, ParseError):
@@ -183,7 +196,8 @@ def _answers(msg: bytes, off: int, count: int) -> tuple[list[DnsAnswer], bool]:
     return out, True
 
 
-def _rdata_text(msg: bytes, off: int, rtype: int, rclass: int, rdlen: int) -> str:
+def _rdata_text(msg: bytes, off: int, rtype: int, rclass: int, rdlen: int,
+                memo: Memo) -> str:  # fmt: skip
     if rtype == 1 and rdlen == 4:
         return socket.inet_ntop(socket.AF_INET, msg[off : off + 4])
     if rtype == 28 and rdlen == 16:
@@ -194,7 +208,7 @@ def _rdata_text(msg: bytes, off: int, rtype: int, rclass: int, rdlen: int) -> st
             return text
     if rtype in _NAME_TYPES:
         try:
-            return read_name(msg[: off + rdlen], off)[0]
+            return read_name(msg[: off + rdlen], off, memo)[0]
         except (NeedData, ParseError):
             return msg[off : off + rdlen].hex()
     try:

@@ -15,19 +15,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import ParamSpec, TypeVar
 
 import numpy as np
 
-from ..decode.interface import ST_OK, PacketColumns, addr_to_str
+from ..decode.interface import ST_OK, PacketColumns
 from ..flows.interface import PacketFlows
 from ..gcpause import paused_gc
 from ..model import Anomaly, DnsQuery, DnsResponse, Observation
 from . import dns, quic
-from .build import build
+from .build import observation_maker
 from .interface import NeedData, ParseError
 from .prefilter import HEAD, unparsed_keys
 from .quicconn import QuicTracker
+from .rows import addr, meta_of, metas, payloads, udp_payloads
 from .streams import Direction, HttpPairing, Meta, parse_direction, parse_standalone
 
 DNS_PORTS = (53, 5353, 5355)
@@ -215,6 +217,14 @@ class Extractor:
         self.anomalies: list[Anomaly] = []
         self._dirs: dict[tuple[int, bool], Direction] = {}
         self._done = np.zeros(1024, dtype=bool)  # by direction key: no longer parsed
+        #: Directions that sent a SYN but no payload yet, by key: (ISN, birth). Their Direction is
+        #: built at the first payload row (most SYNs never carry one we parse: Python stays off them).
+        self._syn: dict[int, tuple[int, int]] = {}
+        #: Stand-ins for finished peers of those directions (what the peer link would have kept).
+        self._orphans: dict[int, SimpleNamespace] = {}
+        self._births = 0  # directions (and pending SYNs) so far: their order is the table's order
+        self._rows = np.zeros(0, np.int64)  # rows of the current _tcp_rows call
+        self._ends: list[list[int]] | None = None  # their endpoint columns, read when first needed
         self._http = HttpPairing(self.observations)
         self._quic = QuicTracker(self.observations, self.anomalies)
 
@@ -231,7 +241,8 @@ class Extractor:
         keys = pf.flow_id.astype(np.int64) * 2 + pf.from_a.astype(np.int64)
         found = unparsed_keys(cols, keys, ok & ~is_done(self._done, keys), self.dns_ports)
         dirs = self._dirs
-        fresh = [k for k in found.tolist() if (k >> 1, bool(k & 1)) not in dirs]
+        syn = self._syn
+        fresh = [k for k in found.tolist() if (k >> 1, bool(k & 1)) not in dirs and k not in syn]
         if fresh:
             self._mark_done(max(fresh))
             self._done[fresh] = True
@@ -245,15 +256,15 @@ class Extractor:
         self._finish_unparsed(cols, pf)
         sel = select(cols, pf, self._done, self.dns_ports, self.limit)
         rows = sel.udp_dns
-        metas, payloads = _metas(cols, pf, rows, "udp"), _udp_payloads(cols, rows)
-        for i, meta, payload in zip(rows.tolist(), metas, payloads, strict=True):
+        heads, datas = metas(cols, pf, rows, "udp"), udp_payloads(cols, rows)
+        for i, meta, payload in zip(rows.tolist(), heads, datas, strict=True):
             try:
                 self._udp_dns(meta, payload)
             except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
                 self._internal_error(cols, i, exc)
         for i in sel.quic.tolist():
             try:
-                self._quic.add(cols.payload(i), _meta(cols, pf, i, "udp"))
+                self._quic.add(cols.payload(i), meta_of(cols, pf, i, "udp"))
             except Exception as exc:
                 self._internal_error(cols, i, exc)
         seen = np.zeros(len(cols), dtype=bool)
@@ -275,7 +286,7 @@ class Extractor:
 
     @_gc_paused
     def finish(self) -> tuple[list[Observation], list[Anomaly]]:
-        for d in self._dirs.values():
+        for d in sorted(self._dirs.values(), key=lambda d: d.birth):
             self.anomalies.extend(d.leftover_anomalies())
         self.anomalies.extend(self._quic.leftover_anomalies())
         self._dirs.clear()
@@ -298,14 +309,22 @@ class Extractor:
 
     def _tcp_rows(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> None:
         columns = (pf.flow_id, pf.from_a, cols.seq, cols.tcp_flags, cols.frame, cols.ts_ns)
-        for i, payload, fid, from_a, seq, flags, frame, ts_ns in zip(
-            rows.tolist(), _payloads(cols, rows), *(c[rows].tolist() for c in columns), strict=True
-        ):
+        dirs, syn = self._dirs, self._syn
+        self._rows, self._ends = rows, None
+        for j, (i, payload, fid, from_a, seq, flags, frame, ts_ns) in enumerate(zip(
+            rows.tolist(), payloads(cols, rows), *(c[rows].tolist() for c in columns), strict=True
+        )):  # fmt: skip
+            if not payload and flags & SYN and (fid, from_a) not in dirs:
+                k = fid * 2 + from_a  # a SYN of no direction yet: only its ISN matters until data
+                if k not in syn and not (k < self._done.size and self._done[k]):
+                    self._pending_syn(k, seq)
+                continue
             try:
-                self._tcp(cols, pf, i, (fid, from_a), seq, flags, frame, ts_ns / 1e9, payload)
+                self._tcp(cols, pf, i, (fid, from_a), seq, flags, frame, ts_ns / 1e9, payload, j)
             except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
                 self._internal_error(cols, i, exc)
                 self._mark_done(fid * 2 + int(from_a))
+        self._ends = None
 
     def _internal_error(self, cols: PacketColumns, i: int, exc: Exception) -> None:
         detail = f"{type(exc).__name__}: {exc}"
@@ -313,14 +332,14 @@ class Extractor:
 
     def _tcp(
         self, cols: PacketColumns, pf: PacketFlows, i: int, key: tuple[int, bool], seq: int, flags: int,
-        frame: int, ts: float, payload: bytes,
+        frame: int, ts: float, payload: bytes, j: int,
     ) -> None:  # fmt: skip
         d = self._dirs.get(key)
         if d is None:
             k = key[0] * 2 + int(key[1])
             if k < self._done.size and self._done[k]:
                 return  # finished and forgotten: nothing more to read here
-            d = self._new_direction(cols, pf, i, key)
+            d = self._new_direction(cols, i, key, j, frame, ts)
         if d.done:
             if d.accepts_standalone:
                 self._http.handle(parse_standalone(d, seq, payload, frame, ts, self.anomalies))
@@ -333,105 +352,51 @@ class Extractor:
             if not d.accepts_standalone:
                 self._forget(d, key)  # bounded memory: only directions still useful stay
 
+    def _pending_syn(self, k: int, seq: int) -> None:
+        """The first SYN of a direction not built yet (later ones change nothing while no byte came)."""
+        self._syn[k] = (seq, self._births)
+        self._births += 1
+
     def _forget(self, d: Direction, key: tuple[int, bool]) -> None:
         """Drop a finished direction; its peer may still read its ``tunnel`` flag, so only the
         back-reference goes (no peer cycle left for the garbage collector, which is paused)."""
         d.peer = None
         del self._dirs[key]
+        other = key[0] * 2 + (not key[1])
+        if other in self._syn:  # the peer exists but is not built yet: keep what it would point at
+            self._orphans[other] = SimpleNamespace(tunnel=d.tunnel, peer=None)
 
     def _new_direction(
-        self, cols: PacketColumns, pf: PacketFlows, i: int, key: tuple[int, bool]
+        self, cols: PacketColumns, i: int, key: tuple[int, bool], j: int, frame: int, ts: float
     ) -> Direction:
-        meta = _meta(cols, pf, i, "tcp")
+        """The direction's state as if it had been built at its first SYN (when one came before).
+
+        ``j``: the row's place among the rows of this ``_tcp_rows`` call (endpoints read in bulk).
+        """
+        ends = self._ends
+        if ends is None:
+            ends = self._ends = [
+                c[self._rows].tolist() for c in (cols.src_hi, cols.src_lo, cols.sport, cols.dst_hi,
+                                                 cols.dst_lo, cols.dport)
+            ]  # fmt: skip
+        meta = Meta(cols.source, frame, ts, addr(ends[0][j], ends[1][j]), ends[2][j],
+                    addr(ends[3][j], ends[4][j]), ends[5][j], "tcp", key[0])  # fmt: skip
         dns_port = meta.sport in self.dns_ports or meta.dport in self.dns_ports
         d = self._dirs[key] = Direction(meta, self.limit, dns_port)
-        d.peer = self._dirs.get((key[0], not key[1]))
-        if d.peer is not None:
+        k = key[0] * 2 + int(key[1])
+        pending = self._syn.pop(k, None)
+        if pending is None:
+            d.birth, self._births = self._births, self._births + 1
+        else:
+            d.birth = pending[1]
+            d.stream.add(pending[0], SYN, b"", 0)
+        d.peer = self._dirs.get((key[0], not key[1])) or self._orphans.pop(k, None)  # type: ignore[assignment]
+        if isinstance(d.peer, Direction):
             d.peer.peer = d
         return d
 
 
-def _udp_payload(cols: PacketColumns, i: int) -> bytes:
-    """The payload bounded by the UDP length field too (tshark trusts it over the IP length)."""
-    payload = cols.payload(i)
-    head = cols.l4(i)[:8]
-    if len(head) == 8:
-        udp_len = int.from_bytes(head[4:6], "big")
-        if 8 <= udp_len < 8 + len(payload):
-            return payload[: udp_len - 8]
-    return payload
-
-
-def _payloads(cols: PacketColumns, rows: np.ndarray, cut: np.ndarray | None = None) -> list[bytes]:
-    """``cols.payload(i)`` for every row (the first ``cut[k]`` bytes when given), offsets read in bulk."""
-    offs = cols.pay_off[rows].tolist()
-    lens = (cols.pay_len[rows] if cut is None else cut).tolist()
-    data, special = cols.data, cols.reassembled
-    out = []
-    for i, off, n in zip(rows.tolist(), offs, lens, strict=True):
-        if special and i in special:
-            out.append(cols.payload(i) if cut is None else _udp_payload(cols, i))
-        else:
-            out.append(bytes(data[off : off + n]) if off >= 0 else b"")
-    return out
-
-
-def _udp_payloads(cols: PacketColumns, rows: np.ndarray) -> list[bytes]:
-    """:func:`_udp_payload` of every row: the UDP length fields read in one numpy step."""
-    pay_off, pay_len, l4_off = cols.pay_off[rows], cols.pay_len[rows], cols.l4_off[rows]
-    ok = (l4_off >= 0) & (pay_off >= 0) & (pay_off + pay_len - l4_off >= 8)
-    if cols.data.size < 6:
-        ok[:] = False
-    at = np.where(ok, l4_off, 0)
-    udp_len = np.zeros(rows.size, np.int64) if not ok.any() else (
-        cols.data[at + 4].astype(np.int64) << 8 | cols.data[at + 5].astype(np.int64)
-    )  # fmt: skip
-    short = ok & (udp_len >= 8) & (udp_len < 8 + pay_len)
-    return _payloads(cols, rows, np.where(short, udp_len - 8, pay_len))
-
-
-def _metas(cols: PacketColumns, pf: PacketFlows, rows: np.ndarray, transport: str) -> list[Meta]:
-    """:func:`_meta` of every row, the columns read in bulk."""
-    columns = (cols.frame, cols.ts_ns, cols.src_hi, cols.src_lo, cols.sport, cols.dst_hi, cols.dst_lo,
-               cols.dport, pf.flow_id)  # fmt: skip
-    source = cols.source
-    return [
-        Meta(source, frame, ts_ns / 1e9, _addr(sh, sl), sport, _addr(dh, dl), dport, transport, fid)
-        for frame, ts_ns, sh, sl, sport, dh, dl, dport, fid in zip(
-            *(c[rows].tolist() for c in columns), strict=True
-        )
-    ]
-
-
-def _ts(cols: PacketColumns, i: int) -> float:
-    return int(cols.ts_ns[i]) / 1e9
-
-
-_ADDR_CACHE: dict[tuple[int, int], str] = {}
-
-
-def _addr(hi: int, lo: int) -> str:
-    key = (hi, lo)
-    text = _ADDR_CACHE.get(key)
-    if text is None:
-        if len(_ADDR_CACHE) > 1 << 16:
-            _ADDR_CACHE.clear()
-        text = _ADDR_CACHE[key] = addr_to_str(*key)
-    return text
-
-
-def _meta(cols: PacketColumns, pf: PacketFlows, i: int, transport: str) -> Meta:
-    return Meta(
-        file=cols.source,
-        frame=cols.frame.item(i),
-        ts=cols.ts_ns.item(i) / 1e9,
-        src=_addr(cols.src_hi.item(i), cols.src_lo.item(i)),
-        sport=cols.sport.item(i),
-        dst=_addr(cols.dst_hi.item(i), cols.dst_lo.item(i)),
-        dport=cols.dport.item(i),
-        transport=transport,
-        flow_id=pf.flow_id.item(i),
-    )
+_DNS_QUERY, _DNS_RESPONSE = observation_maker(DnsQuery), observation_maker(DnsResponse)
 
 
 def dns_protocol(sport: int, dport: int) -> str:
@@ -443,16 +408,12 @@ def dns_protocol(sport: int, dport: int) -> str:
 def dns_observation(msg: dns.DnsMessage, meta: Meta, frames: tuple[int, ...]) -> Observation:
     names = tuple(n for n, _ in msg.questions)
     types = tuple(t for _, t in msg.questions)
-    head = meta.head(frames)
     proto = dns_protocol(meta.sport, meta.dport)
     first_name, first_type = (names[0], types[0]) if names else ("", "")
     if msg.qr:
-        head.update(type="dns_response", id=msg.id, qname=first_name, qtype=first_type, rcode=msg.rcode,
-                    answers=msg.answers, protocol=proto)  # fmt: skip
-        return build(DnsResponse, head)
-    head.update(type="dns_query", id=msg.id, qname=first_name, qtype=first_type, qtypes=types,
-                qnames=names, protocol=proto)  # fmt: skip
-    return build(DnsQuery, head)
+        return _DNS_RESPONSE(meta, frames, "dns_response", msg.id, first_name, first_type, msg.rcode,
+                             msg.answers, proto)  # fmt: skip
+    return _DNS_QUERY(meta, frames, "dns_query", msg.id, first_name, first_type, types, names, proto)
 
 
 __all__ = ["Extractor", "Selection", "select", "dns_observation"]

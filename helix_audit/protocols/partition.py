@@ -90,7 +90,7 @@ class PartitionExtractor(Extractor):
         state["_dirs"] = pack_dirs(self._dirs)
         state["_quic"] = (self._quic.conns, self._quic.touched)
         del state["_http"]
-        state["_new"] = []
+        state["_new"], state["_rows"], state["_ends"] = [], self._rows[:0], None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -132,11 +132,15 @@ class PartitionExtractor(Extractor):
                     self.gone_tunnel.add(fid * 2 + int(a))
             self._new = []
 
+    def _pending_syn(self, k: int, seq: int) -> None:
+        self.touched.add(k)  # handed to the parser (only its ISN is kept)
+        super()._pending_syn(k, seq)
+
     def _skipped(self, keys: list[int]) -> None:
         self.touched.update(keys)  # finished unread, as if handed to the parser
 
-    def _new_direction(self, cols, pf, i, key):  # noqa: ANN001, ANN201
-        d = super()._new_direction(cols, pf, i, key)
+    def _new_direction(self, cols, i, key, *rest):  # noqa: ANN001, ANN002, ANN201
+        d = super()._new_direction(cols, i, key, *rest)
         self._new.append((key, d))
         return d
 
@@ -166,7 +170,7 @@ def _conflicts(state: PartitionExtractor, part: PartitionExtractor, remap: np.nd
     drop: set[int] = set()
     for key in part.touched:
         g = _gkey(key, remap)
-        if _dkey(g) in state._dirs:  # noqa: SLF001  still being parsed in the running state
+        if _dkey(g) in state._dirs or g in state._syn:  # noqa: SLF001  still parsed in the running state
             return None
         if g < state._done.size and state._done[g]:  # noqa: SLF001
             drop.add(g)
@@ -229,10 +233,19 @@ def absorb(state: PartitionExtractor, part: PartitionExtractor, remap: np.ndarra
         if _kept(tag, remap, drop):
             state.anomalies.append(anomaly)
             state.atags.append(tag if tag == UDP_TAG else _global_tag(tag, remap))
+    born = state._births  # noqa: SLF001  the partition's directions come after the state's, in its order
     for (fid, from_a), d in part._dirs.items():  # noqa: SLF001
         g = _gkey(fid * 2 + int(from_a), remap)
         if g not in drop:
+            d.birth += born
             state._dirs[(g >> 1, bool(g & 1))] = _remap_dir(d, remap)  # noqa: SLF001
+    for key, (seq, birth) in part._syn.items():  # noqa: SLF001
+        g = _gkey(key, remap)
+        if g not in drop:
+            state._syn[g] = (seq, birth + born)  # noqa: SLF001
+            if key in part._orphans:  # noqa: SLF001
+                state._orphans[g] = part._orphans[key]  # noqa: SLF001
+    state._births += part._births  # noqa: SLF001
     _relink_peers(state, part, remap, drop)
     for key in np.flatnonzero(part._done).tolist():  # noqa: SLF001
         state._mark_done(_gkey(int(key), remap))  # noqa: SLF001
@@ -261,12 +274,16 @@ def _relink_peers(
         d.peer = peer if (other not in drop and peer is not None) else (None if other in drop else d.peer)
         if peer is not None and other not in drop:
             peer.peer = d
-    gone = {_gkey(k, remap) for k in part.touched} - local - drop
+    pending = {_gkey(k, remap) for k in part._syn}  # noqa: SLF001
+    gone = {_gkey(k, remap) for k in part.touched} - local - pending - drop
     tunnels = {_gkey(k, remap) for k in part.gone_tunnel}
     for g in gone:  # finished in the partition: a peer left in the table points at it, as serially
+        stub = SimpleNamespace(tunnel=g in tunnels, peer=None)
         peer = state._dirs.get(_dkey(g ^ 1))  # noqa: SLF001
         if peer is not None:
-            peer.peer = SimpleNamespace(tunnel=g in tunnels, peer=None)  # type: ignore[assignment]
+            peer.peer = stub  # type: ignore[assignment]
+        elif g ^ 1 in state._syn:  # noqa: SLF001  a peer not built yet: it links to the stub when built
+            state._orphans[g ^ 1] = stub  # noqa: SLF001
 
 
 __all__ = ["PartitionExtractor", "absorb"]

@@ -24,7 +24,7 @@ from ..model import (
     WebSocketUpgrade,
 )  # fmt: skip
 from . import dns, http, tls
-from .build import build
+from .build import build, observation_maker
 from .interface import NeedData, ParseError
 from .reassembly import StreamStart
 
@@ -81,6 +81,7 @@ class Direction:
     ts_of: dict[int, float] = field(default_factory=dict)
     peer: Direction | None = None
     partial: tuple[bytes, tuple[int, ...], int] | None = None  # standalone head waiting for its next segment
+    birth: int = 0  # rank of creation (or of the first SYN): the order leftovers are reported in
 
     def __post_init__(self) -> None:
         self.stream = StreamStart(limit=self.limit)
@@ -223,9 +224,7 @@ def _report_tls(d: Direction, scan: tls.StreamScan, base: int, out: list[Observa
     d.handshakes += len(scan.handshakes)
     for level, desc, end in scan.alerts:
         meta, frames = d.at(base + end, base + end - 7)
-        fields = meta.head(frames)
-        fields.update(type="tls_alert", level=level, description=desc)
-        out.append(build(TlsAlert, fields))
+        out.append(_TLS_ALERT(meta, frames, "tls_alert", level, desc))
     d.alerts += len(scan.alerts)
     return server_hello
 
@@ -247,14 +246,9 @@ def _handshake(
         if hs_type in (tls.HS_CLIENT_HELLO, 0x8001):
             parse = tls.parse_client_hello if hs_type == tls.HS_CLIENT_HELLO else tls.parse_sslv2_client_hello
             ch = parse(body)
-            fields = meta.head(frames)
-            fields.update(type="tls_client_hello", sni=ch.sni, alpn=ch.alpn, version=ch.version, ech=ch.ech)
-            return build(TlsClientHello, fields)
+            return _CLIENT_HELLO(meta, frames, "tls_client_hello", ch.sni, ch.alpn, ch.version, ch.ech)
         if hs_type == tls.HS_SERVER_HELLO:
-            version = tls.parse_server_hello(body)
-            fields = meta.head(frames)
-            fields.update(type="tls_server_hello", version=version)
-            return build(TlsServerHello, fields)
+            return _SERVER_HELLO(meta, frames, "tls_server_hello", tls.parse_server_hello(body))
     except (NeedData, ParseError) as exc:
         name = (
             "tls_client_hello_malformed" if hs_type != tls.HS_SERVER_HELLO else "tls_server_hello_malformed"
@@ -330,18 +324,19 @@ def http_observation(
     head: http.RequestHead | http.ResponseHead, meta: Meta, frames: tuple[int, ...]
 ) -> Observation:
     if isinstance(head, http.ResponseHead):
-        fields = meta.head(frames)
-        fields.update(type="http_response", status=head.status, reason=head.reason, version=head.version)
-        return build(HttpResponse, fields)
-    common = {
-        **meta.head(frames), "method": head.method, "host": http.host_of(head), "path": head.target,
-        "version": head.version, "user_agent": head.header("user-agent"),
-    }  # fmt: skip
+        return _HTTP_RESPONSE(meta, frames, "http_response", head.status, head.reason, head.version)
+    request = (head.method, http.host_of(head), head.target, head.version, head.header("user-agent"))
     if head.is_websocket:
-        return build(WebSocketUpgrade, {**common, "type": "websocket_upgrade"})
+        return _WEBSOCKET(meta, frames, "websocket_upgrade", *request)
     if head.is_connect:
-        return build(HttpConnect, {**common, "type": "http_connect", "target": http.connect_target(head)})
-    return build(HttpRequest, {**common, "type": "http_request"})
+        return _CONNECT(meta, frames, "http_connect", *request, target=http.connect_target(head))
+    return _HTTP_REQUEST(meta, frames, "http_request", *request)
+
+
+_TLS_ALERT, _CLIENT_HELLO = observation_maker(TlsAlert), observation_maker(TlsClientHello)
+_SERVER_HELLO, _HTTP_RESPONSE = observation_maker(TlsServerHello), observation_maker(HttpResponse)
+_HTTP_REQUEST, _WEBSOCKET = observation_maker(HttpRequest), observation_maker(WebSocketUpgrade)
+_CONNECT = observation_maker(HttpConnect)
 
 
 def parse_standalone(

@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass, field
 
 from .build import build
+from .dns import render_label
 from .interface import NeedData, ParseError
 
 RECORD = struct.Struct("!BHH")  # content type, legacy version, length
@@ -347,8 +348,6 @@ def _server_names(data: bytes) -> list[str]:
 
 def name_text(raw: bytes) -> str:
     """A host name as tshark shows it (ASCII; other bytes as U+FFFD, controls escaped)."""
-    from .dns import render_label
-
     return render_label(raw.decode("ascii", "replace").encode())
 
 
