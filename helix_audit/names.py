@@ -17,8 +17,7 @@ dns_answer | none), ``names`` (tuple of every candidate name), ``proxied`` (bool
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .model import DnsResponse, HttpConnect, HttpRequest, Observation, TlsClientHello, WebSocketUpgrade
+from .policy.observed import Observed, observed
 
 if TYPE_CHECKING:
     from .policy.site import SiteProfile
@@ -34,11 +34,15 @@ if TYPE_CHECKING:
 NAME_SOURCES = ("sni", "http_host", "connect", "websocket", "dns_answer", "none")
 
 
-@dataclass
 class _FlowNames:
-    found: dict[str, str] = field(default_factory=dict)  # source -> name (first seen wins)
-    target_port: int | None = None
-    proxied: bool = False
+    """The names one flow's own observations carry (first seen per source wins)."""
+
+    __slots__ = ("found", "target_port", "proxied")
+
+    def __init__(self) -> None:
+        self.found: dict[str, str] = {}  # source -> name
+        self.target_port: int | None = None
+        self.proxied = False
 
     def add(self, source: str, name: str | None) -> None:
         if name:
@@ -68,73 +72,49 @@ def split_target(target: str) -> tuple[str | None, int | None]:
     return clean_name(parts.hostname), port
 
 
-def flow_index(flows: pd.DataFrame) -> dict[tuple[str, str, int, str, int], int]:
-    """(transport, a, a_port, b, b_port) -> flow_id, both directions; for observations without one."""
-    index: dict[tuple[str, str, int, str, int], int] = {}
-    cols = zip(
-        flows["flow_id"],
-        flows["transport"],
-        flows["orig_h"],
-        flows["orig_p"],
-        flows["resp_h"],
-        flows["resp_p"],
-        strict=True,
-    )
-    for fid, tr, oh, op, rh, rp in cols:
-        index[(tr, oh, int(op), rh, int(rp))] = int(fid)
-        index[(tr, rh, int(rp), oh, int(op))] = int(fid)
-    return index
-
-
-def observation_flows(flows: pd.DataFrame, observations: Sequence[Observation]) -> list[int | None]:
-    """The flow id of every observation (its own ``flow_id``, else found by its 5-tuple)."""
-    index: dict[tuple[str, str, int, str, int], int] | None = None
-    out: list[int | None] = []
-    for obs in observations:
-        if obs.flow_id is not None:
-            out.append(obs.flow_id)
-            continue
-        if index is None:
-            index = flow_index(flows)
-        out.append(index.get((obs.transport, obs.src, obs.sport, obs.dst, obs.dport)))
-    return out
-
-
 def attribute(
-    flows: pd.DataFrame, observations: Sequence[Observation], site: SiteProfile | None = None
+    flows: pd.DataFrame, observations: Sequence[Observation] | Observed, site: SiteProfile | None = None
 ) -> pd.DataFrame:
-    """A copy of ``flows`` with hostname, name_source, names, proxied and target_port added."""
-    out = flows.copy()
-    direct = _direct_names(flows, observations)
-    dns_name, dns_names = _dns_names(flows, observations)
-    proxy_dst = _proxy_mask(flows, site)
+    """A copy of ``flows`` with hostname, name_source, names, proxied and target_port added.
+
+    Evidence repeats (many flows, few destinations): each flow gets a code for its direct names
+    and one for its DNS answer chain, and :func:`_choose` runs once per distinct combination.
+    """
+    seen = observed(flows, observations)
+    out = flows.copy(deep=False)  # copy-on-write: the new columns never reach ``flows``
     n = len(flows)
-    hostnames = np.full(n, None, dtype=object)
-    sources = np.full(n, "none", dtype=object)
-    names = np.empty(n, dtype=object)
-    names[:] = [()] * n
-    ports = flows["resp_p"].to_numpy(dtype=np.int64).copy()
-    proxied = proxy_dst.copy()
-    fids = flows["flow_id"].to_numpy()
-    has_dns = np.fromiter((d is not None for d in dns_name), dtype=bool, count=n)
-    has_direct = np.isin(fids, np.fromiter(direct, dtype=np.int64, count=len(direct)))
-    chosen: dict[tuple[object, ...], tuple[str | None, str, tuple[str, ...]]] = {}  # evidence repeats
-    for i in np.flatnonzero(has_dns | has_direct):  # only flows with any evidence
-        info = direct.get(int(fids[i]))
-        is_proxy = bool(proxy_dst[i] or (info is not None and info.proxied))
-        key = (tuple(info.found.items()) if info is not None else None, is_proxy, dns_name[i], dns_names[i])
-        choice = chosen.get(key)
-        if choice is None:
-            choice = chosen[key] = _choose(info, is_proxy, dns_name[i], dns_names[i])
-        hostnames[i], sources[i], names[i] = choice
-        proxied[i] = is_proxy
-        if is_proxy and info is not None and info.target_port:
-            ports[i] = info.target_port
+    direct = _direct_names(seen)
+    infos = list(direct.values())
+    rows = pd.Index(flows["flow_id"].to_numpy()).get_indexer(list(direct))
+    kept = rows >= 0
+    rows = rows[kept]
+    found_code = np.zeros(n, dtype=np.int64)  # index in ``kinds`` (0: no direct name)
+    kinds: dict[tuple[tuple[str, str], ...], int] = {(): 0}
+    codes = [kinds.setdefault(tuple(i.found.items()), len(kinds)) for i in infos]
+    found_code[rows] = np.asarray(codes, dtype=np.int64)[kept]
+    target = np.zeros(n, dtype=np.int64)
+    target[rows] = np.asarray([i.target_port or 0 for i in infos], dtype=np.int64)[kept]
+    proxied = _proxy_mask(flows, site)
+    proxied[rows] |= np.asarray([i.proxied for i in infos], dtype=bool)[kept]
+    chain_code, chains = _dns_chains(flows, seen)
+    key = (found_code * (len(chains) + 1) + chain_code + 1) * 2 + proxied
+    uniq, inverse = np.unique(key, return_inverse=True)
+    found_of = list(kinds)
+    choices = np.empty((len(uniq), 3), dtype=object)
+    for i, k in enumerate(uniq.tolist()):
+        combo, is_proxy = divmod(k, 2)
+        f, c = divmod(combo, len(chains) + 1)
+        chain = chains[c - 1] if c else ()
+        choices[i, 0], choices[i, 1], choices[i, 2] = _choose(
+            dict(found_of[f]), bool(is_proxy), chain[0] if chain else None, chain
+        )
+    hostnames, sources, names = (choices[inverse.reshape(-1), j] for j in range(3))
+    ports = flows["resp_p"].to_numpy(dtype=np.int64)
     out["hostname"] = pd.Series(hostnames, index=out.index, dtype=object)
-    out["name_source"] = sources
+    out["name_source"] = sources if n else np.full(0, "none", dtype=object)
     out["names"] = pd.Series(names, index=out.index, dtype=object)
     out["proxied"] = proxied
-    out["target_port"] = ports
+    out["target_port"] = np.where(proxied & (target > 0), target, ports)
     return out
 
 
@@ -143,9 +123,8 @@ _PROXY_ORDER = ("connect", "http_host", "sni", "websocket")
 
 
 def _choose(
-    info: _FlowNames | None, proxied: bool, dns_name: str | None, dns_names: tuple[str, ...]
+    found: dict[str, str], proxied: bool, dns_name: str | None, dns_names: tuple[str, ...]
 ) -> tuple[str | None, str, tuple[str, ...]]:
-    found = info.found if info is not None else {}
     if proxied and "absolute" in found:
         found = {**found, "http_host": found["absolute"]}
     order = _PROXY_ORDER if proxied else _DIRECT_ORDER
@@ -161,12 +140,24 @@ def _choose(
     return host, source, tuple([host] + [c for c in cands if c != host])
 
 
-def _direct_names(flows: pd.DataFrame, observations: Sequence[Observation]) -> dict[int, _FlowNames]:
-    wanted = [o for o in observations if isinstance(o, TlsClientHello | HttpRequest)]
+def _direct_names(seen: Observed) -> dict[int, _FlowNames]:
     out: dict[int, _FlowNames] = {}
-    for obs, fid in zip(wanted, observation_flows(flows, wanted), strict=True):
-        if fid is not None:
-            _note(out.setdefault(fid, _FlowNames()), obs)
+    wanted = (TlsClientHello, HttpRequest)
+    for obs, fid in zip(seen.of(*wanted), seen.flow_ids(*wanted), strict=True):
+        if fid is None:
+            continue
+        info = out.get(fid)
+        if info is None:
+            info = out[fid] = _FlowNames()
+        found, kind = info.found, type(obs)
+        if kind is TlsClientHello:  # the common cases inline: one name, one source
+            if "sni" not in found and (name := clean_name(obs.sni)):
+                found["sni"] = name
+        elif kind is WebSocketUpgrade and obs.path[:1] == "/":  # origin-form: not via a proxy
+            if "websocket" not in found and (name := clean_name(obs.host)):
+                found["websocket"] = name
+        else:
+            _note(info, obs)
     return out
 
 
@@ -179,13 +170,16 @@ def _note(info: _FlowNames, obs: Observation) -> None:
         info.proxied = True
         info.target_port = info.target_port or port or 443
     elif isinstance(obs, HttpRequest):
-        if obs.path.lower().startswith(("http://", "https://", "ws://", "wss://")):
+        if obs.path[:8].lower().startswith(_ABSOLUTE):
             parts = urlsplit(obs.path)
             info.add("absolute", clean_name(parts.hostname))
             info.proxied = True
             info.target_port = info.target_port or _url_port(parts)
         source = "websocket" if isinstance(obs, WebSocketUpgrade) else "http_host"
         info.add(source, clean_name(obs.host))
+
+
+_ABSOLUTE = ("http://", "https://", "ws://", "wss://")
 
 
 def _url_port(parts: object) -> int:
@@ -197,34 +191,49 @@ def _url_port(parts: object) -> int:
 
 
 def _proxy_mask(flows: pd.DataFrame, site: SiteProfile | None) -> np.ndarray:
-    if site is None or not site.proxies:
+    """Per flow: is its responder a profile proxy? (asked once per distinct address and port)"""
+    if site is None or not site.proxies or flows.empty:
         return np.zeros(len(flows), dtype=bool)
-    pairs = flows[["resp_h", "resp_p"]].drop_duplicates()
-    hits = {
-        (h, int(p)) for h, p in zip(pairs["resp_h"], pairs["resp_p"], strict=True) if site.is_proxy(h, int(p))
-    }
-    keys = zip(flows["resp_h"].to_numpy(dtype=object), flows["resp_p"].to_numpy(), strict=True)
-    return np.fromiter(((h, int(p)) in hits for h, p in keys), dtype=bool, count=len(flows))
+    addr, addrs = pd.factorize(flows["resp_h"].to_numpy(dtype=object))
+    port = flows["resp_p"].to_numpy(dtype=np.int64)
+    span = int(port.max()) + 1
+    pairs, inverse = np.unique(addr * span + port, return_inverse=True)
+    hits = [site.is_proxy(addrs[k // span], k % span) for k in pairs.tolist()]
+    return np.asarray(hits, dtype=bool)[inverse.reshape(-1)]
 
 
 # --- DNS answers ------------------------------------------------------------------------------
 
 
-def answer_rows(observations: Iterable[Observation]) -> pd.DataFrame:
-    """One row per (address, response): ts, client, resolver, addr, hostname, names (CNAME chain)."""
-    rows = []
-    known: dict[tuple[object, ...], list[tuple[str, tuple[str, ...]]]] = {}  # answers repeat: walk once
-    for obs in observations:
-        if not isinstance(obs, DnsResponse) or obs.rcode != "NOERROR" or obs.protocol != "dns":
+def _answers(
+    responses: Sequence[DnsResponse],
+) -> tuple[np.ndarray, list[str], list[str], np.ndarray, list[tuple[str, ...]]]:
+    """One row per (address, response) of the successful plain-DNS responses, in list order:
+    ts, client, address, CNAME chain (an index into the distinct chains, which are returned too)."""
+    ts: list[float] = []
+    clients: list[str] = []
+    addrs: list[str] = []
+    chain_ids: list[int] = []
+    chain_id: dict[tuple[str, ...], int] = {}
+    known: dict[tuple[object, ...], list[tuple[str, int]]] = {}  # answers repeat: walk once
+    for obs in responses:
+        answers = obs.answers
+        if not answers or obs.rcode != "NOERROR" or obs.protocol != "dns":
             continue
-        key = (obs.qname, obs.answers)
-        chains = known.get(key)
-        if chains is None:
-            chains = known[key] = _chains(obs)
-        for addr, chain in chains:
-            rows.append((obs.ts, obs.dst, obs.src, addr, chain[0], chain))
-    cols = ["ts", "client", "resolver", "addr", "dns_hostname", "dns_names"]
-    return pd.DataFrame(rows, columns=cols).sort_values("ts", kind="stable", ignore_index=True)
+        if len(answers) == 1:  # one record: its chain is its own name, whatever the question
+            one = answers[0]
+            key: tuple[object, ...] = (one.name, one.rtype, one.data)
+        else:
+            key = (obs.qname, *((a.name, a.rtype, a.data) for a in answers))
+        found = known.get(key)
+        if found is None:
+            found = known[key] = [(a, chain_id.setdefault(c, len(chain_id))) for a, c in _chains(obs)]
+        for addr, cid in found:
+            ts.append(obs.ts)
+            clients.append(obs.dst)
+            addrs.append(addr)
+            chain_ids.append(cid)
+    return np.asarray(ts, dtype=float), clients, addrs, np.asarray(chain_ids, dtype=np.int64), list(chain_id)
 
 
 def _chains(resp: DnsResponse) -> list[tuple[str, tuple[str, ...]]]:
@@ -263,28 +272,46 @@ def _canon(addr: str) -> str:
         return addr.strip()
 
 
-def _dns_names(
-    flows: pd.DataFrame, observations: Sequence[Observation]
-) -> tuple[list[str | None], list[tuple[str, ...]]]:
+def _dns_chains(flows: pd.DataFrame, seen: Observed) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Per flow, the CNAME chain (index into the returned list; -1: none) of the latest answer
+    naming its responder delivered to its originator at or before the flow began, else to anyone.
+
+    ``merge_asof(by=...)`` as integer arithmetic: addresses and clients become codes, times
+    become ranks, and one ``searchsorted`` finds the latest answer per flow.
+    """
     n = len(flows)
-    answers = answer_rows(observations)
-    if answers.empty or n == 0:
-        return [None] * n, [()] * n
-    left = pd.DataFrame(
-        {
-            "pos": np.arange(n),
-            "ts": flows["first_ts"].to_numpy(dtype=float),
-            "addr": flows["resp_h"].astype(str).to_numpy(),
-            "client": flows["orig_h"].astype(str).to_numpy(),
-        }
-    ).sort_values("ts", kind="stable")
-    own = pd.merge_asof(left, answers, on="ts", by=["addr", "client"], direction="backward")
-    anyone = pd.merge_asof(left, answers.drop(columns="client"), on="ts", by="addr", direction="backward")
-    host = own["dns_hostname"].where(own["dns_hostname"].notna(), anyone["dns_hostname"].to_numpy())
-    chain = own["dns_names"].where(own["dns_names"].notna(), anyone["dns_names"].to_numpy())
-    hosts: list[str | None] = [None] * n
-    chains: list[tuple[str, ...]] = [()] * n
-    for pos, h, c in zip(own["pos"].to_numpy(), host.to_numpy(), chain.to_numpy(), strict=True):
-        if isinstance(h, str):
-            hosts[pos], chains[pos] = h, c
-    return hosts, chains
+    a_ts, a_client, a_addr, a_chain, chains = _answers(seen.of(DnsResponse))
+    none = np.full(n, -1, dtype=np.int64)
+    if a_ts.shape[0] == 0 or n == 0:
+        return none, chains
+    f_ts = flows["first_ts"].to_numpy(dtype=float)
+    hosts = np.concatenate([np.asarray(a_addr, dtype=object), np.asarray(a_client, dtype=object)])
+    f_hosts = np.concatenate([flows[c].astype(str).to_numpy(dtype=object) for c in ("resp_h", "orig_h")])
+    codes, _ = pd.factorize(np.concatenate([hosts, f_hosts]))
+    m = a_ts.shape[0]
+    a_addr_c, a_client_c = codes[:m], codes[m : 2 * m]
+    f_addr_c, f_client_c = codes[2 * m : 2 * m + n], codes[2 * m + n :]
+    _, rank = np.unique(np.concatenate([a_ts, f_ts]), return_inverse=True)
+    rank = rank.reshape(-1)
+    span = int(codes.max()) + 1
+    own = _latest(a_addr_c * span + a_client_c, rank[:m], f_addr_c * span + f_client_c, rank[m:])
+    anyone = _latest(a_addr_c, rank[:m], f_addr_c, rank[m:])
+    best = np.where(own >= 0, own, anyone)
+    return np.where(best >= 0, a_chain[np.maximum(best, 0)], none), chains
+
+
+def _latest(a_group: np.ndarray, a_rank: np.ndarray, f_group: np.ndarray, f_rank: np.ndarray) -> np.ndarray:
+    """Per flow, the answer row with the flow's group and the greatest rank <= the flow's (the
+    last in row order among equals), or -1."""
+    groups, a_g = np.unique(a_group, return_inverse=True)
+    a_g = a_g.reshape(-1)
+    f_g = np.searchsorted(groups, f_group)
+    f_g[f_g == groups.shape[0]] = 0
+    known = groups[f_g] == f_group
+    span = int(max(a_rank.max(), f_rank.max())) + 1
+    a_key = a_g.astype(np.int64) * span + a_rank
+    order = np.argsort(a_key, kind="stable")
+    pos = np.searchsorted(a_key[order], f_g.astype(np.int64) * span + f_rank, side="right") - 1
+    hit = known & (pos >= 0)
+    hit[hit] &= a_g[order[pos[hit]]] == f_g[hit]
+    return np.where(hit, order[np.maximum(pos, 0)], -1)

@@ -25,8 +25,8 @@ from .capture import expand_inputs, open_capture
 from .capture.interface import CaptureInfo
 from .decode.core import Decoder
 from .errors import UsageError
-from .gcpause import paused_gc
 from .flows.table import FlowTable
+from .gcpause import paused_gc
 from .model import Anomaly, AuditResult, InputInfo, Observation
 from .protocols.extract import Extractor
 

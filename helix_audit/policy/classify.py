@@ -26,6 +26,7 @@ from .flowfind import blocked_drafts, destination_drafts, inbound_drafts, resolv
 from .flowrows import Columns
 from .infra import dns_mask, infrastructure_mask
 from .match import Match, Matcher
+from .observed import Observed
 from .outcome import failure_how, flow_notes, lookups, succeeded
 from .roles import assign_roles, component_columns
 from .rules import CORE_GROUPS, Ruleset
@@ -71,11 +72,12 @@ def classify(
 def _classify(
     flows: pd.DataFrame, observations: Sequence[Observation], ruleset: Ruleset, site: SiteProfile | None
 ) -> Classification:
-    named = attribute(flows, observations, site)
-    roles = assign_roles(named, observations, site)
+    seen = Observed(flows, observations)
+    named = attribute(flows, seen, site)
+    roles = assign_roles(named, seen, site)
     named["orig_component"], named["resp_component"] = component_columns(named, roles)
     matcher = Matcher(ruleset, site, [r.address for r in roles if r.component == "control_plane"])
-    notes = flow_notes(named, observations)
+    notes = flow_notes(named, seen)
     _verdicts(named, matcher, site)
     how = failure_how(named, notes)
     named["success"] = succeeded(named, how)
@@ -87,10 +89,10 @@ def _classify(
     named["tls_alert"] = named["flow_id"].map(notes.tls_alert)
     components = {r.address: r.component for r in roles}
     end = float(named["last_ts"].max()) if len(named) else 0.0
-    found = lookups(named, observations, end)
+    found = lookups(named, seen, end)
     drafts = _flow_drafts(named, matcher, site)
     drafts += lookup_drafts(found, named, matcher, components)
-    drafts += websocket_drafts(named, observations, matcher, components)
+    drafts += websocket_drafts(named, seen, matcher, components)
     findings = order([d.build() for d in group(drafts)])
     coverage = build_coverage(named, found, matcher, roles, site)
     keep = [c for c in named.columns if c not in ("category", "explanation", "dest", "state", "success")]
@@ -142,10 +144,10 @@ def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -
 
 
 _KEY_COLUMNS = (
+    "orig_component",
     "names",
     "name_source",
     "hostname",
-    "orig_component",
     "resp_h",
     "resp_component",
     "target_port",
@@ -154,33 +156,35 @@ _KEY_COLUMNS = (
 
 
 def _evaluate(named: pd.DataFrame, mask: np.ndarray, matcher: Matcher) -> Iterator[tuple[np.ndarray, Match]]:
-    """(row positions, Match) per distinct destination among the masked rows."""
+    """(row positions, Match) per distinct destination among the masked rows.
+
+    Rows are grouped on integer codes of the key columns (one vectorised group-by); the names
+    matched (every DNS name, else the flow's own hostname) are derived once per group.
+    """
     idx = np.flatnonzero(mask)
     if len(idx) == 0:
         return
     part = {c: named[c].to_numpy(dtype=object)[idx] for c in _KEY_COLUMNS}
-    match_names = [
-        n if s == "dns_answer" else ((h,) if isinstance(h, str) else ())
-        for n, s, h in zip(part["names"], part["name_source"], part["hostname"], strict=True)
-    ]
-    keys = list(
-        zip(
-            part["orig_component"],
-            match_names,
-            part["resp_h"],
-            part["resp_component"],
-            part["target_port"],
-            part["transport"],
-            strict=True,
+    codes = pd.DataFrame({c: pd.factorize(v, use_na_sentinel=False)[0] for c, v in part.items()})
+    group_of = codes.groupby(list(_KEY_COLUMNS), sort=False).ngroup().to_numpy()
+    order = np.argsort(group_of, kind="stable")
+    bounds = np.searchsorted(group_of[order], np.arange(group_of.max() + 2))
+    for g in range(len(bounds) - 1):
+        rows = order[bounds[g] : bounds[g + 1]]
+        at = int(rows[0])
+        names, source, host = part["names"][at], part["name_source"][at], part["hostname"][at]
+        match_names = tuple(names) if source == "dns_answer" else ((host,) if isinstance(host, str) else ())
+        yield (
+            idx[rows],
+            matcher.evaluate(
+                part["orig_component"][at],
+                match_names,
+                part["resp_h"][at],
+                part["resp_component"][at],
+                int(part["target_port"][at]),
+                part["transport"][at],
+            ),
         )
-    )
-    codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    for code, key in enumerate(uniques):
-        comp, names, resp_h, resp_comp, port, transport = key
-        rows = idx[order[bounds[code] : bounds[code + 1]]]
-        yield rows, matcher.evaluate(comp, tuple(names), resp_h, resp_comp, int(port), transport)
 
 
 def _flow_drafts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -> list[Draft]:

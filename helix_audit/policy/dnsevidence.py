@@ -7,8 +7,7 @@ evidence (and so into its evidence capture), with a ``dns.qry.name`` display fil
 
 from __future__ import annotations
 
-import dataclasses
-from collections import defaultdict
+import heapq
 from collections.abc import Iterable
 
 from ..model import DnsQuery, DnsResponse, Evidence, Finding, Observation
@@ -31,69 +30,95 @@ def filter_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _names(obs: DnsQuery | DnsResponse) -> set[str]:
-    names = {obs.qname.lower().rstrip(".")}
-    if isinstance(obs, DnsResponse):
-        for ans in obs.answers:
-            names.add(ans.name.lower().rstrip("."))
-            if ans.rtype == "CNAME":
-                names.add(ans.data.lower().rstrip("."))
-    return names
+#: client -> (position, lookup, (file, frame)) per lookup
+_Lookups = dict[str, list[tuple[int, DnsQuery | DnsResponse, tuple[str, int]]]]
 
 
-_Lookups = dict[str, list[tuple[int, DnsQuery | DnsResponse]]]  # client -> (position, lookup)
-
-
-def _index(observations: Iterable[Observation]) -> dict[str, _Lookups]:
+def _index(observations: Iterable[Observation], wanted: set[str]) -> dict[str, _Lookups]:
     """name -> client (a query's source, a response's destination) -> its lookups of that name, with
-    their position in the capture's observation order."""
-    by_name: dict[str, _Lookups] = defaultdict(dict)
+    their position in the capture's observation order; for the ``wanted`` names only."""
+    by_name: dict[str, _Lookups] = {}
+    norm: dict[str, str] = {}  # names repeat: normalise each distinct text once
     for pos, obs in enumerate(observations):
-        if isinstance(obs, DnsQuery | DnsResponse):
-            client = obs.src if isinstance(obs, DnsQuery) else obs.dst
-            for name in _names(obs):
-                by_name[name].setdefault(client, []).append((pos, obs))
+        if isinstance(obs, DnsQuery):
+            texts: Iterable[str] = (obs.qname,)
+            client = obs.src
+        elif isinstance(obs, DnsResponse):
+            texts = _texts(obs)
+            client = obs.dst
+        else:
+            continue
+        for text in texts:
+            name = norm.get(text)
+            if name is None:
+                name = norm[text] = text.lower().rstrip(".")
+            if name in wanted:
+                mine = by_name.setdefault(name, {}).setdefault(client, [])
+                if not mine or mine[-1][0] != pos:  # once per lookup, however many names match
+                    mine.append((pos, obs, (obs.file, obs.frame)))
     return by_name
 
 
-def _lookup_evidence(finding: Finding, by_client: _Lookups) -> list[Evidence]:
-    hosts = set(finding.sources) or {finding.src}
-    parts = [by_client[h] for h in hosts if h in by_client]
+def _texts(resp: DnsResponse) -> list[str]:
+    """Every name a response carries: the question, each record's owner, each CNAME target."""
+    out = [resp.qname]
+    for ans in resp.answers:
+        out.append(ans.name)
+        if ans.rtype == "CNAME":
+            out.append(ans.data)
+    return out
+
+
+def _lookup_evidence(finding: Finding, by_client: _Lookups, filt: str) -> list[Evidence]:
+    """Per file, the first :data:`MAX_DNS_FRAMES` lookups (by frame, then capture order) of the
+    finding's sources that its evidence does not list yet."""
+    sources = finding.sources
+    if len(sources) == 1:
+        parts = [by_client[sources[0]]] if sources[0] in by_client else []
+    else:
+        hosts = set(sources) or {finding.src}
+        parts = [by_client[h] for h in hosts if h in by_client]
     if not parts:
         return []
-    # one client's lookups only, in observation order (not every lookup of a popular name)
-    mine = parts[0] if len(parts) == 1 else sorted((x for part in parts for x in part), key=lambda x: x[0])
     have = {(e.file, f) for e in finding.evidence for f in e.frames}
-    by_file: dict[str, list[DnsQuery | DnsResponse]] = defaultdict(list)
-    for _, obs in mine:
-        if (obs.file, obs.frame) not in have:
-            by_file[obs.file].append(obs)
+    by_file: dict[str, list[tuple[int, DnsQuery | DnsResponse, tuple[str, int]]]] = {}
+    for part in parts:
+        for item in part:
+            if item[2] not in have:
+                by_file.setdefault(item[2][0], []).append(item)
     out = []
-    for file, group in sorted(by_file.items()):
-        group.sort(key=lambda o: o.frame)
-        group = group[:MAX_DNS_FRAMES]
+    for file, items in sorted(by_file.items()):
+        group = [x[1] for x in heapq.nsmallest(MAX_DNS_FRAMES, items, key=_frame_position)]
         flows = tuple(sorted({o.flow_id for o in group if o.flow_id is not None}))
-        out.append(
-            Evidence(
-                file=file,
-                frames=tuple(o.frame for o in group),
-                first_ts=group[0].ts,
-                last_ts=group[-1].ts,
-                flow_ids=flows,
-                wireshark_filter=f"dns.qry.name == {filter_string(finding.hostname or '')}",
-            )
-        )
+        frames = tuple(o.frame for o in group)
+        out.append(Evidence(file, frames, group[0].ts, group[-1].ts, flows, filt))
     return out
+
+
+def _frame_position(item: tuple[int, Observation, tuple[str, int]]) -> tuple[int, int]:
+    return item[2][1], item[0]
 
 
 def with_dns_evidence(findings: list[Finding], observations: Iterable[Observation]) -> list[Finding]:
     """Each finding with a hostname gets the DNS lookups of that name by its sources appended."""
-    by_name = _index(observations)
+    names = [(finding.hostname or "").lower().rstrip(".") for finding in findings]
+    by_name = _index(observations, set(names))
+    filters: dict[str, str] = {}  # one display filter per distinct hostname
     out = []
-    for finding in findings:
-        name = (finding.hostname or "").lower().rstrip(".")
-        extra = _lookup_evidence(finding, by_name[name]) if name in by_name else []
-        out.append(
-            dataclasses.replace(finding, evidence=finding.evidence + tuple(extra)) if extra else finding
-        )
+    for finding, name in zip(findings, names, strict=True):
+        by_client = by_name.get(name)
+        if by_client is None:
+            out.append(finding)
+            continue
+        host = finding.hostname or ""
+        filt = filters.get(host)
+        if filt is None:
+            filt = filters[host] = f"dns.qry.name == {filter_string(host)}"
+        extra = _lookup_evidence(finding, by_client, filt)
+        out.append(_with_evidence(finding, finding.evidence + tuple(extra)) if extra else finding)
     return out
+
+
+def _with_evidence(finding: Finding, evidence: tuple[Evidence, ...]) -> Finding:
+    """``dataclasses.replace(finding, evidence=evidence)``, without re-reading the field list."""
+    return Finding(**{**vars(finding), "evidence": evidence})

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..model import Evidence, Severity
@@ -33,54 +34,91 @@ _OUTCOME_TEXT = {
 }
 
 
-def _latest_flows(
-    named: pd.DataFrame, names: set[str]
-) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
-    """(client, name) -> latest first_ts of the flows carrying that candidate name: of all of them,
-    and of the successful ones."""
+def _latest_flows(named: pd.DataFrame, names: set[str], ok_only: bool) -> dict[tuple[str, str], float]:
+    """(client, name) -> latest first_ts of the flows (the successful ones when ``ok_only``)
+    carrying that candidate name. Name tuples repeat: each distinct one is searched once."""
     if not names or named.empty:
-        return {}, {}
-    part = named[["orig_h", "names", "first_ts", "success"]].explode("names")
-    part = part[part["names"].isin(names)]
-    keys = ["orig_h", "names"]
-    every = part.groupby(keys, sort=False)["first_ts"].max()
-    ok = part[part["success"].to_numpy(dtype=bool)].groupby(keys, sort=False)["first_ts"].max()
-    return _as_dict(every), _as_dict(ok)
-
-
-def _as_dict(latest: pd.Series) -> dict[tuple[str, str], float]:
+        return {}
+    codes, uniques = pd.factorize(named["names"].to_numpy(dtype=object))
+    hits = {c: [n for n in u if n in names] for c, u in enumerate(uniques.tolist())}
+    hits = {c: found for c, found in hits.items() if found}
+    if not hits:
+        return {}
+    keep = np.isin(codes, list(hits))
+    if ok_only:
+        keep &= named["success"].to_numpy(dtype=bool)
+    rows = np.flatnonzero(keep)
+    if rows.shape[0] == 0:
+        return {}
+    per_row = [hits[c] for c in codes[rows].tolist()]
+    counts = np.fromiter(map(len, per_row), dtype=np.int64, count=len(per_row))
+    part = pd.DataFrame(
+        {
+            "orig_h": np.repeat(named["orig_h"].to_numpy(dtype=object)[rows], counts),
+            "names": [n for found in per_row for n in found],
+            "first_ts": np.repeat(named["first_ts"].to_numpy(dtype=float)[rows], counts),
+        }
+    )
+    latest = part.groupby(["orig_h", "names"], sort=False)["first_ts"].max()
     return {(str(c), str(n)): float(t) for (c, n), t in latest.items()}
 
 
 def lookup_drafts(
     lookups: Sequence[Lookup], named: pd.DataFrame, matcher: Matcher, components: dict[str, str]
 ) -> list[Draft]:
-    judged = [lk for lk in lookups if components.get(lk.query.src, "other") != "other" and _judged(lk.name)]
-    verdicts = {name: matcher.name_listed(name) for name in dict.fromkeys(lk.name for lk in judged)}
-    names = set(verdicts)
-    connected, success = _latest_flows(named, names)
-    resolved: dict[tuple[str, str], list[float]] = {}
-    for lk in judged:
-        if lk.outcome == "ok":
-            resolved.setdefault((lk.query.src, lk.name), []).append(lk.query.ts)
+    judged: list[tuple[Lookup, str]] = []
+    name_judged: dict[str, bool] = {}  # names repeat: judge each once
+    for lk in lookups:
+        comp = components.get(lk.query.src, "other")
+        if comp == "other":
+            continue
+        ok = name_judged.get(lk.name)
+        if ok is None:
+            ok = name_judged[lk.name] = _judged(lk.name)
+        if ok:
+            judged.append((lk, comp))
+    verdicts = {name: matcher.name_listed(name) for name in dict.fromkeys(lk.name for lk, _ in judged)}
+    allowed = {name for name, v in verdicts.items() if v.verdict == "allowed"}
+    failed = {lk.name for lk, _ in judged if lk.name in allowed and lk.outcome in FAILED_LOOKUPS}
+    success = _latest_flows(named, failed, ok_only=True)
+    connected = _latest_flows(named, set(verdicts) - allowed, ok_only=False)
+    resolved: dict[tuple[str, str], float] = {}  # latest successful lookup per (client, name)
+    for lk, _ in judged:
+        if lk.outcome == "ok" and lk.name in failed:
+            key = (lk.query.src, lk.name)
+            resolved[key] = max(resolved.get(key, _NONE[0]), lk.query.ts)
     listed = tuple(p + "." for r in matcher.enabled for p in r.hostnames if not p.startswith(("*", "{")))
-    pairs = set(
-        zip(named["orig_h"].to_numpy(dtype=object), named["resp_h"].to_numpy(dtype=object), strict=True)
-    )
+    pairs = _Pairs(named)
     out = []
-    for lk in judged:
-        key, ts, comp = (lk.query.src, lk.name), lk.query.ts, components[lk.query.src]
-        verdict = verdicts[lk.name]
-        if verdict.verdict == "allowed":
-            recovered = max(resolved.get(key, _NONE)) >= ts - RETRY_WINDOW or success.get(key, _NONE[0]) >= ts
-            if lk.outcome in FAILED_LOOKUPS and not recovered:
-                out.append(_blocked(lk, comp, verdict.rule, matcher))
+    for lk, comp in judged:
+        key, ts = (lk.query.src, lk.name), lk.query.ts
+        if lk.name in allowed:
+            if lk.outcome in FAILED_LOOKUPS:
+                recovered = (
+                    resolved.get(key, _NONE[0]) >= ts - RETRY_WINDOW or success.get(key, _NONE[0]) >= ts
+                )
+                if not recovered:
+                    out.append(_blocked(lk, comp, verdicts[lk.name].rule, matcher))
         elif key not in connected and not _reached(lk, pairs) and not lk.name.startswith(listed):
-            out.append(_lookup_only(lk, comp, verdict.explanation))
+            out.append(_lookup_only(lk, comp, verdicts[lk.name].explanation))
     return out
 
 
-def _reached(lk: Lookup, pairs: set[tuple[str, str]]) -> bool:
+class _Pairs:
+    """(originator, responder) of every flow, built on first use."""
+
+    def __init__(self, named: pd.DataFrame) -> None:
+        self._named = named
+        self._pairs: set[tuple[str, str]] | None = None
+
+    def __contains__(self, pair: object) -> bool:
+        if self._pairs is None:
+            cols = (self._named[c].to_numpy(dtype=object) for c in ("orig_h", "resp_h"))
+            self._pairs = set(zip(*cols, strict=True))
+        return pair in self._pairs
+
+
+def _reached(lk: Lookup, pairs: _Pairs) -> bool:
     """Did the host talk to an address the answer gave (e.g. its proxy, by name)?"""
     answers = lk.response.answers if lk.response else ()
     return any((lk.query.src, canon_ip(a.data)) in pairs for a in answers if a.rtype in ("A", "AAAA"))

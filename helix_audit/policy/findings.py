@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import Evidence, Finding, Severity
-from .flowrows import FlowRows
+from .flowrows import Columns, FlowRows
 
 MAX_FRAMES = 64
 MAX_STREAMS_IN_FILTER = 50
@@ -69,7 +69,7 @@ class Draft:
         message = self.message
         if rows is None and self.extra.get("count", 1) > 1:
             message += f" Seen {self.extra['count']} times."
-        flow_ids = tuple(np.sort(rows.col("flow_id")).tolist()) if rows is not None else ()
+        flow_ids = tuple(sorted(rows.values("flow_id"))) if rows is not None else ()
         sources = tuple(sorted(set(self.sources), key=_addr_key))
         return Finding(
             id=finding_id(self.kind, *self.key(), *self.extra.get("id_parts", ())),
@@ -105,6 +105,9 @@ def _addr_key(text: str) -> tuple[int, int, str]:
 
 def merge_evidence(items: Iterable[Evidence]) -> tuple[Evidence, ...]:
     """One Evidence per file out of many (observation-based findings)."""
+    items = tuple(items)
+    if len(items) == 1 and _merged(items[0]):
+        return items
     by_file: dict[str, list[Evidence]] = {}
     for ev in items:
         by_file.setdefault(ev.file, []).append(ev)
@@ -126,12 +129,29 @@ def merge_evidence(items: Iterable[Evidence]) -> tuple[Evidence, ...]:
     return tuple(out)
 
 
+def _merged(ev: Evidence) -> bool:
+    """Is ``ev`` already what merging it alone gives (frames and flows sorted, unique, few)?"""
+    return (
+        isinstance(ev.frames, tuple)
+        and isinstance(ev.flow_ids, tuple)
+        and len(ev.frames) <= MAX_FRAMES
+        and all(a < b for a, b in zip(ev.frames, ev.frames[1:], strict=False))
+        and all(a < b for a, b in zip(ev.flow_ids, ev.flow_ids[1:], strict=False))
+    )
+
+
 def flow_evidence(rows: FlowRows | pd.DataFrame) -> tuple[Evidence, ...]:
     """One Evidence per input file: frames worth opening, time range, flow ids, a display filter."""
     if isinstance(rows, pd.DataFrame):
         rows = FlowRows.of(rows)
     if len(rows) == 1:
         return _one_flow_evidence(rows)
+    if len(rows) <= _SMALL:
+        return _few_flows_evidence(rows)
+    return _many_flows_evidence(rows)
+
+
+def _many_flows_evidence(rows: FlowRows) -> tuple[Evidence, ...]:
     files = rows.col("file")
     out = []
     for file in sorted(set(files[pd.notna(files)].tolist())):
@@ -154,24 +174,71 @@ def flow_evidence(rows: FlowRows | pd.DataFrame) -> tuple[Evidence, ...]:
     return tuple(out)
 
 
+#: Up to this many flows, :func:`flow_evidence` works on Python lists (numpy's per-call cost
+#: exceeds the work on a few values).
+_SMALL = 32
+
+
+def _few_flows_evidence(rows: FlowRows) -> tuple[Evidence, ...]:
+    """:func:`flow_evidence` of a few flows, same result."""
+    first_ts = [float(t) for t in rows.values("first_ts")]
+    if any(t != t for t in first_ts):  # NaN: numpy's sort order, not Python's
+        return _many_flows_evidence(rows)
+    files = rows.values("file")
+    out = []
+    for file in sorted({f for f in files if not pd.isna(f)}):
+        at = [i for i, f in enumerate(files) if f == file]
+        part = rows if len(at) == len(files) else rows.take(np.asarray(at, dtype=np.int64))
+        ts = [first_ts[i] for i in at]
+        head = sorted(range(len(at)), key=ts.__getitem__)[: MAX_FRAMES // 4]
+        first_frames, key_frames = part.values("first_frame"), part.values("key_frames")
+        frames: list[int] = []
+        for i in head:
+            frames.append(int(first_frames[i]))
+            frames += [int(k) for k in str(key_frames[i] or "").split(",") if k.strip().isdigit()]
+        last = [v for v in map(float, part.values("last_ts")) if v == v]
+        out.append(
+            Evidence(
+                file=str(file),
+                frames=tuple(sorted(set(frames)))[:MAX_FRAMES],
+                first_ts=min(ts),
+                last_ts=max(last) if last else float("nan"),
+                flow_ids=tuple(sorted(part.values("flow_id"))),
+                wireshark_filter=display_filter(part),
+            )
+        )
+    return tuple(out)
+
+
 def _one_flow_evidence(rows: FlowRows) -> tuple[Evidence, ...]:
     """:func:`flow_evidence` of a single flow (most findings), without the array work."""
-    row = rows.first()
-    file = row["file"]
+    cols, pos = rows.cols, int(rows.pos[0])
+    file = cols("file")[pos]
     if pd.isna(file):
         return ()
-    frames = [int(row["first_frame"])]
-    frames += [int(k) for k in str(row["key_frames"] or "").split(",") if k.strip().isdigit()]
+    frames = [int(cols("first_frame")[pos])]
+    frames += [int(k) for k in str(cols("key_frames")[pos] or "").split(",") if k.strip().isdigit()]
+    fid = cols("flow_id")[pos]
     return (
         Evidence(
             file=str(file),
             frames=tuple(sorted(set(frames)))[:MAX_FRAMES],
-            first_ts=float(row["first_ts"]),
-            last_ts=float(row["last_ts"]),
-            flow_ids=(row["flow_id"].item() if hasattr(row["flow_id"], "item") else row["flow_id"],),
-            wireshark_filter=display_filter(rows),
+            first_ts=float(cols("first_ts")[pos]),
+            last_ts=float(cols("last_ts")[pos]),
+            flow_ids=(fid.item() if hasattr(fid, "item") else fid,),
+            wireshark_filter=_one_flow_filter(cols, pos),
         ),
     )
+
+
+def _one_flow_filter(cols: Columns, pos: int) -> str:
+    """:func:`display_filter` of a single flow."""
+    proto = cols("transport")[pos]
+    if proto in ("tcp", "udp") and cols.has(f"{proto}_stream"):
+        stream = cols(f"{proto}_stream")[pos]
+        if pd.notna(stream):
+            return f"{proto}.stream eq {int(stream)}"
+    return _address_filter([cols("resp_h")[pos]], [cols("orig_h")[pos]], {proto}, {int(cols("resp_p")[pos])})
 
 
 def _nan_min(values: np.ndarray) -> float:
@@ -186,13 +253,13 @@ def display_filter(rows: FlowRows | pd.DataFrame) -> str:
     address and port filter."""
     if isinstance(rows, pd.DataFrame):
         rows = FlowRows.of(rows)
-    transports = set(rows.col("transport").tolist())
+    transports = set(rows.values("transport"))
     if len(transports) == 1 and (proto := next(iter(transports))) in ("tcp", "udp"):
         name = f"{proto}_stream"
         if rows.has(name) and len(rows) <= MAX_STREAMS_IN_FILTER:
-            streams = rows.col(name)
-            if pd.notna(streams).all():
-                values = sorted({int(s) for s in streams.tolist()})
+            streams = rows.values(name)
+            if not any(pd.isna(s) for s in streams):
+                values = sorted({int(s) for s in streams})
                 if len(values) == 1:
                     return f"{proto}.stream eq {values[0]}"
                 return f"{proto}.stream in {{{' '.join(map(str, values))}}}"
@@ -202,15 +269,22 @@ def display_filter(rows: FlowRows | pd.DataFrame) -> str:
 def address_filter(rows: FlowRows | pd.DataFrame) -> str:
     if isinstance(rows, pd.DataFrame):
         rows = FlowRows.of(rows)
-    dsts = sorted(set(rows.col("resp_h").tolist()))
-    srcs = sorted(set(rows.col("orig_h").tolist()))
+    return _address_filter(
+        rows.values("resp_h"),
+        rows.values("orig_h"),
+        set(rows.values("transport")),
+        {int(p) for p in rows.values("resp_p")},
+    )
+
+
+def _address_filter(dst: list[str], src: list[str], transports: set[str], port_set: set[int]) -> str:
+    dsts, srcs = sorted(set(dst)), sorted(set(src))
     parts = (
         [_addr_clause(dsts, "dst"), _addr_clause(srcs, "src")]
         if len(srcs) <= 5
         else [_addr_clause(dsts, "dst")]
     )
-    transports = set(rows.col("transport").tolist())
-    ports = sorted({int(p) for p in rows.col("resp_p").tolist()})
+    ports = sorted(port_set)
     if len(transports) == 1 and next(iter(transports)) in ("tcp", "udp") and len(ports) <= 5:
         proto = next(iter(transports))
         parts.append(" || ".join(f"{proto}.dstport == {p}" for p in ports))

@@ -28,7 +28,7 @@ _DEST_KEYS = ["orig_component", "dest", "target_port", "transport", "state", "ca
 
 def who(part: FlowRows, limit: int = 3) -> str:
     """The originators of ``part``: ``10.0.1.5, 10.0.1.6 (+3 more)``."""
-    uniq = sorted({str(a) for a in part.col("orig_h").tolist()})
+    uniq = sorted({str(a) for a in part.values("orig_h")})
     more = f" (+{len(uniq) - limit} more)" if len(uniq) > limit else ""
     return ", ".join(uniq[:limit]) + more
 
@@ -79,7 +79,7 @@ def inbound_drafts(cols: Columns, mask: np.ndarray) -> list[Draft]:
     out = []
     for first, part in _groups(cols, mask, ["resp_h", "resp_p", "transport", "state"]):
         accepted = first["state"] == "accepted"
-        low = bool((part.col("confidence") == "low").all())
+        low = all(c == "low" for c in part.values("confidence"))
         sev = Severity.CRITICAL if accepted else Severity.HIGH
         if low:
             sev = Severity.HIGH if accepted else Severity.MEDIUM
@@ -152,7 +152,7 @@ def _draft(kind: str, sev: Severity, first: Mapping[str, Any], part: FlowRows, m
         transport=str(first["transport"]),
         hostname=first["hostname"] if isinstance(first["hostname"], str) else None,
         message=msg,
-        sources=[str(a) for a in dict.fromkeys(part.col("orig_h").tolist())],
+        sources=[str(a) for a in dict.fromkeys(part.values("orig_h"))],
         src_port=int(first["orig_p"]) if len(part) == 1 else None,
         rule=rule,
         explanation=expl,
@@ -162,6 +162,9 @@ def _draft(kind: str, sev: Severity, first: Mapping[str, Any], part: FlowRows, m
 
 
 def _states(part: FlowRows) -> str:
+    if len(part) == 1:
+        state = part.values("conn_state")[0]
+        return f"{'-' if pd.isna(state) else state} x1"
     states = part.col("conn_state").astype(object)
     states = np.where(pd.isna(states), "-", states)
     return ", ".join(f"{state} x{n}" for state, n in value_counts(states))

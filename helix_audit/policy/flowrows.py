@@ -23,25 +23,22 @@ class Columns:
 
     def __init__(self, frame: pd.DataFrame, overrides: Mapping[str, np.ndarray] | None = None) -> None:
         self.frame = frame
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[str, np.ndarray] = {}  # the frame's own columns, shared with replace()
         self._overrides = dict(overrides or {})
+        self.arrays: dict[str, np.ndarray] = dict(self._overrides)  # what this view reads
+        self._names = frozenset(frame.columns) | frozenset(self._overrides)
 
     def __call__(self, name: str) -> np.ndarray:
-        col = self._overrides.get(name)
+        col = self.arrays.get(name)
         if col is None:
             col = self._cache.get(name)
             if col is None:
                 col = self._cache[name] = self.frame[name].to_numpy()
+            self.arrays[name] = col
         return col
 
     def has(self, name: str) -> bool:
-        return name in self._overrides or name in self.frame.columns
-
-    def series(self, name: str) -> pd.Series:
-        """The column as a Series (the frame's own unless replaced)."""
-        if name in self._overrides:
-            return pd.Series(self._overrides[name], index=self.frame.index)
-        return self.frame[name]
+        return name in self._names
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -77,6 +74,13 @@ class FlowRows:
     def has(self, name: str) -> bool:
         return self.cols.has(name)
 
+    def values(self, name: str) -> list[Any]:
+        """The column's values in these rows, as Python objects (``col(name).tolist()``)."""
+        if self.pos.shape[0] == 1:
+            at = int(self.pos[0])
+            return self.cols(name)[at : at + 1].tolist()
+        return self.cols(name)[self.pos].tolist()
+
     def first(self) -> Row:
         return Row(self.cols, int(self.pos[0]))
 
@@ -93,13 +97,18 @@ class FlowRows:
 class Row(Mapping[str, Any]):
     """One flow row, read lazily column by column."""
 
+    __slots__ = ("_cols", "_pos")
+
     def __init__(self, cols: Columns, pos: int) -> None:
         self._cols, self._pos = cols, pos
 
     def __getitem__(self, name: str) -> Any:
-        if not self._cols.has(name):
-            raise KeyError(name)
-        return self._cols(name)[self._pos]
+        col = self._cols.arrays.get(name)
+        if col is None:
+            if not self._cols.has(name):
+                raise KeyError(name)
+            col = self._cols(name)
+        return col[self._pos]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._cols.frame.columns)
@@ -110,14 +119,20 @@ class Row(Mapping[str, Any]):
 
 def group_positions(cols: Columns, keys: list[str], mask: np.ndarray) -> list[np.ndarray]:
     """Row positions (into ``cols``) of each group of ``frame[mask].groupby(keys, sort=True,
-    dropna=False)``, groups in iteration order, rows in frame order."""
+    dropna=False)``, groups in iteration order, rows in frame order.
+
+    What the group-by does, on integer codes: each key column is factorised in sorted order
+    (missing values last), and the rows are sorted by the codes, key by key, then by position."""
     idx = np.flatnonzero(mask)
     if idx.shape[0] == 0:
         return []
-    part = pd.DataFrame({k: cols.series(k).iloc[idx] for k in keys})
-    codes = part.groupby(keys, sort=True, dropna=False).ngroup().to_numpy()
-    order = np.argsort(codes, kind="stable")
-    cuts = np.flatnonzero(np.diff(codes[order])) + 1
+    codes = []
+    for key in keys:
+        code, uniques = pd.factorize(cols(key)[idx], sort=True)
+        codes.append(np.where(code < 0, len(uniques), code))
+    order = np.lexsort([np.arange(idx.shape[0]), *reversed(codes)])
+    ranked = np.stack([c[order] for c in codes])
+    cuts = np.flatnonzero((ranked[:, 1:] != ranked[:, :-1]).any(axis=0)) + 1
     return np.split(idx[order], cuts)
 
 

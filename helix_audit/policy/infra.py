@@ -9,6 +9,7 @@ All masks are vectorised over the flow DataFrame.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -43,10 +44,18 @@ def infrastructure_mask(flows: pd.DataFrame, site: SiteProfile | None) -> np.nda
     return mask
 
 
-def _per_address(column: pd.Series, test: object) -> np.ndarray:
-    uniques = pd.unique(column.to_numpy())
-    hits = {a for a in uniques if test(str(a))}  # type: ignore[operator]
-    return column.isin(hits).to_numpy() if hits else np.zeros(len(column), dtype=bool)
+def _per_address(column: pd.Series, test: Callable[[str], bool]) -> np.ndarray:
+    """``test`` once per distinct address."""
+    codes, uniques = pd.factorize(column.to_numpy(dtype=object))
+    hits = np.array([test(str(a)) for a in uniques], dtype=np.bool_)
+    if not hits.any():
+        return np.zeros(len(column), dtype=bool)
+    return hits[codes] & (codes >= 0)
+
+
+_LOCAL_V4 = ipaddress.ip_network("224.0.0.0/24")
+_BROADCAST_V4 = ipaddress.IPv4Address("255.255.255.255")
+_LOCAL_V6 = ipaddress.ip_network("ff02::/16")
 
 
 def _local_broadcast(address: str) -> bool:
@@ -54,8 +63,8 @@ def _local_broadcast(address: str) -> bool:
     if ip is None:
         return False
     if isinstance(ip, ipaddress.IPv4Address):
-        return ip in ipaddress.ip_network("224.0.0.0/24") or ip == ipaddress.IPv4Address("255.255.255.255")
-    return ip in ipaddress.ip_network("ff02::/16")
+        return ip in _LOCAL_V4 or ip == _BROADCAST_V4
+    return ip in _LOCAL_V6
 
 
 def _known_resolver(address: str, site: SiteProfile | None) -> bool:

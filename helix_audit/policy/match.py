@@ -52,7 +52,20 @@ class Matcher:
         self.cp_names = frozenset(site.control_plane_names) if site else frozenset()
         self.cp_addresses = frozenset(canon_ip(a) for a in cp_addresses)
         self.enabled = tuple(r for r in ruleset.rules if self.disabled_reason(r) is None)
-        self._candidates: dict[tuple[tuple[str, ...], str, bool], list[Rule]] = {}
+        self._enabled_ids = {id(r) for r in self.enabled}
+        # Rules as bits of an int: a destination's candidate rules are the union of those its
+        # names match (cached per name tuple), those listing its address, and the control-plane
+        # rows when it is the control plane. Results are cached per (component, rules, port, ...).
+        rules = ruleset.rules
+        self._cp_mask = sum(1 << i for i, r in enumerate(rules) if CONTROL_PLANE_TOKEN in r.hostnames)
+        self._literal: dict[str, int] = {}
+        for i, r in enumerate(rules):
+            for pattern in r.hostnames:
+                if pattern != CONTROL_PLANE_TOKEN:
+                    self._literal[pattern] = self._literal.get(pattern, 0) | (1 << i)
+        self._name_masks: dict[tuple[str, ...], int] = {}
+        self._by_mask: dict[int, list[Rule]] = {}
+        self._results: dict[tuple[object, ...], Match] = {}
 
     def disabled_reason(self, rule: Rule) -> str | None:
         site = self.site
@@ -105,15 +118,34 @@ class Matcher:
     ) -> Match:
         """Allowed by an enabled rule, or the most telling reason why not."""
         is_cp = self.is_control_plane(names, resp_h, resp_component)
+        mask = self._name_mask(names) | self._literal.get(canon_ip(resp_h), 0)
+        if is_cp:
+            mask |= self._cp_mask
+        key = (component, mask, port, transport, resp_component)
+        found = self._results.get(key)
+        if found is None:
+            found = self._results[key] = self._judge(component, mask, resp_component, port, transport)
+        return found
+
+    def _name_mask(self, names: tuple[str, ...]) -> int:
+        mask = self._name_masks.get(names)
+        if mask is None:
+            mask = 0
+            for i, rule in enumerate(self.ruleset.rules):
+                patterns = [p for p in rule.hostnames if p != CONTROL_PLANE_TOKEN]
+                if any(host_matches(p, n) for p in patterns for n in names):
+                    mask |= 1 << i
+            self._name_masks[names] = mask
+        return mask
+
+    def _judge(self, component: str, mask: int, resp_component: str, port: int, transport: str) -> Match:
         comp = component if component != "other" else None
-        addr = canon_ip(resp_h)
-        candidates = self._candidates.get((names, addr, is_cp))
-        if candidates is None:  # the same name and address recur with other ports and components
-            candidates = [r for r in self.ruleset.rules if self.hosts_match(r, names, addr, is_cp)]
-            self._candidates[(names, addr, is_cp)] = candidates
+        candidates = self._by_mask.get(mask)
+        if candidates is None:
+            candidates = self._by_mask[mask] = [r for i, r in enumerate(self.ruleset.rules) if mask >> i & 1]
         exact = [r for r in candidates if port in r.ports and transport == r.transport]
         for rule in exact:
-            if rule in self.enabled and (comp is None or rule.applies_to(comp)):
+            if id(rule) in self._enabled_ids and (comp is None or rule.applies_to(comp)):
                 return Match("allowed", "allowed", rule.id)
         for rule in exact:
             if comp is None or rule.applies_to(comp):

@@ -17,12 +17,14 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ..model import DnsQuery, DnsResponse, HttpConnect, Observation, TlsAlert
-from ..names import clean_name, observation_flows
+from ..names import clean_name
+from .observed import Observed, observed
 
 DNS_TIMEOUT = 2.0
 FAILED_LOOKUPS = ("nxdomain", "servfail", "refused", "dns_timeout")
@@ -37,12 +39,18 @@ class FlowNotes:
     tls_alert: dict[int, str]
 
 
-def flow_notes(flows: pd.DataFrame, observations: Sequence[Observation]) -> FlowNotes:
-    wanted = [o for o in observations if isinstance(o, HttpConnect | TlsAlert)]
-    resp_h = dict(zip(flows["flow_id"].to_numpy().tolist(), flows["resp_h"], strict=True))
+def flow_notes(flows: pd.DataFrame, observations: Sequence[Observation] | Observed) -> FlowNotes:
+    seen = observed(flows, observations)
+    wanted = (HttpConnect, TlsAlert)
     status: dict[int, int] = {}
     alerts: dict[int, str] = {}
-    for obs, fid in zip(wanted, observation_flows(flows, wanted), strict=True):
+    fatal = [
+        (obs, fid)
+        for obs, fid in zip(seen.of(*wanted), seen.flow_ids(*wanted), strict=True)
+        if fid is not None and isinstance(obs, TlsAlert) and obs.level.lower() in ("fatal", "2")
+    ]
+    resp_h = _responders(flows, [fid for _, fid in fatal])
+    for obs, fid in zip(seen.of(*wanted), seen.flow_ids(*wanted), strict=True):
         if fid is None:
             continue
         if isinstance(obs, HttpConnect) and obs.status is not None:
@@ -50,6 +58,15 @@ def flow_notes(flows: pd.DataFrame, observations: Sequence[Observation]) -> Flow
         elif isinstance(obs, TlsAlert) and obs.level.lower() in ("fatal", "2") and obs.src == resp_h.get(fid):
             alerts.setdefault(fid, obs.description or "fatal")
     return FlowNotes(status, alerts)
+
+
+def _responders(flows: pd.DataFrame, fids: list[int]) -> dict[int, str]:
+    """flow id -> responder address, for the given flows only."""
+    if not fids:
+        return {}
+    rows = pd.Index(flows["flow_id"].to_numpy()).get_indexer(fids)
+    resp = flows["resp_h"].to_numpy(dtype=object)
+    return {f: resp[r] for f, r in zip(fids, rows.tolist(), strict=True) if r >= 0}
 
 
 def failure_how(flows: pd.DataFrame, notes: FlowNotes) -> np.ndarray:
@@ -81,8 +98,9 @@ def succeeded(flows: pd.DataFrame, how: np.ndarray) -> np.ndarray:
     return ok & pd.isna(how)
 
 
-@dataclass(frozen=True)
-class Lookup:
+class Lookup(NamedTuple):
+    """One plain-DNS query, its response (None: unanswered), outcome, flow and clean name."""
+
     query: DnsQuery
     response: DnsResponse | None
     outcome: str
@@ -90,31 +108,49 @@ class Lookup:
     name: str
 
 
-def lookups(flows: pd.DataFrame, observations: Sequence[Observation], capture_end: float) -> list[Lookup]:
+def lookups(
+    flows: pd.DataFrame, observations: Sequence[Observation] | Observed, capture_end: float
+) -> list[Lookup]:
     """Every plain-DNS query with its response (first one after it) and outcome."""
-    queries = [o for o in observations if isinstance(o, DnsQuery) and o.protocol == "dns" and o.qname]
+    seen = observed(flows, observations)
     answers: dict[tuple[object, ...], list[DnsResponse]] = {}
-    for obs in observations:
-        if isinstance(obs, DnsResponse) and obs.protocol == "dns":
+    for obs in seen.of(DnsResponse):
+        if obs.protocol == "dns":
             key = (obs.dst, obs.dport, obs.src, obs.sport, obs.id, clean_name(obs.qname))
-            answers.setdefault(key, []).append(obs)
-    times = {key: [r.ts for r in resps] for key, resps in answers.items()}
-    ordered = {key: all(a <= b for a, b in zip(ts, ts[1:], strict=False)) for key, ts in times.items()}
+            found = answers.get(key)
+            if found is None:
+                answers[key] = [obs]
+            else:
+                found.append(obs)
+    sorted_times: dict[int, list[float] | None] = {}  # per response list: its times if ascending
     out = []
-    for query, fid in zip(queries, observation_flows(flows, queries), strict=True):
+    for query, fid in zip(seen.of(DnsQuery), seen.flow_ids(DnsQuery), strict=True):
+        if query.protocol != "dns" or not query.qname:
+            continue
         name = clean_name(query.qname) or ""
-        key = (query.src, query.sport, query.dst, query.dport, query.id, name)
-        resp = _first_after(answers.get(key, []), times.get(key, []), ordered.get(key, True), query.ts)
+        resps = answers.get((query.src, query.sport, query.dst, query.dport, query.id, name))
+        if resps is None:
+            resp = None
+        elif len(resps) == 1:  # the usual exchange: one query, one response
+            resp = resps[0] if resps[0].ts >= query.ts else None
+        else:
+            resp = _first_after(resps, query.ts, sorted_times)
         out.append(Lookup(query, resp, _outcome(query, resp, capture_end), fid, name))
     return out
 
 
 def _first_after(
-    resps: list[DnsResponse], times: list[float], ordered: bool, ts: float
+    resps: list[DnsResponse], ts: float, sorted_times: dict[int, list[float] | None]
 ) -> DnsResponse | None:
-    """The first response (capture order) at or after ``ts``; by bisection when their times ascend."""
-    if ordered:
-        i = bisect_left(times, ts)
+    """The first response (capture order) at or after ``ts``; by bisection when their times ascend
+    (checked once per response list: ``sorted_times``, keyed by the list's id)."""
+    if id(resps) not in sorted_times:
+        times = [r.ts for r in resps]
+        ordered = all(a <= b for a, b in zip(times, times[1:], strict=False))
+        sorted_times[id(resps)] = times if ordered else None
+    times_or_none = sorted_times[id(resps)]
+    if times_or_none is not None:
+        i = bisect_left(times_or_none, ts)
         return resps[i] if i < len(resps) else None
     return next((r for r in resps if r.ts >= ts), None)
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import Observation, Role, WebSocketUpgrade
+from .observed import Observed, observed
 from .site import SiteProfile
 
 CHANNEL_PATHS = ("/api/v1/revdial", "/api/v1/external-agents/sync")
@@ -33,7 +34,7 @@ def path_only(path: str) -> str:
 
 
 def assign_roles(
-    named: pd.DataFrame, observations: Sequence[Observation], site: SiteProfile | None
+    named: pd.DataFrame, observations: Sequence[Observation] | Observed, site: SiteProfile | None
 ) -> list[Role]:
     """Roles for every address that has one; ``named`` is the output of :func:`names.attribute`."""
     roles: dict[str, Role] = {}
@@ -41,7 +42,7 @@ def assign_roles(
         _from_profile(named, site, roles)
         if site.control_plane_names and not site.control_plane_addresses:
             _from_names(named, site, roles)
-    _inferred(observations, site, roles)
+    _inferred(observed(named, observations).of(WebSocketUpgrade), site, roles)
     return sorted(roles.values(), key=lambda r: (r.component, r.address))
 
 
@@ -72,23 +73,27 @@ def _from_names(named: pd.DataFrame, site: SiteProfile, roles: dict[str, Role]) 
         roles[str(addr)] = Role(str(addr), "control_plane", "profile", evidence, frames)
 
 
-def _inferred(observations: Sequence[Observation], site: SiteProfile | None, roles: dict[str, Role]) -> None:
+def _inferred(upgrades: Sequence[WebSocketUpgrade], site: SiteProfile | None, roles: dict[str, Role]) -> None:
     found: dict[tuple[str, str], list[WebSocketUpgrade]] = {}
-    for obs in observations:
-        if isinstance(obs, WebSocketUpgrade) and path_only(obs.path) in CHANNEL_PATHS:
+    proxy: dict[tuple[str, int], bool] = {}  # one profile lookup per distinct peer
+    for obs in upgrades:
+        if path_only(obs.path) in CHANNEL_PATHS:
             found.setdefault((obs.src, "sandbox"), []).append(obs)
-            if site is None or not site.is_proxy(obs.dst, obs.dport):
+            peer = (obs.dst, obs.dport)
+            if site is not None and peer not in proxy:
+                proxy[peer] = site.is_proxy(*peer)
+            if site is None or not proxy[peer]:
                 found.setdefault((obs.dst, "control_plane"), []).append(obs)
-    for (addr, component), upgrades in sorted(found.items()):
+    for (addr, component), seen in sorted(found.items()):
         if addr in roles:
             continue
-        first = upgrades[0]
+        first = seen[0]
         side = "opened" if component == "sandbox" else "accepted"
         evidence = (
             f"{side} WebSocket {path_only(first.path)} ({first.src}:{first.sport} -> "
-            f"{first.dst}:{first.dport}, {first.file} frame {first.frame}); {len(upgrades)} upgrade(s)"
+            f"{first.dst}:{first.dport}, {first.file} frame {first.frame}); {len(seen)} upgrade(s)"
         )
-        frames = tuple(o.frame for o in upgrades[:_MAX_FRAMES])
+        frames = tuple(o.frame for o in seen[:_MAX_FRAMES])
         roles[addr] = Role(addr, component, "inferred", evidence, frames)
 
 

@@ -17,36 +17,48 @@ from fnmatch import fnmatchcase
 import pandas as pd
 
 from ..model import Evidence, Observation, Severity, TlsClientHello, WebSocketUpgrade
-from ..names import clean_name, observation_flows
+from ..names import clean_name
 from .findings import Draft
 from .flowfind import LABEL
 from .match import Matcher
+from .observed import Observed, observed
 from .roles import path_only
 
 
 def websocket_drafts(
-    named: pd.DataFrame, observations: Sequence[Observation], matcher: Matcher, components: dict[str, str]
+    named: pd.DataFrame,
+    observations: Sequence[Observation] | Observed,
+    matcher: Matcher,
+    components: dict[str, str],
 ) -> list[Draft]:
-    upgrades = [o for o in observations if isinstance(o, WebSocketUpgrade)]
+    seen = observed(named, observations)
+    upgrades: list[WebSocketUpgrade] = seen.of(WebSocketUpgrade)
     if not upgrades:
         return []
-    tls_flows = {
-        f for f in observation_flows(named, [o for o in observations if isinstance(o, TlsClientHello)])
-    }
-    where = {int(f): i for i, f in enumerate(named["flow_id"].to_numpy().tolist())}
+    tls_flows = set(seen.flow_ids(TlsClientHello))
+    fids = seen.flow_ids(WebSocketUpgrade)
+    known = [f for f in fids if f is not None]
+    rows = pd.Index(named["flow_id"].to_numpy()).get_indexer(known).tolist()
+    where = dict(zip(known, rows, strict=True))
     flow_names = named["names"].to_numpy(dtype=object)
     flow_resp = named["resp_component"].to_numpy(dtype=object)
     allowed = {p for r in matcher.enabled for p in r.websocket_paths}
-    known = [p for p in matcher.ruleset.paths if p.websocket]
+    paths = [p for p in matcher.ruleset.paths if p.websocket]
     enabled_sets = set(matcher.ruleset.default_on) | set(matcher.site.rulesets if matcher.site else ())
-    allowed |= {p.path for p in known if p.ruleset in enabled_sets}
+    allowed |= {p.path for p in paths if p.ruleset in enabled_sets}
     out = []
     path_ok: dict[str, bool] = {}  # paths repeat: match each distinct one once
-    for obs, fid in zip(upgrades, observation_flows(named, upgrades), strict=True):
-        pos = where.get(fid) if fid is not None else None
-        names = tuple(flow_names[pos]) if pos is not None else ()
-        resp_comp = str(flow_resp[pos]) if pos is not None else components.get(obs.dst, "other")
-        if not matcher.is_control_plane(names, obs.dst, resp_comp):
+    to_cp: dict[tuple[object, ...], bool] = {}  # and so do destinations
+    for obs, fid in zip(upgrades, fids, strict=True):
+        pos = where.get(fid, -1) if fid is not None else -1
+        if pos >= 0:
+            dest: tuple[object, ...] = (flow_names[pos], obs.dst, str(flow_resp[pos]))
+        else:
+            dest = ((), obs.dst, components.get(obs.dst, "other"))
+        cp = to_cp.get(dest)
+        if cp is None:
+            cp = to_cp[dest] = matcher.is_control_plane(tuple(dest[0]), obs.dst, dest[2])  # type: ignore[arg-type]
+        if not cp:
             continue
         path = path_only(obs.path)
         comp = components.get(obs.src, "other")
@@ -54,7 +66,7 @@ def websocket_drafts(
         if ok is None:
             ok = path_ok[path] = any(fnmatchcase(path, p) for p in allowed)
         if not ok:
-            out.append(_path_draft(obs, fid, path, comp, known))
+            out.append(_path_draft(obs, fid, path, comp, paths))
         elif fid not in tls_flows and obs.src != obs.dst:
             out.append(_plaintext_draft(obs, fid, path, comp))
     return out

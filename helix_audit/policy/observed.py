@@ -1,0 +1,94 @@
+"""The observations of one audit, split by type once and joined to their flows once.
+
+Classification reads the observation list many times, each time for a few types (names: TLS and
+HTTP; outcomes: CONNECT and alerts; lookups: DNS; findings: WebSocket upgrades). Filtering 10^5
+objects with ``isinstance`` in every consumer costs more than the work on the few thousand it
+keeps, so :class:`Observed` walks the list once, remembers each type's positions, and serves a
+subset (capture order) and its flow ids on demand, each computed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..model import Observation
+
+FlowKey = tuple[str, str, int, str, int]
+
+
+def flow_index(flows: pd.DataFrame) -> dict[FlowKey, int]:
+    """(transport, a, a_port, b, b_port) -> flow_id, both directions; for observations without one."""
+    index: dict[FlowKey, int] = {}
+    cols = zip(
+        flows["flow_id"],
+        flows["transport"],
+        flows["orig_h"],
+        flows["orig_p"],
+        flows["resp_h"],
+        flows["resp_p"],
+        strict=True,
+    )
+    for fid, tr, oh, op, rh, rp in cols:
+        index[(tr, oh, int(op), rh, int(rp))] = int(fid)
+        index[(tr, rh, int(rp), oh, int(op))] = int(fid)
+    return index
+
+
+def observation_flows(flows: pd.DataFrame, observations: Sequence[Observation]) -> list[int | None]:
+    """The flow id of every observation (its own ``flow_id``, else found by its 5-tuple)."""
+    out: list[int | None] = [o.flow_id for o in observations]
+    if None not in out:
+        return out
+    index = flow_index(flows)
+    for i, obs in enumerate(observations):
+        if out[i] is None:
+            out[i] = index.get((obs.transport, obs.src, obs.sport, obs.dst, obs.dport))
+    return out
+
+
+class Observed:
+    """Typed views of one observation list (which must not change while this is in use)."""
+
+    def __init__(self, flows: pd.DataFrame, observations: Sequence[Observation]) -> None:
+        self.flows = flows
+        self.all = observations
+        kinds = np.fromiter(map(type, observations), dtype=object, count=len(observations))
+        codes, types = pd.factorize(kinds)
+        order = np.argsort(codes, kind="stable")
+        cuts = np.searchsorted(codes[order], np.arange(len(types) + 1))
+        self._positions = {t: order[cuts[c] : cuts[c + 1]] for c, t in enumerate(types)}
+        self._subsets: dict[tuple[type, ...], list[Any]] = {}
+        self._flow_ids: dict[tuple[type, ...], list[int | None]] = {}
+
+    def of(self, *types: type) -> list[Any]:
+        """Every observation that is an instance of one of ``types``, in list order."""
+        found = self._subsets.get(types)
+        if found is None:
+            found = self._subsets[types] = self._gather(types)
+        return found
+
+    def flow_ids(self, *types: type) -> list[int | None]:
+        """:func:`observation_flows` of :meth:`of` ``(*types)``."""
+        found = self._flow_ids.get(types)
+        if found is None:
+            found = self._flow_ids[types] = observation_flows(self.flows, self.of(*types))
+        return found
+
+    def _gather(self, types: tuple[type, ...]) -> list[Any]:
+        parts = [pos for t, pos in self._positions.items() if issubclass(t, types)]
+        if not parts:
+            return []
+        pos = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts), kind="stable")
+        if len(pos) == 1:
+            return [self.all[int(pos[0])]]
+        return list(itemgetter(*pos.tolist())(self.all))
+
+
+def observed(flows: pd.DataFrame, observations: Sequence[Observation] | Observed) -> Observed:
+    """``observations`` as an :class:`Observed` (built unless it already is one)."""
+    return observations if isinstance(observations, Observed) else Observed(flows, observations)
