@@ -26,6 +26,7 @@ import click
 
 from . import __version__
 from .errors import HelixAuditError
+from .heap import bound_heap
 from .model import AuditResult, InputInfo, Severity
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,6 +80,7 @@ def main() -> None:
     Exit codes: 0 compliant, 1 findings at or above --fail-on, 2 usage error or
     unusable input, 3 inconclusive (no packets, nothing of the site seen), 70 internal error.
     """
+    bound_heap()
 
 
 def exit_code_for(result: AuditResult, fail_on: Severity) -> ExitCode:

@@ -23,6 +23,7 @@ import pandas as pd
 from . import __version__
 from .capture import expand_inputs, open_capture
 from .capture.interface import CaptureInfo
+from .capture.source import DEFAULT_BATCH
 from .decode.core import Decoder
 from .errors import UsageError
 from .flows.table import FlowTable
@@ -101,7 +102,7 @@ def _capture_anomalies(info: CaptureInfo) -> list[Anomaly]:
 def scan(
     paths: Iterable[str | Path],
     *,
-    batch_size: int = 262_144,
+    batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
     jobs: int = 1,
     dask: str | None = None,
@@ -299,7 +300,7 @@ def audit(
     *,
     site: str | Path | None = None,
     rules: Sequence[str | Path] | None = None,
-    batch_size: int = 262_144,
+    batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
     command: str | None = None,
     engine: str = "native",

@@ -26,7 +26,7 @@ from .pcapng import SHB_MAGIC, NgWalker, open_pcapng, pcapng_batches
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_CHUNK = 1 << 20
 GZIP_IN_MEMORY = 64 << 20  # decompressed bytes kept in memory; beyond, spill to a temp file
-DEFAULT_BATCH = 262144
+DEFAULT_BATCH = 65536  # packets per batch: ~55 MB of packet bytes on the benchmark; as fast as 4x more
 RELEASE_MIN = 16 << 20  # release mapped pages in steps of at least this many bytes
 
 
