@@ -181,12 +181,12 @@ class Evidence:
 @dataclass(frozen=True)
 class Finding:
     id: str
-    kind: str  # unexpected_destination | inbound_to_sandbox | unexpected_websocket_path | blocked | ...
+    kind: str  # unexpected_destination | inbound_to_sandbox | inbound_scan | unexpected_websocket_path | ...
     severity: Severity
     component: str  # control_plane | sandbox | other
     src: str
     src_port: int | None
-    dst: str
+    dst: str | None  # None: several destinations (inbound_scan over several sandboxes)
     dst_port: int | None
     transport: str
     hostname: str | None

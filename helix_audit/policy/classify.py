@@ -30,6 +30,7 @@ from .observed import Observed
 from .outcome import failure_how, flow_notes, lookups, succeeded
 from .roles import assign_roles, component_columns
 from .rules import CORE_GROUPS, Ruleset
+from .scan import scan_findings
 from .site import SiteProfile
 from .wsfind import websocket_drafts
 
@@ -90,10 +91,10 @@ def _classify(
     components = {r.address: r.component for r in roles}
     end = float(named["last_ts"].max()) if len(named) else 0.0
     found = lookups(named, seen, end)
-    drafts = _flow_drafts(named, matcher, site)
+    drafts, scans = _flow_drafts(named, matcher, site)
     drafts += lookup_drafts(found, named, matcher, components)
     drafts += websocket_drafts(named, seen, matcher, components)
-    findings = order([d.build() for d in group(drafts)])
+    findings = order([d.build() for d in group(drafts)] + scans)
     coverage = build_coverage(named, found, matcher, roles, site)
     keep = [c for c in named.columns if c not in ("category", "explanation", "dest", "state", "success")]
     return Classification(named[keep], findings, coverage, roles)
@@ -119,17 +120,7 @@ def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -
     for rows, match in _evaluate(named, judge, matcher):
         verdict[rows] = match.verdict
         rule[rows], category[rows], explanation[rows] = match.rule, match.category, match.explanation
-    rows = np.flatnonzero(inbound)
-    legacy: dict[tuple[object, int, str], object] = {}  # one lookup per distinct (component, port)
-    ports, transports = (
-        named["resp_p"].to_numpy()[rows].tolist(),
-        named["transport"].to_numpy()[rows].tolist(),
-    )
-    for pos, port, transport in zip(rows.tolist(), ports, transports, strict=True):
-        key = (resp_c[pos], int(port), str(transport))
-        if key not in legacy:
-            legacy[key] = matcher.legacy(*key)
-        explanation[pos] = legacy[key]
+    explanation[inbound] = _legacy_notes(named, inbound, resp_c, matcher)
     for rows, match in _evaluate(named, dns, matcher):
         explanation[rows] = match.explanation if match.category != "unlisted" else None
     other = judge & (orig_c == "other") & (verdict == "violation")
@@ -141,6 +132,23 @@ def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -
         category,
         explanation,
     )
+
+
+def _legacy_notes(named: pd.DataFrame, mask: np.ndarray, resp_c: np.ndarray, matcher: Matcher) -> np.ndarray:
+    """:meth:`Matcher.legacy` of each masked row, asked once per distinct (component, port,
+    transport): a SYN scan is a million inbound rows over a few thousand such keys."""
+    rows = np.flatnonzero(mask)
+    resp_p, transport = named["resp_p"].to_numpy()[rows], named["transport"].to_numpy(dtype=object)[rows]
+    c_code, comps = pd.factorize(resp_c[rows], use_na_sentinel=False)
+    p_code, ports = pd.factorize(resp_p)
+    t_code, transports = pd.factorize(transport, use_na_sentinel=False)
+    code, keys = pd.factorize((c_code.astype(np.int64) * len(ports) + p_code) * len(transports) + t_code)
+    notes = np.empty(len(keys), dtype=object)
+    for g, key in enumerate(keys.tolist()):
+        rest, t = divmod(key, len(transports))
+        c, p = divmod(rest, len(ports))
+        notes[g] = matcher.legacy(comps[c], int(ports[p]), str(transports[t]))
+    return notes[code]
 
 
 _KEY_COLUMNS = (
@@ -187,7 +195,10 @@ def _evaluate(named: pd.DataFrame, mask: np.ndarray, matcher: Matcher) -> Iterat
         )
 
 
-def _flow_drafts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -> list[Draft]:
+def _flow_drafts(
+    named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None
+) -> tuple[list[Draft], list[Finding]]:
+    """Drafts of the flow findings, and the inbound scans (already findings: :mod:`.scan`)."""
     dest = named["hostname"].fillna(named["resp_h"])
     tcp = named["transport"].to_numpy() == "tcp"
     answered = np.where(tcp, named["synack"].to_numpy() > 0, named["resp_pkts"].to_numpy() > 0)
@@ -203,21 +214,23 @@ def _flow_drafts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None
     )
     inbound = verdict == "inbound"
     blocked = verdict == "blocked"
-    state = np.where(success, "established", "attempted").astype(object)
+    state = np.array(["attempted", "established"], dtype=object)[success.astype(np.intp)]
     cols = Columns(named, {"dest": dest.to_numpy(dtype=object), "state": state})
     purposes = {r.id: r.purpose for r in matcher.ruleset.rules}
     core = {r.id for r in matcher.ruleset.rules if r.group in CORE_GROUPS and r.provider is None}
     listed = tuple(str(a) for a in site.dns_servers) if site is not None else ()
     resolvers = dns & (helix | (verdict == "unknown")) & suspect
-    inbound_state = np.where(answered, "accepted", "attempted").astype(object)
-    return (
+    inbound_state = np.array(["attempted", "accepted"], dtype=object)[answered.astype(np.intp)]
+    scanned, scans = scan_findings(cols, inbound, inbound_state)
+    drafts = (
         destination_drafts(cols, dest_rows, _dest_severity())
-        + inbound_drafts(cols.replace(state=inbound_state), inbound)
+        + inbound_drafts(cols.replace(state=inbound_state), inbound & ~scanned)
         + blocked_drafts(
             cols.replace(recovered=_recovered(named, dest, success, blocked)), blocked, purposes, core
         )
         + resolver_drafts(cols, resolvers, listed)
     )
+    return drafts, scans
 
 
 def _recovered(named: pd.DataFrame, dest: pd.Series, success: np.ndarray, blocked: np.ndarray) -> np.ndarray:

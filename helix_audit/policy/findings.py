@@ -324,5 +324,5 @@ def group(drafts: Iterable[Draft]) -> list[Draft]:
 def order(findings: list[Finding]) -> list[Finding]:
     """Worst first, then kind and destination: the report order."""
     return sorted(
-        findings, key=lambda f: (-f.severity.rank, f.kind, f.hostname or f.dst, f.dst_port or 0, f.id)
+        findings, key=lambda f: (-f.severity.rank, f.kind, f.hostname or f.dst or "", f.dst_port or 0, f.id)
     )

@@ -35,6 +35,15 @@ def display_text(value: object) -> str:
     return _CONTROL.sub(_escape_char, text)
 
 
+def destination(f: Finding) -> str:
+    """The finding's destination for display: its address, or how many sandboxes a scan probed
+    (``inbound_scan`` over several sandboxes has no single ``dst``)."""
+    if f.dst is not None:
+        return f.dst
+    n = f.extra.get("sandboxes")
+    return f"{n} sandboxes" if isinstance(n, int) else "several destinations"
+
+
 def clip(text: str, limit: int = 300) -> str:
     """Shorten very long text for a table cell, saying how much was cut."""
     if len(text) <= limit:

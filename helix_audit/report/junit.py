@@ -13,7 +13,7 @@ from pathlib import Path
 
 from helix_audit.model import AuditResult, CoverageEntry, Finding, Severity
 from helix_audit.report.atomic import atomic_write_bytes
-from helix_audit.report.common import display_text, tool_info
+from helix_audit.report.common import destination, display_text, tool_info
 
 
 def _t(value: object) -> str:
@@ -48,7 +48,7 @@ def _finding_case(suite: ET.Element, f: Finding) -> None:
         suite,
         "testcase",
         classname=_t(f"findings.{f.kind}"),
-        name=_t(f"{f.id} {f.hostname or f.dst}:{f.dst_port}"),
+        name=_t(f"{f.id} {f.hostname or destination(f)}:{f.dst_port}"),
         time="0",
     )
     failure = ET.SubElement(
@@ -56,7 +56,7 @@ def _finding_case(suite: ET.Element, f: Finding) -> None:
     )
     frames = "; ".join(f"{e.file} frames {','.join(str(n) for n in e.frames)}" for e in f.evidence)
     failure.text = _t(
-        f"{f.src}:{f.src_port} -> {f.dst}:{f.dst_port} {f.transport}\n"
+        f"{f.src}:{f.src_port} -> {destination(f)}:{f.dst_port} {f.transport}\n"
         f"hostname: {f.hostname}\nrule: {f.rule}\nevidence: {frames}"
     )
 

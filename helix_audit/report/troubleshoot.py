@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from helix_audit.model import Finding
+from helix_audit.report.common import destination
 
 #: ICMP destination-unreachable codes (RFC 792, RFC 1812; ICMPv6 RFC 4443 uses 1 for prohibited).
 _UNREACHABLE = {
@@ -120,7 +121,7 @@ _ADVICE: dict[str, Advice] = {
 
 
 def endpoint_text(f: Finding) -> str:
-    host = f.hostname or f.dst
+    host = f.hostname or destination(f)
     return f"{host}:{f.dst_port}" if f.dst_port is not None else host
 
 

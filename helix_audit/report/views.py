@@ -18,6 +18,7 @@ from helix_audit.model import AuditResult, CoverageEntry, Evidence, Finding, Sev
 from helix_audit.report import aggregate
 from helix_audit.report.common import (
     clip,
+    destination,
     display_text,
     iso_time,
     severity_counts,
@@ -189,6 +190,7 @@ def finding_view(f: Finding, evidence_dir: Path | None) -> FindingView:
     sev = Severity(f.severity).value
     how = f"{f.how or ''}{' ' if f.how and f.state else ''}{f.state or ''}"
     src = f"{f.src}:{f.src_port}" if f.src_port is not None else f.src
+    port = f":{f.dst_port or ''}" if f.dst_port is not None else ""
     return FindingView(
         text(f.id),
         anchor(f.id),
@@ -196,7 +198,7 @@ def finding_view(f: Finding, evidence_dir: Path | None) -> FindingView:
         text(f.kind),
         text(f.message, 1000),
         text(f.component),
-        text(f"{src} → {f.dst}{':' if f.dst_port is not None else ''}{f.dst_port or ''} {f.transport}"),
+        text(f"{src} → {destination(f)}{port} {f.transport}"),
         text(f.hostname or ""),
         text(f.rule or ""),
         text(how),

@@ -103,3 +103,40 @@ def test_few_flows_evidence_equals_the_array_path():
         pos = np.array(sorted(rng.sample(range(20), rng.randint(2, 12))), dtype=np.int64)
         rows = FlowRows(cols, pos)
         assert flow_evidence(rows) == _many_flows_evidence(rows)
+
+
+def test_legacy_notes_ask_the_matcher_once_per_key_and_agree_with_it_per_row():
+    from helix_audit.policy.classify import _legacy_notes
+    from helix_audit.policy.match import Matcher
+    from helix_audit.policy.rules import load_rules
+
+    rng = random.Random(5)
+    n = 300
+    ports = [22, 3478, 8081, 40050, 47984, 47999, 48010, 48100]
+    frame = pd.DataFrame(
+        {
+            "resp_p": [rng.choice(ports) for _ in range(n)],
+            "transport": [rng.choice(["tcp", "udp", "icmp"]) for _ in range(n)],
+        }
+    )
+    resp_c = np.array([rng.choice(["sandbox", "control_plane", "other"]) for _ in range(n)], dtype=object)
+    mask = np.array([rng.random() < 0.8 for _ in range(n)])
+    matcher = Matcher(load_rules(), None, [])
+    asked = []
+    legacy = matcher.legacy
+
+    def counting(comp: str, port: int, transport: str) -> str | None:
+        asked.append((comp, port, transport))
+        return legacy(comp, port, transport)
+
+    matcher.legacy = counting  # type: ignore[method-assign]
+    got = _legacy_notes(frame, mask, resp_c, matcher).tolist()
+    rows = np.flatnonzero(mask).tolist()
+    want = [legacy(resp_c[i], int(frame["resp_p"][i]), frame["transport"][i]) for i in rows]
+    assert got == want and any(w is not None for w in want)
+    assert (
+        len(asked)
+        == len(set(asked))
+        == len({(resp_c[i], frame["resp_p"][i], frame["transport"][i]) for i in rows})
+    )
+    assert _legacy_notes(frame, np.zeros(n, dtype=bool), resp_c, matcher).tolist() == []
