@@ -108,7 +108,9 @@ def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -
     explanation = np.full(n, None, dtype=object)
     orig_c = named["orig_component"].to_numpy()
     resp_c = named["resp_component"].to_numpy()
-    infra = infrastructure_mask(named, site)
+    # DNS and TCP towards a sandbox are connections into it, never resolver or LLMNR infrastructure
+    into_sandbox = (resp_c == "sandbox") & (dns_mask(named) | (named["transport"].to_numpy() == "tcp"))
+    infra = infrastructure_mask(named, site) & ~into_sandbox
     inbound = ~infra & (resp_c == "sandbox") & (named["orig_h"].to_numpy() != named["resp_h"].to_numpy())
     dns = ~infra & ~inbound & dns_mask(named)
     no_target = named["proxied"].to_numpy() & named["hostname"].isna().to_numpy()

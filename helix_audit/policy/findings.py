@@ -249,8 +249,8 @@ def _nan_min(values: np.ndarray) -> float:
 
 
 def display_filter(rows: FlowRows | pd.DataFrame) -> str:
-    """``tcp.stream eq 3`` / ``tcp.stream in {3 5}`` when tshark's stream indexes are known, else an
-    address and port filter."""
+    """``tcp.stream eq 3`` / ``tcp.stream in {3, 5}`` (Wireshark 4 wants the commas) when tshark's
+    stream indexes are known, else an address and port filter."""
     if isinstance(rows, pd.DataFrame):
         rows = FlowRows.of(rows)
     transports = set(rows.values("transport"))
@@ -262,7 +262,7 @@ def display_filter(rows: FlowRows | pd.DataFrame) -> str:
                 values = sorted({int(s) for s in streams})
                 if len(values) == 1:
                     return f"{proto}.stream eq {values[0]}"
-                return f"{proto}.stream in {{{' '.join(map(str, values))}}}"
+                return f"{proto}.stream in {{{', '.join(map(str, values))}}}"
     return address_filter(rows)
 
 

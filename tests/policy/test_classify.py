@@ -101,7 +101,7 @@ def test_unexpected_destinations_grouped_with_sources_and_severity(site):
     evil = by_dst["evil.example"]
     assert evil.kind == "unexpected_destination" and evil.severity is Severity.HIGH
     assert evil.sources == (SB, SB2) and evil.flow_ids == (a, b) and evil.state == "established"
-    assert evil.evidence[0].wireshark_filter == "tcp.stream in {0 1}"
+    assert evil.evidence[0].wireshark_filter == "tcp.stream in {0, 1}"
     nameless = by_dst["192.0.2.44"]
     assert (
         nameless.severity is Severity.MEDIUM and nameless.state == "attempted" and nameless.flow_ids == (raw,)
@@ -150,6 +150,19 @@ def test_inbound_to_sandbox(site, state, answered, severity):
     assert (finding.kind, finding.state, finding.severity) == ("inbound_to_sandbox", answered, severity)
     assert finding.dst == SB and finding.dst_port == 22 and finding.flow_ids == (fid, fid + 1)
     assert finding.component == "sandbox" and set(result.flows["verdict"]) == {"inbound"}
+
+
+@pytest.mark.parametrize(("transport", "port"), [("tcp", 53), ("tcp", 853), ("tcp", 5355), ("udp", 53)])
+def test_dns_and_llmnr_ports_towards_a_sandbox_are_inbound_not_infrastructure(tmp_path, transport, port):
+    """With no dns_servers a private responder on 53 looks like a resolver; a sandbox never is one."""
+    path = tmp_path / "site.yaml"
+    path.write_text("control_plane:\n  addresses: [10.0.0.2]\nsandboxes:\n  addresses: [10.0.1.0/24]\n")
+    c = Capture()
+    c.flow("10.0.9.9", 40123, SB, port, state="S0", transport=transport)
+    result = classify(c.frame_df(), c.obs, RULES, load_site(path))
+    [finding] = result.findings
+    assert finding.kind == "inbound_to_sandbox" and finding.dst_port == port
+    assert set(result.flows["verdict"]) == {"inbound"}
 
 
 def test_inbound_legacy_moonlight_port_explained(site):
