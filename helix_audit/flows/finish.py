@@ -303,6 +303,11 @@ def build_frame(
         "vlan": (g.ev_val[:ng, A_FIRST] & 0xFFFF).astype(np.int64),
         "encap": _encap_text((g.ev_val[:ng, A_FIRST] >> 16) & 0xFF),
     }
-    frame = pd.DataFrame({k: cols[k] for k in FLOW_COLUMNS}).iloc[perm].reset_index(drop=True)
-    frame["flow_id"] = np.arange(ng, dtype=np.int64)
-    return frame
+    # Each column put in final order on its own and its unordered original dropped at once: one
+    # copy of the table alive besides the DataFrame's blocks, not three (1M flows: ~400 MB each).
+    ordered = {}
+    for k in FLOW_COLUMNS:
+        column = cols.pop(k)
+        ordered[k] = column.take(perm)
+    ordered["flow_id"] = np.arange(ng, dtype=np.int64)
+    return pd.DataFrame(ordered)
