@@ -28,6 +28,7 @@ import pandas as pd
 
 from helix_audit.model import DnsAnswer, Observation
 from helix_audit.report.common import jsonable
+from helix_audit.report.rowtext import join_rows, number_cells, text_cells
 
 CHUNK = 4096  # records per write
 FLOW_CHUNK = 16384  # flow rows encoded column-wise at a time
@@ -143,26 +144,52 @@ def observation_text(obs: Observation) -> str:
 # ------------------------------------------------------------------------------------------- flows
 
 
-def _encoded_column(column: pd.Series) -> list[str]:
-    """The JSON text of every value of a column (NaN/NA as null): numbers and booleans by orjson's
-    numpy encoder over the whole column, other values once per distinct value."""
+def _column_texts(column: pd.Series) -> tuple[bytes | None, list[str], np.ndarray]:
+    """(orjson text of a numeric column, or None; distinct value texts; per-row codes into them)."""
     kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else ""
     if kind and kind in "iufb" and len(column):
         values = column.to_numpy()
         if kind == "f" and np.isinf(values).any():
             raise ValueError(f"Out of range float values are not JSON compliant: {column.name}")
-        return orjson.dumps(values, option=_ORJSON)[1:-1].decode("ascii").split(",")
+        return orjson.dumps(values, option=_ORJSON)[1:-1], [], np.zeros(0, dtype=np.int64)
     values = column.astype(object).where(column.notna(), None)
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     texts = [fast_compact(u) for u in uniques.tolist()] + ["null"]
+    return None, texts, np.where(codes < 0, len(texts) - 1, codes)
+
+
+def _encoded_column(column: pd.Series) -> list[str]:
+    """The JSON text of every value of a column (NaN/NA as null): numbers and booleans by orjson's
+    numpy encoder over the whole column, other values once per distinct value."""
+    numbers, texts, codes = _column_texts(column)
+    if numbers is not None:
+        return numbers.decode("ascii").split(",")
     return np.asarray(texts, dtype=object)[codes].tolist()
 
 
+def _kernel_chunk(frame: pd.DataFrame, columns: Sequence[str]) -> str | None:
+    """The chunk's records joined by ``_SEP``, assembled by :mod:`.rowtext`; None if not ASCII."""
+    cells = []
+    for c in columns:
+        numbers, texts, codes = _column_texts(frame[c])
+        got = number_cells(numbers, len(frame)) if numbers is not None else text_cells(texts, codes)
+        if got is None:
+            return None
+        cells.append(got)
+    keys = [("" if i == 0 else ",") + compact(c) + ":" for i, c in enumerate(columns)]
+    return join_rows(keys, cells, _SEP)
+
+
 def flow_lines(flows: pd.DataFrame, columns: Sequence[str]) -> Iterator[list[str]]:
-    """Compact JSON text of each flow record (exactly ``columns``; NaN/NA as null), in chunks."""
+    """Compact JSON text of the flow records (exactly ``columns``; NaN/NA as null), in chunks: a
+    chunk is one string of records joined by ``_SEP`` (or a list of records on the plain path)."""
     template = "{" + ",".join(compact(c).replace("%", "%%") + ":%s" for c in columns) + "}"
     for start in range(0, len(flows), FLOW_CHUNK):
         frame = flows.iloc[start : start + FLOW_CHUNK].reindex(columns=list(columns))
+        text = _kernel_chunk(frame, columns) if columns else None
+        if text is not None:
+            yield [text]
+            continue
         cells = [_encoded_column(frame[c]) for c in columns]
         yield [template % row for row in zip(*cells, strict=True)]
 
