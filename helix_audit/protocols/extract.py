@@ -24,12 +24,14 @@ from ..decode.interface import ST_OK, PacketColumns
 from ..flows.interface import PacketFlows
 from ..gcpause import paused_gc
 from ..model import Anomaly, DnsQuery, DnsResponse, Observation
-from . import dns, quic
+from . import dns, dnsfast, quic
 from .build import observation_maker
+from .dnsfast import dns_protocol
 from .interface import NeedData, ParseError
-from .prefilter import HEAD, unparsed_keys
+from .prefilter import HEAD, http_prefix_rows, unparsed_keys
 from .quicconn import QuicTracker
-from .rows import addr, meta_of, metas, payloads, udp_payloads
+from .reassembly import SEQ_MOD
+from .rows import addr, meta_of, payloads
 from .streams import Direction, HttpPairing, Meta, parse_direction, parse_standalone
 
 DNS_PORTS = (53, 5353, 5355)
@@ -43,7 +45,6 @@ SYN = 0x02
 _QUIC_VERSIONS = np.array(
     [quic.VERSION_1, quic.VERSION_2] + [0xFF000000 + d for d in range(23, 33)], dtype=np.uint32
 )
-_HTTP_FIRST = np.frombuffer(b"GPHDOCTMLUS", dtype=np.uint8)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -81,26 +82,6 @@ def _reassembled_quic(cols: PacketColumns, udp: np.ndarray) -> np.ndarray:
         if len(payload) >= 5 and quic.is_quic_long_header(payload[0], int.from_bytes(payload[1:5], "big")):
             out.append(i)
     return np.array(out, dtype=np.int64)
-
-
-def _http_prefix_mask(cols: PacketColumns, tcp_pay: np.ndarray) -> np.ndarray:
-    from .http import PREFIXES
-
-    out = np.zeros(len(cols), dtype=bool)
-    rows = np.flatnonzero(tcp_pay)
-    if rows.size == 0:
-        return out
-    first = cols.data[cols.pay_off[rows]] if len(cols.data) else np.zeros(rows.size, np.uint8)
-    rows = rows[np.isin(first, _HTTP_FIRST)]
-    if rows.size == 0:
-        return out
-    head = _gather(cols, rows, 8)
-    hit = np.zeros(rows.size, dtype=bool)
-    for prefix in PREFIXES:
-        p = np.frombuffer(prefix[:8], dtype=np.uint8)
-        hit |= (head[:, : p.size] == p).all(axis=1) & (cols.pay_len[rows] >= p.size)
-    out[rows[hit]] = True
-    return out
 
 
 def _group_order(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -184,12 +165,14 @@ def select(
     has_pay = cols.pay_len > 0
     udp = ok & (cols.proto == UDP) & has_pay
     tcp = ok & (cols.proto == TCP)
-    dns_port = np.isin(cols.sport, dns_ports) | np.isin(cols.dport, dns_ports)
+    on_port = np.zeros(1 << 16, dtype=bool)  # a table lookup: far cheaper than two isin over the batch
+    on_port[[p for p in dns_ports if 0 <= p < 1 << 16]] = True
+    dns_port = on_port[cols.sport] | on_port[cols.dport]
     keys = pf.flow_id.astype(np.int64) * 2 + pf.from_a.astype(np.int64)
     live = tcp & ~is_done(done, keys)
     order, rank, keep = _within_budget(cols, keys, np.flatnonzero(live & has_pay), limit)
     keep = keep.astype(bool)
-    heads = np.flatnonzero(_http_prefix_mask(cols, tcp & has_pay))
+    heads = np.flatnonzero(http_prefix_rows(cols, tcp & has_pay))
     return Selection(
         udp_dns=np.flatnonzero(udp & dns_port),
         quic=np.union1d(
@@ -255,13 +238,7 @@ class Extractor:
     def add(self, cols: PacketColumns, pf: PacketFlows) -> None:
         self._finish_unparsed(cols, pf)
         sel = select(cols, pf, self._done, self.dns_ports, self.limit)
-        rows = sel.udp_dns
-        heads, datas = metas(cols, pf, rows, "udp"), udp_payloads(cols, rows)
-        for i, meta, payload in zip(rows.tolist(), heads, datas, strict=True):
-            try:
-                self._udp_dns(meta, payload)
-            except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
-                self._internal_error(cols, i, exc)
+        self._udp_dns_rows(cols, pf, sel.udp_dns)
         for i in sel.quic.tolist():
             try:
                 self._quic.add(cols.payload(i), meta_of(cols, pf, i, "udp"))
@@ -295,6 +272,20 @@ class Extractor:
         return obs, list(self.anomalies)
 
     # ---------------------------------------------------------------------------------------------
+
+    def _udp_dns_rows(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> None:
+        """UDP DNS rows in batch order: the batch kernel first, ``_udp_dns`` for what it leaves."""
+
+        def slow(i: int, meta: Meta, payload: bytes) -> None:
+            try:
+                self._udp_dns(meta, payload)
+            except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
+                self._internal_error(cols, i, exc)
+
+        def failed(i: int, exc: Exception) -> None:
+            self._internal_error(cols, i, exc)
+
+        dnsfast.add_rows(cols, pf, rows, self.observations, slow, failed)
 
     def _udp_dns(self, meta: Meta, payload: bytes) -> None:
         try:
@@ -389,7 +380,7 @@ class Extractor:
             d.birth, self._births = self._births, self._births + 1
         else:
             d.birth = pending[1]
-            d.stream.add(pending[0], SYN, b"", 0)
+            d.stream.isn, d.stream.base = pending[0], (pending[0] + 1) % SEQ_MOD  # what add(ISN, SYN) does
         d.peer = self._dirs.get((key[0], not key[1])) or self._orphans.pop(k, None)  # type: ignore[assignment]
         if isinstance(d.peer, Direction):
             d.peer.peer = d
@@ -397,12 +388,6 @@ class Extractor:
 
 
 _DNS_QUERY, _DNS_RESPONSE = observation_maker(DnsQuery), observation_maker(DnsResponse)
-
-
-def dns_protocol(sport: int, dport: int) -> str:
-    if 5353 in (sport, dport):
-        return "mdns"
-    return "llmnr" if 5355 in (sport, dport) else "dns"
 
 
 def dns_observation(msg: dns.DnsMessage, meta: Meta, frames: tuple[int, ...]) -> Observation:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .build import build
 from .interface import NeedData, ParseError
 
 MAX_HEAD = 64 * 1024
@@ -24,10 +23,11 @@ METHODS = (
 )  # fmt: skip
 #: Payload prefixes that make a later TCP segment worth parsing (the extractor tests them vectorised).
 PREFIXES = tuple(m + b" " for m in METHODS) + (b"HTTP/1.",)
+_REQUEST_PREFIXES = PREFIXES[:-1]
+_new, _set = object.__new__, object.__setattr__
 _REQUEST_LINE = re.compile(rb"([A-Z][A-Z_-]{0,19}) (\S+)(?: (HTTP/1\.[0-9]))?\Z")  # HTTP/0.9: no version
 _STATUS_LINE = re.compile(rb"(HTTP/1\.[0-9]) ([0-9]{3})(?: (.*))?\Z")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
-_DIGITS = re.compile(r"[0-9]{1,18}\Z")
 
 
 @dataclass(frozen=True)
@@ -91,34 +91,59 @@ def _content_length(head: RequestHead | ResponseHead) -> int | None:
     value = head.header("content-length")
     if value is None:
         return 0 if isinstance(head, RequestHead) else None
-    return int(value) if _DIGITS.match(value.strip()) else None
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None  # [0-9]{1,18}
 
 
 def starts_like_http(data: bytes) -> bool:
     return data.startswith(PREFIXES)
 
 
-def _split_head(data: bytes) -> tuple[list[bytes], int]:
-    end = _HEAD_END.search(data, 0, MAX_HEAD + 4)
-    if end is None:
+def _head_end(data: bytes) -> tuple[int, int] | None:
+    """(start, end) of ``_HEAD_END``'s first match in ``data[:MAX_HEAD + 4]``, by two ``find`` calls.
+
+    A match is a LF followed by LF or CR LF (its start moves back over a CR before that LF); the
+    leftmost match is the one with the first such LF, so the earlier of the two finds gives it.
+    """
+    stop = MAX_HEAD + 4
+    crlf = data.find(b"\n\r\n", 0, stop)
+    lf = data.find(b"\n\n", 0, stop if crlf < 0 else crlf + 2)
+    if lf >= 0:
+        at, end = lf, lf + 2
+    elif crlf >= 0:
+        at, end = crlf, crlf + 3
+    else:
+        return None
+    return (at - 1 if at and data[at - 1] == 13 else at), end
+
+
+def _split_head(data: bytes) -> tuple[bytes, list[str], int]:
+    """(first line, the field lines as latin-1 text, head length); the lines as ``_HEAD_END`` cuts them."""
+    found = _head_end(data)
+    if found is None:
         if len(data) >= MAX_HEAD:
             raise ParseError(f"http head: no end within {MAX_HEAD} bytes")
         raise NeedData(f"http head: no empty line yet in {len(data)} bytes")
-    lines = data[: end.start()].replace(b"\r\n", b"\n").split(b"\n")
-    return lines, end.end()
+    lines = data[: found[0]].decode("latin-1").replace("\r\n", "\n").split("\n")
+    return lines[0].encode("latin-1"), lines[1:], found[1]
 
 
-def _fields(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
+_WS = " \t\n\r\x0b\x0c"  # what ``bytes.strip()`` removes: ASCII whitespace, not all of Unicode's
+
+
+def _fields(lines: list[str]) -> tuple[tuple[str, str], ...]:
+    """Field lines already decoded as latin-1 (one char per byte: the same cuts as on bytes)."""
     out: list[tuple[str, str]] = []
     for line in lines:
-        if line[:1] in (b" ", b"\t") and out:  # obsolete line folding
+        if line[:1] in (" ", "\t") and out:  # obsolete line folding
             key, text = out[-1]
-            out[-1] = (key, text + " " + _text(line.strip()))
+            out[-1] = (key, text + " " + line.strip(_WS))
             continue
-        raw_name, sep, raw_value = line.partition(b":")
-        if not sep or not raw_name.strip():
+        raw_name, sep, raw_value = line.partition(":")
+        name = raw_name.strip(_WS)
+        if not sep or not name:
             continue  # tolerated like tshark: a broken field line does not hide the request
-        out.append((_text(raw_name.strip()).lower(), _text(raw_value.strip())))
+        out.append((name.lower(), raw_value.strip(_WS)))
     return tuple(out)
 
 
@@ -128,18 +153,22 @@ def _text(raw: bytes) -> str:
 
 def parse_request(data: bytes) -> RequestHead:
     """The request head at the start of ``data``."""
-    if not data.startswith(PREFIXES[:-1]) and not _looks_like_method(data):
-        if any(p.startswith(data) for p in PREFIXES[:-1]):
+    if not data.startswith(_REQUEST_PREFIXES) and not _looks_like_method(data):
+        if any(p.startswith(data) for p in _REQUEST_PREFIXES):
             raise NeedData(f"http request: {len(data)} bytes, request line not complete")
         raise ParseError(f"http request: starts with {data[:16]!r}, not a request line")
-    lines, length = _split_head(data)
-    m = _REQUEST_LINE.match(lines[0])
+    first, lines, length = _split_head(data)
+    m = _REQUEST_LINE.match(first)
     if m is None:
-        raise ParseError(f"http request: bad request line {lines[0][:80]!r}")
-    method, target, version = (_text(g or b"HTTP/0.9") for g in m.groups())
-    fields = {"method": method, "target": target, "version": version, "headers": _fields(lines[1:]),
-              "length": length}  # fmt: skip
-    return build(RequestHead, fields)
+        raise ParseError(f"http request: bad request line {first[:80]!r}")
+    method, target, version = m.groups()
+    head = _new(RequestHead)  # build() without its checks: every field given, in declaration order
+    _set(head, "__dict__", {
+        "method": method.decode("latin-1"), "target": target.decode("latin-1"),
+        "version": "HTTP/0.9" if version is None else version.decode("latin-1"), "headers": _fields(lines),
+        "length": length,
+    })  # fmt: skip
+    return head
 
 
 def _looks_like_method(data: bytes) -> bool:
@@ -153,14 +182,15 @@ def parse_response(data: bytes) -> ResponseHead:
         if len(data) < 7 and b"HTTP/1."[: len(data)] == data:
             raise NeedData("http response: status line not complete")
         raise ParseError(f"http response: starts with {data[:16]!r}, not a status line")
-    lines, length = _split_head(data)
-    m = _STATUS_LINE.match(lines[0])
+    first, lines, length = _split_head(data)
+    m = _STATUS_LINE.match(first)
     if m is None:
-        raise ParseError(f"http response: bad status line {lines[0][:80]!r}")
+        raise ParseError(f"http response: bad status line {first[:80]!r}")
     version, status, reason = m.groups()
-    fields = {"version": _text(version), "status": int(status), "reason": _text(reason or b""),
-              "headers": _fields(lines[1:]), "length": length}  # fmt: skip
-    return build(ResponseHead, fields)
+    head = _new(ResponseHead)
+    _set(head, "__dict__", {"version": _text(version), "status": int(status), "reason": _text(reason or b""),
+                            "headers": _fields(lines), "length": length})  # fmt: skip
+    return head
 
 
 def connect_target(head: RequestHead) -> str:

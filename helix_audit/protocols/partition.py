@@ -103,6 +103,13 @@ class PartitionExtractor(Extractor):
         self._quic = _TaggedQuic(self)
         self._quic.conns, self._quic.touched = conns, touched
 
+    def _udp_dns_rows(self, *args):  # noqa: ANN002, ANN202
+        self.current = UDP_TAG  # the batch path appends its observations directly: tag them here
+        try:
+            return super()._udp_dns_rows(*args)
+        finally:
+            self.tag()
+
     def _udp_dns(self, *args):  # noqa: ANN002, ANN202
         self.current = UDP_TAG
         try:

@@ -17,6 +17,7 @@ exactly those 8 bytes and finishes the direction, which is what marking it done 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from ..decode.interface import PacketColumns
 from .http import PREFIXES
@@ -85,4 +86,45 @@ def unparsed_keys(
     return pkeys[ok][~could_be_parsed(heads)]
 
 
-__all__ = ["could_be_parsed", "unparsed_keys"]
+#: HTTP prefixes as the extractor tests later segments (their first 8 bytes), one per row, and lengths.
+_PREFIX_TABLE = np.zeros((len(PREFIXES), HEAD), dtype=np.uint8)
+_PREFIX_LEN = np.array([min(len(p), HEAD) for p in PREFIXES], dtype=np.int64)
+for _k, _p in enumerate(PREFIXES):
+    _PREFIX_TABLE[_k, : _PREFIX_LEN[_k]] = np.frombuffer(_p[:HEAD], dtype=np.uint8)
+
+
+@njit(cache=True)
+def _prefix_rows(d, pay_off, pay_len, cand, table, tlen):  # noqa: ANN001, ANN202
+    out = np.zeros(cand.shape[0], dtype=np.bool_)
+    last = d.shape[0] - 1
+    if last < 0:
+        return out
+    for i in range(cand.shape[0]):
+        if not cand[i]:
+            continue
+        off, n = pay_off[i], pay_len[i]
+        c = d[min(max(off, 0), last)]
+        if c < 0x41 or c > 0x55:  # no prefix starts outside A-U: most rows end here
+            continue
+        for p in range(table.shape[0]):
+            m = tlen[p]
+            if n < m:
+                continue
+            same = True
+            for k in range(m):
+                at = min(max(off + k, 0), last)  # clipped like a numpy gather of the first bytes
+                if d[at] != table[p, k]:
+                    same = False
+                    break
+            if same:
+                out[i] = True
+                break
+    return out
+
+
+def http_prefix_rows(cols: PacketColumns, tcp_pay: np.ndarray) -> np.ndarray:
+    """Per row: a TCP payload that starts with one of the HTTP ``PREFIXES`` (cut to 8 bytes)."""
+    return _prefix_rows(cols.data, cols.pay_off, cols.pay_len, tcp_pay, _PREFIX_TABLE, _PREFIX_LEN)
+
+
+__all__ = ["could_be_parsed", "http_prefix_rows", "unparsed_keys"]

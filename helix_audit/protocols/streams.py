@@ -27,9 +27,13 @@ from . import dns, http, tls
 from .build import build, observation_maker
 from .interface import NeedData, ParseError
 from .reassembly import StreamStart
+from .tlsfast import hello_fields
 
 MAX_HANDSHAKES = 16
 SOCKS_PIECES = 8
+
+
+_tuple_new = tuple.__new__
 
 
 class Meta(NamedTuple):
@@ -47,8 +51,7 @@ class Meta(NamedTuple):
 
     def moved(self, frame: int, ts: float) -> Meta:
         """The same endpoints at another frame (a NamedTuple: far cheaper than ``dataclasses.replace``)."""
-        return Meta(self.file, frame, ts, self.src, self.sport, self.dst, self.dport, self.transport,
-                    self.flow_id)  # fmt: skip
+        return _tuple_new(Meta, (self[0], frame, ts, *self[3:]))
 
     def head(self, frames: tuple[int, ...]) -> dict[str, Any]:
         return {
@@ -153,6 +156,8 @@ def _detect(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> b
     data = bytes(d.stream.buf[d.pos : d.pos + 8])
     if d.dns_port and d.pos == 0:
         d.mode = "dns"
+    elif not data:
+        return False  # nothing new yet (the end of a message): what the tests below conclude too
     elif tls.looks_like_tls(data):  # before HTTP (the common case): TLS never starts with a letter
         d.mode, d.tls_start = "tls", d.pos
         d.tls_want, d.tls_used, d.tls_pending, d.tls_prev_end = 0, 0, b"", 0
@@ -242,6 +247,10 @@ def _sslv2(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bo
 def _handshake(
     hs_type: int, body: bytes, meta: Meta, frames: tuple[int, ...], anomalies: list[Anomaly]
 ) -> Observation | None:
+    if hs_type == tls.HS_CLIENT_HELLO:
+        got = hello_fields(body)
+        if got is not None:
+            return _CLIENT_HELLO(meta, frames, "tls_client_hello", *got)
     try:
         if hs_type in (tls.HS_CLIENT_HELLO, 0x8001):
             parse = tls.parse_client_hello if hs_type == tls.HS_CLIENT_HELLO else tls.parse_sslv2_client_hello
@@ -367,6 +376,9 @@ def parse_standalone(
     return http_observation(head, meta, frames)
 
 
+_PAIRED = (HttpRequest, HttpResponse)  # a tuple: ``A | B`` would build a union object per call
+
+
 class HttpPairing:
     """Pairs responses with requests per flow in frame order (HTTP/1.1 keeps order), at the end.
 
@@ -380,7 +392,7 @@ class HttpPairing:
     def handle(self, obs: Observation | None) -> None:
         if obs is None:
             return
-        if isinstance(obs, HttpRequest | HttpResponse):
+        if isinstance(obs, _PAIRED):
             self.by_flow.setdefault(obs.flow_id, []).append(len(self.observations))
         self.observations.append(obs)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .build import build
 from .dns import render_label
 from .interface import NeedData, ParseError
 
@@ -32,6 +31,7 @@ MAX_RECORD = (1 << 14) + 2048
 #: RFC 8446 §4.1.3: a ServerHello with this random is a HelloRetryRequest (a second ClientHello follows)
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 MAX_HANDSHAKE = 1 << 17
+_new, _set = object.__new__, object.__setattr__
 
 ALERT_LEVELS = {1: "warning", 2: "fatal"}
 ALERT_DESCRIPTIONS = {
@@ -59,11 +59,14 @@ class ClientHello:
 
     @property
     def version(self) -> str:
-        real = [v for v in self.versions if not is_grease(v)] or [self.legacy_version]
-        return version_text(max(real))
+        best = -1
+        for v in self.versions:  # the highest non-GREASE version (is_grease inlined: hot)
+            if v > best and not ((v & 0x0F0F) == 0x0A0A and (v >> 8) == (v & 0xFF)):
+                best = v
+        return version_text(self.legacy_version if best < 0 else best)
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamScan:
     """What :func:`scan_stream` found, in stream order; offsets are stream positions (end-exclusive)."""
 
@@ -80,8 +83,13 @@ def is_grease(v: int) -> bool:
     return (v & 0x0F0F) == 0x0A0A and (v >> 8) == (v & 0xFF)
 
 
+_VERSION_NAMES = {
+    0x0002: "SSL 2.0", 0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
+}  # fmt: skip
+
+
 def version_text(v: int) -> str:
-    names = {0x0002: "SSL 2.0", 0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2"}
+    names = _VERSION_NAMES
     if v == 0x0304:
         return "TLS 1.3"
     if v >> 8 == 0x7F:
@@ -126,16 +134,17 @@ def scan_stream(
         if off + RECORD.size + length > len(data):
             out.want = off + RECORD.size + length
             break
-        body = data[off + RECORD.size : off + RECORD.size + length]
-        off += RECORD.size + length
+        start = off + RECORD.size
+        off = start + length
         out.used = off
-        if ctype == CT_HANDSHAKE:
-            pending = _take_handshakes(pending + body, off, out)
+        if ctype == CT_HANDSHAKE:  # only handshake bodies are copied out (not application data)
+            pending = _take_handshakes(pending + data[start:off], off, out)
             out.stuck = len(pending) > MAX_HANDSHAKE
             if len(out.handshakes) >= limit_handshakes or out.stuck:
                 break
         elif ctype == CT_ALERT and length == 2:
-            out.alerts.append((ALERT_LEVELS.get(body[0], str(body[0])), _alert_text(body[1]), off))
+            level = data[start]
+            out.alerts.append((ALERT_LEVELS.get(level, str(level)), _alert_text(data[start + 1]), off))
         elif ctype == CT_APPDATA:
             out.appdata = True
     out.pending = pending
@@ -267,9 +276,10 @@ def _hello_from_extensions(
         versions = tuple(raw[i] << 8 | raw[i + 1] for i in range(0, len(raw) - 1, 2))
     if sni is None or alpn is None:
         return None
-    fields = {"sni": sni[0] if sni else None, "legacy_version": legacy, "versions": versions, "alpn": alpn,
-              "ech": ech, "sni_all": tuple(sni)}  # fmt: skip
-    return build(ClientHello, fields)
+    hello = _new(ClientHello)  # build() without its checks: every field is given here, in order
+    _set(hello, "__dict__", {"sni": sni[0] if sni else None, "legacy_version": legacy, "versions": versions,
+                             "alpn": alpn, "ech": ech, "sni_all": tuple(sni)})  # fmt: skip
+    return hello
 
 
 def _fast_list(b: bytes, start: int, stop: int, names: bool) -> list[str] | None:

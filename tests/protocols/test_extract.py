@@ -228,11 +228,13 @@ def test_a_parser_bug_becomes_an_anomaly(tmp_path: Path, monkeypatch: pytest.Mon
     import dns.message
 
     from helix_audit.protocols import dns as pdns
+    from helix_audit.protocols import dnsfast
 
-    def broken(msg: bytes) -> None:
+    def broken(*args: object) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(pdns, "parse_message", broken)
+    monkeypatch.setattr(dnsfast, "message_parts", broken)  # the batch fast path's Python half
     wire = dns.message.make_query("x.example", "A").to_wire()
     wrpcap(str(tmp_path / "q.pcap"), [Ether() / IP(src=C, dst=S) / UDP(sport=5000, dport=53) / Raw(wire)])
     obs, anomalies = extract(tmp_path / "q.pcap")
