@@ -31,7 +31,7 @@ from .interface import NeedData, ParseError
 from .prefilter import HEAD, http_prefix_rows, unparsed_keys
 from .quicconn import QuicTracker
 from .reassembly import SEQ_MOD
-from .rows import addr, meta_of, payloads
+from .rows import addr, first_payload_rows, meta_of, payloads
 from .streams import Direction, HttpPairing, Meta, parse_direction, parse_standalone
 
 DNS_PORTS = (53, 5353, 5355)
@@ -236,6 +236,8 @@ class Extractor:
 
     @_gc_paused
     def add(self, cols: PacketColumns, pf: PacketFlows) -> None:
+        # a head split after the last segment of a previous batch waits for its next segment here
+        waiting = [k[0] * 2 + int(k[1]) for k, d in self._dirs.items() if d.partial is not None]
         self._finish_unparsed(cols, pf)
         sel = select(cols, pf, self._done, self.dns_ports, self.limit)
         self._udp_dns_rows(cols, pf, sel.udp_dns)
@@ -259,7 +261,8 @@ class Extractor:
                 self._mark_done(key)
                 if not d.accepts_standalone:
                     self._forget(d, (key >> 1, bool(key & 1)))
-        self._tcp_rows(cols, pf, sel.http[~seen[sel.http]])
+        http = sel.http if not waiting else np.union1d(sel.http, first_payload_rows(cols, sel.keys, waiting))
+        self._tcp_rows(cols, pf, http[~seen[http]])
 
     @_gc_paused
     def finish(self) -> tuple[list[Observation], list[Anomaly]]:

@@ -93,3 +93,12 @@ def meta_of(cols: PacketColumns, pf: PacketFlows, i: int, transport: str) -> Met
 
 
 __all__ = ["addr", "meta_of", "metas", "payloads", "udp_payload", "udp_payloads"]
+
+
+def first_payload_rows(cols: PacketColumns, keys: np.ndarray, wanted: list[int]) -> np.ndarray:
+    """The first TCP payload row of this batch of each direction key in ``wanted``."""
+    rows = np.flatnonzero((cols.pay_len > 0) & (cols.proto == 6) & np.isin(keys, wanted))
+    if rows.size == 0:
+        return rows
+    _, first = np.unique(keys[rows], return_index=True)
+    return rows[np.sort(first)]

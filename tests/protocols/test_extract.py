@@ -169,6 +169,20 @@ def test_keep_alive_requests_past_the_stream_start(tmp_path: Path) -> None:
     assert anomalies == []
 
 
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 4, 5, 6, 7, 64])
+def test_keep_alive_head_split_across_batches(tmp_path: Path, batch_size: int) -> None:
+    """A later request's head in two segments is found whatever batch boundary falls between them."""
+    conv = Conv(dport=80)
+    conv.send("c", b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 300\r\n\r\n" + b"x" * 300)
+    conv.send("c", b"GET /c HTTP/1.1\r\nHo")
+    f_c = conv.send("c", b"st: h\r\n\r\n")
+    obs, anomalies = extract(conv.write(tmp_path / "split.pcap"), batch_size=batch_size, limit=128)
+    assert [(r.path, r.frame, r.frames) for r in of(obs, HttpRequest)] == [
+        ("/a", 3, (3,)), ("/c", f_c, (f_c - 1, f_c)),
+    ]  # fmt: skip
+    assert anomalies == []
+
+
 def test_quic_initials_split_across_datagrams(tmp_path: Path) -> None:
     msg = real_client_hello("h3.example", ["h3"])[5:]
     dcid = bytes.fromhex("0011223344556677")
