@@ -370,7 +370,9 @@ def _report(packets: int, nbytes: int) -> None:
 def packed_part(part: Part, batch_size: int) -> bytes:
     """``run_part`` pickled by the worker: the parent unpickles it with the garbage collector off
     (10^5 small objects would otherwise trigger full collections of its growing heap)."""
-    return pickle.dumps(run_part(part, batch_size, _report), protocol=pickle.HIGHEST_PROTOCOL)
+    result = run_part(part, batch_size, _report)
+    with paused_gc():  # packing builds a tuple per observation and direction: no collections meanwhile
+        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def unpack_part(blob: bytes) -> PartResult:
