@@ -26,7 +26,7 @@ from ..flows.interface import PacketFlows
 from ..model import DnsAnswer, DnsQuery, DnsResponse, Observation
 from . import dns
 from .build import observation_maker
-from .rows import addr, udp_payloads
+from .rows import addr, udp_lengths, udp_payloads
 from .streams import Meta
 
 MAX_Q = 16  # questions per message on the fast path
@@ -226,16 +226,8 @@ class Scanned:
 def udp_cut(cols: PacketColumns, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(offset, length) in ``cols.data`` of each row's UDP payload as :func:`rows.udp_payloads`
     bounds it; length -1 for rows whose payload is not in ``data`` (IP reassembly)."""
-    pay_off, pay_len, l4_off = cols.pay_off[rows], cols.pay_len[rows], cols.l4_off[rows]
-    ok = (l4_off >= 0) & (pay_off >= 0) & (pay_off + pay_len - l4_off >= 8)
-    if cols.data.size < 6:
-        ok[:] = False
-    at = np.where(ok, l4_off, 0)
-    udp_len = np.zeros(rows.size, np.int64) if not ok.any() else (
-        cols.data[at + 4].astype(np.int64) << 8 | cols.data[at + 5].astype(np.int64)
-    )  # fmt: skip
-    short = ok & (udp_len >= 8) & (udp_len < 8 + pay_len)
-    lens = np.where(short, udp_len - 8, pay_len).astype(np.int64)
+    pay_off = cols.pay_off[rows]
+    lens = udp_lengths(cols, rows)
     lens[pay_off < 0] = -1
     if cols.reassembled:
         lens[np.isin(rows, np.fromiter(cols.reassembled, np.int64))] = -1

@@ -38,8 +38,9 @@ def payloads(cols: PacketColumns, rows: np.ndarray, cut: np.ndarray | None = Non
     return out
 
 
-def udp_payloads(cols: PacketColumns, rows: np.ndarray) -> list[bytes]:
-    """:func:`udp_payload` of every row: the UDP length fields read in one numpy step."""
+def udp_lengths(cols: PacketColumns, rows: np.ndarray) -> np.ndarray:
+    """Payload length of every row as :func:`udp_payload` bounds it (the UDP length field read in
+    one numpy step)."""
     pay_off, pay_len, l4_off = cols.pay_off[rows], cols.pay_len[rows], cols.l4_off[rows]
     ok = (l4_off >= 0) & (pay_off >= 0) & (pay_off + pay_len - l4_off >= 8)
     if cols.data.size < 6:
@@ -49,7 +50,12 @@ def udp_payloads(cols: PacketColumns, rows: np.ndarray) -> list[bytes]:
         cols.data[at + 4].astype(np.int64) << 8 | cols.data[at + 5].astype(np.int64)
     )  # fmt: skip
     short = ok & (udp_len >= 8) & (udp_len < 8 + pay_len)
-    return payloads(cols, rows, np.where(short, udp_len - 8, pay_len))
+    return np.where(short, udp_len - 8, pay_len).astype(np.int64)
+
+
+def udp_payloads(cols: PacketColumns, rows: np.ndarray) -> list[bytes]:
+    """:func:`udp_payload` of every row."""
+    return payloads(cols, rows, udp_lengths(cols, rows))
 
 
 def metas(cols: PacketColumns, pf: PacketFlows, rows: np.ndarray, transport: str) -> list[Meta]:
