@@ -8,7 +8,6 @@ functions: the CLI only parses options and maps errors to exit codes.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
 import sys
 import threading
@@ -108,15 +107,17 @@ def scan(
     dask: str | None = None,
     split_min: int | None = None,
     pieces: int = 0,
+    freeze_gc: bool = False,
 ) -> Scan:
     """Run capture, decode, flows and protocols over every input, in order.
 
     ``jobs`` > 1 runs partitions (files, and ``pieces`` byte ranges (default 2 per job) of each
     file of ``split_min`` bytes or more) on that many processes, ``dask`` (a scheduler address) on
-    a Dask cluster. The result is the serial one whichever way it ran.
+    a Dask cluster. The result is the serial one whichever way it ran. ``freeze_gc``: see
+    :func:`audit`.
     """
     files = expand_inputs([Path(p) for p in paths])
-    with paused_gc():  # see gcpause: ~10^5 live objects, allocations by the million, no cycles
+    with paused_gc(freeze=freeze_gc):  # see gcpause: ~10^6 live objects, no cycles among them
         if jobs > 1 or dask is not None or split_min is not None or pieces:
             return with_quality_warnings(
                 _scan_parallel(files, batch_size, progress, jobs, dask, split_min, pieces)
@@ -314,8 +315,9 @@ def audit(
 
     ``engine="tshark"`` takes the observations from Wireshark's dissectors instead (flows stay
     native): with ``keylog`` (an SSLKEYLOGFILE), WebSocket paths inside wss:// become visible.
-    ``freeze_gc`` moves everything alive after the scan out of the cyclic collector's reach (a
-    process that ends after the audit, like the CLI, saves re-walking 100k+ observations).
+    ``freeze_gc`` moves everything alive after the scan and after classification out of the cyclic
+    collector's reach (a process that ends after the audit, like the CLI, saves re-walking ~10^6
+    objects each time the collector resumes).
     """
     from .policy.classify import classify
     from .policy.dnsevidence import with_dns_evidence
@@ -334,11 +336,10 @@ def audit(
         progress=progress,
         jobs=jobs,
         dask=dask,
+        freeze_gc=freeze_gc,
     )
-    if freeze_gc:
-        gc.freeze()
     t0 = time.perf_counter()
-    with paused_gc():
+    with paused_gc(freeze=freeze_gc):
         cls = classify(result.flows, result.observations, ruleset, profile)
         t1 = time.perf_counter()
         findings = with_dns_evidence(list(cls.findings), result.observations)
