@@ -181,7 +181,8 @@ def _icmp_columns(err: IcmpErrors, ng: int, files: list[str]) -> dict[str, np.nd
 
 
 def _key_frames(ev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: list[str]) -> np.ndarray:
-    """Comma-separated key frames per flow, built column by column (no per-flow Python)."""
+    """Comma-separated key frames per flow: sorted and rendered by the kernels of :mod:`.text`;
+    Python only for the rare flows with frames in another file (prefixed ``file:``)."""
     ng = ev.shape[0]
     extra = np.full((ng, 4), NONE, dtype=np.int64)
     if len(err.sid):

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import Evidence, Finding, Severity
-from .findings import MAX_FRAMES, _addr_key, finding_id
+from .findings import MAX_FRAMES, _addr_key, _nan_min, finding_id
 from .flowrows import Columns
 
 #: Distinct (sandbox, port) pairs one source must have probed, unanswered, to be a scanner.
@@ -190,8 +190,8 @@ def _evidence(cols: Columns, rows: np.ndarray, wireshark_filter: str) -> tuple[E
             Evidence(
                 file=str(file),
                 frames=tuple(sorted(set(frames.tolist()))),
-                first_ts=float(np.nanmin(first_ts)) if not np.isnan(first_ts).all() else float("nan"),
-                last_ts=float(np.nanmax(last_ts)) if not np.isnan(last_ts).all() else float("nan"),
+                first_ts=_nan_min(first_ts),
+                last_ts=-_nan_min(-last_ts),
                 flow_ids=tuple(sorted(set(cols("flow_id")[part[listed]].tolist()))),
                 wireshark_filter=wireshark_filter,
             )
