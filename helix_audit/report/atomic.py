@@ -7,12 +7,13 @@ not ``mkstemp``'s 0600, so a bundle stays readable by whoever reads reports.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def _umask() -> int:
@@ -56,3 +57,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_open(path, "wb", encoding=None) as fh:
         fh.write(data)
     return Path(path)
+
+
+def atomic_write_chunks(path: str | Path, chunks: Iterable[Any]) -> tuple[Path, str]:
+    """Write bytes-like ``chunks`` to ``path`` atomically, hashing them on the way; returns the
+    path and the file's SHA-256 (hex)."""
+    digest = hashlib.sha256()
+    with atomic_open(path, "wb", encoding=None) as fh:
+        for chunk in chunks:
+            digest.update(chunk)
+            fh.write(chunk)
+    return Path(path), digest.hexdigest()

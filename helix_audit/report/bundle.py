@@ -8,40 +8,80 @@ links them; SHA256SUMS covers every file (``sha256sum -c SHA256SUMS`` verifies i
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from helix_audit.gcpause import paused_gc
-from helix_audit.model import AuditResult
+from helix_audit.heap import roomy_heap
 from helix_audit.report.atomic import atomic_write_text
-from helix_audit.report.csv_report import write_csvs
-from helix_audit.report.evidence import write_evidence
-from helix_audit.report.html import write_html
-from helix_audit.report.json_report import write_json
-from helix_audit.report.junit import write_junit
-from helix_audit.report.sarif import write_sarif
+from helix_audit.report.json_report import write_json  # every format but evidence needs it
+
+if TYPE_CHECKING:  # pragma: no cover
+    from helix_audit.model import AuditResult
 
 SUMS = "SHA256SUMS"
-Writer = Callable[[AuditResult, Path], list[Path]]
+#: A file's SHA-256 taken while it was written, with the (size, mtime, inode) it had then.
+Known = dict[Path, tuple[str, tuple[int, int, int]]]
+Writer = Callable[["AuditResult", Path, Known], list[Path]]
 
 
-def _evidence(result: AuditResult, out: Path) -> list[Path]:
+# The other writers import their module when they run: `--format json` loads neither jinja2 nor
+# the evidence machinery (~40 ms of start-up).
+
+
+def _json(result: AuditResult, out: Path, known: Known) -> list[Path]:
+    digests: dict[Path, str] = {}
+    path = write_json(result, out / "report.json", digests)
+    if path in digests:
+        known[path] = (digests[path], _signature(path))
+    return [path]
+
+
+def _csv(result: AuditResult, out: Path, known: Known) -> list[Path]:
+    from helix_audit.report.csv_report import write_csvs
+
+    return write_csvs(result, out)
+
+
+def _sarif(result: AuditResult, out: Path, known: Known) -> list[Path]:
+    from helix_audit.report.sarif import write_sarif
+
+    return [write_sarif(result, out / "report.sarif")]
+
+
+def _junit(result: AuditResult, out: Path, known: Known) -> list[Path]:
+    from helix_audit.report.junit import write_junit
+
+    return [write_junit(result, out / "junit.xml")]
+
+
+def _evidence(result: AuditResult, out: Path, known: Known) -> list[Path]:
     """evidence/<finding>.pcap(ng): one extra pass over the inputs; skipped when they are gone
     (re-rendering a bundle from its report.json on another machine)."""
     inputs = [Path(i.path) for i in result.inputs]
     if not result.findings or not all(p.is_file() for p in inputs):
         return []
+    from helix_audit.report.evidence import write_evidence
+
     return list(write_evidence(result.findings, result.flows, inputs, out / "evidence").values())
+
+
+def _html(result: AuditResult, out: Path, known: Known) -> list[Path]:
+    from helix_audit.report.html import write_html
+
+    return [write_html(result, out / "report.html", out / "evidence")]
 
 
 #: Format name -> writer; the order is the order files are written (HTML last but for the sums).
 WRITERS: dict[str, Writer] = {
-    "json": lambda r, d: [write_json(r, d / "report.json")],
-    "csv": write_csvs,
-    "sarif": lambda r, d: [write_sarif(r, d / "report.sarif")],
-    "junit": lambda r, d: [write_junit(r, d / "junit.xml")],
+    "json": _json,
+    "csv": _csv,
+    "sarif": _sarif,
+    "junit": _junit,
     "evidence": _evidence,
-    "html": lambda r, d: [write_html(r, d / "report.html", d / "evidence")],
+    "html": _html,
 }
 FORMATS: tuple[str, ...] = tuple(WRITERS)
 EXTERNAL_FORMATS: tuple[str, ...] = ()
@@ -63,8 +103,22 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_sums(out_dir: Path) -> Path:
-    """SHA256SUMS over every regular file under ``out_dir`` except itself and temp files."""
+def _signature(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _digest(path: Path, known: Known) -> str:
+    """The digest taken while ``path`` was written if it is still that file, else read and hash it."""
+    digest, signature = known.get(path, ("", (-1, -1, -1)))
+    return digest if digest and _signature(path) == signature else file_sha256(path)
+
+
+def write_sums(out_dir: Path, known: Known | None = None) -> Path:
+    """SHA256SUMS over every regular file under ``out_dir`` except itself and temp files.
+
+    ``known``: digests taken as files were written (report.json: 100 MB not read back)."""
+    known = known or {}
     files = sorted(
         p
         for p in out_dir.rglob("*")
@@ -73,7 +127,7 @@ def write_sums(out_dir: Path) -> Path:
         and p.name != SUMS
         and not (p.name.startswith(".") and p.name.endswith(".tmp"))
     )
-    lines = [_sum_line(file_sha256(p), p.relative_to(out_dir).as_posix()) for p in files]
+    lines = [_sum_line(_digest(p, known), p.relative_to(out_dir).as_posix()) for p in files]
     return atomic_write_text(out_dir / SUMS, "".join(lines), newline="")
 
 
@@ -91,9 +145,11 @@ def write_bundle(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    with paused_gc():  # the formats build many short-lived objects and no cycles
+    known: Known = {}
+    # The formats build many short-lived objects and no cycles, and buffers of a few MiB (heap.py).
+    with paused_gc(), roomy_heap():
         for name in FORMATS:
             if name in wanted:
-                written += WRITERS[name](result, out)
-    written.append(write_sums(out))
+                written += WRITERS[name](result, out, known)
+    written.append(write_sums(out, known))
     return written

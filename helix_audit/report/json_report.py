@@ -25,7 +25,7 @@ from helix_audit.model import (
     Role,
     Severity,
 )
-from helix_audit.report.atomic import atomic_open
+from helix_audit.report.atomic import atomic_write_chunks
 from helix_audit.report.common import (
     components_seen,
     jsonable,
@@ -35,12 +35,14 @@ from helix_audit.report.common import (
     verdict,
 )
 from helix_audit.report.json_stream import (
+    _SEP,
+    Chunk,
     fast_compact,
     flow_lines,
     list_body,
+    observation_chunks,
     observation_record,
-    observation_text,
-    record_lines,
+    record_chunks,
 )
 
 SCHEMA_ID = "helix-audit/1"
@@ -136,6 +138,34 @@ def _finding_fields(f: Finding) -> dict[str, Any]:
 
 def _finding_text(f: Finding) -> str:
     return fast_compact(_finding_fields(f))
+
+
+def _finding_stream_fields(f: Finding) -> dict[str, Any]:
+    """:func:`_finding_fields` for orjson, ~40% less work: model Evidence objects are left to
+    orjson, which writes a dataclass's fields in their order (that of :func:`_evidence_fields`)."""
+    sev = f.severity
+    ev = f.evidence
+    return {
+        "id": f.id,
+        "kind": f.kind,
+        "severity": sev.value if type(sev) is Severity else Severity(sev).value,
+        "component": f.component,
+        "src": f.src,
+        "src_port": f.src_port,
+        "dst": f.dst,
+        "dst_port": f.dst_port,
+        "transport": f.transport,
+        "hostname": f.hostname,
+        "how": f.how,
+        "state": f.state,
+        "rule": f.rule,
+        "message": f.message,
+        "explanation": f.explanation,
+        "sources": f.sources,
+        "flow_ids": f.flow_ids,
+        "evidence": ev if all(type(e) is Evidence for e in ev) else [_evidence_fields(e) for e in ev],
+        "extra": dict(f.extra),
+    }
 
 
 def coverage_dict(c: CoverageEntry) -> dict[str, Any]:
@@ -259,40 +289,44 @@ def dumps(report: dict[str, Any]) -> str:
     parts = []
     for key, value in report.items():
         if key in _LINE_PER_ITEM and isinstance(value, list) and value:
-            parts.append(f" {_compact(key)}: " + "".join(list_body([[_compact(v) for v in value]])))
+            parts.append(f" {_compact(key)}: [\n  " + _SEP.join(_compact(v) for v in value) + "\n ]")
         else:
             parts.append(_section(key, value))
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
-def iter_json(result: AuditResult) -> Iterator[str]:
-    """``dumps(to_dict(result))`` in pieces: the long lists are encoded and yielded chunk by chunk,
-    never held whole (see :mod:`.json_stream`)."""
-    lists: dict[str, tuple[int, Iterator[list[str]]]] = {
-        "findings": (len(result.findings), record_lines(result.findings, _finding_text)),
-        "coverage": (len(result.coverage), record_lines(result.coverage, _coverage_text)),
+def iter_json(result: AuditResult) -> Iterator[Chunk]:
+    """``dumps(to_dict(result))`` as ASCII bytes in pieces: the long lists are encoded and yielded
+    chunk by chunk, never held whole (see :mod:`.json_stream`)."""
+    lists: dict[str, tuple[int, Iterator[Chunk]]] = {
+        "findings": (
+            len(result.findings),
+            record_chunks(result.findings, _finding_stream_fields, _finding_text),
+        ),
+        "coverage": (len(result.coverage), record_chunks(result.coverage, _coverage_fields, _coverage_text)),
         "roles": (0, iter(())),
         "flows": (len(result.flows), flow_lines(result.flows, FLOW_FIELDS)),
-        "observations": (
-            len(result.observations),
-            record_lines(result.observations, observation_text),
-        ),
-        "anomalies": (len(result.anomalies), record_lines(result.anomalies, _anomaly_text)),
+        "observations": (len(result.observations), observation_chunks(result.observations)),
+        "anomalies": (len(result.anomalies), record_chunks(result.anomalies, _anomaly_fields, _anomaly_text)),
     }
-    yield "{\n" + ",\n".join(_section(k, v) for k, v in _head(result).items())
+    yield _ascii("{\n" + ",\n".join(_section(k, v) for k, v in _head(result).items()))
     for key, (count, chunks) in lists.items():
         if key == "roles":
-            yield ",\n" + _section(key, [role_dict(r) for r in result.roles])
+            yield _ascii(",\n" + _section(key, [role_dict(r) for r in result.roles]))
         elif count:
-            yield f",\n {_compact(key)}: "
+            yield _ascii(f",\n {_compact(key)}: ")
             yield from list_body(chunks)
         else:
-            yield ",\n" + _section(key, [])
-    yield "\n}\n"
+            yield _ascii(",\n" + _section(key, []))
+    yield b"\n}\n"
+
+
+def _ascii(text: str) -> bytes:
+    return text.encode("ascii")
 
 
 def render_json(result: AuditResult) -> str:
-    return "".join(iter_json(result))
+    return b"".join(bytes(piece) for piece in iter_json(result)).decode("ascii")
 
 
 def load_result(path: str | Path) -> AuditResult:
@@ -302,9 +336,12 @@ def load_result(path: str | Path) -> AuditResult:
     return _load(path)
 
 
-def write_json(result: AuditResult, path: str | Path) -> Path:
-    """Write report.json atomically, streamed (memory bounded by one chunk of records); returns its path."""
-    with atomic_open(path, "w") as fh, paused_gc():
-        for piece in iter_json(result):
-            fh.write(piece)
-    return Path(path)
+def write_json(result: AuditResult, path: str | Path, digests: dict[Path, str] | None = None) -> Path:
+    """Write report.json atomically, streamed (memory bounded by one chunk of records); returns its
+    path. ``digests`` gets its SHA-256, computed from the pieces as they are written (see
+    ``bundle.write_sums``: no second read of a 100 MB file)."""
+    with paused_gc():
+        target, digest = atomic_write_chunks(path, iter_json(result))
+    if digests is not None:
+        digests[target] = digest
+    return target

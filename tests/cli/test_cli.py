@@ -247,3 +247,19 @@ def test_extract_csv_cells_are_neutralised() -> None:
     assert safe_cell("@SUM(1)").startswith("'") and safe_cell("-1+2").startswith("'")
     assert safe_cell("evil\x1b[2Jname") == "evil\\x1b[2Jname"
     assert safe_cell(["=a", "b"]) == '["=a","b"]' and safe_cell(None) == ""
+
+
+def test_cli_severities_are_the_models() -> None:
+    from helix_audit.cli import SEVERITIES
+    from helix_audit.model import Severity
+
+    assert [s.value for s in Severity] == SEVERITIES
+
+
+def test_parsing_the_command_line_imports_no_pandas() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, helix_audit.cli; print(sorted({'pandas', 'numpy', 'numba'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -87,3 +87,25 @@ def test_rerender_from_json(tmp_path: Path) -> None:
 
 def test_writers_cover_formats() -> None:
     assert set(bundle_mod.FORMATS) == {"json", "csv", "sarif", "junit", "evidence", "html"}
+
+
+def test_sums_use_the_digest_taken_while_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    hashed: list[str] = []
+    real = bundle_mod.file_sha256
+    monkeypatch.setattr(bundle_mod, "file_sha256", lambda p: hashed.append(p.name) or real(p))
+    write_bundle(make_result(), out, formats=["json", "sarif"])
+    assert hashed == ["report.sarif"]  # report.json was hashed as it was written
+    if shutil.which("sha256sum") is not None:
+        ok = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out, capture_output=True, text=True)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_sums_rehash_a_file_changed_after_writing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    path = out / "report.json"
+    path.write_text("changed\n")
+    stale = {path: ("0" * 64, (1, 1, 1))}
+    bundle_mod.write_sums(out, stale)
+    assert (out / "SHA256SUMS").read_text() == f"{bundle_mod.file_sha256(path)}  report.json\n"
