@@ -7,12 +7,15 @@ being parsed, and any later TCP payload that starts like an HTTP head (keep-aliv
 
 TCP directions are rebuilt from their start (:mod:`.reassembly`) and parsed by what their first
 bytes look like (TLS records, HTTP heads, DNS with length prefixes on a DNS port), through CONNECT
-tunnels into the TLS inside. Request/response pairs are matched per flow in order.
+tunnels into the TLS inside. Request/response pairs are matched per flow in order. A direction's
+first segment and a TLS client's application data take the short cuts of :mod:`.first` when they
+provably end where the general path would; SYNs that open their flow in a call are settled in bulk.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -24,14 +27,15 @@ from ..decode.interface import ST_OK, PacketColumns
 from ..flows.interface import PacketFlows
 from ..gcpause import paused_gc
 from ..model import Anomaly, DnsQuery, DnsResponse, Observation
-from . import dns, dnsfast, quic
+from . import dns, dnsfast, http, quic
 from .build import observation_maker
 from .dnsfast import dns_protocol
+from .first import first_segment, tls_appdata
 from .interface import NeedData, ParseError
 from .prefilter import HEAD, http_prefix_rows, unparsed_keys
 from .quicconn import QuicTracker
 from .reassembly import SEQ_MOD
-from .rows import addr, first_payload_rows, meta_of, payloads
+from .rows import addr, first_payload_rows, leading_syns, meta_of, payloads
 from .streams import Direction, HttpPairing, Meta, parse_direction, parse_standalone
 
 DNS_PORTS = (53, 5353, 5355)
@@ -45,6 +49,9 @@ SYN = 0x02
 _QUIC_VERSIONS = np.array(
     [quic.VERSION_1, quic.VERSION_2] + [0xFF000000 + d for d in range(23, 33)], dtype=np.uint32
 )
+_tuple_new = tuple.__new__
+_MAY_LEAVE = ("tls", "http")  # the modes ``Direction.leftover_anomalies`` reports from
+_BIRTH, _FILE_FRAME = operator.attrgetter("birth"), operator.attrgetter("file", "frame")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -205,9 +212,14 @@ class Extractor:
         self._syn: dict[int, tuple[int, int]] = {}
         #: Stand-ins for finished peers of those directions (what the peer link would have kept).
         self._orphans: dict[int, SimpleNamespace] = {}
+        #: By direction key: ever put in ``_dirs`` or ``_syn`` (keys of ``_entered`` not marked yet).
+        #: A key leaves both only when it is done, so for keys not done: known == built or pending.
+        self._known = np.zeros(1024, dtype=bool)
+        self._entered: list[int] = []
         self._births = 0  # directions (and pending SYNs) so far: their order is the table's order
-        self._rows = np.zeros(0, np.int64)  # rows of the current _tcp_rows call
-        self._ends: list[list[int]] | None = None  # their endpoint columns, read when first needed
+        self._base = 0  # ``_births`` before the current ``_tcp_rows`` call
+        #: Keys of directions whose ``partial`` is set (a standalone head waiting for its next segment).
+        self._partial: set[tuple[int, bool]] = set()
         self._http = HttpPairing(self.observations)
         self._quic = QuicTracker(self.observations, self.anomalies)
 
@@ -219,13 +231,18 @@ class Extractor:
     def _finish_unparsed(self, cols: PacketColumns, pf: PacketFlows) -> None:
         """Mark done, without Python per row, the new directions whose first segment ends their parsing."""
         if self.limit < HEAD:
+            self._entered = []  # ``_known`` is read only below
             return
         ok = (cols.status == ST_OK) & (pf.flow_id >= 0) & (cols.proto == TCP)
         keys = pf.flow_id.astype(np.int64) * 2 + pf.from_a.astype(np.int64)
         found = unparsed_keys(cols, keys, ok & ~is_done(self._done, keys), self.dns_ports)
-        dirs = self._dirs
-        syn = self._syn
-        fresh = [k for k in found.tolist() if (k >> 1, bool(k & 1)) not in dirs and k not in syn]
+        if self._entered:
+            known, top = self._known, max(self._entered)
+            if top >= known.size:
+                known = self._known = np.concatenate([known, np.zeros(max(top + 1, known.size), dtype=bool)])
+            known[self._entered] = True
+            self._entered = []
+        fresh = found[~is_done(self._known, found)].tolist()  # not built, no SYN kept
         if fresh:
             self._mark_done(max(fresh))
             self._done[fresh] = True
@@ -237,7 +254,8 @@ class Extractor:
     @_gc_paused
     def add(self, cols: PacketColumns, pf: PacketFlows) -> None:
         # a head split after the last segment of a previous batch waits for its next segment here
-        waiting = [k[0] * 2 + int(k[1]) for k, d in self._dirs.items() if d.partial is not None]
+        dirs = self._dirs
+        waiting = [k[0] * 2 + int(k[1]) for k in self._partial if getattr(dirs.get(k), "partial", None)]
         self._finish_unparsed(cols, pf)
         sel = select(cols, pf, self._done, self.dns_ports, self.limit)
         self._udp_dns_rows(cols, pf, sel.udp_dns)
@@ -266,12 +284,14 @@ class Extractor:
 
     @_gc_paused
     def finish(self) -> tuple[list[Observation], list[Anomaly]]:
-        for d in sorted(self._dirs.values(), key=lambda d: d.birth):
+        open_ = [d for d in self._dirs.values() if d.mode in _MAY_LEAVE]  # the others leave nothing
+        for d in sorted(open_, key=_BIRTH):
             self.anomalies.extend(d.leftover_anomalies())
         self.anomalies.extend(self._quic.leftover_anomalies())
         self._dirs.clear()
+        self._partial.clear()
         self._http.pair()
-        obs = sorted(self.observations, key=lambda o: (o.file, o.frame))
+        obs = sorted(self.observations, key=_FILE_FRAME)
         return obs, list(self.anomalies)
 
     # ---------------------------------------------------------------------------------------------
@@ -302,23 +322,62 @@ class Extractor:
         self.observations.append(dns_observation(msg, meta, (meta.frame,)))
 
     def _tcp_rows(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> None:
+        """Rows in batch order; a direction born here is ranked by its row's place (``_base + j``)."""
         columns = (pf.flow_id, pf.from_a, cols.seq, cols.tcp_flags, cols.frame, cols.ts_ns)
         dirs, syn = self._dirs, self._syn
-        self._rows, self._ends = rows, None
-        for j, (i, payload, fid, from_a, seq, flags, frame, ts_ns) in enumerate(zip(
-            rows.tolist(), payloads(cols, rows), *(c[rows].tolist() for c in columns), strict=True
-        )):  # fmt: skip
+        self._base = self._births
+        self._births += len(rows)
+        todo = self._early_syns(cols, pf, rows)
+        for j, i, payload, fid, from_a, seq, flags, frame, ts_ns in zip(
+            todo.tolist(), rows[todo].tolist(), payloads(cols, rows[todo]),
+            *(c[rows[todo]].tolist() for c in columns), strict=True
+        ):  # fmt: skip
             if not payload and flags & SYN and (fid, from_a) not in dirs:
                 k = fid * 2 + from_a  # a SYN of no direction yet: only its ISN matters until data
                 if k not in syn and not (k < self._done.size and self._done[k]):
-                    self._pending_syn(k, seq)
+                    self._pending_syn(k, seq, self._base + j)
                 continue
             try:
                 self._tcp(cols, pf, i, (fid, from_a), seq, flags, frame, ts_ns / 1e9, payload, j)
             except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
                 self._internal_error(cols, i, exc)
                 self._mark_done(fid * 2 + int(from_a))
-        self._ends = None
+
+    def _early_syns(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> np.ndarray:
+        """Settle, in bulk, the payload-less SYNs that come before any other row of their flow in
+        ``rows``; returns the places of the rows left for the loop.
+
+        Such a SYN's verdict depends only on the state before this call: only rows of its own
+        direction change whether that direction is built or done, and only rows of its flow read
+        the pending-SYN table (``_forget`` of the peer). Later rows of the flow go through the loop.
+        """
+        early = leading_syns(cols, pf, rows)
+        if not early.any():
+            return np.arange(rows.size)
+        fids = pf.flow_id[rows]
+        at = np.flatnonzero(early)
+        keys = fids[at].astype(np.int64) * 2 + pf.from_a[rows[at]].astype(np.int64)
+        dirs, syn, base = self._dirs, self._syn, self._base
+        built = [k for k in np.unique(keys).tolist() if (k >> 1, bool(k & 1)) in dirs]
+        if built:  # a SYN on a built direction may restart its stream: the loop reads it
+            early[at[np.isin(keys, built)]] = False
+            at = np.flatnonzero(early)
+            keys = fids[at].astype(np.int64) * 2 + pf.from_a[rows[at]].astype(np.int64)
+        keys, first = np.unique(keys, return_index=True)  # later SYNs of a direction change nothing
+        at = at[first]
+        keep = ~is_done(self._done, keys)
+        added = []
+        for k, seq, j in zip(keys[keep].tolist(), cols.seq[rows[at[keep]]].tolist(), at[keep].tolist(),
+                             strict=True):  # fmt: skip
+            if k not in syn:
+                syn[k] = (seq, base + j)
+                added.append(k)
+        self._entered += added
+        self._early(added)
+        return np.flatnonzero(~early)
+
+    def _early(self, keys: list[int]) -> None:
+        """Hook: direction keys whose first SYN :meth:`_early_syns` kept."""
 
     def _internal_error(self, cols: PacketColumns, i: int, exc: Exception) -> None:
         detail = f"{type(exc).__name__}: {exc}"
@@ -334,22 +393,31 @@ class Extractor:
             if k < self._done.size and self._done[k]:
                 return  # finished and forgotten: nothing more to read here
             d = self._new_direction(cols, i, key, j, frame, ts)
-        if d.done:
-            if d.accepts_standalone:
+            got = None if flags & SYN else first_segment(d, seq, payload, frame, ts, self.anomalies)
+        elif d.done:
+            if d.accepts_standalone and (d.partial is not None or payload.startswith(http.PREFIXES)):
                 self._http.handle(parse_standalone(d, seq, payload, frame, ts, self.anomalies))
+                if d.partial is not None:
+                    self._partial.add(key)
+                else:
+                    self._partial.discard(key)
             return
-        d.add_segment(seq, flags, payload, frame, ts)
-        for obs in parse_direction(d, self.anomalies):
+        else:
+            got = None if flags & SYN or d.mode != "tls" or not tls_appdata(d, seq, payload) else []
+        if got is None:
+            d.add_segment(seq, flags, payload, frame, ts)
+            got = parse_direction(d, self.anomalies)
+        for obs in got:
             self._http.handle(obs)
         if d.done:
             self._mark_done(key[0] * 2 + int(key[1]))
             if not d.accepts_standalone:
                 self._forget(d, key)  # bounded memory: only directions still useful stay
 
-    def _pending_syn(self, k: int, seq: int) -> None:
+    def _pending_syn(self, k: int, seq: int, birth: int) -> None:
         """The first SYN of a direction not built yet (later ones change nothing while no byte came)."""
-        self._syn[k] = (seq, self._births)
-        self._births += 1
+        self._syn[k] = (seq, birth)
+        self._entered.append(k)
 
     def _forget(self, d: Direction, key: tuple[int, bool]) -> None:
         """Drop a finished direction; its peer may still read its ``tunnel`` flag, so only the
@@ -365,22 +433,19 @@ class Extractor:
     ) -> Direction:
         """The direction's state as if it had been built at its first SYN (when one came before).
 
-        ``j``: the row's place among the rows of this ``_tcp_rows`` call (endpoints read in bulk).
+        ``j``: the row's place among the rows of this ``_tcp_rows`` call (its rank of birth).
         """
-        ends = self._ends
-        if ends is None:
-            ends = self._ends = [
-                c[self._rows].tolist() for c in (cols.src_hi, cols.src_lo, cols.sport, cols.dst_hi,
-                                                 cols.dst_lo, cols.dport)
-            ]  # fmt: skip
-        meta = Meta(cols.source, frame, ts, addr(ends[0][j], ends[1][j]), ends[2][j],
-                    addr(ends[3][j], ends[4][j]), ends[5][j], "tcp", key[0])  # fmt: skip
-        dns_port = meta.sport in self.dns_ports or meta.dport in self.dns_ports
+        sport, dport = cols.sport.item(i), cols.dport.item(i)
+        src = addr(cols.src_hi.item(i), cols.src_lo.item(i))
+        dst = addr(cols.dst_hi.item(i), cols.dst_lo.item(i))
+        meta = _tuple_new(Meta, (cols.source, frame, ts, src, sport, dst, dport, "tcp", key[0]))
+        dns_port = sport in self.dns_ports or dport in self.dns_ports
         d = self._dirs[key] = Direction(meta, self.limit, dns_port)
         k = key[0] * 2 + int(key[1])
+        self._entered.append(k)
         pending = self._syn.pop(k, None)
         if pending is None:
-            d.birth, self._births = self._births, self._births + 1
+            d.birth = self._base + j
         else:
             d.birth = pending[1]
             d.stream.isn, d.stream.base = pending[0], (pending[0] + 1) % SEQ_MOD  # what add(ISN, SYN) does

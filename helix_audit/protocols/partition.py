@@ -90,7 +90,7 @@ class PartitionExtractor(Extractor):
         state["_dirs"] = pack_dirs(self._dirs)
         state["_quic"] = (self._quic.conns, self._quic.touched)
         del state["_http"]
-        state["_new"], state["_rows"], state["_ends"] = [], self._rows[:0], None
+        state["_new"] = []
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -139,9 +139,12 @@ class PartitionExtractor(Extractor):
                     self.gone_tunnel.add(fid * 2 + int(a))
             self._new = []
 
-    def _pending_syn(self, k: int, seq: int) -> None:
+    def _pending_syn(self, k: int, seq: int, birth: int) -> None:
         self.touched.add(k)  # handed to the parser (only its ISN is kept)
-        super()._pending_syn(k, seq)
+        super()._pending_syn(k, seq, birth)
+
+    def _early(self, keys: list[int]) -> None:
+        self.touched.update(keys)  # as ``_pending_syn``
 
     def _skipped(self, keys: list[int]) -> None:
         self.touched.update(keys)  # finished unread, as if handed to the parser
@@ -246,10 +249,14 @@ def absorb(state: PartitionExtractor, part: PartitionExtractor, remap: np.ndarra
         if g not in drop:
             d.birth += born
             state._dirs[(g >> 1, bool(g & 1))] = _remap_dir(d, remap)  # noqa: SLF001
+            state._entered.append(g)  # noqa: SLF001
+            if d.partial is not None:
+                state._partial.add((g >> 1, bool(g & 1)))  # noqa: SLF001
     for key, (seq, birth) in part._syn.items():  # noqa: SLF001
         g = _gkey(key, remap)
         if g not in drop:
             state._syn[g] = (seq, birth + born)  # noqa: SLF001
+            state._entered.append(g)  # noqa: SLF001
             if key in part._orphans:  # noqa: SLF001
                 state._orphans[g] = part._orphans[key]  # noqa: SLF001
     state._births += part._births  # noqa: SLF001

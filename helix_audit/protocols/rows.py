@@ -98,7 +98,7 @@ def meta_of(cols: PacketColumns, pf: PacketFlows, i: int, transport: str) -> Met
     )
 
 
-__all__ = ["addr", "meta_of", "metas", "payloads", "udp_payload", "udp_payloads"]
+__all__ = ["addr", "leading_syns", "meta_of", "metas", "payloads", "udp_payload", "udp_payloads"]
 
 
 def first_payload_rows(cols: PacketColumns, keys: np.ndarray, wanted: list[int]) -> np.ndarray:
@@ -108,3 +108,19 @@ def first_payload_rows(cols: PacketColumns, keys: np.ndarray, wanted: list[int])
         return rows
     _, first = np.unique(keys[rows], return_index=True)
     return rows[np.sort(first)]
+
+
+def leading_syns(cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> np.ndarray:
+    """Per row of ``rows`` (TCP, in the order they are handled): a SYN without payload that comes
+    before any other row of its flow there."""
+    n = rows.size
+    syn_only = ((cols.tcp_flags[rows] & 0x02) != 0) & (cols.pay_len[rows] == 0)
+    if cols.reassembled:
+        syn_only &= ~np.isin(rows, np.fromiter(cols.reassembled, dtype=np.int64))
+    if n == 0 or not syn_only.any():
+        return syn_only
+    _, inv = np.unique(pf.flow_id[rows], return_inverse=True)
+    first_other = np.full(inv.max() + 1, n, dtype=np.int64)
+    others = np.flatnonzero(~syn_only)
+    np.minimum.at(first_other, inv[others], others)
+    return syn_only & (np.arange(n) < first_other[inv])

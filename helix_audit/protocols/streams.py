@@ -398,6 +398,8 @@ class HttpPairing:
 
     def pair(self) -> None:
         for indexes in self.by_flow.values():
+            if len(indexes) < 2:
+                continue  # nothing to pair with
             waiting: deque[int] = deque()
             for idx in sorted(indexes, key=lambda k: self.observations[k].frame):
                 obs = self.observations[idx]

@@ -34,7 +34,8 @@ class EagerExtractor(Extractor):
     """Every selected row through ``_tcp``: a SYN builds its Direction at once (the reference)."""
 
     def _tcp_rows(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> None:
-        self._rows, self._ends = rows, None  # noqa: SLF001
+        self._base = self._births  # noqa: SLF001
+        self._births += len(rows)  # noqa: SLF001
         columns = (pf.flow_id, pf.from_a, cols.seq, cols.tcp_flags, cols.frame, cols.ts_ns)
         for j, (i, fid, from_a, seq, flags, frame, ts_ns) in enumerate(
             zip(rows.tolist(), *(c[rows].tolist() for c in columns), strict=True)
