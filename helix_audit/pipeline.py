@@ -8,7 +8,6 @@ functions: the CLI only parses options and maps errors to exit codes.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from .capture import expand_inputs, open_capture
 from .capture.interface import CaptureInfo
 from .capture.source import DEFAULT_BATCH
 from .decode.core import Decoder
+from .digest import file_sha256
 from .errors import UsageError
 from .flows.table import FlowTable
 from .gcpause import paused_gc
@@ -67,16 +67,7 @@ class _Hasher(threading.Thread):
         self.digest = ""
 
     def run(self) -> None:
-        # One reused buffer: a fresh 4 MiB bytes per read is mmap'd and faulted in anew under the
-        # CLI's fixed mmap threshold (heap.py), which doubled the thread's CPU (1.2 -> 2.4 s on the
-        # 1.6 GB benchmark).
-        h = hashlib.sha256()
-        buf = bytearray(1 << 20)
-        view = memoryview(buf)
-        with open(self.path, "rb", buffering=0) as f:
-            while n := f.readinto(buf):
-                h.update(view[:n])
-        self.digest = h.hexdigest()
+        self.digest = file_sha256(self.path)
 
 
 def _input_info(info: CaptureInfo, sha256: str) -> InputInfo:
@@ -263,18 +254,18 @@ def _non_flow_counts(summary: pd.DataFrame) -> dict[str, int]:
 
 
 def _remap_flow_ids(observations: list[Observation], remap: np.ndarray) -> list[Observation]:
-    """Final flow ids on the observations, which are then sorted by (file, frame).
+    """Final flow ids on the observations (which ``Extractor.finish`` sorted by (file, frame)).
 
     The observations were just built by the protocols stage and nobody else holds them yet, so
     the id is set in place (``object.__setattr__`` on the frozen dataclass) instead of copying
     120k objects with ``dataclasses.replace``.
     """
     final = remap.tolist()
+    n = len(final)
     for obs in observations:
         fid = obs.flow_id
-        if fid is not None and 0 <= fid < len(final):
+        if fid is not None and 0 <= fid < n:
             object.__setattr__(obs, "flow_id", final[fid])
-    observations.sort(key=lambda o: (o.file, o.frame))
     return observations
 
 

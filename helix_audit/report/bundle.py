@@ -7,12 +7,12 @@ links them; SHA256SUMS covers every file (``sha256sum -c SHA256SUMS`` verifies i
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from helix_audit.digest import file_sha256
 from helix_audit.gcpause import paused_gc
 from helix_audit.heap import roomy_heap
 from helix_audit.report.atomic import atomic_write_text
@@ -93,14 +93,6 @@ def _sum_line(digest: str, name: str) -> str:
         escaped = name.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
         return f"\\{digest}  {escaped}\n"
     return f"{digest}  {name}\n"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _signature(path: Path) -> tuple[int, int, int]:
