@@ -27,6 +27,7 @@ import pandas as pd
 
 from .model import DnsResponse, HttpConnect, HttpRequest, Observation, TlsClientHello, WebSocketUpgrade
 from .policy.observed import Observed, observed
+from .policy.site import parse_ip
 
 if TYPE_CHECKING:
     from .policy.site import SiteProfile
@@ -34,19 +35,17 @@ if TYPE_CHECKING:
 NAME_SOURCES = ("sni", "http_host", "connect", "websocket", "dns_answer", "none")
 
 
-class _FlowNames:
-    """The names one flow's own observations carry (first seen per source wins)."""
+#: per flow: every (source, name) its own observations carry, first seen per source, in order
+Found = dict[int, tuple[tuple[str, str], ...]]
 
-    __slots__ = ("found", "target_port", "proxied")
+
+class _Proxy:
+    """What proxy requests add per flow: the first target port (flows absent: none seen)."""
+
+    __slots__ = ("ports",)
 
     def __init__(self) -> None:
-        self.found: dict[str, str] = {}  # source -> name
-        self.target_port: int | None = None
-        self.proxied = False
-
-    def add(self, source: str, name: str | None) -> None:
-        if name:
-            self.found.setdefault(source, name)
+        self.ports: dict[int, int] = {}
 
 
 @lru_cache(maxsize=1 << 16)  # names repeat: one parse per distinct text
@@ -83,19 +82,19 @@ def attribute(
     seen = observed(flows, observations)
     out = flows.copy(deep=False)  # copy-on-write: the new columns never reach ``flows``
     n = len(flows)
-    direct = _direct_names(seen)
-    infos = list(direct.values())
+    direct, proxy = _direct_names(seen)
     rows = pd.Index(flows["flow_id"].to_numpy()).get_indexer(list(direct))
     kept = rows >= 0
-    rows = rows[kept]
     found_code = np.zeros(n, dtype=np.int64)  # index in ``kinds`` (0: no direct name)
     kinds: dict[tuple[tuple[str, str], ...], int] = {(): 0}
-    codes = [kinds.setdefault(tuple(i.found.items()), len(kinds)) for i in infos]
-    found_code[rows] = np.asarray(codes, dtype=np.int64)[kept]
+    codes = [kinds.setdefault(found, len(kinds)) for found in direct.values()]
+    found_code[rows[kept]] = np.asarray(codes, dtype=np.int64)[kept]
     target = np.zeros(n, dtype=np.int64)
-    target[rows] = np.asarray([i.target_port or 0 for i in infos], dtype=np.int64)[kept]
     proxied = _proxy_mask(flows, site)
-    proxied[rows] |= np.asarray([i.proxied for i in infos], dtype=bool)[kept]
+    if proxy.ports:
+        at = pd.Index(flows["flow_id"].to_numpy()).get_indexer(list(proxy.ports))
+        target[at[at >= 0]] = np.asarray(list(proxy.ports.values()), dtype=np.int64)[at >= 0]
+        proxied[at[at >= 0]] = True
     chain_code, chains = _dns_chains(flows, seen)
     key = (found_code * (len(chains) + 1) + chain_code + 1) * 2 + proxied
     uniq, inverse = np.unique(key, return_inverse=True)
@@ -140,43 +139,53 @@ def _choose(
     return host, source, tuple([host] + [c for c in cands if c != host])
 
 
-def _direct_names(seen: Observed) -> dict[int, _FlowNames]:
-    out: dict[int, _FlowNames] = {}
+def _direct_names(seen: Observed) -> tuple[Found, _Proxy]:
+    """The names each flow's own observations carry, and the proxy targets' ports.
+
+    A flow's names are a tuple of (source, name) pairs, extended when a new source appears: the
+    common flow (one TLS ClientHello or one WebSocket upgrade) costs one tuple, and the tuple is
+    the key :func:`attribute` groups flows by."""
+    found: Found = {}
+    proxy = _Proxy()
     wanted = (TlsClientHello, HttpRequest)
     for obs, fid in zip(seen.of(*wanted), seen.flow_ids(*wanted), strict=True):
         if fid is None:
             continue
-        info = out.get(fid)
-        if info is None:
-            info = out[fid] = _FlowNames()
-        found, kind = info.found, type(obs)
+        kind = type(obs)
         if kind is TlsClientHello:  # the common cases inline: one name, one source
-            if "sni" not in found and (name := clean_name(obs.sni)):
-                found["sni"] = name
+            _add(found, fid, "sni", clean_name(obs.sni))
         elif kind is WebSocketUpgrade and obs.path[:1] == "/":  # origin-form: not via a proxy
-            if "websocket" not in found and (name := clean_name(obs.host)):
-                found["websocket"] = name
+            _add(found, fid, "websocket", clean_name(obs.host))
         else:
-            _note(info, obs)
-    return out
+            _note(found, proxy, fid, obs)
+    return found, proxy
 
 
-def _note(info: _FlowNames, obs: Observation) -> None:
+def _add(found: Found, fid: int, source: str, name: str | None) -> None:
+    """``name`` from ``source`` for flow ``fid``, unless empty or the source already named it."""
+    if not name:
+        return
+    have = found.get(fid)
+    if have is None:
+        found[fid] = ((source, name),)
+    elif all(s != source for s, _ in have):
+        found[fid] = (*have, (source, name))
+
+
+def _note(found: Found, proxy: _Proxy, fid: int, obs: Observation) -> None:
     if isinstance(obs, TlsClientHello):
-        info.add("sni", clean_name(obs.sni))
+        _add(found, fid, "sni", clean_name(obs.sni))
     elif isinstance(obs, HttpConnect):
         host, port = split_target(obs.target or obs.path)
-        info.add("connect", host)
-        info.proxied = True
-        info.target_port = info.target_port or port or 443
+        _add(found, fid, "connect", host)
+        proxy.ports.setdefault(fid, port or 443)
     elif isinstance(obs, HttpRequest):
         if obs.path[:8].lower().startswith(_ABSOLUTE):
             parts = urlsplit(obs.path)
-            info.add("absolute", clean_name(parts.hostname))
-            info.proxied = True
-            info.target_port = info.target_port or _url_port(parts)
+            _add(found, fid, "absolute", clean_name(parts.hostname))
+            proxy.ports.setdefault(fid, _url_port(parts))
         source = "websocket" if isinstance(obs, WebSocketUpgrade) else "http_host"
-        info.add(source, clean_name(obs.host))
+        _add(found, fid, source, clean_name(obs.host))
 
 
 _ABSOLUTE = ("http://", "https://", "ws://", "wss://")
@@ -196,10 +205,31 @@ def _proxy_mask(flows: pd.DataFrame, site: SiteProfile | None) -> np.ndarray:
         return np.zeros(len(flows), dtype=bool)
     addr, addrs = pd.factorize(flows["resp_h"].to_numpy(dtype=object))
     port = flows["resp_p"].to_numpy(dtype=np.int64)
+    if (addr >= 0).all():  # the profile's few proxies against each distinct address
+        return _proxy_hits(site, addr, addrs.tolist(), port)
     span = int(port.max()) + 1
     pairs, inverse = np.unique(addr * span + port, return_inverse=True)
     hits = [site.is_proxy(addrs[k // span], k % span) for k in pairs.tolist()]
     return np.asarray(hits, dtype=bool)[inverse.reshape(-1)]
+
+
+def _proxy_hits(site: SiteProfile, addr: np.ndarray, addrs: list[str], port: np.ndarray) -> np.ndarray:
+    """:meth:`SiteProfile.is_proxy` of each (address code, port): each distinct address is
+    compared with the proxies once, the ports as arrays."""
+    any_port = np.zeros(len(addrs), dtype=bool)
+    on_port: list[tuple[int, int]] = []
+    for i, text in enumerate(addrs):
+        ip = parse_ip(text)
+        for proxy, proxy_port in site.proxies:
+            if ip == proxy:
+                if proxy_port is None:
+                    any_port[i] = True
+                else:
+                    on_port.append((i, proxy_port))
+    hits = any_port[addr]
+    for i, proxy_port in on_port:
+        hits |= (addr == i) & (port == proxy_port)
+    return hits
 
 
 # --- DNS answers ------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ flow that failed is ``blocked``. Matching runs once per distinct destination, no
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ from ..model import CoverageEntry, Finding, Observation, Role, Severity
 from ..names import attribute
 from .coverage import build_coverage
 from .dnsfind import lookup_drafts
-from .findings import Draft, group, order
+from .findings import Draft, build_all, group, order
 from .flowfind import blocked_drafts, destination_drafts, inbound_drafts, resolver_drafts
 from .flowrows import Columns
 from .infra import dns_mask, infrastructure_mask
@@ -94,7 +95,7 @@ def _classify(
     drafts, scans = _flow_drafts(named, matcher, site)
     drafts += lookup_drafts(found, named, matcher, components)
     drafts += websocket_drafts(named, seen, matcher, components)
-    findings = order([d.build() for d in group(drafts)] + scans)
+    findings = order(build_all(group(drafts)) + scans)
     coverage = build_coverage(named, found, matcher, roles, site)
     keep = [c for c in named.columns if c not in ("category", "explanation", "dest", "state", "success")]
     return Classification(named[keep], findings, coverage, roles)
@@ -119,12 +120,21 @@ def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -
     judge = ~(infra | inbound | dns | no_target | to_cp | icmp)
     verdict[infra], verdict[inbound] = "infrastructure", "inbound"
     verdict[dns & np.isin(orig_c, HELIX)] = "violation"
-    for rows, match in _evaluate(named, judge, matcher):
-        verdict[rows] = match.verdict
-        rule[rows], category[rows], explanation[rows] = match.rule, match.category, match.explanation
+    rows, group_of, matches = _evaluate(named, judge, matcher)
+    if matches:
+        verdict[rows] = _per_group(matches, "verdict", group_of)
+        rule[rows], category[rows] = (
+            _per_group(matches, "rule", group_of),
+            _per_group(matches, "category", group_of),
+        )
+        explanation[rows] = _per_group(matches, "explanation", group_of)
     explanation[inbound] = _legacy_notes(named, inbound, resp_c, matcher)
-    for rows, match in _evaluate(named, dns, matcher):
-        explanation[rows] = match.explanation if match.category != "unlisted" else None
+    rows, group_of, matches = _evaluate(named, dns, matcher)
+    if matches:
+        unlisted = [
+            dataclasses.replace(m, explanation=None) if m.category == "unlisted" else m for m in matches
+        ]
+        explanation[rows] = _per_group(unlisted, "explanation", group_of)
     other = judge & (orig_c == "other") & (verdict == "violation")
     verdict[other] = "unknown"
     category[other & (category == None)] = "unlisted"  # noqa: E711
@@ -165,27 +175,30 @@ _KEY_COLUMNS = (
 )
 
 
-def _evaluate(named: pd.DataFrame, mask: np.ndarray, matcher: Matcher) -> Iterator[tuple[np.ndarray, Match]]:
-    """(row positions, Match) per distinct destination among the masked rows.
+def _evaluate(
+    named: pd.DataFrame, mask: np.ndarray, matcher: Matcher
+) -> tuple[np.ndarray, np.ndarray, list[Match]]:
+    """The masked rows' positions, each one's group, and the Match of each group (a distinct
+    destination).
 
-    Rows are grouped on integer codes of the key columns (one vectorised group-by); the names
+    Rows are grouped on integer codes of the key columns (combined column by column); the names
     matched (every DNS name, else the flow's own hostname) are derived once per group.
     """
     idx = np.flatnonzero(mask)
     if len(idx) == 0:
-        return
+        return idx, idx, []
     part = {c: named[c].to_numpy(dtype=object)[idx] for c in _KEY_COLUMNS}
-    codes = pd.DataFrame({c: pd.factorize(v, use_na_sentinel=False)[0] for c, v in part.items()})
-    group_of = codes.groupby(list(_KEY_COLUMNS), sort=False).ngroup().to_numpy()
-    order = np.argsort(group_of, kind="stable")
-    bounds = np.searchsorted(group_of[order], np.arange(group_of.max() + 2))
-    for g in range(len(bounds) - 1):
-        rows = order[bounds[g] : bounds[g + 1]]
-        at = int(rows[0])
+    group_of = np.zeros(len(idx), dtype=np.int64)
+    for values in part.values():  # one code per distinct key: pairs of codes, re-coded densely
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        group_of = pd.factorize(group_of * (len(uniques) + 1) + codes)[0]
+    # codes number groups by first row, so each group's first row is where its code first appears
+    firsts = np.unique(group_of, return_index=True)[1].tolist()
+    matches = []
+    for at in firsts:
         names, source, host = part["names"][at], part["name_source"][at], part["hostname"][at]
         match_names = tuple(names) if source == "dns_answer" else ((host,) if isinstance(host, str) else ())
-        yield (
-            idx[rows],
+        matches.append(
             matcher.evaluate(
                 part["orig_component"][at],
                 match_names,
@@ -193,8 +206,14 @@ def _evaluate(named: pd.DataFrame, mask: np.ndarray, matcher: Matcher) -> Iterat
                 part["resp_component"][at],
                 int(part["target_port"][at]),
                 part["transport"][at],
-            ),
+            )
         )
+    return idx, group_of, matches
+
+
+def _per_group(matches: list[Match], attr: str, group_of: np.ndarray) -> np.ndarray:
+    """Each row's value of its group's Match attribute."""
+    return np.array([getattr(m, attr) for m in matches] + [None], dtype=object)[:-1][group_of]
 
 
 def _flow_drafts(

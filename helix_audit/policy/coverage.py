@@ -40,7 +40,11 @@ def build_coverage(
 ) -> list[CoverageEntry]:
     present = present_components(roles, site)
     components = {r.address: r.component for r in roles}
-    by_rule = {rule: part for rule, part in named[named["rule"].notna()].groupby("rule")}
+    # only the columns an entry reads: a group-by part copies every column it carries
+    ruled = named.loc[
+        named["rule"].notna(), ["rule", "orig_component", "verdict", "success", "how", "flow_id"]
+    ]
+    by_rule = {rule: part for rule, part in ruled.groupby("rule")}
     failed_by_comp: dict[str | None, list[Lookup]] = {}
     for lk in found:
         if lk.outcome in FAILED_LOOKUPS:

@@ -3,19 +3,31 @@
 A finding about ``example-exfil.net`` is proven by its flows *and* by the lookup that named the
 address: the query and the answer, from the finding's own sources. They go into the finding's
 evidence (and so into its evidence capture), with a ``dns.qry.name`` display filter.
+
+Thousands of findings share a few names and most have one source, so the lookups are indexed
+once as arrays (every name a lookup carries, normalised once per distinct text; one sort by name,
+client, frame and capture order) and each finding reads a slice of that order; the evidence of a
+(name, sources) pair is built once and shared by the findings whose own evidence it does not
+overlap.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
 
 from ..model import DnsQuery, DnsResponse, Evidence, Finding, Observation
+from .findings import new_finding
 
 #: At most this many DNS frames per finding and file (retries of one name add little).
 MAX_DNS_FRAMES = 16
 
 
+@lru_cache(maxsize=1 << 12)  # names repeat: each finding or lookup of a name wants its filter
 def filter_string(text: str) -> str:
     """A Wireshark display-filter string literal: quotes and backslashes escaped, control
     characters as \\xNN, so a hostile name cannot break out of the filter."""
@@ -30,95 +42,175 @@ def filter_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-#: client -> (position, lookup, (file, frame)) per lookup
-_Lookups = dict[str, list[tuple[int, DnsQuery | DnsResponse, tuple[str, int]]]]
+class _Index:
+    """The DNS lookups (queries and responses) of the wanted names, by (name, client).
+
+    ``lookups`` holds them in capture order; a (name, client) pair maps to positions into it,
+    sorted by frame then capture order (the order evidence takes them in)."""
+
+    def __init__(self, observations: Iterable[Observation], wanted: set[str]) -> None:
+        self.slices: dict[tuple[str, str], tuple[int, int]] = {}  # -> bounds in ``order``
+        self.order: list[int] = []
+        self.names: set[str] = set()
+        lookups, texts, owner, clients, frames, files = _walk(observations)
+        self.lookups, self.frames, self.files = lookups, frames, files
+        self.file_count = len(set(files))
+        if lookups and wanted:
+            self._build(wanted, texts, np.asarray(owner, dtype=np.int64), clients, frames)
+
+    def _build(
+        self, wanted: set[str], texts: list[str], owner: np.ndarray, clients: list[str], frames: list[int]
+    ) -> None:
+        n = len(self.lookups)
+        codes, uniques = pd.factorize(np.asarray(texts, dtype=object), use_na_sentinel=False)
+        want = sorted(wanted)
+        code_of = {name: i for i, name in enumerate(want)}
+        # every distinct text normalised once: its wanted-name index, or -1
+        hit = np.asarray(
+            [code_of.get(t.lower().rstrip("."), -1) if isinstance(t, str) else -1 for t in uniques.tolist()],
+            dtype=np.int64,
+        )
+        name_c = hit[codes]
+        keep = name_c >= 0
+        pair = np.unique(name_c[keep] * n + owner[keep])  # once per lookup, however many names match
+        if pair.shape[0] == 0:
+            return
+        name_c, pos = pair // n, pair % n
+        client_c, client_u = pd.factorize(np.asarray(clients, dtype=object), use_na_sentinel=False)
+        order = np.lexsort((pos, np.asarray(frames, dtype=np.int64)[pos], client_c[pos], name_c))
+        name_c, pos = name_c[order], pos[order]
+        cl = client_c[pos]
+        starts = np.flatnonzero(np.r_[True, (name_c[1:] != name_c[:-1]) | (cl[1:] != cl[:-1])])
+        self.order = pos.tolist()
+        bounds = [*starts.tolist(), len(pos)]
+        names = [want[c] for c in name_c[starts].tolist()]
+        for i, (name, client) in enumerate(zip(names, client_u[cl[starts]].tolist(), strict=True)):
+            self.slices[(name, client)] = (bounds[i], bounds[i + 1])
+        self.names.update(names)
+
+    def positions(self, name: str, hosts: Sequence[str]) -> Iterable[int]:
+        """The lookups of ``name`` by any of ``hosts``, by frame then capture order (lazily
+        merged: evidence wants the first few)."""
+        parts = [self.order[s[0] : s[1]] for h in hosts if (s := self.slices.get((name, h))) is not None]
+        if len(parts) <= 1:
+            return parts[0] if parts else ()
+        frames = self.frames
+        return heapq.merge(*parts, key=lambda p: (frames[p], p))
+
+    def evidence(self, pos: Iterable[int], filt: str, have: set[tuple[str, int]]) -> list[Evidence]:
+        """Per file (by name), the first :data:`MAX_DNS_FRAMES` lookups of ``pos`` whose (file,
+        frame) is not in ``have``."""
+        files, frames = self.files, self.frames
+        by_file: dict[str, list[int]] = {}
+        full = 0
+        for p in pos:
+            if have and (files[p], frames[p]) in have:
+                continue
+            group = by_file.setdefault(files[p], [])
+            if len(group) < MAX_DNS_FRAMES:
+                group.append(p)
+                full += len(group) == MAX_DNS_FRAMES
+                if full == self.file_count:
+                    break
+        out = []
+        for file, group in sorted(by_file.items()):
+            lookups = [self.lookups[p] for p in group]
+            flows = tuple(sorted({o.flow_id for o in lookups if o.flow_id is not None}))
+            out.append(
+                Evidence(file, tuple(frames[p] for p in group), lookups[0].ts, lookups[-1].ts, flows, filt)
+            )
+        return out
 
 
-def _index(observations: Iterable[Observation], wanted: set[str]) -> dict[str, _Lookups]:
-    """name -> client (a query's source, a response's destination) -> its lookups of that name, with
-    their position in the capture's observation order; for the ``wanted`` names only."""
-    by_name: dict[str, _Lookups] = {}
-    norm: dict[str, str] = {}  # names repeat: normalise each distinct text once
-    for pos, obs in enumerate(observations):
-        if isinstance(obs, DnsQuery):
-            texts: Iterable[str] = (obs.qname,)
-            client = obs.src
-        elif isinstance(obs, DnsResponse):
-            texts = _texts(obs)
-            client = obs.dst
-        else:
+def _walk(
+    observations: Iterable[Observation],
+) -> tuple[list[DnsQuery | DnsResponse], list[str], list[int], list[str], list[int], list[str]]:
+    """One pass over the observations (touching each object once is most of the cost): the
+    lookups in capture order, every name each carries with the lookup's position (the question;
+    for a response each record's owner and each CNAME target too), each lookup's client (a
+    query's source, a response's destination), frame and file."""
+    kinds: dict[type, int] = {}  # 1: query, 2: response, 0: neither (isinstance, asked per type)
+    lookups: list[DnsQuery | DnsResponse] = []
+    texts: list[str] = []
+    owner: list[int] = []
+    clients: list[str] = []
+    frames: list[int] = []
+    files: list[str] = []
+    for obs in observations:
+        kind = kinds.get(type(obs))
+        if kind is None:
+            kind = kinds[type(obs)] = (
+                1 if isinstance(obs, DnsQuery) else 2 if isinstance(obs, DnsResponse) else 0
+            )
+        if not kind:
             continue
-        for text in texts:
-            name = norm.get(text)
-            if name is None:
-                name = norm[text] = text.lower().rstrip(".")
-            if name in wanted:
-                mine = by_name.setdefault(name, {}).setdefault(client, [])
-                if not mine or mine[-1][0] != pos:  # once per lookup, however many names match
-                    mine.append((pos, obs, (obs.file, obs.frame)))
-    return by_name
+        p = len(lookups)
+        lookups.append(obs)  # type: ignore[arg-type]
+        frames.append(obs.frame)
+        files.append(obs.file)
+        texts.append(obs.qname)  # type: ignore[attr-defined]
+        owner.append(p)
+        if kind == 1:
+            clients.append(obs.src)
+            continue
+        clients.append(obs.dst)
+        for ans in obs.answers:  # type: ignore[attr-defined]
+            texts.append(ans.name)
+            owner.append(p)
+            if ans.rtype == "CNAME":
+                texts.append(ans.data)
+                owner.append(p)
+    return lookups, texts, owner, clients, frames, files
 
 
-def _texts(resp: DnsResponse) -> list[str]:
-    """Every name a response carries: the question, each record's owner, each CNAME target."""
-    out = [resp.qname]
-    for ans in resp.answers:
-        out.append(ans.name)
-        if ans.rtype == "CNAME":
-            out.append(ans.data)
-    return out
+#: (name, sources, filter) -> the evidence, with each item's (file, frames) to test overlaps
+_Shared = dict[tuple[object, ...], list[tuple[Evidence, str, frozenset[int]]]]
 
 
-def _lookup_evidence(finding: Finding, by_client: _Lookups, filt: str) -> list[Evidence]:
+def _lookup_evidence(
+    finding: Finding, index: _Index, name: str, filt: str, shared: _Shared
+) -> list[Evidence]:
     """Per file, the first :data:`MAX_DNS_FRAMES` lookups (by frame, then capture order) of the
     finding's sources that its evidence does not list yet."""
     sources = finding.sources
-    if len(sources) == 1:
-        parts = [by_client[sources[0]]] if sources[0] in by_client else []
-    else:
-        hosts = set(sources) or {finding.src}
-        parts = [by_client[h] for h in hosts if h in by_client]
-    if not parts:
-        return []
+    hosts: tuple[str, ...] = sources if len(sources) == 1 else tuple(sorted(set(sources) or {finding.src}))
+    key = (name, hosts, filt)
+    found = shared.get(key)
+    if found is None:
+        built = index.evidence(index.positions(name, hosts), filt, set())
+        found = shared[key] = [(e, e.file, frozenset(e.frames)) for e in built]
+    # the lookups kept are the first ones of each file: if the finding lists none of them, the
+    # ones it does list (if any) come later and change nothing
+    if not any(
+        ev.file == file and not kept.isdisjoint(ev.frames)
+        for _, file, kept in found
+        for ev in finding.evidence
+    ):
+        return [e for e, _, _ in found]
     have = {(e.file, f) for e in finding.evidence for f in e.frames}
-    by_file: dict[str, list[tuple[int, DnsQuery | DnsResponse, tuple[str, int]]]] = {}
-    for part in parts:
-        for item in part:
-            if item[2] not in have:
-                by_file.setdefault(item[2][0], []).append(item)
-    out = []
-    for file, items in sorted(by_file.items()):
-        group = [x[1] for x in heapq.nsmallest(MAX_DNS_FRAMES, items, key=_frame_position)]
-        flows = tuple(sorted({o.flow_id for o in group if o.flow_id is not None}))
-        frames = tuple(o.frame for o in group)
-        out.append(Evidence(file, frames, group[0].ts, group[-1].ts, flows, filt))
-    return out
-
-
-def _frame_position(item: tuple[int, Observation, tuple[str, int]]) -> tuple[int, int]:
-    return item[2][1], item[0]
+    return index.evidence(index.positions(name, hosts), filt, have)
 
 
 def with_dns_evidence(findings: list[Finding], observations: Iterable[Observation]) -> list[Finding]:
     """Each finding with a hostname gets the DNS lookups of that name by its sources appended."""
     names = [(finding.hostname or "").lower().rstrip(".") for finding in findings]
-    by_name = _index(observations, set(names))
+    index = _Index(observations, set(names))
     filters: dict[str, str] = {}  # one display filter per distinct hostname
+    shared: _Shared = {}
     out = []
     for finding, name in zip(findings, names, strict=True):
-        by_client = by_name.get(name)
-        if by_client is None:
+        if name not in index.names:
             out.append(finding)
             continue
         host = finding.hostname or ""
         filt = filters.get(host)
         if filt is None:
             filt = filters[host] = f"dns.qry.name == {filter_string(host)}"
-        extra = _lookup_evidence(finding, by_client, filt)
+        extra = _lookup_evidence(finding, index, name, filt, shared)
         out.append(_with_evidence(finding, finding.evidence + tuple(extra)) if extra else finding)
     return out
 
 
 def _with_evidence(finding: Finding, evidence: tuple[Evidence, ...]) -> Finding:
     """``dataclasses.replace(finding, evidence=evidence)``, without re-reading the field list."""
-    return Finding(**{**vars(finding), "evidence": evidence})
+    return new_finding(**{**vars(finding), "evidence": evidence})

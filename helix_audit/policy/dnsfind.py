@@ -67,58 +67,67 @@ def lookup_drafts(
     lookups: Sequence[Lookup], named: pd.DataFrame, matcher: Matcher, components: dict[str, str]
 ) -> list[Draft]:
     judged: list[tuple[Lookup, str]] = []
-    name_judged: dict[str, bool] = {}  # names repeat: judge each once
+    name_judged: dict[str, bool] = {}  # names repeat: judge each once (in first-seen order)
+    bad = set(FAILED_LOOKUPS)
+    failing: set[str] = set()  # names some judged lookup failed
     for lk in lookups:
         comp = components.get(lk.query.src, "other")
         if comp == "other":
             continue
-        ok = name_judged.get(lk.name)
+        name = lk.name
+        ok = name_judged.get(name)
         if ok is None:
-            ok = name_judged[lk.name] = _judged(lk.name)
+            ok = name_judged[name] = _judged(name)
         if ok:
             judged.append((lk, comp))
-    verdicts = {name: matcher.name_listed(name) for name in dict.fromkeys(lk.name for lk, _ in judged)}
+            if lk.outcome in bad:
+                failing.add(name)
+    verdicts = {name: matcher.name_listed(name) for name, ok in name_judged.items() if ok}
     allowed = {name for name, v in verdicts.items() if v.verdict == "allowed"}
-    failed = {lk.name for lk, _ in judged if lk.name in allowed and lk.outcome in FAILED_LOOKUPS}
+    failed = failing & allowed
     success = _latest_flows(named, failed, ok_only=True)
     connected = _latest_flows(named, set(verdicts) - allowed, ok_only=False)
     resolved: dict[tuple[str, str], float] = {}  # latest successful lookup per (client, name)
-    for lk, _ in judged:
-        if lk.outcome == "ok" and lk.name in failed:
-            key = (lk.query.src, lk.name)
-            resolved[key] = max(resolved.get(key, _NONE[0]), lk.query.ts)
+    if failed:
+        for lk, _ in judged:
+            if lk.outcome == "ok" and lk.name in failed:
+                key = (lk.query.src, lk.name)
+                resolved[key] = max(resolved.get(key, _NONE[0]), lk.query.ts)
     listed = tuple(p + "." for r in matcher.enabled for p in r.hostnames if not p.startswith(("*", "{")))
-    pairs = _Pairs(named)
+    asking = {
+        lk.query.src
+        for lk, _ in judged
+        if lk.name not in allowed and (lk.query.src, lk.name) not in connected
+    }
+    pairs = _pairs(named, asking)
     out = []
     for lk, comp in judged:
-        key, ts = (lk.query.src, lk.name), lk.query.ts
-        if lk.name in allowed:
-            if lk.outcome in FAILED_LOOKUPS:
+        name = lk.name
+        if name in allowed:
+            if lk.outcome in bad:
+                key, ts = (lk.query.src, name), lk.query.ts
                 recovered = (
                     resolved.get(key, _NONE[0]) >= ts - RETRY_WINDOW or success.get(key, _NONE[0]) >= ts
                 )
                 if not recovered:
-                    out.append(_blocked(lk, comp, verdicts[lk.name].rule, matcher))
-        elif key not in connected and not _reached(lk, pairs) and not lk.name.startswith(listed):
-            out.append(_lookup_only(lk, comp, verdicts[lk.name].explanation))
+                    out.append(_blocked(lk, comp, verdicts[name].rule, matcher))
+        elif (
+            (lk.query.src, name) not in connected and not _reached(lk, pairs) and not name.startswith(listed)
+        ):
+            out.append(_lookup_only(lk, comp, verdicts[name].explanation))
     return out
 
 
-class _Pairs:
-    """(originator, responder) of every flow, built on first use."""
-
-    def __init__(self, named: pd.DataFrame) -> None:
-        self._named = named
-        self._pairs: set[tuple[str, str]] | None = None
-
-    def __contains__(self, pair: object) -> bool:
-        if self._pairs is None:
-            cols = (self._named[c].to_numpy(dtype=object) for c in ("orig_h", "resp_h"))
-            self._pairs = set(zip(*cols, strict=True))
-        return pair in self._pairs
+def _pairs(named: pd.DataFrame, clients: set[str]) -> set[tuple[str, str]]:
+    """(originator, responder) of every flow from one of ``clients``."""
+    if not clients:
+        return set()
+    orig = named["orig_h"].to_numpy(dtype=object)
+    rows = np.flatnonzero(named["orig_h"].isin(clients).to_numpy())
+    return set(zip(orig[rows].tolist(), named["resp_h"].to_numpy(dtype=object)[rows].tolist(), strict=True))
 
 
-def _reached(lk: Lookup, pairs: _Pairs) -> bool:
+def _reached(lk: Lookup, pairs: set[tuple[str, str]]) -> bool:
     """Did the host talk to an address the answer gave (e.g. its proxy, by name)?"""
     answers = lk.response.answers if lk.response else ()
     return any((lk.query.src, canon_ip(a.data)) in pairs for a in answers if a.rtype in ("A", "AAAA"))

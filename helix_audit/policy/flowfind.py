@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import Severity
+from .evidence import isna
 from .findings import Draft
 from .flowrows import Columns, FlowRows, group_positions, value_counts
 
@@ -164,7 +165,7 @@ def _draft(kind: str, sev: Severity, first: Mapping[str, Any], part: FlowRows, m
 def _states(part: FlowRows) -> str:
     if len(part) == 1:
         state = part.values("conn_state")[0]
-        return f"{'-' if pd.isna(state) else state} x1"
+        return f"{'-' if isna(state) else state} x1"
     states = part.col("conn_state").astype(object)
     states = np.where(pd.isna(states), "-", states)
     return ", ".join(f"{state} x{n}" for state, n in value_counts(states))

@@ -13,6 +13,7 @@ Everything else is ``other``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ OTHER = "other"
 _MAX_FRAMES = 20
 
 
+@lru_cache(maxsize=1 << 12)  # paths repeat: each upgrade asks for its own
 def path_only(path: str) -> str:
     """The path of a request target without query (absolute-form targets lose scheme and host)."""
     if "://" in path:

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from ..model import Evidence, Finding, Severity
-from .findings import MAX_FRAMES, _addr_key, _nan_min, finding_id
+from .evidence import _nan_min
+from .findings import MAX_FRAMES, _addr_key, finding_id
 from .flowrows import Columns
 
 #: Distinct (sandbox, port) pairs one source must have probed, unanswered, to be a scanner.

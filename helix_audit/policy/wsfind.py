@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..model import Evidence, Observation, Severity, TlsClientHello, WebSocketUpgrade
 from ..names import clean_name
+from .evidence import MAX_FRAMES
 from .findings import Draft
 from .flowfind import LABEL
 from .match import Matcher
@@ -46,7 +47,8 @@ def websocket_drafts(
     paths = [p for p in matcher.ruleset.paths if p.websocket]
     enabled_sets = set(matcher.ruleset.default_on) | set(matcher.site.rulesets if matcher.site else ())
     allowed |= {p.path for p in paths if p.ruleset in enabled_sets}
-    out = []
+    out: dict[tuple[object, ...], Draft] = {}  # by group key (:func:`.findings.group`)
+    members: dict[tuple[object, ...], list[tuple[WebSocketUpgrade, int | None, str]]] = {}
     path_ok: dict[str, bool] = {}  # paths repeat: match each distinct one once
     to_cp: dict[tuple[object, ...], bool] = {}  # and so do destinations
     for obs, fid in zip(upgrades, fids, strict=True):
@@ -65,16 +67,76 @@ def websocket_drafts(
         ok = path_ok.get(path)
         if ok is None:
             ok = path_ok[path] = any(fnmatchcase(path, p) for p in allowed)
+        id_parts: tuple[str, ...]
         if not ok:
-            out.append(_path_draft(obs, fid, path, comp, paths))
+            kind, id_parts = "unexpected_websocket_path", (path,)
         elif fid not in tls_flows and obs.src != obs.dst:
-            out.append(_plaintext_draft(obs, fid, path, comp))
-    return out
+            kind, id_parts = "plaintext_control_channel", ()
+        else:
+            continue
+        key: tuple[object, ...] = (
+            kind,
+            comp,
+            clean_name(obs.host) or obs.dst,
+            obs.dport,
+            "tcp",
+            None,
+            None,
+            *id_parts,
+        )
+        have = out.get(key)
+        if have is None:
+            draft = out[key] = (
+                _path_draft(obs, fid, path, comp, paths)
+                if id_parts
+                else _plaintext_draft(obs, fid, path, comp)
+            )
+            members[key] = [(obs, fid, path)]
+        else:
+            _merge(have, obs, path)
+            members[key].append((obs, fid, path))
+    for key, draft in out.items():
+        draft.evidence = _merged_evidence(members[key])
+    return list(out.values())
 
 
-def _evidence(obs: WebSocketUpgrade, fid: int | None) -> tuple[Evidence, ...]:
+def _merged_evidence(upgrades: list[tuple[WebSocketUpgrade, int | None, str]]) -> tuple[Evidence, ...]:
+    """:func:`.evidence.merge_evidence` of the upgrades' :func:`_evidence`, built from the
+    upgrades directly (one Evidence per file, not one per upgrade merged later)."""
+    by_file: dict[str, list[tuple[WebSocketUpgrade, int | None, str]]] = {}
+    for item in upgrades:
+        by_file.setdefault(item[0].file, []).append(item)
+    out = []
+    for file, group in sorted(by_file.items()):
+        frames = {obs.frame for obs, _, _ in group}
+        frames.update(obs.response_frame for obs, _, _ in group if obs.response_frame)
+        filters = dict.fromkeys(f'http.request.uri contains "{path}"' for _, _, path in group)
+        out.append(
+            Evidence(
+                file,
+                tuple(sorted(frames))[:MAX_FRAMES],
+                min(obs.ts for obs, _, _ in group),
+                max(obs.ts for obs, _, _ in group),
+                tuple(sorted({fid for _, fid, _ in group if fid is not None})),
+                " || ".join(filters),
+            )
+        )
+    return tuple(out)
+
+
+def _merge(have: Draft, obs: WebSocketUpgrade, path: str) -> None:
+    """What :func:`.findings.group` does when it merges a later upgrade's draft into ``have``
+    (same kind and key, so the same severity), without building that draft."""
+    have.sources.append(obs.src)
+    have.extra["count"] = have.extra.get("count", 1) + 1
+    paths = have.extra.get("paths")
+    if isinstance(paths, list) and path not in paths:  # already there: the union is the same list
+        have.extra["paths"] = sorted(set(paths) | {path})
+
+
+def _evidence(obs: WebSocketUpgrade, fid: int | None, path: str) -> tuple[Evidence, ...]:
     frames = tuple(sorted({obs.frame, *([obs.response_frame] if obs.response_frame else [])}))
-    filt = f'http.request.uri contains "{path_only(obs.path)}"'
+    filt = f'http.request.uri contains "{path}"'
     return (Evidence(obs.file, frames, obs.ts, obs.ts, (fid,) if fid is not None else (), filt),)
 
 
@@ -100,7 +162,7 @@ def _draft(
         sources=[obs.src],
         src_port=obs.sport,
         explanation=explanation,
-        evidence=_evidence(obs, fid),
+        evidence=_evidence(obs, fid, path),
         extra={"path": path, "id_parts": (path,)},
     )
 

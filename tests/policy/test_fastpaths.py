@@ -17,7 +17,7 @@ from helix_audit.model import (
     WebSocketUpgrade,
 )
 from helix_audit.names import attribute
-from helix_audit.policy.findings import _many_flows_evidence, flow_evidence
+from helix_audit.policy.evidence import _many_flows_evidence, flow_evidence
 from helix_audit.policy.flowrows import Columns, FlowRows, group_positions
 from helix_audit.policy.observed import Observed
 
