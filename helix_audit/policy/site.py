@@ -169,5 +169,5 @@ def _profile(label: str, data: bytes, p: dict[str, Any]) -> SiteProfile:
         optional=tuple(p.get("optional", [])),
         phase=p.get("phase", "both"),
         rulesets=tuple(p.get("rulesets", [])),
-        raw=yaml.safe_load(data) or {},
+        raw=yaml.load(data, Loader=yc.SAFE_LOADER) or {},
     )
