@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import CaptureError
 from .interface import RecordBatch
+from .pool import ArrayPool
 from .walk import ST_ABSURD, ST_END, ST_FULL, ST_TRUNC_DATA, ST_TRUNC_HDR, walk_pcap
 
 GLOBAL_HDR = "IHHiIII"  # magic, version major, minor, thiszone, sigfigs, snaplen, linktype
@@ -93,16 +94,21 @@ class Tally:
             self.warnings.append(msg)
 
 
-def alloc(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Empty offset, caplen, wirelen, ts_ns, linktype columns for up to ``n`` records."""
-    i64 = np.int64
-    return np.empty(n, i64), np.empty(n, i64), np.empty(n, i64), np.empty(n, i64), np.empty(n, np.int32)
+def alloc(n: int, pool: ArrayPool | None = None) -> tuple[np.ndarray, ...]:
+    """Empty offset, caplen, wirelen, ts_ns, linktype, frame columns for up to ``n`` records."""
+    kinds = zip("ocwtlf", (np.int64,) * 4 + (np.int32, np.int64), strict=True)
+    if pool is None:
+        return tuple(np.empty(n, t) for _, t in kinds)
+    return tuple(pool.empty(n, t, k) for k, t in kinds)
 
 
 def make_batch(source: str, data: np.ndarray, cols: tuple, n: int, first_frame: int) -> RecordBatch:
-    off, cap, wire, ts, lt = (c[:n] for c in cols)
-    frame = np.arange(first_frame, first_frame + n, dtype=np.int64)
+    off, cap, wire, ts, lt, frame = (c[:n] for c in cols)
+    np.add(np.arange(n, dtype=np.int64) if n > len(_COUNT) else _COUNT[:n], first_frame, out=frame)
     return RecordBatch(source, data, off, cap, wire, ts, lt, frame)
+
+
+_COUNT = np.arange(1 << 16, dtype=np.int64)  # 0, 1, 2 ...: frame numbers without a new array per batch
 
 
 def damage_message(status: int, pos: int, frame: int, declared: int, left: int, what: str) -> str:
@@ -128,9 +134,10 @@ def pcap_batches(
 ) -> Iterator[RecordBatch]:
     """Records starting in [start, stop), ``batch_size`` at a time."""
     pos, frame = start, first_frame
+    pool = ArrayPool()
     while True:
-        cols = alloc(batch_size)
-        n, pos, st, declared = walk_pcap(
+        cols = alloc(batch_size, pool)
+        n, pos, st, declared, _ = walk_pcap(  # type: ignore[call-arg]
             data, pos, stop, hdr.big, hdr.hdrlen, hdr.frac_mul, hdr.swap, *cols[:4], 0
         )
         cols[4][:n] = hdr.linktype

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import CaptureError
 from .interface import RecordBatch
 from .pcap import Tally, alloc, damage_message, make_batch
+from .pool import ArrayPool
 from .walk import ST_BLOCKLEN, ST_END, ST_FULL, ST_IDB, ST_IFACE, ST_SHB, walk_pcapng
 
 SHB_MAGIC = b"\x0a\x0d\x0d\x0a"
@@ -137,7 +138,7 @@ class NgWalker:
     def step(self, pos: int, stop: int, cols: tuple, n: int) -> tuple[int, int, int, int]:
         """Walk to ``stop``, a full ``cols`` or damage; SHB/IDB are parsed on the way (Damage)."""
         while True:
-            n, pos, st, declared = walk_pcapng(self.data, pos, stop, self.big, *self._arrays, *cols, n)  # type: ignore[call-arg]
+            n, pos, st, declared, _ = walk_pcapng(self.data, pos, stop, self.big, *self._arrays, *cols[:5], n)  # type: ignore[call-arg]
             if st == ST_SHB:
                 self.big, blen = parse_shb(self.data, pos)
                 self.section, self.sections = [], self.sections + 1
@@ -186,8 +187,9 @@ def pcapng_batches(
 ) -> Iterator[RecordBatch]:
     """Records of blocks starting in [start, stop); ``walker`` already holds the state at ``start``."""
     pos, frame = start, first_frame
+    pool = ArrayPool()
     while True:
-        cols = alloc(batch_size)
+        cols = alloc(batch_size, pool)
         try:
             n, pos, st, declared = walker.step(pos, stop, cols, 0)
         except Damage as exc:

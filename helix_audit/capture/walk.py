@@ -23,6 +23,7 @@ ST_SHB = 7  # pcapng section header block at ``pos``: parse in Python
 ST_IDB = 8  # pcapng interface description block at ``pos``: parse in Python
 
 MAX_RECORD = 256 * 1024 * 1024
+AHEAD, LINE = 4096, 64  # bytes loaded ahead of the record walk, in steps of a cache line
 PCAPNG_SHB = 0x0A0D0D0A
 BT_IDB, BT_PB, BT_SPB, BT_EPB = 1, 2, 3, 6
 
@@ -41,30 +42,49 @@ def _u16(d: np.ndarray, p: int, be: bool) -> int:
     return (np.int64(d[p + 1]) << 8) | d[p]
 
 
+@njit(cache=True, inline="always")
+def _ahead(d, pos, done, size):  # noqa: ANN001, ANN202
+    """Load every cache line up to AHEAD bytes past ``pos`` from ``done`` on; returns (new done, sum).
+
+    Each record header's address depends on the previous header (the chain waits out a cache miss per
+    record, ~100 ns); these loads do not, so they overlap and the chain finds its lines in cache."""
+    w = 0
+    done = max(done, pos)
+    end = min(pos + AHEAD, size)
+    while done < end:
+        w += d[done]
+        done += LINE
+    return done, w
+
+
 @njit(cache=True)
 def walk_pcap(d, pos, stop, be, hdrlen, frac_mul, swap, off, cap, wire, ts, n):  # noqa: ANN001, ANN201
-    """Classic pcap records from ``pos`` while ``pos < stop``; returns (n, pos, status, declared)."""
+    """Classic pcap records from ``pos`` while ``pos < stop``; returns (n, pos, status, declared, x)
+    (``x``: a checksum of the bytes loaded ahead, to be ignored)."""
     size = d.shape[0]
     limit = off.shape[0]
+    done = warm = 0
     while True:
         if pos >= stop or pos == size:
-            return n, pos, ST_END, 0
+            return n, pos, ST_END, 0, warm
         if n >= limit:
-            return n, pos, ST_FULL, 0
+            return n, pos, ST_FULL, 0, warm
         if pos + hdrlen > size:
-            return n, pos, ST_TRUNC_HDR, hdrlen
+            return n, pos, ST_TRUNC_HDR, hdrlen, warm
+        done, wa = _ahead(d, pos, done, size)
+        warm += wa
         c = _u32(d, pos + 8, be)
-        w = _u32(d, pos + 12, be)
+        wl = _u32(d, pos + 12, be)
         if swap:
-            c, w = w, c
+            c, wl = wl, c
         if c > MAX_RECORD:
-            return n, pos, ST_ABSURD, c
+            return n, pos, ST_ABSURD, c, warm
         if pos + hdrlen + c > size:
-            return n, pos, ST_TRUNC_DATA, c
+            return n, pos, ST_TRUNC_DATA, c, warm
         ts[n] = _u32(d, pos, be) * 1_000_000_000 + _u32(d, pos + 4, be) * frac_mul
         off[n] = pos + hdrlen
         cap[n] = c
-        wire[n] = w
+        wire[n] = wl
         n += 1
         pos += hdrlen + c
 
@@ -153,42 +173,45 @@ def walk_pcapng(
     d, pos, stop, be, if_lt, if_snap, if_mul, if_div, if_shift, if_off, off, cap, wire, ts, lt, n
 ):  # noqa: ANN001, ANN201, E501
     """pcapng blocks of one section from ``pos``: EPB, PB, SPB become records, other blocks are
-    skipped; SHB and IDB return to the caller. Returns (n, pos, status, declared). With empty
-    output arrays it only counts (n grows, nothing is stored)."""
+    skipped; SHB and IDB return to the caller. Returns (n, pos, status, declared, x) (``x``: see
+    walk_pcap). With empty output arrays it only counts (n grows, nothing is stored)."""
     size = d.shape[0]
     limit = off.shape[0]
     store = limit > 0
     nif = if_lt.shape[0]
+    done = warm = 0
     while True:
         if pos >= stop or pos == size:
-            return n, pos, ST_END, 0
+            return n, pos, ST_END, 0, warm
         if store and n >= limit:
-            return n, pos, ST_FULL, 0
+            return n, pos, ST_FULL, 0, warm
         if pos + 12 > size:
-            return n, pos, ST_TRUNC_HDR, 12
+            return n, pos, ST_TRUNC_HDR, 12, warm
+        done, wa = _ahead(d, pos, done, size)
+        warm += wa
         bt = _u32(d, pos, be)
         if bt == PCAPNG_SHB:
-            return n, pos, ST_SHB, 0
+            return n, pos, ST_SHB, 0, warm
         bl = _u32(d, pos + 4, be)
         if bl > MAX_RECORD:
-            return n, pos, ST_ABSURD, bl
+            return n, pos, ST_ABSURD, bl, warm
         if bl < 12 or bl % 4 != 0:
-            return n, pos, ST_BLOCKLEN, bl
+            return n, pos, ST_BLOCKLEN, bl, warm
         if pos + bl > size:
-            return n, pos, ST_TRUNC_DATA, bl
+            return n, pos, ST_TRUNC_DATA, bl, warm
         if _u32(d, pos + bl - 4, be) != bl:
-            return n, pos, ST_BLOCKLEN, bl
+            return n, pos, ST_BLOCKLEN, bl, warm
         if bt == BT_IDB:
-            return n, pos, ST_IDB, 0
+            return n, pos, ST_IDB, 0, warm
         if bt == BT_EPB or bt == BT_PB:  # noqa: SIM109 (numba)
             if bl < 32:
-                return n, pos, ST_BLOCKLEN, bl
+                return n, pos, ST_BLOCKLEN, bl, warm
             i = _u32(d, pos + 8, be) if bt == BT_EPB else _u16(d, pos + 8, be)
             if i >= nif:
-                return n, pos, ST_IFACE, i
+                return n, pos, ST_IFACE, i, warm
             c = _u32(d, pos + 20, be)
             if 32 + c > bl:
-                return n, pos, ST_BLOCKLEN, bl
+                return n, pos, ST_BLOCKLEN, bl, warm
             if store:
                 hi = _u32(d, pos + 12, be)
                 lo = _u32(d, pos + 16, be)
@@ -200,9 +223,9 @@ def walk_pcapng(
             n += 1
         elif bt == BT_SPB:
             if bl < 16:
-                return n, pos, ST_BLOCKLEN, bl
+                return n, pos, ST_BLOCKLEN, bl, warm
             if nif == 0:
-                return n, pos, ST_IFACE, 0
+                return n, pos, ST_IFACE, 0, warm
             if store:
                 w = _u32(d, pos + 8, be)
                 c = min(w, bl - 16)

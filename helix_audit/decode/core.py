@@ -1,6 +1,8 @@
 """decode_batch: link, IP, transport and tunnel headers of a whole RecordBatch as numpy columns.
 
-The batch is decoded in chunks of CHUNK rows so that the header bytes gathered for a chunk stay in
+The common rows (plain Ethernet / cooked / raw IP, IPv4 / IPv6, a complete TCP / UDP / ICMP header,
+or not IP) are decoded by one numba pass (:mod:`.fast`); the rest by the general path below. It
+decodes them in chunks of CHUNK rows so that the header bytes gathered for a chunk stay in
 cache across the few passes (link, IP, L4, tunnels) that read them. Inside a chunk every step is a
 numpy operation over the rows it concerns; tunnels are peeled iteratively (MAX_DEPTH) on the rows that
 carry one, and IP fragments (rare) go through :mod:`.frag` one by one.
@@ -11,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..capture.interface import RecordBatch
+from ..capture.pool import ArrayPool
 from . import tunnels
+from .fast import FAST_TABLES, fast_rows
 from .frag import Reassembler, l4_fields
 from .interface import ST_FRAGMENT, ST_OK, ST_TRUNCATED, PacketColumns
 from .ip import OUT_FIELDS, Hdr, decode_ip
@@ -21,24 +25,46 @@ CHUNK = 16384
 MAX_DEPTH = 4
 _TUNNEL_PROTO = np.zeros(256, dtype=bool)
 _TUNNEL_PROTO[[4, 17, 41, 47]] = True
+OUT_DTYPES = {k: getattr(Hdr.alloc(0), k).dtype for k in OUT_FIELDS}
 
 
 class Decoder:
-    """Decodes successive batches of one capture; keeps incomplete IP fragments between batches."""
+    """Decodes successive batches of one capture; keeps incomplete IP fragments between batches.
 
-    def __init__(self) -> None:
+    ``fast=False`` sends every row through the general numpy path (tests compare the two)."""
+
+    def __init__(self, fast: bool = True) -> None:
         self.fragments = Reassembler()
+        self.fast = fast
+        self._pool = ArrayPool()
+        self._widest = 0
 
     def decode(self, batch: RecordBatch) -> PacketColumns:
         n = len(batch)
-        buf = Buf(batch.data)
-        cols = {k: np.empty(n, dtype=getattr(Hdr.alloc(0), k).dtype) for k in OUT_FIELDS}
+        if n < self._widest:  # readers hand out full batches but the last: drop the idle arrays now
+            self._pool.clear()
+        self._widest = max(self._widest, n)
+        data = np.asarray(batch.data, dtype=np.uint8).reshape(-1)
+        off = np.ascontiguousarray(batch.offset, dtype=np.int64)
+        caplen = np.ascontiguousarray(batch.caplen, dtype=np.int64)
+        lt = np.ascontiguousarray(batch.linktype)
+        cols = {k: self._pool.empty(n, dt, k) for k, dt in OUT_DTYPES.items()}
+        if self.fast and n:
+            slow = self._pool.empty(n, np.int64, "slow")
+            outs = (cols[k] for k in OUT_FIELDS)
+            nslow, _ = fast_rows(data, off, caplen, lt, *FAST_TABLES, *outs, slow)  # type: ignore[call-arg]
+            rows = slow[:nslow]
+        else:
+            rows = np.arange(n, dtype=np.int64)
         reassembled: dict[int, bytes] = {}
-        data_len = int(np.asarray(batch.data).shape[0])
-        for lo in range(0, n, CHUNK):
-            hi = min(lo + CHUNK, n)
-            h = decode_rows(buf, batch, Hdr.over(cols, lo, hi), lo, hi, data_len)
-            self._fragments(buf, batch, h, lo, reassembled)
+        if rows.shape[0]:
+            buf = Buf(data)
+            for lo in range(0, rows.shape[0], CHUNK):
+                idx = rows[lo : lo + CHUNK]
+                h = decode_rows(buf, off[idx], caplen[idx], lt[idx], Hdr.alloc(idx.shape[0]), data.shape[0])
+                self._fragments(buf, batch, h, idx, reassembled)
+                for k in OUT_FIELDS:
+                    cols[k][idx] = getattr(h, k)
         return PacketColumns(
             source=batch.source,
             data=batch.data,
@@ -50,7 +76,10 @@ class Decoder:
             **cols,
         )
 
-    def _fragments(self, buf: Buf, batch: RecordBatch, h: Hdr, lo: int, out: dict[int, bytes]) -> None:
+    def _fragments(
+        self, buf: Buf, batch: RecordBatch, h: Hdr, idx: np.ndarray, out: dict[int, bytes]
+    ) -> None:
+        """Feed the fragments among rows ``idx`` (h's row i is the batch's row idx[i]), in order."""
         rows = np.flatnonzero(h.frag)
         for r in rows.tolist():
             if h.status[r] != ST_FRAGMENT or h.ip_end[r] < h.decl_end[r]:
@@ -66,12 +95,12 @@ class Decoder:
             )
             start, end = int(h.frag_data[r]), int(h.ip_end[r])
             piece = buf.data[start:end].tobytes() if end > start else b""
-            seg = self.fragments.feed(
-                key, int(batch.ts_ns[lo + r]), int(h.frag_off[r]), bool(h.frag_mf[r]), piece
-            )
+            row = int(idx[r])
+            ts = int(batch.ts_ns[row])
+            seg = self.fragments.feed(key, ts, int(h.frag_off[r]), bool(h.frag_mf[r]), piece)
             if seg is not None:
                 _fill_reassembled(h, r, seg.proto, seg.l4, seg.ip_bytes)
-                out[lo + r] = seg.l4
+                out[row] = seg.l4
 
 
 def _fill_reassembled(h: Hdr, r: int, proto: int, l4: bytes, ip_bytes: int) -> None:
@@ -95,11 +124,9 @@ def decode_batch(batch: RecordBatch) -> PacketColumns:
     return Decoder().decode(batch)
 
 
-def decode_rows(buf: Buf, batch: RecordBatch, h: Hdr, lo: int, hi: int, data_len: int) -> Hdr:
-    """Decode rows lo:hi of ``batch`` into ``h``: link layer by linktype, IP, L4, then tunnels."""
-    off = np.asarray(batch.offset[lo:hi], dtype=np.int64)
-    lim = np.minimum(off + np.maximum(np.asarray(batch.caplen[lo:hi], dtype=np.int64), 0), data_len)
-    lt = np.asarray(batch.linktype[lo:hi])
+def decode_rows(buf: Buf, off: np.ndarray, caplen: np.ndarray, lt: np.ndarray, h: Hdr, data_len: int) -> Hdr:
+    """Decode the rows at ``off`` into ``h``: link layer by linktype, IP, L4, then tunnels."""
+    lim = np.minimum(off + np.maximum(caplen, 0), data_len)
     if lt.shape[0] and (lt == lt[0]).all():
         decode_ip(buf, link_layer(buf, int(lt[0]), off, lim), lim, out=h)
     else:

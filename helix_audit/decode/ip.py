@@ -106,16 +106,6 @@ class Hdr:
         h.pay_off[:] = -1
         return h
 
-    @classmethod
-    def over(cls, cols: dict[str, np.ndarray], lo: int, hi: int) -> Hdr:
-        """A zero-initialised Hdr whose output fields are views of ``cols[k][lo:hi]``."""
-        h = cls(
-            **{k: cols[k][lo:hi] if k in cols else np.zeros(hi - lo, dtype=dt) for k, dt in _DTYPES.items()}
-        )
-        for k in cols:
-            getattr(h, k).fill(-1 if k in ("l4_off", "pay_off") else 0)
-        return h
-
     def take(self, rows: np.ndarray) -> Hdr:
         return Hdr(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
 

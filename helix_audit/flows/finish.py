@@ -139,14 +139,18 @@ def _states(
         hist_txt[m] = np.array([history_text(c, tcp) for c in codes.tolist()] + [""], dtype=object)[inv]
     state = np.full(len(o), "OTH", dtype=object)
     zero = (sums[:, S_PAY] == 0) & (sums[:, S_PAY + 1] == 0)
-    combo = pd.DataFrame({"o": st[:, 0], "r": st[:, 1], "z": zero, "h": hist_txt})[is_tcp]
-    if len(combo):
-        uniq = combo.drop_duplicates()
-        uniq = uniq.assign(s=[conn_state_tcp(a, b, c, d) for a, b, c, d in uniq.itertuples(index=False)])
-        state[is_tcp] = combo.merge(uniq, on=["o", "r", "z", "h"], how="left")["s"].to_numpy()
+    if is_tcp.any():  # conn_state_tcp once per distinct (states, zero sizes, history)
+        hists, hist_id = np.unique(hist[is_tcp], return_inverse=True)
+        s = st[is_tcp]  # endpoint states are < 8: one int key per (history, states, zero sizes)
+        key = ((hist_id.reshape(-1) * 8 + s[:, 0]) * 8 + s[:, 1]) * 2 + zero[is_tcp]
+        uniq, inv = np.unique(key, return_inverse=True)
+        texts = [history_text(h, True) for h in hists.tolist()]
+        names = [conn_state_tcp(k >> 4 & 7, k >> 1 & 7, bool(k & 1), texts[k >> 7]) for k in uniq.tolist()]
+        state[is_tcp] = np.array(names, dtype=object)[inv.reshape(-1)]
     udp = proto == 17
-    op, rp = _col(sums, S_PKTS, o), _col(sums, S_PKTS, 1 - o)
-    state[udp] = [conn_state_udp(a, b) for a, b in zip(op[udp] > 0, rp[udp] > 0, strict=True)]
+    op, rp = _col(sums, S_PKTS, o)[udp] > 0, _col(sums, S_PKTS, 1 - o)[udp] > 0
+    udp_names = np.array([conn_state_udp(a, b) for a in (False, True) for b in (False, True)], dtype=object)
+    state[udp] = udp_names[2 * op + rp]
     return state, hist_txt
 
 

@@ -121,6 +121,19 @@ def error_mask(cols: PacketColumns, ok: np.ndarray) -> np.ndarray:
     return ok & (v4 | v6)
 
 
+def error_rows(cols: PacketColumns) -> np.ndarray:
+    """Indices of the rows that are decoded ICMP/ICMPv6 error messages (``error_mask`` of the rows
+    decoded as IP), found among the few ICMP rows only."""
+    rows = np.flatnonzero((cols.proto == PROTO_ICMP) | (cols.proto == PROTO_ICMP6))
+    if rows.shape[0] == 0:
+        return rows
+    t, proto = cols.sport[rows], cols.proto[rows]
+    v4 = (proto == PROTO_ICMP) & ((t == 3) | (t == 4) | (t == 5) | (t == 11) | (t == 12))
+    v6 = (proto == PROTO_ICMP6) & (t >= 1) & (t <= 4)
+    ok = (cols.status[rows] == 0) & (cols.ipver[rows] > 0)
+    return rows[ok & (v4 | v6)]
+
+
 @dataclass(frozen=True)
 class Quote:
     """The flow key an ICMP error quotes (addresses as (hi, lo) 64-bit halves, v4 mapped)."""
@@ -205,6 +218,12 @@ class QuotedKeys:
     dst_lo: np.ndarray
     sport: np.ndarray
     dport: np.ndarray
+
+    def int_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.proto, self.sport, self.dport
+
+    def addr_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.src_hi, self.src_lo, self.dst_hi, self.dst_lo
 
 
 def quoted_keys(cols: PacketColumns, rows: np.ndarray) -> QuotedKeys:

@@ -57,6 +57,25 @@ class SegmentArrays:
         self.ev_ts = np.zeros((cap, NAUX), dtype=np.int64)
         self.ev_val = np.zeros((cap, NAUX), dtype=np.int64)
         self.last = np.full((cap, 2), -1, dtype=np.int64)  # order, ts_ns
+        self.seg_file = np.full(cap, -1, dtype=np.int64)  # last file index the segment was noted in
+
+    def kernel_args(self) -> tuple:
+        """The state as ``add_rows`` takes it."""
+        return (
+            self.slots,
+            self.tk_u64,
+            self.tk_i64,
+            self.tup_cur,
+            self.seg_tup,
+            self.sums,
+            self.ev,
+            self.ev_ts,
+            self.ev_val,
+            self.last,
+            self.seg_file,
+            self.ntup,
+            self.nseg,
+        )
 
     def reserve(self, more: int) -> None:
         """Make room for ``more`` new tuples and segments (one per row at most)."""
@@ -76,6 +95,7 @@ class SegmentArrays:
             self.ev_ts = _grow(self.ev_ts, cap, 0)
             self.ev_val = _grow(self.ev_val, cap, 0)
             self.last = _grow(self.last, cap, -1)
+            self.seg_file = _grow(self.seg_file, cap, -1)
 
 
 def _pow2(n: int) -> int:
@@ -96,13 +116,18 @@ def _mix(h: np.uint64, v: np.uint64) -> np.uint64:
     return x ^ (x >> np.uint64(32))
 
 
+@njit(cache=True, inline="always")
+def _hash_key(proto, ahi, alo, bhi, blo, ap, bp):  # noqa: ANN001, ANN202
+    h = _mix(np.uint64(proto), ahi)
+    h = _mix(h, alo)
+    h = _mix(h, bhi)
+    h = _mix(h, blo)
+    return _mix(h, np.uint64((ap << 16) | bp))
+
+
 @njit(cache=True)
 def _hash(u: np.ndarray, i: np.ndarray) -> np.uint64:
-    h = _mix(np.uint64(i[0]), u[0])
-    h = _mix(h, u[1])
-    h = _mix(h, u[2])
-    h = _mix(h, u[3])
-    return _mix(h, np.uint64((i[1] << 16) | i[2]))
+    return _hash_key(i[0], u[0], u[1], u[2], u[3], i[1], i[2])
 
 
 @njit(cache=True)
@@ -117,29 +142,36 @@ def rehash(tk_u64: np.ndarray, tk_i64: np.ndarray, ntup: int, cap: int) -> np.nd
     return slots
 
 
-@njit(cache=True)
-def lookup_insert(slots, tk_u64, tk_i64, ntup, u, i):
-    """Tuple id of key (u, i), inserting it as ``ntup`` when absent. Returns (id, inserted)."""
+@njit(cache=True, inline="always")
+def lookup_key(slots, tk_u64, tk_i64, ntup, proto, ahi, alo, bhi, blo, ap, bp):  # noqa: ANN001, ANN201
+    """Tuple id of key (proto, A = (ahi, alo, ap), B = (bhi, blo, bp)), inserting it as ``ntup`` when
+    absent. Returns (id, inserted)."""
     mask = np.uint64(slots.shape[0] - 1)
-    s = _hash(u, i) & mask
+    s = _hash_key(proto, ahi, alo, bhi, blo, ap, bp) & mask
     while True:
         t = slots[s]
         if t < 0:
             slots[s] = ntup
-            tk_u64[ntup] = u
-            tk_i64[ntup] = i
+            tk_u64[ntup, 0], tk_u64[ntup, 1], tk_u64[ntup, 2], tk_u64[ntup, 3] = ahi, alo, bhi, blo
+            tk_i64[ntup, 0], tk_i64[ntup, 1], tk_i64[ntup, 2] = proto, ap, bp
             return ntup, True
         if (
-            tk_i64[t, 0] == i[0]
-            and tk_i64[t, 1] == i[1]
-            and tk_i64[t, 2] == i[2]
-            and tk_u64[t, 0] == u[0]
-            and tk_u64[t, 1] == u[1]
-            and tk_u64[t, 2] == u[2]
-            and tk_u64[t, 3] == u[3]
+            tk_i64[t, 0] == proto
+            and tk_i64[t, 1] == ap
+            and tk_i64[t, 2] == bp
+            and tk_u64[t, 0] == ahi
+            and tk_u64[t, 1] == alo
+            and tk_u64[t, 2] == bhi
+            and tk_u64[t, 3] == blo
         ):
             return t, False
         s = (s + np.uint64(1)) & mask
+
+
+@njit(cache=True, inline="always")
+def lookup_insert(slots, tk_u64, tk_i64, ntup, u, i):  # noqa: ANN001, ANN201
+    """:func:`lookup_key` of the key held in arrays (u: the four address halves, i: proto, ports)."""
+    return lookup_key(slots, tk_u64, tk_i64, ntup, i[0], u[0], u[1], u[2], u[3], i[1], i[2])
 
 
 @njit(cache=True)
@@ -169,7 +201,7 @@ def _event(ev, ev_ts, ev_val, sid, k, order, ts, val):
             ev_val[sid, a] = val
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _count_packet(sums, ev, ev_ts, ev_val, last, sid, d, fl, seq, iplen, pay, ts, order, fval):
     sums[sid, S_PKTS + d] += 1
     sums[sid, S_IPB + d] += iplen
@@ -213,20 +245,10 @@ def starts_with_syn(ev, ev_val, s):
 
 
 @njit(cache=True)
-def add_rows(
-    st_slots,
-    tk_u64,
-    tk_i64,
-    tup_cur,
-    seg_tup,
-    sums,
-    ev,
-    ev_ts,
-    ev_val,
-    last,
-    ntup,
-    nseg,
-    kind,
+def add_rows(  # noqa: PLR0913
+    st,
+    status,
+    ipver,
     proto,
     shi,
     slo,
@@ -239,36 +261,61 @@ def add_rows(
     iplen,
     pay,
     ts,
-    order,
-    fval,
+    frame,
+    vlan,
+    encap,
+    cp_v4,
+    cp_v6,
+    ov,
+    ov_u64,
+    ov_i64,
+    fidx,
     out_sid,
     out_from_a,
+    out_files,
     start,
-):
-    """Fold a batch's rows from ``start`` on (in order) into the state. Returns (ntup, nseg, next row):
-    it stops early when the arrays are full, for the caller to grow them and call again.
+):  # noqa: ANN001, ANN201
+    """Fold a batch's decoded rows from ``start`` on (in order) into the state ``st`` (the tuple of
+    SegmentArrays.kernel_args()). Returns (ntup, nseg, next row, segments noted in ``out_files``): it
+    stops early when the arrays are full, for the caller to grow them and call again.
 
-    ``kind``: ROW_PACKET rows are counted; ROW_ICMP_ERROR rows carry the *quoted* key and only mark the
-    segment they quote (``out_sid`` gets that segment; the caller records the error itself).
+    A row is counted (ROW_PACKET) when decoded as IP; ICMP (v6) rows key on Zeek's type pair
+    (``cp_v4`` / ``cp_v6``: counterpart type or -1). Rows listed in ``ov`` (sorted) are ICMP errors:
+    ``ov_i64[j]`` = (kind, proto, sport, dport) and ``ov_u64[j]`` = the quoted addresses; a
+    ROW_ICMP_ERROR row only marks the segment it quotes (``out_sid`` gets it; the caller records the
+    error). Segments of counted rows not yet noted for file ``fidx`` are noted in ``seg_file`` and
+    listed in ``out_files``.
     """
-    u = np.zeros(4, dtype=np.uint64)
-    k3 = np.zeros(3, dtype=np.int64)
-    for r in range(start, kind.shape[0]):
-        if nseg >= seg_tup.shape[0] or ntup >= tup_cur.shape[0] or 2 * (ntup + 1) > st_slots.shape[0]:
-            return ntup, nseg, r
-        if kind[r] == ROW_SKIP:
-            out_sid[r] = -1
-            continue
-        a_first = _le(shi[r], slo[r], sp[r], dhi[r], dlo[r], dp[r])
-        if a_first:
-            u[0], u[1], u[2], u[3] = shi[r], slo[r], dhi[r], dlo[r]
-            k3[1], k3[2] = sp[r], dp[r]
+    slots, tk_u64, tk_i64, tup_cur, seg_tup, sums, ev, ev_ts, ev_val, last, seg_file, ntup, nseg = st
+    high = np.int64(fidx) << ORDER_SHIFT
+    nfiles = 0
+    j = np.searchsorted(ov, start)
+    n = status.shape[0]
+    for r in range(start, n):
+        if nseg >= seg_tup.shape[0] or ntup >= tup_cur.shape[0] or 2 * (ntup + 1) > slots.shape[0]:
+            return ntup, nseg, r, nfiles
+        if j < ov.shape[0] and ov[j] == r:
+            kind, pr, s_p, d_p = ov_i64[j, 0], ov_i64[j, 1], ov_i64[j, 2], ov_i64[j, 3]
+            s_hi, s_lo, d_hi, d_lo = ov_u64[j, 0], ov_u64[j, 1], ov_u64[j, 2], ov_u64[j, 3]
+            j += 1
         else:
-            u[0], u[1], u[2], u[3] = dhi[r], dlo[r], shi[r], slo[r]
-            k3[1], k3[2] = dp[r], sp[r]
-        k3[0] = proto[r]
-        t, new = lookup_insert(st_slots, tk_u64, tk_i64, ntup, u, k3)
-        pure_syn = kind[r] == ROW_PACKET and proto[r] == 6 and (flags[r] & (TH_SYN | TH_ACK)) == TH_SYN
+            kind = ROW_PACKET if status[r] == 0 and ipver[r] > 0 else ROW_SKIP
+            pr, s_p, d_p = np.int64(proto[r]), np.int64(sp[r]), np.int64(dp[r])
+            s_hi, s_lo, d_hi, d_lo = shi[r], slo[r], dhi[r], dlo[r]
+            if pr == 1 or pr == 58:
+                c = cp_v4[s_p & 0xFF] if pr == 1 else cp_v6[s_p & 0xFF]
+                if c >= 0:
+                    d_p = c
+        if kind == ROW_SKIP:
+            out_sid[r] = -1
+            out_from_a[r] = False
+            continue
+        a_first = _le(s_hi, s_lo, s_p, d_hi, d_lo, d_p)
+        if a_first:
+            t, new = lookup_key(slots, tk_u64, tk_i64, ntup, pr, s_hi, s_lo, d_hi, d_lo, s_p, d_p)
+        else:
+            t, new = lookup_key(slots, tk_u64, tk_i64, ntup, pr, d_hi, d_lo, s_hi, s_lo, d_p, s_p)
+        pure_syn = kind == ROW_PACKET and pr == 6 and (flags[r] & (TH_SYN | TH_ACK)) == TH_SYN
         if new:
             ntup += 1
         if new or pure_syn:
@@ -280,26 +327,19 @@ def add_rows(
             sid = tup_cur[t]
         out_sid[r] = sid
         out_from_a[r] = a_first
-        if kind[r] == ROW_PACKET:
-            _count_packet(
-                sums,
-                ev,
-                ev_ts,
-                ev_val,
-                last,
-                sid,
-                0 if a_first else 1,
-                flags[r],
-                seq[r],
-                iplen[r],
-                pay[r],
-                ts[r],
-                order[r],
-                fval[r],
-            )
+        order = high | frame[r]
+        if kind == ROW_PACKET:
+            fval = np.int64(vlan[r]) | (np.int64(encap[r]) << 16)
+            d = 0 if a_first else 1
+            fl, sq, ipb, pb = flags[r], seq[r], iplen[r], pay[r]
+            _count_packet(sums, ev, ev_ts, ev_val, last, sid, d, fl, sq, ipb, pb, ts[r], order, fval)
+            if seg_file[sid] != fidx:
+                seg_file[sid] = fidx
+                out_files[nfiles] = sid
+                nfiles += 1
         else:
-            _event(ev, ev_ts, ev_val, sid, EV_ICMP, order[r], ts[r], 0)
-    return ntup, nseg, kind.shape[0]
+            _event(ev, ev_ts, ev_val, sid, EV_ICMP, order, ts[r], 0)
+    return ntup, nseg, n, nfiles
 
 
 @njit(cache=True)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..capture.pool import ArrayPool
 from ..decode.interface import ST_OK, PacketColumns
 from . import icmp
 from .finish import IcmpErrors, build_frame
@@ -29,7 +30,6 @@ from .state import (
     NONE,
     ORDER_SHIFT,
     ROW_ICMP_ERROR,
-    ROW_PACKET,
     ROW_SKIP,
     SegmentArrays,
     add_rows,
@@ -49,7 +49,7 @@ class FlowTable:
         for f in files:
             self._file_id(f)
         self._st = SegmentArrays()
-        self._seg_file = np.full(1024, -1, dtype=np.int64)
+        self._pool = ArrayPool()
         self._file_pairs: list[np.ndarray] = []  # sid << 20 | file index, one per (segment, file)
         self._icmp: list[IcmpErrors] = []
         self._non_flow: Counter[tuple[int, str]] = Counter()
@@ -67,107 +67,60 @@ class FlowTable:
         """Fold one decoded batch in; per-row provisional flow ids (see ``finish``) and directions."""
         n = len(cols)
         fidx = self._file_id(cols.source)
-        ok = (cols.status == ST_OK) & (cols.ipver > 0)
-        err = icmp.error_mask(cols, ok)
-        kind = np.where(ok & ~err, ROW_PACKET, ROW_SKIP).astype(np.int8)
-        proto = cols.proto.astype(np.int64)
-        src_hi, src_lo, dst_hi, dst_lo = cols.src_hi, cols.src_lo, cols.dst_hi, cols.dst_lo
-        sport, dport = cols.sport.astype(np.int64), cols.dport.astype(np.int64)
-        is_icmp = (proto == icmp.PROTO_ICMP) | (proto == icmp.PROTO_ICMP6)
-        if is_icmp.any():
-            dport = np.where(is_icmp, icmp.icmp_key_ports(proto, cols.sport, cols.dport), dport)
-        rows = np.flatnonzero(err)
-        quotes = icmp.quoted_keys(cols, rows)
-        if len(rows):
-            kind[rows[quotes.ok]] = ROW_ICMP_ERROR
-            src_hi, src_lo, dst_hi, dst_lo = (a.copy() for a in (src_hi, src_lo, dst_hi, dst_lo))
-            proto, sport, dport = proto.copy(), sport.copy(), dport.copy()
-            q = rows[quotes.ok]
-            for arr, val in (
-                (proto, quotes.proto),
-                (src_hi, quotes.src_hi),
-                (src_lo, quotes.src_lo),
-                (dst_hi, quotes.dst_hi),
-                (dst_lo, quotes.dst_lo),
-                (sport, quotes.sport),
-                (dport, quotes.dport),
-            ):
-                arr[q] = val[quotes.ok]
-        self._count_non_flow(cols, kind, err)
-        order = (np.int64(fidx) << ORDER_SHIFT) | cols.frame.astype(np.int64)
-        fval = cols.vlan.astype(np.int64) | (cols.encap.astype(np.int64) << 16)
-        sid = np.empty(n, dtype=np.int64)
-        from_a = np.zeros(n, dtype=bool)
+        err = icmp.error_rows(cols)
+        quotes = icmp.quoted_keys(cols, err)
+        kind = np.where(quotes.ok, ROW_ICMP_ERROR, ROW_SKIP)  # an unquoted error is no flow's packet
+        ov_i64 = np.stack([kind, *quotes.int_columns()], 1)
+        ov_u64 = np.stack(quotes.addr_columns(), 1)
+        self._count_non_flow(cols, int(err.shape[0] - quotes.ok.sum()))
+        sid, from_a = self._pool.empty(n, np.int64, "sid"), self._pool.empty(n, np.bool_, "from_a")
+        noted = self._pool.empty(n, np.int64, "noted")
         st, row = self._st, 0
-        while row < n:
-            st.ntup, st.nseg, row = add_rows(
-                st.slots,
-                st.tk_u64,
-                st.tk_i64,
-                st.tup_cur,
-                st.seg_tup,
-                st.sums,
-                st.ev,
-                st.ev_ts,
-                st.ev_val,
-                st.last,
-                st.ntup,
-                st.nseg,
-                kind,
-                proto,
-                src_hi,
-                src_lo,
-                dst_hi,
-                dst_lo,
-                sport,
-                dport,
-                cols.tcp_flags,
-                cols.seq,
-                cols.ip_len,
-                cols.pay_wire,
-                cols.ts_ns,
-                order,
-                fval,
-                sid,
-                from_a,
-                row,
+        while True:
+            st.ntup, st.nseg, row, m = add_rows(
+                st.kernel_args(),
+                *(cols.status, cols.ipver, cols.proto, cols.src_hi, cols.src_lo, cols.dst_hi, cols.dst_lo),
+                *(cols.sport, cols.dport, cols.tcp_flags, cols.seq, cols.ip_len, cols.pay_wire, cols.ts_ns),
+                *(cols.frame, cols.vlan, cols.encap, icmp.COUNTERPART_V4, icmp.COUNTERPART_V6),
+                *(err, ov_u64, ov_i64, fidx, sid, from_a, noted, row),
             )
-            if row < n:
-                st.reserve(max(1024, st.nseg, st.ntup))
-        self._note_files(sid[kind == ROW_PACKET], fidx)
-        if len(rows):
-            self._note_icmp(cols, rows[quotes.ok], sid, from_a, order)
-            sid[rows] = -1
+            if m:
+                self._file_pairs.append((noted[:m] << 20) | fidx)
+            if row >= n:
+                break
+            st.reserve(max(1024, st.nseg, st.ntup))
+        if err.shape[0]:
+            quoting = err[quotes.ok]
+            order = (np.int64(fidx) << ORDER_SHIFT) | cols.frame[quoting].astype(np.int64)
+            self._note_icmp(cols, quoting, sid, from_a, order)
+            sid[err] = -1
         return PacketFlows(flow_id=sid, from_a=from_a)
 
-    def _count_non_flow(self, cols: PacketColumns, kind: np.ndarray, err: np.ndarray) -> None:
-        skip = (kind == ROW_SKIP) & ~err
-        if skip.any():
+    def _count_non_flow(self, cols: PacketColumns, unquoted: int) -> None:
+        """Count rows that are not IP (or not decodable) by (ethertype, status), and unquoted errors."""
+        skip = np.flatnonzero((cols.status != ST_OK) | (cols.ipver == 0))
+        if skip.shape[0]:
             pairs = np.stack([cols.ethertype[skip].astype(np.int64), cols.status[skip].astype(np.int64)])
             uniq, counts = np.unique(pairs, axis=1, return_counts=True)
             for (eth, status), c in zip(uniq.T.tolist(), counts.tolist(), strict=True):
                 self._non_flow[(eth, STATUS_NAMES.get(status, str(status)))] += c
-        unquoted = int(err.sum() - (kind == ROW_ICMP_ERROR).sum())
         if unquoted:
             self._non_flow[(0, ICMP_UNQUOTED)] += unquoted
 
     def _note_files(self, sids: np.ndarray, fidx: int) -> None:
-        if self._seg_file.shape[0] < self._st.nseg:
-            grown = np.full(max(self._st.nseg, 2 * self._seg_file.shape[0]), -1, dtype=np.int64)
-            grown[: self._seg_file.shape[0]] = self._seg_file
-            self._seg_file = grown
         out = np.empty(len(sids), dtype=np.int64)
-        m = mark_files(sids, self._seg_file, fidx, out)
+        m = mark_files(sids, self._st.seg_file, fidx, out)
         if m:
             self._file_pairs.append((out[:m] << 20) | fidx)
 
     def _note_icmp(
         self, cols: PacketColumns, rows: np.ndarray, sid: np.ndarray, from_a: np.ndarray, order: np.ndarray
     ) -> None:
+        """ICMP errors of ``rows`` (``order``: theirs) and the segments they quote."""
         self._icmp.append(
             IcmpErrors(
                 sid=sid[rows].copy(),
-                order=order[rows],
+                order=order,
                 ts_ns=cols.ts_ns[rows].astype(np.int64),
                 proto=cols.proto[rows].astype(np.int64),
                 type=cols.sport[rows].astype(np.int64),
@@ -235,6 +188,7 @@ class FlowTable:
 
     def finish(self) -> tuple[pd.DataFrame, np.ndarray]:
         """The flow DataFrame (FLOW_COLUMNS) and the remap provisional id -> final flow_id."""
+        self._pool.clear()  # no more batches: their arrays go as soon as their holders let go
         st = self._st
         nseg = st.nseg
         group = np.empty(nseg, dtype=np.int64)
