@@ -8,6 +8,7 @@ temporary file that is then memory-mapped. Unusable inputs raise one-line :class
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import tempfile
@@ -51,6 +52,8 @@ class Capture:
     ) -> None:
         self.path, self.data, self.gzip, self.size = path, data, gz, size
         self._mm = mm
+        #: SHA-256 of the file, set by a full read with ``batches(sha256=True)`` once it has ended.
+        self.sha256: str | None = None
         self.format = sniff(bytes(data[:4]))
         if self.format is None:
             what = "gzip of data starting with" if gz else "starts with"
@@ -112,10 +115,16 @@ class Capture:
         *,
         byte_range: tuple[int, int] | None = None,
         first_frame: int = 1,
+        sha256: bool = False,
     ) -> Iterator[RecordBatch]:
         """Stream records in batches. With ``byte_range=(start, end)`` only records whose header
         starts in [start, end) are read, numbered from ``first_frame`` (see partition.plan_ranges);
-        only a full read (no byte_range) updates ``info``'s packets, time range and warnings."""
+        only a full read (no byte_range) updates ``info``'s packets, time range and warnings.
+
+        ``sha256``: hash the file's bytes as the batches are consumed, from the pages already
+        mapped for them (no second read of the file), and set :attr:`sha256` when the read ends.
+        Only a full read of an uncompressed, mapped file can; elsewhere :attr:`sha256` stays None.
+        """
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         size = int(self.data.shape[0])
@@ -133,22 +142,35 @@ class Capture:
             if start > 0:
                 _, start = walker.skip_to(start)
             it = pcapng_batches(self.path, self.data, walker, batch_size, start, stop, first_frame, tally)
-        return self._releasing(it, start)
+        digest = hashlib.sha256() if sha256 and full and not self.gzip and self._mm is not None else None
+        return self._releasing(it, start, digest)
 
-    def _releasing(self, batches: Iterator[RecordBatch], start: int) -> Iterator[RecordBatch]:
+    def _releasing(
+        self, batches: Iterator[RecordBatch], start: int, digest: hashlib._Hash | None = None
+    ) -> Iterator[RecordBatch]:
         """Hand out batches; when the consumer asks for the next one, it is done with the one it
         had: drop that batch's mapped pages from the process (they refault from the page cache if
         touched again, e.g. by a later evidence pass), so RSS holds about one batch of packet bytes
-        even on 20M-packet files."""
+        even on 20M-packet files. ``digest`` (a full read from byte 0) takes the pages first."""
         released = start - start % mmap.PAGESIZE
-        for batch in batches:
-            yield batch
-            if self._mm is not None and len(batch):
-                upto = int(batch.offset[-1])  # the last record's page may hold the next batch's first
-                upto -= upto % mmap.PAGESIZE
-                if upto - released >= RELEASE_MIN:
-                    self._mm.madvise(mmap.MADV_DONTNEED, released, upto - released)
-                    released = upto
+        view = memoryview(self._mm) if digest is not None and self._mm is not None else None
+        try:
+            for batch in batches:
+                yield batch
+                if self._mm is not None and len(batch):
+                    upto = int(batch.offset[-1])  # the last record's page may hold the next batch's first
+                    upto -= upto % mmap.PAGESIZE
+                    if upto - released >= RELEASE_MIN:
+                        if view is not None and digest is not None:
+                            digest.update(view[released:upto])
+                        self._mm.madvise(mmap.MADV_DONTNEED, released, upto - released)
+                        released = upto
+            if view is not None and digest is not None:  # the rest: last records, damage, trailing bytes
+                digest.update(view[released:])
+                self.sha256 = digest.hexdigest()
+        finally:
+            if view is not None:
+                view.release()
 
 
 def open_capture(path: str | os.PathLike[str]) -> Capture:
