@@ -48,6 +48,24 @@ def build(cls: type[T], fields: dict[str, Any]) -> T:
     return obj
 
 
+def rebuilt(obj: T, changes: dict[str, Any]) -> T:
+    """``build(type(obj), {**vars(obj), **changes})`` with one dict copy: ``obj``'s dict already
+    holds every field in declaration order (as ``build``, the makers and ``__init__`` leave it),
+    so a copy updated in place is the template-ordered dict ``build`` would make."""
+    cls = type(obj)
+    got = _TEMPLATES.get(cls)
+    if got is None:
+        got = _TEMPLATES[cls] = _template(cls)
+    values = vars(obj).copy()
+    size = len(values)
+    values.update(changes)
+    if len(values) != size or size != len(got[0]):
+        return build(cls, {**vars(obj), **changes})  # not a plain instance: the checked path
+    new = _new(cls)
+    _set(new, "__dict__", values)
+    return new
+
+
 _HEAD = ("file", "frame", "ts", "src", "sport", "dst", "dport", "transport", "flow_id")  # streams.Meta
 
 

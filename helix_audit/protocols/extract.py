@@ -114,12 +114,21 @@ def _continuations(keys: np.ndarray, pay_rows: np.ndarray, heads: np.ndarray) ->
     """For each row of ``heads``, the next payload row of the same direction (a head split in two)."""
     if heads.size == 0:
         return np.zeros(0, dtype=np.int64)
+    pay_rows = pay_rows[np.isin(keys[pay_rows], keys[heads])]  # whole groups of the heads' keys only
     order, starts = _group_order(keys, pay_rows)
     pos = np.flatnonzero(np.isin(order, heads))
     nxt = pos + 1
     ok = nxt < order.size
     nxt = nxt[ok]
     return np.asarray(order[nxt[~starts[nxt]]], dtype=np.int64)
+
+
+def _union_rows(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.union1d`` of two arrays of row indices in ``[0, n)``: one mask pass instead of a sort."""
+    mask = np.zeros(n, dtype=bool)
+    mask[a] = True
+    mask[b] = True
+    return np.flatnonzero(mask)
 
 
 def _gc_paused(method: Callable[P, R]) -> Callable[P, R]:
@@ -190,7 +199,7 @@ def select(
         payload=order[keep],
         rank=rank[keep],
         over=np.unique(keys[order[~keep]]),
-        http=np.union1d(heads, _continuations(keys, np.flatnonzero(tcp & has_pay), heads)),
+        http=_union_rows(len(cols), heads, _continuations(keys, np.flatnonzero(tcp & has_pay), heads)),
     )
 
 
@@ -268,7 +277,7 @@ class Extractor:
         for lo, hi in PHASES:
             rows = np.sort(sel.payload[(sel.rank >= lo) & (sel.rank < hi)])
             if lo == 0:
-                rows = np.union1d(rows, sel.syn)
+                rows = _union_rows(len(cols), rows, sel.syn)
             rows = rows[~is_done(self._done, sel.keys[rows])]
             seen[rows] = True
             self._tcp_rows(cols, pf, rows)
@@ -328,9 +337,10 @@ class Extractor:
         self._base = self._births
         self._births += len(rows)
         todo = self._early_syns(cols, pf, rows)
+        left = rows[todo]
         for j, i, payload, fid, from_a, seq, flags, frame, ts_ns in zip(
-            todo.tolist(), rows[todo].tolist(), payloads(cols, rows[todo]),
-            *(c[rows[todo]].tolist() for c in columns), strict=True
+            todo.tolist(), left.tolist(), payloads(cols, left), *(c[left].tolist() for c in columns),
+            strict=True,
         ):  # fmt: skip
             if not payload and flags & SYN and (fid, from_a) not in dirs:
                 k = fid * 2 + from_a  # a SYN of no direction yet: only its ISN matters until data

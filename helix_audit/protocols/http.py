@@ -28,6 +28,9 @@ _new, _set = object.__new__, object.__setattr__
 _REQUEST_LINE = re.compile(rb"([A-Z][A-Z_-]{0,19}) (\S+)(?: (HTTP/1\.[0-9]))?\Z")  # HTTP/0.9: no version
 _STATUS_LINE = re.compile(rb"(HTTP/1\.[0-9]) ([0-9]{3})(?: (.*))?\Z")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+# The two line patterns on latin-1 text (one char per byte; re.ASCII: ``\S`` as in a bytes pattern).
+_REQUEST_TEXT = re.compile(_REQUEST_LINE.pattern.decode("ascii"), re.ASCII)
+_STATUS_TEXT = re.compile(_STATUS_LINE.pattern.decode("ascii"), re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class RequestHead:
 
     @property
     def is_websocket(self) -> bool:
-        return "websocket" in (self.header("upgrade") or "").lower()
+        return "websocket" in (_first(self.headers, "upgrade") or "").lower()
 
     @property
     def is_connect(self) -> bool:
@@ -86,9 +89,9 @@ def _first(headers: tuple[tuple[str, str], ...], key: str) -> str | None:
 
 
 def _content_length(head: RequestHead | ResponseHead) -> int | None:
-    if "chunked" in (head.header("transfer-encoding") or "").lower():
+    if "chunked" in (_first(head.headers, "transfer-encoding") or "").lower():
         return None
-    value = head.header("content-length")
+    value = _first(head.headers, "content-length")
     if value is None:
         return 0 if isinstance(head, RequestHead) else None
     value = value.strip()
@@ -119,13 +122,19 @@ def _head_end(data: bytes) -> tuple[int, int] | None:
 
 def _split_head(data: bytes) -> tuple[bytes, list[str], int]:
     """(first line, the field lines as latin-1 text, head length); the lines as ``_HEAD_END`` cuts them."""
+    first, lines, end = _split_text(data)
+    return first.encode("latin-1"), lines, end
+
+
+def _split_text(data: bytes) -> tuple[str, list[str], int]:
+    """:func:`_split_head` with the first line left as latin-1 text (the line patterns read text)."""
     found = _head_end(data)
     if found is None:
         if len(data) >= MAX_HEAD:
             raise ParseError(f"http head: no end within {MAX_HEAD} bytes")
         raise NeedData(f"http head: no empty line yet in {len(data)} bytes")
     lines = data[: found[0]].decode("latin-1").replace("\r\n", "\n").split("\n")
-    return lines[0].encode("latin-1"), lines[1:], found[1]
+    return lines[0], lines[1:], found[1]
 
 
 _WS = " \t\n\r\x0b\x0c"  # what ``bytes.strip()`` removes: ASCII whitespace, not all of Unicode's
@@ -147,26 +156,21 @@ def _fields(lines: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _text(raw: bytes) -> str:
-    return raw.decode("latin-1")
-
-
 def parse_request(data: bytes) -> RequestHead:
     """The request head at the start of ``data``."""
     if not data.startswith(_REQUEST_PREFIXES) and not _looks_like_method(data):
         if any(p.startswith(data) for p in _REQUEST_PREFIXES):
             raise NeedData(f"http request: {len(data)} bytes, request line not complete")
         raise ParseError(f"http request: starts with {data[:16]!r}, not a request line")
-    first, lines, length = _split_head(data)
-    m = _REQUEST_LINE.match(first)
+    first, lines, length = _split_text(data)
+    m = _REQUEST_TEXT.match(first)
     if m is None:
-        raise ParseError(f"http request: bad request line {first[:80]!r}")
+        raise ParseError(f"http request: bad request line {first[:80].encode('latin-1')!r}")
     method, target, version = m.groups()
     head = _new(RequestHead)  # build() without its checks: every field given, in declaration order
     _set(head, "__dict__", {
-        "method": method.decode("latin-1"), "target": target.decode("latin-1"),
-        "version": "HTTP/0.9" if version is None else version.decode("latin-1"), "headers": _fields(lines),
-        "length": length,
+        "method": method, "target": target, "version": "HTTP/0.9" if version is None else version,
+        "headers": _fields(lines), "length": length,
     })  # fmt: skip
     return head
 
@@ -182,13 +186,13 @@ def parse_response(data: bytes) -> ResponseHead:
         if len(data) < 7 and b"HTTP/1."[: len(data)] == data:
             raise NeedData("http response: status line not complete")
         raise ParseError(f"http response: starts with {data[:16]!r}, not a status line")
-    first, lines, length = _split_head(data)
-    m = _STATUS_LINE.match(first)
+    first, lines, length = _split_text(data)
+    m = _STATUS_TEXT.match(first)
     if m is None:
-        raise ParseError(f"http response: bad status line {first[:80]!r}")
+        raise ParseError(f"http response: bad status line {first[:80].encode('latin-1')!r}")
     version, status, reason = m.groups()
     head = _new(ResponseHead)
-    _set(head, "__dict__", {"version": _text(version), "status": int(status), "reason": _text(reason or b""),
+    _set(head, "__dict__", {"version": version, "status": int(status), "reason": reason or "",
                             "headers": _fields(lines), "length": length})  # fmt: skip
     return head
 
@@ -200,7 +204,12 @@ def connect_target(head: RequestHead) -> str:
 
 def host_of(head: RequestHead) -> str | None:
     """Host header, else the authority of an absolute-form target."""
-    host = head.header("host")
+    host = _first(head.headers, "host")
     if host is None and head.is_absolute:
         host = head.target.split("://", 1)[1].split("/", 1)[0]
     return host
+
+
+def request_fields(head: RequestHead) -> tuple[str, str | None, str, str, str | None]:
+    """(method, :func:`host_of`, target, version, User-Agent): what a request observation holds."""
+    return head.method, host_of(head), head.target, head.version, _first(head.headers, "user-agent")

@@ -39,11 +39,13 @@ def could_be_parsed(heads: np.ndarray) -> np.ndarray:
     """Per row of ``heads`` ((n, 8) uint8, a stream's first 8 bytes): False only when ``_detect``
     would finish the direction unparsed (no TLS, HTTP or SOCKS start)."""
     maybe = _MAYBE_FIRST[heads[:, 0]]
-    letters = maybe & (heads[:, 0] >= 0x41) & (heads[:, 0] <= 0x5A)  # HTTP candidates: compare exactly
-    http = np.zeros(len(heads), dtype=bool)
+    letters = np.flatnonzero(maybe & (heads[:, 0] >= 0x41) & (heads[:, 0] <= 0x5A))  # HTTP candidates
+    cand = heads[letters]  # compared exactly, and only these (few) rows
+    http = np.zeros(len(cand), dtype=bool)
     for p in _HTTP_HEADS:
-        http |= (heads[:, : p.size] == p).all(axis=1)
-    return np.where(letters, http, maybe)
+        http |= (cand[:, : p.size] == p).all(axis=1)
+    maybe[letters] = http
+    return maybe
 
 
 def _first_per_key(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

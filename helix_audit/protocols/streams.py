@@ -24,7 +24,7 @@ from ..model import (
     WebSocketUpgrade,
 )  # fmt: skip
 from . import dns, http, tls
-from .build import build, observation_maker
+from .build import observation_maker, rebuilt
 from .interface import NeedData, ParseError
 from .reassembly import StreamStart
 from .tlsfast import hello_fields
@@ -334,7 +334,7 @@ def http_observation(
 ) -> Observation:
     if isinstance(head, http.ResponseHead):
         return _HTTP_RESPONSE(meta, frames, "http_response", head.status, head.reason, head.version)
-    request = (head.method, http.host_of(head), head.target, head.version, head.header("user-agent"))
+    request = http.request_fields(head)
     if head.is_websocket:
         return _WEBSOCKET(meta, frames, "websocket_upgrade", *request)
     if head.is_connect:
@@ -397,12 +397,14 @@ class HttpPairing:
         self.observations.append(obs)
 
     def pair(self) -> None:
+        observations = self.observations
+        frame_of = lambda k: observations[k].frame  # noqa: E731
         for indexes in self.by_flow.values():
             if len(indexes) < 2:
                 continue  # nothing to pair with
             waiting: deque[int] = deque()
-            for idx in sorted(indexes, key=lambda k: self.observations[k].frame):
-                obs = self.observations[idx]
+            for idx in sorted(indexes, key=frame_of):
+                obs = observations[idx]
                 if isinstance(obs, HttpRequest):
                     waiting.append(idx)
                 elif isinstance(obs, HttpResponse) and waiting and not 100 <= obs.status < 101:
@@ -412,11 +414,8 @@ class HttpPairing:
     def _answer(self, idx: int, resp: HttpResponse) -> None:
         req = self.observations[idx]
         if isinstance(req, WebSocketUpgrade):
-            self.observations[idx] = build(
-                type(req), {**vars(req), "accepted": resp.status == 101, "status": resp.status,
-                            "response_frame": resp.frame}
-            )  # fmt: skip
-        elif isinstance(req, HttpConnect):
-            self.observations[idx] = build(
-                type(req), {**vars(req), "status": resp.status, "response_frame": resp.frame}
+            self.observations[idx] = rebuilt(
+                req, {"accepted": resp.status == 101, "status": resp.status, "response_frame": resp.frame}
             )
+        elif isinstance(req, HttpConnect):
+            self.observations[idx] = rebuilt(req, {"status": resp.status, "response_frame": resp.frame})

@@ -7,6 +7,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scapy.all import IP, TCP, UDP, Ether, Raw, wrpcap
 
@@ -19,6 +20,7 @@ from helix_audit.model import (
     WebSocketUpgrade,
 )  # fmt: skip
 from helix_audit.protocols import quic
+from helix_audit.protocols.extract import _union_rows
 
 from .builders import crypto_frame, protect_initial, real_client_hello, records
 from .pipeline import extract
@@ -255,3 +257,14 @@ def test_a_parser_bug_becomes_an_anomaly(tmp_path: Path, monkeypatch: pytest.Mon
     assert obs == [] and [(a.name, a.frame, a.detail) for a in anomalies] == [
         ("protocol_parser_error", 1, "RuntimeError: boom")
     ]
+
+
+def test_union_rows_is_union1d() -> None:
+    """The mask union the extractor uses for row indices gives ``np.union1d`` (values and dtype)."""
+    rng = np.random.default_rng(1)
+    for n in (0, 1, 5, 100, 4096):
+        for _ in range(30):
+            a = np.sort(rng.choice(n, rng.integers(0, n + 1))) if n else np.zeros(0, np.int64)
+            b = np.flatnonzero(rng.random(n) < 0.3)
+            want, got = np.union1d(a, b), _union_rows(n, a, b)
+            assert np.array_equal(want, got) and want.dtype == got.dtype

@@ -69,3 +69,74 @@ def test_head_end_bound() -> None:
     for cut in (0, 1, 2, 3, 4, 5):
         data = big[: len(big) - cut] + b"\r\n\r\n"
         assert (http._head_end(data) is None) == (_reference_split(data) is None)
+
+
+def _reference_request(data: bytes) -> tuple[str, str, str, tuple[tuple[str, str], ...], int]:
+    """The request line read as bytes by the bytes pattern, then decoded (the parser reads text)."""
+    first, lines, length = http._split_head(data)
+    m = http._REQUEST_LINE.match(first)
+    if m is None:
+        raise http.ParseError("bad request line")
+    method, target, version = (g.decode("latin-1") if g is not None else None for g in m.groups())
+    return method, target, version or "HTTP/0.9", http._fields(lines), length  # type: ignore[return-value]
+
+
+def _reference_response(data: bytes) -> tuple[str, int, str, tuple[tuple[str, str], ...], int]:
+    first, lines, length = http._split_head(data)
+    m = http._STATUS_LINE.match(first)
+    if m is None:
+        raise http.ParseError("bad status line")
+    version, status, reason = m.groups()
+    text = (reason or b"").decode("latin-1")
+    return version.decode("latin-1"), int(status), text, http._fields(lines), length
+
+
+LINE_ALPHABET = b" \t\r\n\x0b\x0c\x1c\x00\x85\xa0\xff/:.019AHPTaz"
+HOSTILE = [
+    b"GET /a\x00b HTTP/1.1\r\nHost: a\x00b\r\n\r\n",  # NUL bytes
+    b"GET /\xa0x HTTP/1.1\r\nHost: h\r\n\r\n",  # \xa0: whitespace to str.split, not to bytes
+    b"GET /\x85 HTTP/1.1\r\n\r\n",
+    b"GET /\x1c HTTP/1.1\r\n\r\n",
+    b"GET\x0b/ HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1 \r\n\r\n",
+    b"GET / HTTP/1.1\nHost: h\n\n",  # bare LF
+    b"GET  /  HTTP/1.1\r\nHOST: a\r\nhost: b\r\n Host: c\r\n\tfold\r\n\r\n",  # duplicates, odd case, folds
+    b"CONNECT h:443 HTTP/1.1\r\nhOsT: h:443\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + b"X: " + b"y" * (http.MAX_HEAD - 30) + b"\r\n\r\n",  # huge head
+    b"HTTP/1.1 200 \xa0OK\xa0\r\nContent-Length: 1\r\n\r\nx",
+    b"HTTP/1.1 200\r\n\r\n",
+    b"HTTP/1.1 20\x000 OK\r\n\r\n",
+    b"HTTP/1.1 101 Switching \x85\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_line_parsing_matches_bytes_reference(seed: int) -> None:
+    """Request and status lines matched on latin-1 text give what the bytes patterns gave."""
+    rng = random.Random(seed)
+    cases = list(HOSTILE)
+    for _ in range(3000):
+        seed_head = bytearray(rng.choice(HOSTILE))
+        for _ in range(rng.randint(1, 3)):
+            seed_head[rng.randrange(min(len(seed_head), 40))] = rng.choice(LINE_ALPHABET)
+        cases.append(bytes(seed_head))
+    for data in cases:
+        if data.startswith(b"HTTP/1."):
+            parse, ref = http.parse_response, _reference_response
+        else:
+            parse, ref = http.parse_request, _reference_request  # type: ignore[assignment]
+        try:
+            want = ref(data)
+        except (http.NeedData, http.ParseError) as exc:
+            want = type(exc)  # type: ignore[assignment]
+        try:
+            head = parse(data)
+        except (http.NeedData, http.ParseError) as exc:
+            if type(exc) is http.ParseError and want is http.NeedData:
+                continue  # not a request at all: refused before the head is split
+            assert want is type(exc), data
+            continue
+        if isinstance(head, http.RequestHead):
+            assert (head.method, head.target, head.version, head.headers, head.length) == want, data
+        else:
+            assert (head.version, head.status, head.reason, head.headers, head.length) == want, data
