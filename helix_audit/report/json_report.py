@@ -111,40 +111,14 @@ def finding_dict(f: Finding) -> dict[str, Any]:
     return jsonable(_finding_fields(f))
 
 
-def _finding_fields(f: Finding) -> dict[str, Any]:
-    """A finding's record before :func:`jsonable` (tuples, enums, numpy scalars left as they are)."""
-    return {
-        "id": f.id,
-        "kind": f.kind,
-        "severity": Severity(f.severity).value,
-        "component": f.component,
-        "src": f.src,
-        "src_port": f.src_port,
-        "dst": f.dst,
-        "dst_port": f.dst_port,
-        "transport": f.transport,
-        "hostname": f.hostname,
-        "how": f.how,
-        "state": f.state,
-        "rule": f.rule,
-        "message": f.message,
-        "explanation": f.explanation,
-        "sources": f.sources,
-        "flow_ids": f.flow_ids,
-        "evidence": [_evidence_fields(e) for e in f.evidence],
-        "extra": dict(f.extra),
-    }
+def _finding_fields(f: Finding, evidence_objects: bool = False) -> dict[str, Any]:
+    """A finding's record before :func:`jsonable` (tuples, enums, numpy scalars left as they are).
 
-
-def _finding_text(f: Finding) -> str:
-    return fast_compact(_finding_fields(f))
-
-
-def _finding_stream_fields(f: Finding) -> dict[str, Any]:
-    """:func:`_finding_fields` for orjson, ~40% less work: model Evidence objects are left to
-    orjson, which writes a dataclass's fields in their order (that of :func:`_evidence_fields`)."""
+    ``evidence_objects``: for orjson, model Evidence objects are left as they are (orjson writes a
+    dataclass's fields in their order, that of :func:`_evidence_fields`): ~40% less work."""
     sev = f.severity
     ev = f.evidence
+    keep = evidence_objects and all(type(e) is Evidence for e in ev)
     return {
         "id": f.id,
         "kind": f.kind,
@@ -163,9 +137,17 @@ def _finding_stream_fields(f: Finding) -> dict[str, Any]:
         "explanation": f.explanation,
         "sources": f.sources,
         "flow_ids": f.flow_ids,
-        "evidence": ev if all(type(e) is Evidence for e in ev) else [_evidence_fields(e) for e in ev],
+        "evidence": ev if keep else [_evidence_fields(e) for e in ev],
         "extra": dict(f.extra),
     }
+
+
+def _finding_text(f: Finding) -> str:
+    return fast_compact(_finding_fields(f))
+
+
+def _finding_stream_fields(f: Finding) -> dict[str, Any]:
+    return _finding_fields(f, evidence_objects=True)
 
 
 def coverage_dict(c: CoverageEntry) -> dict[str, Any]:
