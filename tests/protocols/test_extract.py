@@ -20,7 +20,7 @@ from helix_audit.model import (
     WebSocketUpgrade,
 )  # fmt: skip
 from helix_audit.protocols import quic
-from helix_audit.protocols.extract import _union_rows
+from helix_audit.protocols.selection import union_rows
 
 from .builders import crypto_frame, protect_initial, real_client_hello, records
 from .pipeline import extract
@@ -266,5 +266,5 @@ def test_union_rows_is_union1d() -> None:
         for _ in range(30):
             a = np.sort(rng.choice(n, rng.integers(0, n + 1))) if n else np.zeros(0, np.int64)
             b = np.flatnonzero(rng.random(n) < 0.3)
-            want, got = np.union1d(a, b), _union_rows(n, a, b)
+            want, got = np.union1d(a, b), union_rows(n, a, b)
             assert np.array_equal(want, got) and want.dtype == got.dtype
