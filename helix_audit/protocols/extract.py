@@ -40,7 +40,8 @@ from .streams import Direction, HttpPairing, Meta, parse_direction, parse_standa
 
 _tuple_new = tuple.__new__
 _MAY_LEAVE = ("tls", "http")  # the modes ``Direction.leftover_anomalies`` reports from
-_BIRTH, _FILE_FRAME = operator.attrgetter("birth"), operator.attrgetter("file", "frame")
+_BIRTH, _FRAME = operator.attrgetter("birth"), operator.attrgetter("frame")
+_FILE_FRAME = operator.attrgetter("file", "frame")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -158,7 +159,8 @@ class Extractor:
         self._dirs.clear()
         self._partial.clear()
         self._http.pair()
-        obs = sorted(self.observations, key=_FILE_FRAME)
+        one_file = len({o.file for o in self.observations}) <= 1  # then frames alone order them
+        obs = sorted(self.observations, key=_FRAME if one_file else _FILE_FRAME)
         return obs, list(self.anomalies)
 
     # ---------------------------------------------------------------------------------------------
