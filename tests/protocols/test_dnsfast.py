@@ -4,6 +4,7 @@ on real (corpus), crafted, mutated, truncated and hostile messages; what it leav
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import dns.message
 import dns.rrset
@@ -32,12 +33,18 @@ def _fast(messages: list[bytes], rng: random.Random) -> list[object | None]:
     data = np.frombuffer(bytes(blob), np.uint8)
     offs_a, lens_a = np.array(offs, np.int64), np.array(lens, np.int64)
     s = dnsfast.Scanned(data, offs_a, lens_a)
+    ks = np.flatnonzero(s.msgs[:, dnsfast.M_OK] == 1)
+    parts = dnsfast.message_parts(s, ks, data.data, offs_a, lens_a)
+    at = {k: j for j, k in enumerate(ks.tolist())}
     out: list[object | None] = []
     for k in range(len(messages)):
-        if not s.rows[k][dnsfast.M_OK]:
+        j = at.get(k)
+        if j is None:
             out.append(None)
             continue
-        ident, flags, names, types, answers = dnsfast.message_parts(s, k, data.data, offs[k], lens[k])
+        ident, flags, names, types = parts.ident[j], parts.flags[j], parts.qnames[j], parts.qtypes[j]
+        answers = parts.answers[j]
+        assert (parts.qname[j], parts.qtype[j]) == ((names[0], types[0]) if names else ("", ""))
         out.append(
             (
                 ident,
@@ -161,3 +168,39 @@ def _corpus_udp_payloads() -> list[bytes]:
 def test_corpus_udp_payloads() -> None:
     msgs = _corpus_udp_payloads()
     assert _check(msgs) > 100
+
+
+def test_a_bug_costs_only_its_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When building a batch raises, its messages are built one by one: only the message the bug
+    hits becomes an anomaly, the others keep their observations, in their order."""
+    from scapy.all import IP, UDP, Ether, Raw, wrpcap
+
+    from .pipeline import extract
+
+    real = pdns._rdata_text
+
+    def txt_bug(msg: bytes, off: int, rtype: int, *rest: object) -> str:
+        if rtype == 16:
+            raise RuntimeError("boom")
+        return real(msg, off, rtype, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pdns, "_rdata_text", txt_bug)
+    q = dns.message.make_query("x.example", "TXT")
+    txt = dns.message.make_response(q)
+    txt.answer.append(dns.rrset.from_text("x.example.", 300, "IN", "TXT", '"hi"'))
+    mx = dns.message.make_response(q)
+    mx.answer.append(dns.rrset.from_text("x.example.", 300, "IN", "MX", "5 mx.example."))
+    c, s = "10.0.0.1", "10.0.0.2"
+    frames = [
+        Ether() / IP(src=c, dst=s) / UDP(sport=5000, dport=53) / Raw(q.to_wire()),
+        Ether() / IP(src=s, dst=c) / UDP(sport=53, dport=5000) / Raw(txt.to_wire()),
+        Ether() / IP(src=c, dst=s) / UDP(sport=5000, dport=53) / Raw(b"\x00\x01\x00"),  # left to the parser
+        Ether() / IP(src=s, dst=c) / UDP(sport=53, dport=5000) / Raw(mx.to_wire()),
+    ]
+    wrpcap(str(tmp_path / "d.pcap"), frames)
+    obs, anomalies = extract(tmp_path / "d.pcap")
+    assert [(o.type, o.frame) for o in obs] == [("dns_query", 1), ("dns_response", 4)]
+    assert obs[1].answers[0].data == "5 mx.example."  # type: ignore[attr-defined]
+    got = sorted((a.name, a.frame) for a in anomalies)
+    assert got == [("dns_truncated", 3), ("protocol_parser_error", 2)]
+    assert [a.detail for a in anomalies if a.frame == 2] == ["RuntimeError: boom"]
