@@ -97,7 +97,7 @@ def attribute(
         proxied[at[at >= 0]] = True
     chain_code, chains = _dns_chains(flows, seen)
     key = (found_code * (len(chains) + 1) + chain_code + 1) * 2 + proxied
-    uniq, inverse = np.unique(key, return_inverse=True)
+    inverse, uniq = pd.factorize(key)  # hashed: the order of the combinations does not matter
     found_of = list(kinds)
     choices = np.empty((len(uniq), 3), dtype=object)
     for i, k in enumerate(uniq.tolist()):

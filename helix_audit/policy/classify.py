@@ -137,7 +137,8 @@ def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -
         explanation[rows] = _per_group(unlisted, "explanation", group_of)
     other = judge & (orig_c == "other") & (verdict == "violation")
     verdict[other] = "unknown"
-    category[other & (category == None)] = "unlisted"  # noqa: E711
+    at = np.flatnonzero(other)
+    category[at[category[at] == None]] = "unlisted"  # noqa: E711
     named["verdict"], named["rule"], named["category"], named["explanation"] = (
         verdict,
         rule,
@@ -189,9 +190,15 @@ def _evaluate(
         return idx, idx, []
     part = {c: named[c].to_numpy(dtype=object)[idx] for c in _KEY_COLUMNS}
     group_of = np.zeros(len(idx), dtype=np.int64)
-    for values in part.values():  # one code per distinct key: pairs of codes, re-coded densely
-        codes, uniques = pd.factorize(values, use_na_sentinel=False)
-        group_of = pd.factorize(group_of * (len(uniques) + 1) + codes)[0]
+    span = 1  # group_of < span: codes combine as mixed-radix numbers, re-coded densely before overflow
+    for values in part.values():  # missing values: code 0 (one group, as in the sentinel-free codes)
+        codes, uniques = pd.factorize(values)  # with a sentinel: no object-array isna() pass first
+        if span * (len(uniques) + 1) >= 1 << 62:
+            group_of = pd.factorize(group_of)[0]
+            span = int(group_of.max()) + 1
+        group_of = group_of * (len(uniques) + 1) + codes + 1
+        span *= len(uniques) + 1
+    group_of = pd.factorize(group_of)[0]  # one code per distinct key, numbered by first row
     # codes number groups by first row, so each group's first row is where its code first appears
     firsts = np.unique(group_of, return_index=True)[1].tolist()
     matches = []

@@ -52,46 +52,36 @@ class _Index:
         self.slices: dict[tuple[str, str], tuple[int, int]] = {}  # -> bounds in ``order``
         self.order: list[int] = []
         self.names: set[str] = set()
-        lookups, texts, owner, clients, frames, files = _walk(observations)
-        self.lookups, self.frames, self.files = lookups, frames, files
-        self.file_count = len(set(files))
-        if lookups and wanted:
-            self._build(wanted, texts, np.asarray(owner, dtype=np.int64), clients, frames)
-
-    def _build(
-        self, wanted: set[str], texts: list[str], owner: np.ndarray, clients: list[str], frames: list[int]
-    ) -> None:
-        n = len(self.lookups)
-        codes, uniques = pd.factorize(np.asarray(texts, dtype=object), use_na_sentinel=False)
         want = sorted(wanted)
         code_of = {name: i for i, name in enumerate(want)}
-        # every distinct text normalised once: its wanted-name index, or -1
-        hit = np.asarray(
-            [code_of.get(t.lower().rstrip("."), -1) if isinstance(t, str) else -1 for t in uniques.tolist()],
-            dtype=np.int64,
-        )
-        name_c = hit[codes]
-        keep = name_c >= 0
-        pair = np.unique(name_c[keep] * n + owner[keep])  # once per lookup, however many names match
-        if pair.shape[0] == 0:
-            return
+        lookups, name_c, owner, clients, frames, files = _walk(observations, code_of)
+        self.lookups, self.frames, self.files = lookups, frames, files
+        self.file_count = len(set(files))
+        if name_c:
+            self._build(want, np.asarray(name_c, dtype=np.int64), np.asarray(owner, dtype=np.int64), clients)
+
+    def _build(self, want: list[str], name_c: np.ndarray, owner: np.ndarray, clients: list[str]) -> None:
+        n = len(self.lookups)
+        pair = np.unique(name_c * n + owner)  # once per lookup, however many names match
         name_c, pos = pair // n, pair % n
-        client_c, client_u = pd.factorize(np.asarray(clients, dtype=object), use_na_sentinel=False)
-        order = np.lexsort((pos, np.asarray(frames, dtype=np.int64)[pos], client_c[pos], name_c))
-        name_c, pos = name_c[order], pos[order]
-        cl = client_c[pos]
+        client_c, client_u = pd.factorize(np.asarray(clients, dtype=object)[pos])
+        client_of = [*client_u.tolist(), None]  # code -1 (a missing client): None
+        order = np.lexsort((pos, np.asarray(self.frames, dtype=np.int64)[pos], client_c, name_c))
+        name_c, pos, cl = name_c[order], pos[order], client_c[order]
         starts = np.flatnonzero(np.r_[True, (name_c[1:] != name_c[:-1]) | (cl[1:] != cl[:-1])])
         self.order = pos.tolist()
         bounds = [*starts.tolist(), len(pos)]
         names = [want[c] for c in name_c[starts].tolist()]
-        for i, (name, client) in enumerate(zip(names, client_u[cl[starts]].tolist(), strict=True)):
+        clients_at = [client_of[c] for c in cl[starts].tolist()]
+        for i, (name, client) in enumerate(zip(names, clients_at, strict=True)):
             self.slices[(name, client)] = (bounds[i], bounds[i + 1])
         self.names.update(names)
 
     def positions(self, name: str, hosts: Sequence[str]) -> Iterable[int]:
         """The lookups of ``name`` by any of ``hosts``, by frame then capture order (lazily
         merged: evidence wants the first few)."""
-        parts = [self.order[s[0] : s[1]] for h in hosts if (s := self.slices.get((name, h))) is not None]
+        at = self.order.__getitem__  # read lazily: a busy (name, client) has thousands of lookups
+        parts = [map(at, range(*s)) for h in hosts if (s := self.slices.get((name, h))) is not None]
         if len(parts) <= 1:
             return parts[0] if parts else ()
         frames = self.frames
@@ -123,15 +113,17 @@ class _Index:
 
 
 def _walk(
-    observations: Iterable[Observation],
-) -> tuple[list[DnsQuery | DnsResponse], list[str], list[int], list[str], list[int], list[str]]:
+    observations: Iterable[Observation], code_of: dict[str, int]
+) -> tuple[list[DnsQuery | DnsResponse], list[int], list[int], list[str], list[int], list[str]]:
     """One pass over the observations (touching each object once is most of the cost): the
-    lookups in capture order, every name each carries with the lookup's position (the question;
-    for a response each record's owner and each CNAME target too), each lookup's client (a
-    query's source, a response's destination), frame and file."""
+    lookups in capture order, each (wanted-name index, lookup position) pair of the names a lookup
+    carries (the question; for a response each record's owner and each CNAME target too; each
+    distinct text normalised once), each lookup's client (a query's source, a response's
+    destination), frame and file."""
     kinds: dict[type, int] = {}  # 1: query, 2: response, 0: neither (isinstance, asked per type)
+    hits: dict[object, int] = {}  # text -> its wanted-name index, or -1
     lookups: list[DnsQuery | DnsResponse] = []
-    texts: list[str] = []
+    name_c: list[int] = []
     owner: list[int] = []
     clients: list[str] = []
     frames: list[int] = []
@@ -148,19 +140,38 @@ def _walk(
         lookups.append(obs)  # type: ignore[arg-type]
         frames.append(obs.frame)
         files.append(obs.file)
-        texts.append(obs.qname)  # type: ignore[attr-defined]
-        owner.append(p)
+        text = obs.qname  # type: ignore[attr-defined]
+        h = hits.get(text)
+        if h is None:
+            h = hits[text] = _hit(text, code_of)
+        if h >= 0:
+            name_c.append(h)
+            owner.append(p)
         if kind == 1:
             clients.append(obs.src)
             continue
         clients.append(obs.dst)
         for ans in obs.answers:  # type: ignore[attr-defined]
-            texts.append(ans.name)
-            owner.append(p)
-            if ans.rtype == "CNAME":
-                texts.append(ans.data)
+            text = ans.name
+            h = hits.get(text)
+            if h is None:
+                h = hits[text] = _hit(text, code_of)
+            if h >= 0:
+                name_c.append(h)
                 owner.append(p)
-    return lookups, texts, owner, clients, frames, files
+            if ans.rtype == "CNAME":
+                text = ans.data
+                h = hits.get(text)
+                if h is None:
+                    h = hits[text] = _hit(text, code_of)
+                if h >= 0:
+                    name_c.append(h)
+                    owner.append(p)
+    return lookups, name_c, owner, clients, frames, files
+
+
+def _hit(text: object, code_of: dict[str, int]) -> int:
+    return code_of.get(text.lower().rstrip("."), -1) if isinstance(text, str) else -1
 
 
 #: (name, sources, filter) -> the evidence, with each item's (file, frames) to test overlaps

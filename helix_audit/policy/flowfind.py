@@ -76,29 +76,84 @@ def destination_drafts(
     return out
 
 
+_INBOUND_KEYS = ["resp_h", "resp_p", "transport", "state"]
+#: what the draft of a one-flow inbound group reads of its flow
+_INBOUND_ONE: tuple[str, ...] = ("state", "confidence", "orig_h", "orig_p", "resp_h", "resp_p")
+_INBOUND_ONE += ("transport", "explanation", "conn_state", "rule")
+_NEVER_ACCEPTS = (
+    "Helix sandboxes never accept inbound connections (all channels are sandbox-initiated WebSockets)."
+)
+
+
 def inbound_drafts(cols: Columns, mask: np.ndarray) -> list[Draft]:
+    """One draft per group; the one-flow groups (a scan's probes: thousands) read their flows'
+    values in bulk (:func:`_inbound_one`), the others row by row."""
+    groups = group_positions(cols, _INBOUND_KEYS, mask)
+    at = np.asarray([pos[0] for pos in groups if pos.shape[0] == 1], dtype=np.int64)
+    ones = iter(zip(*(cols(name)[at].tolist() for name in _INBOUND_ONE), strict=True))
     out = []
-    for first, part in _groups(cols, mask, ["resp_h", "resp_p", "transport", "state"]):
-        accepted = first["state"] == "accepted"
-        low = all(c == "low" for c in part.values("confidence"))
-        sev = Severity.CRITICAL if accepted else Severity.HIGH
-        if low:
-            sev = Severity.HIGH if accepted else Severity.MEDIUM
-        outcome = "the sandbox accepted it" if accepted else f"not accepted ({_states(part)})"
-        msg = (
-            f"{who(part)} opened {len(part)} connection(s) to sandbox {first['resp_h']} on "
-            f"{first['transport']}/{int(first['resp_p'])}: {outcome}. Helix sandboxes never accept inbound "
-            "connections (all channels are sandbox-initiated WebSockets)."
-        )
-        if low:
-            msg += " Direction inferred without a SYN (low confidence)."
-        if isinstance(first["explanation"], str) and first["explanation"]:
-            msg += f" Why: {first['explanation']}."
-        draft = _draft("inbound_to_sandbox", sev, first, part, msg, state=first["state"])
-        draft.component, draft.dst, draft.hostname = "sandbox", str(first["resp_h"]), None
-        draft.dst_port = int(first["resp_p"])
-        out.append(draft)
+    for pos in groups:
+        rows = FlowRows(cols, pos)
+        out.append(_inbound_one(next(ones), rows) if pos.shape[0] == 1 else _inbound(rows.first(), rows))
     return out
+
+
+def _inbound(first: Mapping[str, Any], part: FlowRows) -> Draft:
+    accepted = first["state"] == "accepted"
+    low = all(c == "low" for c in part.values("confidence"))
+    sev = Severity.CRITICAL if accepted else Severity.HIGH
+    if low:
+        sev = Severity.HIGH if accepted else Severity.MEDIUM
+    outcome = "the sandbox accepted it" if accepted else f"not accepted ({_states(part)})"
+    msg = (
+        f"{who(part)} opened {len(part)} connection(s) to sandbox {first['resp_h']} on "
+        f"{first['transport']}/{int(first['resp_p'])}: {outcome}. {_NEVER_ACCEPTS}"
+    )
+    if low:
+        msg += " Direction inferred without a SYN (low confidence)."
+    if isinstance(first["explanation"], str) and first["explanation"]:
+        msg += f" Why: {first['explanation']}."
+    draft = _draft("inbound_to_sandbox", sev, first, part, msg, state=first["state"])
+    draft.component, draft.dst, draft.hostname = "sandbox", str(first["resp_h"]), None
+    draft.dst_port = int(first["resp_p"])
+    return draft
+
+
+def _inbound_one(values: tuple[Any, ...], part: FlowRows) -> Draft:
+    """:func:`_inbound` of a one-flow group from its values (:data:`_INBOUND_ONE`), same draft."""
+    state, confidence, orig_h, orig_p, resp_h, resp_p, transport, explanation, conn_state, rule = values
+    accepted = state == "accepted"
+    low = confidence == "low"
+    sev = Severity.CRITICAL if accepted else Severity.HIGH
+    if low:
+        sev = Severity.HIGH if accepted else Severity.MEDIUM
+    src = str(orig_h)
+    outcome = "the sandbox accepted it" if accepted else f"not accepted ({_state_one(conn_state)})"
+    msg = (
+        f"{src} opened 1 connection(s) to sandbox {resp_h} on {transport}/{int(resp_p)}: {outcome}. "
+        + _NEVER_ACCEPTS
+    )
+    if low:
+        msg += " Direction inferred without a SYN (low confidence)."
+    expl = explanation if isinstance(explanation, str) and explanation else None
+    if expl:
+        msg += f" Why: {expl}."
+    return Draft(
+        kind="inbound_to_sandbox",
+        severity=sev,
+        component="sandbox",
+        dst=str(resp_h),
+        dst_port=int(resp_p),
+        transport=str(transport),
+        hostname=None,
+        message=msg,
+        sources=[src],
+        src_port=int(orig_p),
+        rule=rule if isinstance(rule, str) else None,
+        explanation=expl,
+        rows=part,
+        state=state,
+    )
 
 
 def blocked_drafts(cols: Columns, mask: np.ndarray, purposes: dict[str, str], core: set[str]) -> list[Draft]:
@@ -164,11 +219,14 @@ def _draft(kind: str, sev: Severity, first: Mapping[str, Any], part: FlowRows, m
 
 def _states(part: FlowRows) -> str:
     if len(part) == 1:
-        state = part.values("conn_state")[0]
-        return f"{'-' if isna(state) else state} x1"
+        return _state_one(part.values("conn_state")[0])
     states = part.col("conn_state").astype(object)
     states = np.where(pd.isna(states), "-", states)
     return ", ".join(f"{state} x{n}" for state, n in value_counts(states))
+
+
+def _state_one(state: object) -> str:
+    return f"{'-' if isna(state) else state} x1"
 
 
 def _how_text(first: Mapping[str, Any], part: FlowRows, how: str) -> str:

@@ -10,7 +10,7 @@ subset (capture order) and its flow ids on demand, each computed once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -39,16 +39,23 @@ def flow_index(flows: pd.DataFrame) -> dict[FlowKey, int]:
     return index
 
 
-def observation_flows(flows: pd.DataFrame, observations: Sequence[Observation]) -> list[int | None]:
-    """The flow id of every observation (its own ``flow_id``, else found by its 5-tuple)."""
-    out: list[int | None] = [o.flow_id for o in observations]
+def observation_flows(
+    flows: pd.DataFrame, observations: Sequence[Observation], index: dict[FlowKey, int] | None = None
+) -> list[int | None]:
+    """The flow id of every observation (its own ``flow_id``, else found by its 5-tuple in
+    ``index``, :func:`flow_index` of ``flows`` built when not given)."""
+    out: list[int | None] = list(map(_FLOW_ID, observations))
     if None not in out:
         return out
-    index = flow_index(flows)
+    if index is None:
+        index = flow_index(flows)
     for i, obs in enumerate(observations):
         if out[i] is None:
             out[i] = index.get((obs.transport, obs.src, obs.sport, obs.dst, obs.dport))
     return out
+
+
+_FLOW_ID = attrgetter("flow_id")
 
 
 class Observed:
@@ -64,6 +71,8 @@ class Observed:
         self._positions = {t: order[cuts[c] : cuts[c + 1]] for c, t in enumerate(types)}
         self._subsets: dict[tuple[type, ...], list[Any]] = {}
         self._flow_ids: dict[tuple[type, ...], list[int | None]] = {}
+        self._type_ids: dict[type, list[int | None]] = {}  # per concrete type, its positions' order
+        self._index: dict[FlowKey, int] | None = None
 
     def of(self, *types: type) -> list[Any]:
         """Every observation that is an instance of one of ``types``, in list order."""
@@ -73,11 +82,42 @@ class Observed:
         return found
 
     def flow_ids(self, *types: type) -> list[int | None]:
-        """:func:`observation_flows` of :meth:`of` ``(*types)``."""
+        """:func:`observation_flows` of :meth:`of` ``(*types)``; each concrete type's ids are
+        read once, however many of the subsets asked for contain it."""
         found = self._flow_ids.get(types)
         if found is None:
-            found = self._flow_ids[types] = observation_flows(self.flows, self.of(*types))
+            found = self._flow_ids[types] = self._ids(types)
         return found
+
+    def _ids(self, types: tuple[type, ...]) -> list[int | None]:
+        kinds = [t for t in self._positions if issubclass(t, types)]
+        if len(kinds) == 1 and kinds[0] in self._type_ids:
+            return self._type_ids[kinds[0]]
+        parts = [self._positions[t] for t in kinds]
+        if len(kinds) > 1 and all(t in self._type_ids for t in kinds):  # the cached ones, merged
+            rank = np.argsort(np.concatenate(parts), kind="stable")
+            merged = [f for t in kinds for f in self._type_ids[t]]
+            return list(itemgetter(*rank.tolist())(merged))
+        subset = self.of(*types)
+        if not subset:
+            return []
+        ids: list[int | None] = list(map(_FLOW_ID, subset))
+        if None in ids:
+            if self._index is None:
+                self._index = flow_index(self.flows)
+            ids = observation_flows(self.flows, subset, self._index)
+        if len(kinds) == 1:
+            self._type_ids[kinds[0]] = ids
+            return ids
+        rank = np.argsort(np.concatenate(parts), kind="stable")  # subset[i] is concat[rank[i]]
+        at = np.empty_like(rank)
+        at[rank] = np.arange(rank.shape[0])
+        start = 0
+        for t, pos in zip(kinds, parts, strict=True):
+            mine = at[start : start + pos.shape[0]].tolist()
+            self._type_ids.setdefault(t, list(itemgetter(*mine)(ids)) if len(mine) > 1 else [ids[mine[0]]])
+            start += pos.shape[0]
+        return ids
 
     def _gather(self, types: tuple[type, ...]) -> list[Any]:
         parts = [pos for t, pos in self._positions.items() if issubclass(t, types)]

@@ -303,3 +303,85 @@ def test_dns_evidence_with_no_lookup_of_any_finding_name():
     finding = dataclasses.replace(_finding(random.Random(1), c), hostname="never.example", evidence=())
     assert with_dns_evidence([finding], c.obs) == [finding] == reference.with_dns_evidence([finding], c.obs)
     assert with_dns_evidence([finding], []) == [finding]
+
+
+def test_observed_flow_ids_equal_the_per_subset_reading():
+    """Observed reads each concrete type's flow ids once and serves every subset from them (in
+    whatever order the subsets are asked); an observation without an id is found by its 5-tuple."""
+    from helix_audit.model import TlsAlert
+    from helix_audit.policy.observed import observation_flows
+
+    rng = random.Random(11)
+    c = Capture()
+    kinds = [TlsClientHello, HttpRequest, WebSocketUpgrade, HttpConnect, TlsAlert]
+    for i in range(300):
+        fid = c.flow(f"10.0.{i % 7}.{i % 5}", 40000 + i, "192.0.2.9", 443)
+        for _ in range(rng.randint(1, 3)):
+            kind = rng.choice(kinds)
+            fields: dict[str, object] = {"host": "a.example", "path": "/", "method": "GET"}
+            if kind is TlsClientHello:
+                fields = {"sni": "a.example"}
+            elif kind is TlsAlert:
+                fields = {"level": "fatal", "description": "handshake_failure"}
+            elif kind is HttpConnect:
+                fields["target"] = "b.example:443"
+            obs = c.add(kind, fid, **fields)
+            if rng.random() < 0.2:  # no id: found by its 5-tuple
+                c.obs[-1] = dataclasses.replace(obs, flow_id=None)
+    subsets = [
+        (TlsClientHello, HttpRequest),
+        (TlsClientHello,),
+        (WebSocketUpgrade,),
+        (HttpRequest,),
+        (HttpConnect, TlsAlert),
+        (TlsAlert, HttpConnect),
+        (HttpConnect,),
+        (TlsAlert,),
+        (DnsQuery,),
+    ]
+    frame = c.frame_df()
+    for _ in range(4):
+        rng.shuffle(subsets)
+        seen = Observed(frame, c.obs)
+        for types in subsets:
+            assert seen.flow_ids(*types) == observation_flows(frame, seen.of(*types)), types
+    assert None not in Observed(frame, c.obs).flow_ids(TlsClientHello, HttpRequest, TlsAlert)
+
+
+def test_inbound_one_flow_drafts_equal_the_row_by_row_path():
+    """A one-flow inbound group's draft, from bulk-read values, is the row-by-row one."""
+    from helix_audit.policy.flowfind import _INBOUND_KEYS, _inbound, inbound_drafts
+    from helix_audit.policy.flowrows import group_positions
+
+    rng = random.Random(5)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "orig_h": [rng.choice(["10.0.0.1", "10.0.0.2", "fd00::9", None]) for _ in range(n)],
+            "orig_p": [rng.randint(1, 65535) for _ in range(n)],
+            "resp_h": [rng.choice(["10.0.1.5", "10.0.1.6", "fd00::1:5"]) for _ in range(n)],
+            "resp_p": [rng.choice([22, 80, 443, 8080]) + rng.randint(0, 40) for _ in range(n)],
+            "transport": [rng.choice(["tcp", "udp"]) for _ in range(n)],
+            "confidence": [rng.choice(["low", "high", "medium"]) for _ in range(n)],
+            "explanation": [rng.choice([None, "", "legacy port", float("nan")]) for _ in range(n)],
+            "conn_state": [rng.choice(["S0", "REJ", "SF", None]) for _ in range(n)],
+            "rule": [rng.choice([None, "cp-api", float("nan")]) for _ in range(n)],
+            "orig_component": [rng.choice(["other", "control_plane"]) for _ in range(n)],
+            "target_port": [rng.randint(1, 9000) for _ in range(n)],
+            "hostname": [rng.choice([None, "a.example"]) for _ in range(n)],
+        }
+    )
+    state = np.array([rng.choice(["attempted", "accepted"]) for _ in range(n)], dtype=object)
+    cols = Columns(frame, {"state": state})
+    mask = np.array([rng.random() < 0.8 for _ in range(n)])
+    groups = group_positions(cols, _INBOUND_KEYS, mask)
+    assert {len(g) for g in groups} >= {1, 2}
+    got = inbound_drafts(cols, mask)
+    want = [_inbound(FlowRows(cols, pos).first(), FlowRows(cols, pos)) for pos in groups]
+
+    def plain(d: object) -> tuple[object, ...]:
+        fields = {f.name: getattr(d, f.name) for f in dataclasses.fields(d)}  # type: ignore[arg-type]
+        rows = fields.pop("rows")
+        return (tuple(sorted(fields.items(), key=lambda kv: kv[0])), rows.pos.tolist())
+
+    assert [plain(d) for d in got] == [plain(d) for d in want]
