@@ -102,13 +102,13 @@ def alloc(n: int, pool: ArrayPool | None = None) -> tuple[np.ndarray, ...]:
     return tuple(pool.empty(n, t, k) for k, t in kinds)
 
 
+_COUNT = np.arange(1 << 16, dtype=np.int64)  # 0, 1, 2 ...: frame numbers without a new array per batch
+
+
 def make_batch(source: str, data: np.ndarray, cols: tuple, n: int, first_frame: int) -> RecordBatch:
     off, cap, wire, ts, lt, frame = (c[:n] for c in cols)
     np.add(np.arange(n, dtype=np.int64) if n > len(_COUNT) else _COUNT[:n], first_frame, out=frame)
     return RecordBatch(source, data, off, cap, wire, ts, lt, frame)
-
-
-_COUNT = np.arange(1 << 16, dtype=np.int64)  # 0, 1, 2 ...: frame numbers without a new array per batch
 
 
 def damage_message(status: int, pos: int, frame: int, declared: int, left: int, what: str) -> str:

@@ -113,12 +113,18 @@ def icmp_key_ports(proto: np.ndarray, icmp_type: np.ndarray, code: np.ndarray) -
     return np.where(cp >= 0, cp, code.astype(np.int64))
 
 
+def _is_error(proto: np.ndarray, icmp_type: np.ndarray) -> np.ndarray:
+    """ICMP destination unreachable, source quench, redirect, time exceeded, parameter problem;
+    ICMPv6 types 1-4: the messages that quote the packet they answer."""
+    t = icmp_type
+    v4 = (proto == PROTO_ICMP) & ((t == 3) | (t == 4) | (t == 5) | (t == 11) | (t == 12))
+    v6 = (proto == PROTO_ICMP6) & (t >= 1) & (t <= 4)
+    return v4 | v6
+
+
 def error_mask(cols: PacketColumns, ok: np.ndarray) -> np.ndarray:
     """Rows that are ICMP/ICMPv6 error messages."""
-    t = cols.sport
-    v4 = (cols.proto == PROTO_ICMP) & ((t == 3) | (t == 4) | (t == 5) | (t == 11) | (t == 12))
-    v6 = (cols.proto == PROTO_ICMP6) & (t >= 1) & (t <= 4)
-    return ok & (v4 | v6)
+    return ok & _is_error(cols.proto, cols.sport)
 
 
 def error_rows(cols: PacketColumns) -> np.ndarray:
@@ -127,11 +133,8 @@ def error_rows(cols: PacketColumns) -> np.ndarray:
     rows = np.flatnonzero((cols.proto == PROTO_ICMP) | (cols.proto == PROTO_ICMP6))
     if rows.shape[0] == 0:
         return rows
-    t, proto = cols.sport[rows], cols.proto[rows]
-    v4 = (proto == PROTO_ICMP) & ((t == 3) | (t == 4) | (t == 5) | (t == 11) | (t == 12))
-    v6 = (proto == PROTO_ICMP6) & (t >= 1) & (t <= 4)
     ok = (cols.status[rows] == 0) & (cols.ipver[rows] > 0)
-    return rows[ok & (v4 | v6)]
+    return rows[ok & _is_error(cols.proto[rows], cols.sport[rows])]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ vectorised pandas group-by (one Python step per group, never per flow; a group i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -98,21 +99,31 @@ def inbound_drafts(cols: Columns, mask: np.ndarray) -> list[Draft]:
     return out
 
 
-def _inbound(first: Mapping[str, Any], part: FlowRows) -> Draft:
-    accepted = first["state"] == "accepted"
-    low = all(c == "low" for c in part.values("confidence"))
+def _inbound_text(
+    accepted: bool, low: bool, src: str, n: int, first: Mapping[str, Any], states: Callable[[], str]
+) -> tuple[Severity, str]:
+    """Severity and message of an inbound group: ``src`` (who) opened ``n`` connections like
+    ``first``; ``states`` says how they ended, asked only when the sandbox did not accept."""
     sev = Severity.CRITICAL if accepted else Severity.HIGH
     if low:
         sev = Severity.HIGH if accepted else Severity.MEDIUM
-    outcome = "the sandbox accepted it" if accepted else f"not accepted ({_states(part)})"
+    outcome = "the sandbox accepted it" if accepted else f"not accepted ({states()})"
     msg = (
-        f"{who(part)} opened {len(part)} connection(s) to sandbox {first['resp_h']} on "
+        f"{src} opened {n} connection(s) to sandbox {first['resp_h']} on "
         f"{first['transport']}/{int(first['resp_p'])}: {outcome}. {_NEVER_ACCEPTS}"
     )
     if low:
         msg += " Direction inferred without a SYN (low confidence)."
-    if isinstance(first["explanation"], str) and first["explanation"]:
-        msg += f" Why: {first['explanation']}."
+    expl = first["explanation"]
+    if isinstance(expl, str) and expl:
+        msg += f" Why: {expl}."
+    return sev, msg
+
+
+def _inbound(first: Mapping[str, Any], part: FlowRows) -> Draft:
+    accepted = first["state"] == "accepted"
+    low = all(c == "low" for c in part.values("confidence"))
+    sev, msg = _inbound_text(accepted, low, who(part), len(part), first, lambda: _states(part))
     draft = _draft("inbound_to_sandbox", sev, first, part, msg, state=first["state"])
     draft.component, draft.dst, draft.hostname = "sandbox", str(first["resp_h"]), None
     draft.dst_port = int(first["resp_p"])
@@ -122,22 +133,11 @@ def _inbound(first: Mapping[str, Any], part: FlowRows) -> Draft:
 def _inbound_one(values: tuple[Any, ...], part: FlowRows) -> Draft:
     """:func:`_inbound` of a one-flow group from its values (:data:`_INBOUND_ONE`), same draft."""
     state, confidence, orig_h, orig_p, resp_h, resp_p, transport, explanation, conn_state, rule = values
-    accepted = state == "accepted"
-    low = confidence == "low"
-    sev = Severity.CRITICAL if accepted else Severity.HIGH
-    if low:
-        sev = Severity.HIGH if accepted else Severity.MEDIUM
     src = str(orig_h)
-    outcome = "the sandbox accepted it" if accepted else f"not accepted ({_state_one(conn_state)})"
-    msg = (
-        f"{src} opened 1 connection(s) to sandbox {resp_h} on {transport}/{int(resp_p)}: {outcome}. "
-        + _NEVER_ACCEPTS
-    )
-    if low:
-        msg += " Direction inferred without a SYN (low confidence)."
+    first = {"resp_h": resp_h, "transport": transport, "resp_p": resp_p, "explanation": explanation}
+    states = functools.partial(_state_one, conn_state)
+    sev, msg = _inbound_text(state == "accepted", confidence == "low", src, 1, first, states)
     expl = explanation if isinstance(explanation, str) and explanation else None
-    if expl:
-        msg += f" Why: {expl}."
     return Draft(
         kind="inbound_to_sandbox",
         severity=sev,

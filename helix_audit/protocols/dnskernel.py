@@ -98,8 +98,11 @@ SEP = "\x00"  # ends every text item; names and addresses are printable ASCII
 
 @njit(cache=True)
 def _close(text, tpos, te):  # noqa: ANN001, ANN202
-    """End a text item at ``tpos``: ``dns.ROOT`` first for a name without labels (``te`` -1), then
-    the separator; returns the new position, -1 when the buffer is full."""
+    """End a text item: after the name :func:`_name` wrote up to ``te`` (when ``te`` > 0), else at
+    ``tpos``, with ``dns.ROOT`` first for a name without labels (``te`` -1); then the separator.
+    Returns the new position, -1 when the buffer is full."""
+    if te > 0:
+        tpos = te
     if te < 0:
         if tpos + 7 > text.shape[0]:
             return -1
@@ -142,8 +145,6 @@ def scan_messages(d, offs, lens, msgs, qrows, arows, text):  # noqa: ANN001, ANN
             if off < 0 or off + 4 > size:
                 ok = False
                 break
-            if te > 0:
-                tpos = te
             qrows[nq, 0] = ts
             qrows[nq, 1] = te
             tpos = _close(text, tpos, te)
@@ -158,8 +159,6 @@ def scan_messages(d, offs, lens, msgs, qrows, arows, text):  # noqa: ANN001, ANN
             if off < 0 or off + 10 > size:
                 ok = False
                 break
-            if te > 0:
-                tpos = te
             tpos = _close(text, tpos, te)
             if tpos < 0:
                 ok = False
@@ -191,8 +190,6 @@ def scan_messages(d, offs, lens, msgs, qrows, arows, text):  # noqa: ANN001, ANN
                 if nend < 0:
                     ok = False
                     break
-                if ne > 0:
-                    tpos = ne
                 row[5], row[6], row[7] = RD_TEXT, ns, ne
                 tpos = _close(text, tpos, ne)
                 if tpos < 0:

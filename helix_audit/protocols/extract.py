@@ -62,6 +62,13 @@ def _gc_paused(method: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+def _holding(mask: np.ndarray, key: int) -> np.ndarray:
+    """``mask``, or a copy grown (at least doubled, new entries False) to have index ``key``."""
+    if key < mask.size:
+        return mask
+    return np.concatenate([mask, np.zeros(max(key + 1, 2 * mask.size), dtype=bool)])
+
+
 class Extractor:
     """Feed every batch with its flows; ``finish`` returns (observations, anomalies).
 
@@ -92,8 +99,7 @@ class Extractor:
         self._quic = QuicTracker(self.observations, self.anomalies)
 
     def _mark_done(self, key: int) -> None:
-        if key >= self._done.size:
-            self._done = np.concatenate([self._done, np.zeros(max(key + 1, 2 * self._done.size), dtype=bool)])
+        self._done = _holding(self._done, key)
         self._done[key] = True
 
     def _finish_unparsed(self, cols: PacketColumns, pf: PacketFlows) -> None:
@@ -105,14 +111,12 @@ class Extractor:
         keys = pf.flow_id.astype(np.int64) * 2 + pf.from_a.astype(np.int64)
         found = unparsed_keys(cols, keys, ok & ~is_done(self._done, keys), self.dns_ports)
         if self._entered:
-            known, top = self._known, max(self._entered)
-            if top >= known.size:
-                known = self._known = np.concatenate([known, np.zeros(max(top + 1, known.size), dtype=bool)])
-            known[self._entered] = True
+            self._known = _holding(self._known, max(self._entered))
+            self._known[self._entered] = True
             self._entered = []
         fresh = found[~is_done(self._known, found)].tolist()  # not built, no SYN kept
         if fresh:
-            self._mark_done(max(fresh))
+            self._done = _holding(self._done, max(fresh))
             self._done[fresh] = True
             self._skipped(fresh)
 
@@ -230,9 +234,9 @@ class Extractor:
         dirs, syn, base = self._dirs, self._syn, self._base
         built = [k for k in np.unique(keys).tolist() if (k >> 1, bool(k & 1)) in dirs]
         if built:  # a SYN on a built direction may restart its stream: the loop reads it
-            early[at[np.isin(keys, built)]] = False
-            at = np.flatnonzero(early)
-            keys = fids[at].astype(np.int64) * 2 + pf.from_a[rows[at]].astype(np.int64)
+            on_built = np.isin(keys, built)
+            early[at[on_built]] = False
+            at, keys = at[~on_built], keys[~on_built]
         keys, first = np.unique(keys, return_index=True)  # later SYNs of a direction change nothing
         at = at[first]
         keep = ~is_done(self._done, keys)
