@@ -16,8 +16,6 @@ from ..decode.interface import addr_to_str
 from . import icmp
 from .interface import FLOW_COLUMNS
 from .state import (
-    A_FIRST,
-    A_ICMP,
     EV_FIRST,
     EV_ICMP,
     FRAME_MASK,
@@ -36,7 +34,6 @@ from .state import (
     S_RST,
     S_SYN,
     S_SYNACK,
-    SegmentArrays,
 )
 from .text import ipv4_text, rows_text, sorted_unique_rows
 from .zeek import conn_state_tcp, conn_state_udp, history_text, replay
@@ -44,6 +41,27 @@ from .zeek import conn_state_tcp, conn_state_udp, history_text, replay
 EPHEMERAL_MIN = 49152
 KEY_FRAMES_MAX = 12
 ENCAP_NAMES = ["vlan", "mpls", "vxlan", "geneve", "gre", "gtpu", "teredo", "ipip"]
+# shared str objects: one per name, not one per flow (a SYN scan's million flows: ~50 MB a column)
+HANDSHAKES = np.array(
+    ["none", "completed", "synack_only", "rejected", "no_answer", "midstream"], dtype=object
+)
+CONFIDENCE = np.array(["high", "low"], dtype=object)
+CHUNK_ROWS = 1 << 16  # rows per pass where a pass makes wide temporaries
+# (column, sums column pair, 0: the originator's value / 1: the responder's)
+_SUM_COLUMNS = [
+    ("orig_pkts", S_PKTS, 0),
+    ("resp_pkts", S_PKTS, 1),
+    ("orig_ip_bytes", S_IPB, 0),
+    ("resp_ip_bytes", S_IPB, 1),
+    ("orig_bytes", S_PAY, 0),
+    ("resp_bytes", S_PAY, 1),
+    ("syn", S_SYN, 0),
+    ("synack", S_SYNACK, 1),
+    ("orig_fin", S_FIN, 0),
+    ("resp_fin", S_FIN, 1),
+    ("orig_rst", S_RST, 0),
+    ("resp_rst", S_RST, 1),
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,11 +100,13 @@ def _col(arr2: np.ndarray, base: int, d: np.ndarray) -> np.ndarray:
     return np.where(d == 0, arr2[:, base], arr2[:, base + 1])
 
 
-def _orientation(g: SegmentArrays, ng: int, ki: np.ndarray, err: IcmpErrors) -> tuple[np.ndarray, np.ndarray]:
+def _orientation(
+    ev: np.ndarray, first_val: np.ndarray, ki: np.ndarray, err: IcmpErrors
+) -> tuple[np.ndarray, np.ndarray]:
     """(orig direction 0=A/1=B, initiator code 0 syn 1 synack 2 first_packet 3 port_heuristic)."""
-    ev = g.ev[:ng]
+    ng = ev.shape[0]
     proto, pa, pb = ki[:, 0], ki[:, 1], ki[:, 2]
-    first_dir = (g.ev_val[:ng, A_FIRST] >> 24) & 1
+    first_dir = (first_val >> 24) & 1
     no_pkts = ev[:, EV_FIRST] == NONE
     if no_pkts.any() and len(err.sid):
         first_err = np.full(ng, -1, dtype=np.int64)
@@ -117,17 +137,52 @@ def _handshake(ev: np.ndarray, o: np.ndarray, is_tcp: np.ndarray) -> np.ndarray:
         e = _col(ev, 2 * k, o)
         after |= (e != NONE) & (e > sa)
     has_syn, has_sa = syn != NONE, sa != NONE
-    out = np.select(
+    code = np.select(
         [~is_tcp, has_syn & has_sa & after, has_sa, has_syn & (rst_r != NONE), has_syn],
-        ["none", "completed", "synack_only", "rejected", "no_answer"],
-        default="midstream",
+        [0, 1, 2, 3, 4],
+        default=5,
     )
-    return out.astype(object)
+    return HANDSHAKES[code]
 
 
 def _states(
     ev: np.ndarray, sums: np.ndarray, o: np.ndarray, proto: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
+    """conn_state and history per flow, ``CHUNK_ROWS`` flows at a time (the distinct-value passes
+    over a million flows at once made ~70 MB of temporaries); texts are made once per distinct
+    history and state across chunks."""
+    n = len(o)
+    state, hist_txt = np.empty(n, dtype=object), np.empty(n, dtype=object)
+    texts: dict[tuple[int, bool], str] = {}
+    names: dict[tuple[int, int, int, bool], str] = {}
+    for lo in range(0, n, CHUNK_ROWS):
+        hi = min(n, lo + CHUNK_ROWS)
+        state[lo:hi], hist_txt[lo:hi] = _states_part(
+            ev[lo:hi], sums[lo:hi], o[lo:hi], proto[lo:hi], texts, names
+        )
+    return state, hist_txt
+
+
+def _states_part(
+    ev: np.ndarray,
+    sums: np.ndarray,
+    o: np.ndarray,
+    proto: np.ndarray,
+    texts: dict[tuple[int, bool], str],
+    names: dict[tuple[int, int, int, bool], str],
+) -> tuple[np.ndarray, np.ndarray]:
+    def text(code: int, tcp: bool) -> str:
+        got = texts.get((code, tcp))
+        if got is None:
+            got = texts[(code, tcp)] = history_text(code, tcp)
+        return got
+
+    def name(code: int, s0: int, s1: int, zero: bool) -> str:
+        got = names.get((code, s0, s1, zero))
+        if got is None:
+            got = names[(code, s0, s1, zero)] = conn_state_tcp(s0, s1, zero, text(code, True))
+        return got
+
     is_tcp = proto == 6
     st = np.zeros((len(o), 2), dtype=np.int64)
     hist = np.zeros(len(o), dtype=np.int64)
@@ -136,7 +191,7 @@ def _states(
     for tcp in (True, False):
         m = is_tcp == tcp
         codes, inv = np.unique(hist[m], return_inverse=True)
-        hist_txt[m] = np.array([history_text(c, tcp) for c in codes.tolist()] + [""], dtype=object)[inv]
+        hist_txt[m] = np.array([text(c, tcp) for c in codes.tolist()] + [""], dtype=object)[inv]
     state = np.full(len(o), "OTH", dtype=object)
     zero = (sums[:, S_PAY] == 0) & (sums[:, S_PAY + 1] == 0)
     if is_tcp.any():  # conn_state_tcp once per distinct (states, zero sizes, history)
@@ -144,9 +199,9 @@ def _states(
         s = st[is_tcp]  # endpoint states are < 8: one int key per (history, states, zero sizes)
         key = ((hist_id.reshape(-1) * 8 + s[:, 0]) * 8 + s[:, 1]) * 2 + zero[is_tcp]
         uniq, inv = np.unique(key, return_inverse=True)
-        texts = [history_text(h, True) for h in hists.tolist()]
-        names = [conn_state_tcp(k >> 4 & 7, k >> 1 & 7, bool(k & 1), texts[k >> 7]) for k in uniq.tolist()]
-        state[is_tcp] = np.array(names, dtype=object)[inv.reshape(-1)]
+        h = hists.tolist()
+        got = [name(h[k >> 7], k >> 4 & 7, k >> 1 & 7, bool(k & 1)) for k in uniq.tolist()]
+        state[is_tcp] = np.array(got, dtype=object)[inv.reshape(-1)]
     udp = proto == 17
     op, rp = _col(sums, S_PKTS, o)[udp] > 0, _col(sums, S_PKTS, 1 - o)[udp] > 0
     udp_names = np.array([conn_state_udp(a, b) for a in (False, True) for b in (False, True)], dtype=object)
@@ -154,11 +209,12 @@ def _states(
     return state, hist_txt
 
 
-def _stream_index(first_file: np.ndarray, mask: np.ndarray, perm: np.ndarray) -> pd.array:
-    """tshark-style per-file stream numbers (0-based, by first packet) for flows in ``mask``."""
+def _stream_index(first_file: np.ndarray, mask: np.ndarray) -> pd.array:
+    """tshark-style per-file stream numbers (0-based, by first packet) for flows in ``mask`` (rows
+    in final order, i.e. by first packet)."""
     out = pd.array(np.zeros(len(mask), dtype=np.int64), dtype="Int64")
     out[:] = pd.NA
-    ordered = perm[mask[perm]]
+    ordered = np.flatnonzero(mask)
     if len(ordered):
         ranks = pd.Series(first_file[ordered]).groupby(first_file[ordered]).cumcount().to_numpy()
         out[ordered] = ranks
@@ -185,26 +241,32 @@ def _icmp_columns(err: IcmpErrors, ng: int, files: list[str]) -> dict[str, np.nd
 
 
 def _key_frames(ev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: list[str]) -> np.ndarray:
-    """Comma-separated key frames per flow: sorted and rendered by the kernels of :mod:`.text`;
+    """Comma-separated key frames per flow: sorted and rendered by the kernels of :mod:`.text`, a
+    chunk of rows at a time (a million flows' event matrix copied whole was ~0.5 GB of temporaries);
     Python only for the rare flows with frames in another file (prefixed ``file:``)."""
     ng = ev.shape[0]
-    extra = np.full((ng, 4), NONE, dtype=np.int64)
-    if len(err.sid):
-        o = np.lexsort((err.order, err.sid))
-        sid, order = err.sid[o], err.order[o]
-        rank = np.arange(len(sid)) - np.searchsorted(sid, sid)
-        keep = rank < 4
-        extra[sid[keep], rank[keep]] = order[keep]
+    o = np.lexsort((err.order, err.sid))
+    sid, order = err.sid[o], err.order[o]
+    rank = np.arange(len(sid)) - np.searchsorted(sid, sid)
+    keep = rank < 4
+    sid, order, rank = sid[keep], order[keep], rank[keep]
     wanted = [2 * k + d for k in (K_SYN, K_SYNACK, K_DATA, K_FIN, K_RST) for d in (0, 1)]
-    m = sorted_unique_rows(np.concatenate([ev[:, wanted], extra], axis=1), NONE)[:, :KEY_FRAMES_MAX]
-    present = m != NONE
-    other = present & ((m >> ORDER_SHIFT) != first_file[:, None])
-    out = rows_text(np.where(present, m & FRAME_MASK, -1), ",", skip=-1)
-    for i in np.flatnonzero(other.any(axis=1)).tolist():  # frames in another file than the flow's first
-        out[i] = ",".join(
-            (f"{files[v >> ORDER_SHIFT]}:" if v >> ORDER_SHIFT != first_file[i] else "") + str(v & FRAME_MASK)
-            for v in m[i][present[i]].tolist()
-        )
+    out = np.empty(ng, dtype=object)
+    for lo in range(0, ng, CHUNK_ROWS):
+        hi = min(ng, lo + CHUNK_ROWS)
+        extra = np.full((hi - lo, 4), NONE, dtype=np.int64)
+        at = slice(np.searchsorted(sid, lo), np.searchsorted(sid, hi))
+        extra[sid[at] - lo, rank[at]] = order[at]
+        m = sorted_unique_rows(np.concatenate([ev[lo:hi, wanted], extra], axis=1), NONE)[:, :KEY_FRAMES_MAX]
+        present = m != NONE
+        other = present & ((m >> ORDER_SHIFT) != first_file[lo:hi, None])
+        out[lo:hi] = rows_text(np.where(present, m & FRAME_MASK, -1), ",", skip=-1)
+        for i in np.flatnonzero(other.any(axis=1)).tolist():  # frames in another file than the first's
+            f = first_file[lo + i]
+            out[lo + i] = ",".join(
+                (f"{files[v >> ORDER_SHIFT]}:" if v >> ORDER_SHIFT != f else "") + str(v & FRAME_MASK)
+                for v in m[i][present[i]].tolist()
+            )
     return out
 
 
@@ -226,7 +288,7 @@ def _files_column(
     first_file: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], files: list[str]
 ) -> np.ndarray:
     names = np.array(files or [""], dtype=object)
-    out = names[first_file].copy()
+    out = names[first_file]
     g, f = pairs
     multi = np.bincount(g, minlength=len(out))[g] > 1 if len(g) else np.zeros(0, dtype=bool)
     if multi.any():
@@ -245,74 +307,62 @@ def _encap_text(bits: np.ndarray) -> np.ndarray:
 
 
 def build_frame(
-    g: SegmentArrays,
+    agg: dict[str, np.ndarray],
     ng: int,
-    ku: np.ndarray,
-    ki: np.ndarray,
-    perm: np.ndarray,
     err: IcmpErrors,
     files: list[str],
     file_pairs: tuple[np.ndarray, np.ndarray],
 ) -> pd.DataFrame:
-    """All FLOW_COLUMNS for ``ng`` flows (arrays indexed by flow, ``perm``: final order)."""
-    ev, ev_ts, sums, last = g.ev[:ng], g.ev_ts[:ng], g.sums[:ng], g.last[:ng]
-    proto = ki[:, 0]
-    o, init = _orientation(g, ng, ki, err)
-    r = 1 - o
-    no_pkts = ev[:, EV_FIRST] == NONE
-    first_order = np.where(no_pkts, ev[:, EV_ICMP], ev[:, EV_FIRST])
-    last_order = np.where(no_pkts, ev[:, EV_ICMP], last[:, 0])
-    first_ts = np.where(no_pkts, ev_ts[:, A_ICMP], ev_ts[:, A_FIRST]) / 1e9
-    last_ts = np.where(no_pkts, ev_ts[:, A_ICMP], last[:, 1]) / 1e9
+    """All FLOW_COLUMNS for ``ng`` flows from their aggregates, rows already in final order.
+
+    ``agg`` (see ``FlowTable.finish``: ku, ki tuple keys; sums; last; ev; ts = first packet's and
+    first ICMP error's timestamps; val = first packet's value) is emptied as its arrays are used, so
+    that the inputs go while the columns come. The frame takes the columns as they are (``copy=False``
+    keeps pandas from consolidating them into blocks: another copy of the whole table)."""
+    ki, ev, val = agg.pop("ki"), agg["ev"], agg.pop("val")
+    o, init = _orientation(ev, val, ki, err)
+    cols: dict[str, object] = {"flow_id": np.arange(ng, dtype=np.int64)}
+    ku = agg.pop("ku")
     a_txt, b_txt = _addr_strings(ku[:, 0], ku[:, 1]), _addr_strings(ku[:, 2], ku[:, 3])
-    state, hist = _states(ev, sums, o, proto)
-    first_file = first_order >> ORDER_SHIFT
+    del ku
+    cols["orig_h"], cols["resp_h"] = np.where(o == 0, a_txt, b_txt), np.where(o == 0, b_txt, a_txt)
+    del a_txt, b_txt
+    proto = ki[:, 0].copy()
     transport = np.array([f"ip-{p}" for p in range(256)], dtype=object)
     transport[[6, 17, 1, 58]] = ["tcp", "udp", "icmp", "icmp6"]
-    has_pkts = ~no_pkts
-    cols = {
-        "flow_id": np.zeros(ng, dtype=np.int64),
-        "transport": transport[proto & 0xFF],
-        "orig_h": np.where(o == 0, a_txt, b_txt),
-        "orig_p": np.where(o == 0, ki[:, 1], ki[:, 2]),
-        "resp_h": np.where(o == 0, b_txt, a_txt),
-        "resp_p": np.where(o == 0, ki[:, 2], ki[:, 1]),
-        "initiator": np.array(["syn", "synack", "first_packet", "port_heuristic"], dtype=object)[init],
-        "confidence": np.where(init <= 1, "high", "low").astype(object),
-        "first_ts": first_ts,
-        "last_ts": last_ts,
-        "duration": last_ts - first_ts,
-        "orig_pkts": _col(sums, S_PKTS, o),
-        "resp_pkts": _col(sums, S_PKTS, r),
-        "orig_ip_bytes": _col(sums, S_IPB, o),
-        "resp_ip_bytes": _col(sums, S_IPB, r),
-        "orig_bytes": _col(sums, S_PAY, o),
-        "resp_bytes": _col(sums, S_PAY, r),
-        "syn": _col(sums, S_SYN, o),
-        "synack": _col(sums, S_SYNACK, r),
-        "orig_fin": _col(sums, S_FIN, o),
-        "resp_fin": _col(sums, S_FIN, r),
-        "orig_rst": _col(sums, S_RST, o),
-        "resp_rst": _col(sums, S_RST, r),
-        "conn_state": state,
-        "history": hist,
-        "handshake": _handshake(ev, o, proto == 6),
-        **_icmp_columns(err, ng, files),
-        "file": np.array(files or [""], dtype=object)[first_file],
-        "files": _files_column(first_file, file_pairs, files),
-        "first_frame": first_order & FRAME_MASK,
-        "last_frame": last_order & FRAME_MASK,
-        "key_frames": _key_frames(ev, err, first_file, files),
-        "tcp_stream": _stream_index(first_file, (proto == 6) & has_pkts, perm),
-        "udp_stream": _stream_index(first_file, (proto == 17) & has_pkts, perm),
-        "vlan": (g.ev_val[:ng, A_FIRST] & 0xFFFF).astype(np.int64),
-        "encap": _encap_text((g.ev_val[:ng, A_FIRST] >> 16) & 0xFF),
-    }
-    # Each column put in final order on its own and its unordered original dropped at once: one
-    # copy of the table alive besides the DataFrame's blocks, not three (1M flows: ~400 MB each).
-    ordered = {}
-    for k in FLOW_COLUMNS:
-        column = cols.pop(k)
-        ordered[k] = column.take(perm)
-    ordered["flow_id"] = np.arange(ng, dtype=np.int64)
-    return pd.DataFrame(ordered)
+    cols["transport"] = transport[proto & 0xFF]
+    cols["orig_p"] = np.where(o == 0, ki[:, 1], ki[:, 2])
+    cols["resp_p"] = np.where(o == 0, ki[:, 2], ki[:, 1])
+    del ki
+    cols["initiator"] = np.array(["syn", "synack", "first_packet", "port_heuristic"], dtype=object)[init]
+    cols["confidence"] = CONFIDENCE[(init > 1).view(np.int8)]
+    del init
+    sums = agg.pop("sums")
+    cols["conn_state"], cols["history"] = _states(ev, sums, o, proto)
+    r = 1 - o
+    for name, base, d in _SUM_COLUMNS:
+        cols[name] = _col(sums, base, o if d == 0 else r)
+    del sums, r
+    cols["handshake"] = _handshake(ev, o, proto == 6)
+    del o
+    last, ts = agg.pop("last"), agg.pop("ts")
+    no_pkts = ev[:, EV_FIRST] == NONE
+    first_order = np.where(no_pkts, ev[:, EV_ICMP], ev[:, EV_FIRST])
+    cols["last_frame"] = np.where(no_pkts, ev[:, EV_ICMP], last[:, 0]) & FRAME_MASK
+    first_ts = np.where(no_pkts, ts[:, 1], ts[:, 0]) / 1e9
+    last_ts = np.where(no_pkts, ts[:, 1], last[:, 1]) / 1e9
+    del last, ts
+    cols["first_ts"], cols["last_ts"], cols["duration"] = first_ts, last_ts, last_ts - first_ts
+    first_file = first_order >> ORDER_SHIFT
+    cols["first_frame"] = first_order & FRAME_MASK
+    del first_order
+    cols["key_frames"] = _key_frames(ev, err, first_file, files)
+    del agg["ev"], ev
+    cols.update(_icmp_columns(err, ng, files))
+    cols["file"] = np.array(files or [""], dtype=object)[first_file]
+    cols["files"] = _files_column(first_file, file_pairs, files)
+    cols["tcp_stream"] = _stream_index(first_file, (proto == 6) & ~no_pkts)
+    cols["udp_stream"] = _stream_index(first_file, (proto == 17) & ~no_pkts)
+    cols["vlan"] = (val & 0xFFFF).astype(np.int64)
+    cols["encap"] = _encap_text((val >> 16) & 0xFF)
+    return pd.DataFrame({k: cols.pop(k) for k in FLOW_COLUMNS}, copy=False)

@@ -1,5 +1,7 @@
 """Joining segments: folding a later partition's table in (``merge_rows``) and grouping segments
-into flows at finish (``join_segments``, ``fold_groups``), where TCP connection reuse is decided.
+into flows at finish (``join_segments``), where TCP connection reuse is decided; then folding each
+aggregate into flow rows in final order (``*_into``), one aggregate at a time so that the segment
+arrays can go one by one.
 
 Both only read mergeable aggregates (see ``state.py``), so any partitioning gives the serial result.
 """
@@ -9,7 +11,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .state import A_SYN, EV_FIRST, K_FIN, K_RST, K_SYN, NONE, fold, lookup_insert, starts_with_syn
+from .state import (
+    A_FIRST,
+    A_ICMP,
+    A_SYN,
+    EV_FIRST,
+    EV_ICMP,
+    K_FIN,
+    K_RST,
+    K_SYN,
+    NONE,
+    fold,
+    lookup_insert,
+    starts_with_syn,
+)
 
 
 @njit(cache=True)
@@ -108,6 +123,51 @@ def join_segments(order, seg_tup, ev, ev_val, group):
 
 
 @njit(cache=True)
-def fold_groups(group, nseg, sums, ev, ev_ts, ev_val, last, g_sums, g_ev, g_ev_ts, g_ev_val, g_last):
+def group_first(group, nseg, ev, ng):
+    """Per flow, the order it sorts by: its first packet's, or (no packets) its first ICMP error's."""
+    first = np.full(ng, NONE, dtype=np.int64)
+    err = np.full(ng, NONE, dtype=np.int64)
     for s in range(nseg):
-        fold(g_sums, g_ev, g_ev_ts, g_ev_val, g_last, group[s], sums, ev, ev_ts, ev_val, last, s)
+        g = group[s]
+        first[g] = min(first[g], ev[s, EV_FIRST])
+        err[g] = min(err[g], ev[s, EV_ICMP])
+    for g in range(ng):
+        if first[g] == NONE:
+            first[g] = err[g]
+    return first
+
+
+@njit(cache=True)
+def sum_into(dest, nseg, src, out):
+    """Rows of ``src`` (segments) added into rows ``dest`` of ``out`` (flows in final order)."""
+    for s in range(nseg):
+        d = dest[s]
+        for k in range(src.shape[1]):
+            out[d, k] += src[s, k]
+
+
+@njit(cache=True)
+def events_into(dest, nseg, ev, ev_ts, ev_val, out_ev, out_ts, out_val):
+    """Events merged by min order into rows ``dest``, as ``fold`` does, keeping only the auxiliary
+    values a finished flow reads: ``out_ts`` = (first packet's, first ICMP error's) timestamp,
+    ``out_val`` = the first packet's value (vlan | encap << 16 | direction << 24)."""
+    for s in range(nseg):
+        d = dest[s]
+        for k in range(ev.shape[1]):
+            if ev[s, k] < out_ev[d, k]:
+                out_ev[d, k] = ev[s, k]
+                if k == EV_FIRST:
+                    out_ts[d, 0] = ev_ts[s, A_FIRST]
+                    out_val[d] = ev_val[s, A_FIRST]
+                elif k == EV_ICMP:
+                    out_ts[d, 1] = ev_ts[s, A_ICMP]
+
+
+@njit(cache=True)
+def last_into(dest, nseg, last, out):
+    """Last packet (order, timestamp) merged by max order into rows ``dest``."""
+    for s in range(nseg):
+        d = dest[s]
+        if last[s, 0] > out[d, 0]:
+            out[d, 0] = last[s, 0]
+            out[d, 1] = last[s, 1]

@@ -11,7 +11,12 @@ first occurrence of each event per direction, merged by min order; for the few e
 value is used (first packet, first ICMP error, SYN ISNs) ``ev_ts``/``ev_val`` hold them (``AUX_OF``);
 ``last`` holds the last packet's order and timestamp, merged by max.
 No Python object per flow: a million one-packet flows are a few arrays of a million rows.
-(Idle expiry can be added by moving segments whose ``last`` order is old enough out of these arrays.)
+
+Segment ids (``sid``, the provisional flow ids handed to the protocols stage) are global and numbered in
+creation order; the per-segment arrays hold only *live* segments, row ``ls`` being segment
+``seg_gid[ls]``. Idle segments are moved out to a store (``expiry.py``) and a tuple keeps its current
+segment id (``tup_cur``) with ``tup_live`` = -1: its next packet revives the segment in a fresh row under
+the same id, so ids, joins and every aggregate are exactly those of a table that never expires.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ A_SYN, A_FIRST, A_ICMP = 0, 2, 3  # A_SYN + direction: the SYN's sequence number
 NAUX = 4
 AUX_OF = np.array([0, 1] + [-1] * 10 + [A_FIRST, A_ICMP], dtype=np.int64)  # ev column -> aux column
 NONE = np.iinfo(np.int64).max
+LADDER_FROM = 1 << 18  # rows (~0.1 GB of segments) past which arrays grow by a half or a third
+T_CUR, T_LIVE = 3, 4  # tk_i64 columns after the key's (proto, a_port, b_port)
 ORDER_SHIFT = 40
 FRAME_MASK = (1 << ORDER_SHIFT) - 1
 
@@ -42,15 +49,18 @@ ROW_SKIP, ROW_PACKET, ROW_ICMP_ERROR = 0, 1, 2
 
 
 class SegmentArrays:
-    """Growable struct-of-arrays: tuples (5-tuple keys + hash index) and segments."""
+    """Growable struct-of-arrays: tuples (5-tuple keys + hash index) and live segments."""
 
     def __init__(self, cap: int = 1024) -> None:
         self.ntup = 0
-        self.nseg = 0
+        self.nseg = 0  # segment ids given out
+        self.nlive = 0  # rows in use in the per-segment arrays
         self.tk_u64 = np.zeros((cap, 4), dtype=np.uint64)  # a_hi, a_lo, b_hi, b_lo
-        self.tk_i64 = np.zeros((cap, 3), dtype=np.int64)  # proto, a_port, b_port
-        self.tup_cur = np.full(cap, -1, dtype=np.int64)
+        # proto, a_port, b_port, current segment's id, its row (-1: expired): the two a packet reads
+        # after its key's comparison share the key's cache line
+        self.tk_i64 = _tuple_ints(np.zeros((cap, 5), dtype=np.int64), 0)
         self.slots = np.full(4 * cap, -1, dtype=np.int64)
+        self.seg_gid = np.full(cap, -1, dtype=np.int64)
         self.seg_tup = np.zeros(cap, dtype=np.int64)
         self.sums = np.zeros((cap, NSUM), dtype=np.int64)
         self.ev = np.full((cap, NEV), NONE, dtype=np.int64)
@@ -65,7 +75,7 @@ class SegmentArrays:
             self.slots,
             self.tk_u64,
             self.tk_i64,
-            self.tup_cur,
+            self.seg_gid,
             self.seg_tup,
             self.sums,
             self.ev,
@@ -75,35 +85,75 @@ class SegmentArrays:
             self.seg_file,
             self.ntup,
             self.nseg,
+            self.nlive,
         )
 
-    def reserve(self, more: int) -> None:
-        """Make room for ``more`` new tuples and segments (one per row at most)."""
-        need_t, need_s = self.ntup + more, self.nseg + more
+    @property
+    def tup_cur(self) -> np.ndarray:
+        """Per tuple: its current segment's id (a view)."""
+        return self.tk_i64[:, T_CUR]
+
+    @property
+    def tup_live(self) -> np.ndarray:
+        """Per tuple: its current segment's row, -1 when expired (a view)."""
+        return self.tk_i64[:, T_LIVE]
+
+    def drop(self, *names: str) -> None:
+        """Replace the named arrays by empty ones (finish frees them one by one as it goes)."""
+        for name in names:
+            arr = getattr(self, name)
+            setattr(self, name, np.zeros((0, *arr.shape[1:]), dtype=arr.dtype))
+
+    def reserve(self, more: int, more_live: int | None = None, *, clean: bool = False) -> None:
+        """Make room for ``more`` new tuples and ``more_live`` (default ``more``) live segments.
+
+        Large arrays grow along 2^k, 1.5 * 2^k (by a half or a third, not double, see ``_ladder``): a
+        table overshoots what it holds by half at most, and one array's old and new copies are alive
+        at a time only. The
+        segment arrays' new rows are left unwritten (no memory is touched until a row is used):
+        ``add_rows`` clears a row when it takes it; ``clean`` clears them all now (``merge_rows``)."""
+        need_t, need_s = self.ntup + more, self.nlive + (more if more_live is None else more_live)
         if need_t > self.tk_u64.shape[0]:
-            cap = max(need_t, 2 * self.tk_u64.shape[0])
+            cap = _ladder(max(need_t, self.tk_u64.shape[0] + 1))
             self.tk_u64 = _grow(self.tk_u64, cap, 0)
-            self.tk_i64 = _grow(self.tk_i64, cap, 0)
-            self.tup_cur = _grow(self.tup_cur, cap, -1)
-        if 2 * need_t > self.slots.shape[0]:
-            self.slots = rehash(self.tk_u64, self.tk_i64, self.ntup, _pow2(4 * need_t))
+            self.tk_i64 = _tuple_ints(_grow(self.tk_i64, cap, 0), self.tk_i64.shape[0])
+        if 4 * self.tk_u64.shape[0] > self.slots.shape[0]:  # the hash at most a quarter full
+            self.slots = rehash(self.tk_u64, self.tk_i64, self.ntup, _pow2(4 * self.tk_u64.shape[0]))
         if need_s > self.seg_tup.shape[0]:
-            cap = max(need_s, 2 * self.seg_tup.shape[0])
-            self.seg_tup = _grow(self.seg_tup, cap, 0)
-            self.sums = _grow(self.sums, cap, 0)
-            self.ev = _grow(self.ev, cap, NONE)
-            self.ev_ts = _grow(self.ev_ts, cap, 0)
-            self.ev_val = _grow(self.ev_val, cap, 0)
-            self.last = _grow(self.last, cap, -1)
-            self.seg_file = _grow(self.seg_file, cap, -1)
+            cap = _ladder(max(need_s, self.seg_tup.shape[0] + 1))
+            for name in ("seg_gid", "seg_tup", "sums", "ev", "ev_ts", "ev_val", "last", "seg_file"):
+                setattr(self, name, _grow(getattr(self, name), cap, None))
+        if clean:
+            n = self.nlive
+            self.seg_gid[n:], self.seg_tup[n:], self.seg_file[n:] = -1, 0, -1
+            self.sums[n:], self.ev[n:], self.ev_ts[n:], self.ev_val[n:], self.last[n:] = 0, NONE, 0, 0, -1
+
+
+def _tuple_ints(arr: np.ndarray, start: int) -> np.ndarray:
+    arr[start:, T_CUR:] = -1
+    return arr
+
+
+def _ladder(n: int) -> int:
+    """The least 2^k (or, past ``LADDER_FROM``, 1.5 * 2^k) that is >= n: small tables double, as
+    each growth step costs a return from the kernel and a rehash."""
+    p = _pow2(n)
+    return p * 3 // 4 if p * 3 // 4 >= n and p > LADDER_FROM else p
 
 
 def _pow2(n: int) -> int:
     return 1 << max(10, int(n - 1).bit_length())
 
 
-def _grow(arr: np.ndarray, cap: int, fill: int) -> np.ndarray:
-    out = np.full((cap, *arr.shape[1:]), fill, dtype=arr.dtype)
+def _grow(arr: np.ndarray, cap: int, fill: int | None) -> np.ndarray:
+    """``arr`` in a larger array; the new rows filled (0: zero pages, untouched) or, None, unwritten."""
+    shape = (cap, *arr.shape[1:])
+    if fill is None:
+        out = np.empty(shape, dtype=arr.dtype)
+    elif fill == 0:
+        out = np.zeros(shape, dtype=arr.dtype)
+    else:
+        out = np.full(shape, fill, dtype=arr.dtype)
     out[: arr.shape[0]] = arr
     return out
 
@@ -276,24 +326,24 @@ def add_rows(  # noqa: PLR0913
     start,
 ):  # noqa: ANN001, ANN201
     """Fold a batch's decoded rows from ``start`` on (in order) into the state ``st`` (the tuple of
-    SegmentArrays.kernel_args()). Returns (ntup, nseg, next row, segments noted in ``out_files``): it
-    stops early when the arrays are full, for the caller to grow them and call again.
+    SegmentArrays.kernel_args()). Returns (ntup, nseg, nlive, next row, segments noted in
+    ``out_files``): it stops early when the arrays are full, for the caller to grow them and call again.
 
     A row is counted (ROW_PACKET) when decoded as IP; ICMP (v6) rows key on Zeek's type pair
     (``cp_v4`` / ``cp_v6``: counterpart type or -1). Rows listed in ``ov`` (sorted) are ICMP errors:
     ``ov_i64[j]`` = (kind, proto, sport, dport) and ``ov_u64[j]`` = the quoted addresses; a
     ROW_ICMP_ERROR row only marks the segment it quotes (``out_sid`` gets it; the caller records the
-    error). Segments of counted rows not yet noted for file ``fidx`` are noted in ``seg_file`` and
-    listed in ``out_files``.
+    error). Segments of these rows not yet noted for file ``fidx`` are noted in ``seg_file`` and listed
+    (by id) in ``out_files``.
     """
-    slots, tk_u64, tk_i64, tup_cur, seg_tup, sums, ev, ev_ts, ev_val, last, seg_file, ntup, nseg = st
+    slots, tk_u64, tk_i64, seg_gid, seg_tup, sums, ev, ev_ts, ev_val, last, seg_file, ntup, nseg, nlive = st
     high = np.int64(fidx) << ORDER_SHIFT
     nfiles = 0
     j = np.searchsorted(ov, start)
     n = status.shape[0]
     for r in range(start, n):
-        if nseg >= seg_tup.shape[0] or ntup >= tup_cur.shape[0] or 2 * (ntup + 1) > slots.shape[0]:
-            return ntup, nseg, r, nfiles
+        if nlive >= seg_tup.shape[0] or ntup >= tk_i64.shape[0] or 2 * (ntup + 1) > slots.shape[0]:
+            return ntup, nseg, nlive, r, nfiles
         if j < ov.shape[0] and ov[j] == r:
             kind, pr, s_p, d_p = ov_i64[j, 0], ov_i64[j, 1], ov_i64[j, 2], ov_i64[j, 3]
             s_hi, s_lo, d_hi, d_lo = ov_u64[j, 0], ov_u64[j, 1], ov_u64[j, 2], ov_u64[j, 3]
@@ -321,10 +371,22 @@ def add_rows(  # noqa: PLR0913
         if new or pure_syn:
             sid = nseg
             nseg += 1
-            seg_tup[sid] = t
-            tup_cur[t] = sid
+            tk_i64[t, T_CUR] = sid
+            ls = -1
         else:
-            sid = tup_cur[t]
+            sid = tk_i64[t, T_CUR]
+            ls = tk_i64[t, T_LIVE]
+        if ls < 0:  # a new segment, or an expired one revived under its id
+            ls = nlive
+            nlive += 1
+            sums[ls, :] = 0
+            ev[ls, :] = NONE
+            ev_ts[ls, :] = 0
+            ev_val[ls, :] = 0
+            last[ls, 0], last[ls, 1], seg_file[ls] = -1, -1, -1
+            seg_gid[ls] = sid
+            seg_tup[ls] = t
+            tk_i64[t, T_LIVE] = ls
         out_sid[r] = sid
         out_from_a[r] = a_first
         order = high | frame[r]
@@ -332,14 +394,14 @@ def add_rows(  # noqa: PLR0913
             fval = np.int64(vlan[r]) | (np.int64(encap[r]) << 16)
             d = 0 if a_first else 1
             fl, sq, ipb, pb = flags[r], seq[r], iplen[r], pay[r]
-            _count_packet(sums, ev, ev_ts, ev_val, last, sid, d, fl, sq, ipb, pb, ts[r], order, fval)
-            if seg_file[sid] != fidx:
-                seg_file[sid] = fidx
-                out_files[nfiles] = sid
-                nfiles += 1
+            _count_packet(sums, ev, ev_ts, ev_val, last, ls, d, fl, sq, ipb, pb, ts[r], order, fval)
         else:
-            _event(ev, ev_ts, ev_val, sid, EV_ICMP, order, ts[r], 0)
-    return ntup, nseg, n, nfiles
+            _event(ev, ev_ts, ev_val, ls, EV_ICMP, order, ts[r], 0)
+        if seg_file[ls] != fidx:
+            seg_file[ls] = fidx
+            out_files[nfiles] = sid
+            nfiles += 1
+    return ntup, nseg, nlive, n, nfiles
 
 
 @njit(cache=True)

@@ -21,13 +21,15 @@ import pandas as pd
 from ..capture.pool import ArrayPool
 from ..decode.interface import ST_OK, PacketColumns
 from . import icmp
+from .expiry import LIVE_ROWS, SPILL_BYTES, TIMEOUTS_NS, SegmentStore, expire, materialize
 from .finish import IcmpErrors, build_frame
 from .interface import PacketFlows
-from .join import fold_groups, join_segments, merge_rows
+from .join import events_into, group_first, join_segments, last_into, merge_rows, sum_into
 from .state import (
-    EV_FIRST,
     FRAME_MASK,
+    NEV,
     NONE,
+    NSUM,
     ORDER_SHIFT,
     ROW_ICMP_ERROR,
     ROW_SKIP,
@@ -43,7 +45,17 @@ ICMP_UNQUOTED = "icmp_error_unquoted"
 class FlowTable:
     """Running flow table. ``add`` per batch, ``merge`` later partitions, ``finish`` once."""
 
-    def __init__(self, files: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        files: Sequence[str] = (),
+        *,
+        live_rows: int = LIVE_ROWS,
+        spill_bytes: int = SPILL_BYTES,
+        timeouts_ns: tuple[int, int, int] = TIMEOUTS_NS,
+    ) -> None:
+        """``live_rows``: live segments that start an expiry pass, ``timeouts_ns``: idle times (see
+        ``expiry.py``; neither changes results); ``spill_bytes``: expired segments held in memory
+        before they go to a temporary file."""
         self._files: list[str] = []
         self._file_index: dict[str, int] = {}
         for f in files:
@@ -53,6 +65,12 @@ class FlowTable:
         self._file_pairs: list[np.ndarray] = []  # sid << 20 | file index, one per (segment, file)
         self._icmp: list[IcmpErrors] = []
         self._non_flow: Counter[tuple[int, str]] = Counter()
+        self._finished = False
+        self._store = SegmentStore(spill_bytes)
+        self._live_rows = self._expire_at = max(1, live_rows)
+        self._timeouts = timeouts_ns
+        self._now = np.iinfo(np.int64).min  # latest capture time seen (ns)
+        self._expired = False  # ever: noted (segment, file) pairs may then repeat
 
     def _file_id(self, path: str) -> int:
         idx = self._file_index.get(path)
@@ -65,6 +83,8 @@ class FlowTable:
 
     def add(self, cols: PacketColumns) -> PacketFlows:
         """Fold one decoded batch in; per-row provisional flow ids (see ``finish``) and directions."""
+        if self._finished:
+            raise RuntimeError("FlowTable.add: already finished")
         n = len(cols)
         fidx = self._file_id(cols.source)
         err = icmp.error_rows(cols)
@@ -77,7 +97,7 @@ class FlowTable:
         noted = self._pool.empty(n, np.int64, "noted")
         st, row = self._st, 0
         while True:
-            st.ntup, st.nseg, row, m = add_rows(
+            st.ntup, st.nseg, st.nlive, row, m = add_rows(
                 st.kernel_args(),
                 *(cols.status, cols.ipver, cols.proto, cols.src_hi, cols.src_lo, cols.dst_hi, cols.dst_lo),
                 *(cols.sport, cols.dport, cols.tcp_flags, cols.seq, cols.ip_len, cols.pay_wire, cols.ts_ns),
@@ -88,13 +108,31 @@ class FlowTable:
                 self._file_pairs.append((noted[:m] << 20) | fidx)
             if row >= n:
                 break
-            st.reserve(max(1024, st.nseg, st.ntup))
+            st.reserve(1024)  # and the next step of the arrays' growth
         if err.shape[0]:
             quoting = err[quotes.ok]
             order = (np.int64(fidx) << ORDER_SHIFT) | cols.frame[quoting].astype(np.int64)
             self._note_icmp(cols, quoting, sid, from_a, order)
             sid[err] = -1
+        if n:
+            self._now = max(self._now, int(cols.ts_ns.max()))
+        if st.nlive >= self._expire_at:
+            self._expire()
         return PacketFlows(flow_id=sid, from_a=from_a)
+
+    def _expire(self) -> None:
+        """Idle segments out to the store; the next pass once the live rows have doubled."""
+        rows = expire(self._st, self._now, self._timeouts)
+        if len(rows):
+            self._store.append(rows)
+            self._expired = True
+        self._expire_at = max(self._live_rows, 2 * self._st.nlive)
+
+    def _materialize(self) -> None:
+        """Stored segments folded back: the arrays indexed by segment id, as merge and finish read them."""
+        if self._store.rows:
+            self._st = materialize(self._st, self._store)
+            self._store.close()
 
     def _count_non_flow(self, cols: PacketColumns, unquoted: int) -> None:
         """Count rows that are not IP (or not decodable) by (ethertype, status), and unquoted errors."""
@@ -116,7 +154,8 @@ class FlowTable:
     def _note_icmp(
         self, cols: PacketColumns, rows: np.ndarray, sid: np.ndarray, from_a: np.ndarray, order: np.ndarray
     ) -> None:
-        """ICMP errors of ``rows`` (``order``: theirs) and the segments they quote."""
+        """ICMP errors of ``rows`` (``order``: theirs) and the segments they quote (``add_rows`` noted
+        the segments' files)."""
         self._icmp.append(
             IcmpErrors(
                 sid=sid[rows].copy(),
@@ -130,18 +169,21 @@ class FlowTable:
                 quote_from_a=from_a[rows].copy(),
             )
         )
-        if len(rows):
-            self._note_files(sid[rows], int(order[0] >> ORDER_SHIFT))
 
     # -------------------------------------------------------------------------------------------- merge
 
     def merge(self, other: FlowTable) -> np.ndarray:
         """Fold a later partition's table in; returns other's provisional ids -> this table's ids."""
+        if self._finished or other._finished:
+            raise RuntimeError("FlowTable.merge: a table already finished")
+        self._materialize()
+        other._materialize()
+        self._expired |= other._expired
         fmap = np.array([self._file_id(f) for f in other._files] or [0], dtype=np.int64)
         o, st = other._st, self._st
         o_ev, o_last = _reorder(o.ev[: o.nseg], fmap), o.last[: o.nseg].copy()
         o_last[:, 0] = _reorder(o_last[:, 0], fmap)
-        st.reserve(o.ntup + o.nseg)
+        st.reserve(o.ntup + o.nseg, clean=True)
         remap = np.empty(o.nseg, dtype=np.int64)
         o_sorted = np.argsort(o.seg_tup[: o.nseg], kind="stable")
         st.ntup, st.nseg = merge_rows(
@@ -170,6 +212,9 @@ class FlowTable:
             o_sorted,
             remap,
         )
+        st.nlive = st.nseg  # every segment in the row of its id, as after materialize
+        st.seg_gid[: st.nseg] = np.arange(st.nseg)
+        st.tup_live[: st.ntup] = st.tup_cur[: st.ntup]
         for chunk in other._icmp:
             self._icmp.append(chunk.remapped(remap, _reorder(chunk.order, fmap)))
         for pairs in other._file_pairs:
@@ -187,29 +232,49 @@ class FlowTable:
         return pd.DataFrame(rows, columns=["ethertype", "status", "packets"])
 
     def finish(self) -> tuple[pd.DataFrame, np.ndarray]:
-        """The flow DataFrame (FLOW_COLUMNS) and the remap provisional id -> final flow_id."""
+        """The flow DataFrame (FLOW_COLUMNS) and the remap provisional id -> final flow_id.
+
+        Once only: the segment arrays are dropped as they are folded into flow rows (a SYN scan's
+        million segments and its million-row frame would not both fit a small machine)."""
+        if self._finished:
+            raise RuntimeError("FlowTable.finish: already finished")
+        self._finished = True
         self._pool.clear()  # no more batches: their arrays go as soon as their holders let go
+        self._materialize()
         st = self._st
         nseg = st.nseg
+        st.drop("slots", "seg_gid", "seg_file")
         group = np.empty(nseg, dtype=np.int64)
         ng = join_segments(np.argsort(st.seg_tup[:nseg], kind="stable"), st.seg_tup, st.ev, st.ev_val, group)
-        g = SegmentArrays(max(ng, 1))
-        fold_groups(
-            group, nseg, st.sums, st.ev, st.ev_ts, st.ev_val, st.last, g.sums, g.ev, g.ev_ts, g.ev_val, g.last
-        )
-        g_tup = np.zeros(ng, dtype=np.int64)
-        g_tup[group] = st.seg_tup[:nseg]
-        icmp_all = IcmpErrors.concat(self._icmp).remapped(group, None)
-        first = np.where(g.ev[:ng, EV_FIRST] != NONE, g.ev[:ng, EV_FIRST], g.ev[:ng, -1])
-        perm = np.argsort(first, kind="stable")
+        perm = np.argsort(group_first(group, nseg, st.ev, ng), kind="stable")
         final = np.empty(ng, dtype=np.int64)
         final[perm] = np.arange(ng)
+        del perm
+        dest = final[group]  # segment -> flow id (its row in the frame)
+        del final, group
+        tup = np.zeros(ng, dtype=np.int64)
+        tup[dest] = st.seg_tup[:nseg]
+        agg = {"ku": st.tk_u64[tup], "ki": st.tk_i64[tup, :3]}
+        del tup
+        st.drop("tk_u64", "tk_i64", "seg_tup")
+        agg["sums"] = np.zeros((ng, NSUM), dtype=np.int64)
+        sum_into(dest, nseg, st.sums, agg["sums"])
+        st.drop("sums")
+        agg["last"] = np.full((ng, 2), -1, dtype=np.int64)
+        last_into(dest, nseg, st.last, agg["last"])
+        st.drop("last")
+        agg["ev"] = np.full((ng, NEV), NONE, dtype=np.int64)
+        agg["ts"], agg["val"] = np.zeros((ng, 2), dtype=np.int64), np.zeros(ng, dtype=np.int64)
+        events_into(dest, nseg, st.ev, st.ev_ts, st.ev_val, agg["ev"], agg["ts"], agg["val"])
+        st.drop("ev", "ev_ts", "ev_val")
+        icmp_all = IcmpErrors.concat(self._icmp).remapped(dest, None)
         pairs = np.concatenate(self._file_pairs) if self._file_pairs else np.zeros(0, dtype=np.int64)
-        file_pairs = (group[pairs >> 20], pairs & 0xFFFFF)
-        frame = build_frame(
-            g, ng, st.tk_u64[g_tup], st.tk_i64[g_tup], perm, icmp_all, self._files, file_pairs
-        )
-        return frame, final[group]
+        if self._expired:  # a revived segment notes its file again
+            pairs = np.unique(pairs)
+        self._icmp, self._file_pairs = [], []
+        file_pairs = (dest[pairs >> 20], pairs & 0xFFFFF)
+        del pairs
+        return build_frame(agg, ng, icmp_all, self._files, file_pairs), dest
 
 
 def _reorder(orders: np.ndarray, fmap: np.ndarray) -> np.ndarray:

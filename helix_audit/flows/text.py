@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 _NL = 10
+CHUNK_ROWS = 1 << 16  # rows rendered per buffer
 
 
 @njit(cache=True)
@@ -83,12 +84,15 @@ def rows_text(m: np.ndarray, sep: str, skip: int | None = None) -> np.ndarray:
     if rows == 0:
         return np.empty(0, dtype=object)
     marker = np.iinfo(np.int64).min if skip is None else skip  # min never occurs: -v overflows it
-    out = np.empty(rows * (m.shape[1] * 21 + 1), dtype=np.uint8)
-    end = _render(m, marker, ord(sep), out)
-    texts = out[:end].tobytes().decode("ascii").split("\n")
-    texts.pop()  # after the last newline
+    step = min(rows, CHUNK_ROWS)  # the buffer is sized for the widest rows: a chunk at a time
+    out = np.empty(step * (m.shape[1] * 21 + 1), dtype=np.uint8)
     arr = np.empty(rows, dtype=object)
-    arr[:] = texts
+    for lo in range(0, rows, step):
+        hi = min(rows, lo + step)
+        end = _render(m[lo:hi], marker, ord(sep), out)
+        texts = out[:end].tobytes().decode("ascii").split("\n")
+        texts.pop()  # after the last newline
+        arr[lo:hi] = texts
     return arr
 
 

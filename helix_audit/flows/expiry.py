@@ -1,0 +1,242 @@
+"""Idle expiry: a bounded live table, with expired segments kept in an append-only store.
+
+When the live rows of a :class:`~.state.SegmentArrays` reach a threshold, every segment that is idle
+by capture time (its last packet, or ICMP error, older than a timeout before the latest packet seen)
+or that is no longer its tuple's current segment (a pure SYN opened a newer one) moves out: its row
+(id, tuple, aggregates) goes to a :class:`SegmentStore` and the live arrays are compacted. The tuple
+itself stays in the hash with its current segment id, so a later packet of the 5-tuple revives the
+segment under the same id (``add_rows``): provisional flow ids, joins and aggregates are exactly
+those of a table that never expires (aggregates are mergeable: the stored row and the revived one
+fold together). What is bounded is the per-segment state (~330 B a segment); a tuple costs ~100 B.
+
+Timeouts (capture time; they trade memory for revivals, never results), after Zeek's defaults:
+TCP 5 min idle (``tcp_inactivity_timeout``), 5 s once closed (FIN both ways or a RST:
+``tcp_close_delay`` / ``tcp_reset_delay``) or while one side is silent (``tcp_attempt_delay``);
+UDP, ICMP and other protocols 1 min (``udp_inactivity_timeout``, ``icmp_inactivity_timeout``).
+
+The store spills to a file in a temporary directory once it holds more than ``spill_bytes``;
+:func:`materialize` folds it back (a block at a time) into segment-id-indexed arrays for ``merge``
+and ``finish``, and the directory is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import numpy as np
+from numba import njit
+
+from .join import last_into, sum_into
+from .state import (
+    A_ICMP,
+    AUX_OF,
+    NAUX,
+    NEV,
+    NONE,
+    NSUM,
+    S_FIN,
+    S_PKTS,
+    S_RST,
+    SegmentArrays,
+)
+
+SEC = 1_000_000_000
+#: (TCP idle, TCP closed or one side silent, other protocols idle), ns
+TIMEOUTS_NS = (300 * SEC, 5 * SEC, 60 * SEC)
+LIVE_ROWS = 1 << 18  # live segments before the first expiry pass (~86 MB of segment state)
+SPILL_BYTES = 64 << 20  # stored rows held in memory before they go to the file
+BLOCK_ROWS = 1 << 16  # rows read back at a time
+MIN_SHARE = 0.25  # an expiry pass moves segments out only when at least this share of the live ones goes
+# store row: id, tuple, sums, events, event timestamps, event values, last (order, ts)
+C_GID, C_TUP, C_SUMS = 0, 1, 2
+C_EV = C_SUMS + NSUM
+C_TS = C_EV + NEV
+C_VAL = C_TS + NAUX
+C_LAST = C_VAL + NAUX
+WIDTH = C_LAST + 2
+
+
+@njit(cache=True)
+def _idle(tk_i64, tup_live, seg_tup, sums, ev_ts, last, nlive, now, limits, out):  # pragma: no cover
+    """``out[ls]``: live row ``ls`` goes (idle, or superseded by a newer segment of its tuple)."""
+    k = 0
+    for ls in range(nlive):
+        t = seg_tup[ls]
+        if tup_live[t] != ls:
+            gone = True
+        else:
+            seen = last[ls, 1] if last[ls, 0] >= 0 else ev_ts[ls, A_ICMP]
+            if tk_i64[t, 0] == 6:
+                closed = sums[ls, S_FIN] > 0 and sums[ls, S_FIN + 1] > 0
+                done = closed or sums[ls, S_RST] + sums[ls, S_RST + 1] > 0
+                silent = sums[ls, S_PKTS] == 0 or sums[ls, S_PKTS + 1] == 0
+                limit = limits[1] if done or silent else limits[0]
+            else:
+                limit = limits[2]
+            gone = now - seen > limit
+        out[ls] = gone
+        if gone:
+            k += 1
+    return k
+
+
+@njit(cache=True)
+def _move_out(
+    gone, tup_live, seg_gid, seg_tup, sums, ev, ev_ts, ev_val, last, seg_file, nlive, rows
+):  # pragma: no cover - compiled
+    """Rows marked ``gone`` into ``rows``; the others compacted to the front, in order. Returns the
+    live count left."""
+    k = 0
+    w = 0
+    for ls in range(nlive):
+        t = seg_tup[ls]
+        current = tup_live[t] == ls
+        if gone[ls]:
+            rows[k, C_GID] = seg_gid[ls]
+            rows[k, C_TUP] = t
+            rows[k, C_SUMS : C_SUMS + NSUM] = sums[ls]
+            rows[k, C_EV : C_EV + NEV] = ev[ls]
+            rows[k, C_TS : C_TS + NAUX] = ev_ts[ls]
+            rows[k, C_VAL : C_VAL + NAUX] = ev_val[ls]
+            rows[k, C_LAST : C_LAST + 2] = last[ls]
+            k += 1
+            if current:
+                tup_live[t] = -1
+            continue
+        if w != ls:
+            seg_gid[w], seg_tup[w], seg_file[w] = seg_gid[ls], t, seg_file[ls]
+            sums[w], ev[w], ev_ts[w], ev_val[w], last[w] = sums[ls], ev[ls], ev_ts[ls], ev_val[ls], last[ls]
+        if current:
+            tup_live[t] = w
+        w += 1
+    return w  # rows from w on are cleared when add_rows takes them again
+
+
+def expire(st: SegmentArrays, now: int, timeouts: tuple[int, int, int] = TIMEOUTS_NS) -> np.ndarray:
+    """Move idle live segments out of ``st`` (``now``: latest capture time seen, ns) when they are at
+    least ``MIN_SHARE`` of the live ones; their rows."""
+    gone = np.zeros(st.nlive, dtype=np.bool_)
+    limits = np.array(timeouts, dtype=np.int64)
+    k = _idle(st.tk_i64, st.tup_live, st.seg_tup, st.sums, st.ev_ts, st.last, st.nlive, now, limits, gone)
+    if k < st.nlive * MIN_SHARE:  # moving a few out saves little, and merge/finish then fold them back
+        k = 0
+    rows = np.empty((k, WIDTH), dtype=np.int64)
+    if k:
+        st.nlive = _move_out(
+            gone, st.tup_live, st.seg_gid, st.seg_tup, st.sums, st.ev, st.ev_ts, st.ev_val, st.last,
+            st.seg_file, st.nlive, rows,
+        )  # fmt: skip
+    return rows
+
+
+class SegmentStore:
+    """Expired segments' rows (``WIDTH`` int64 each), append-only; spilled to a temporary file once
+    more than ``spill_bytes`` are held. Pickles with its rows in memory (parallel workers)."""
+
+    def __init__(self, spill_bytes: int = SPILL_BYTES) -> None:
+        self.rows = 0
+        self._spill_bytes = spill_bytes
+        self._chunks: list[np.ndarray] = []
+        self._held = 0
+        self._spilled = 0
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    def append(self, rows: np.ndarray) -> None:
+        if not len(rows):
+            return
+        self._chunks.append(rows)
+        self._held += rows.nbytes
+        self.rows += len(rows)
+        if self._held > self._spill_bytes:
+            self._spill()
+
+    def _path(self) -> str:
+        assert self._dir is not None
+        return os.path.join(self._dir.name, "segments.i64")
+
+    def _spill(self) -> None:
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="helix-flows-")
+        with open(self._path(), "ab") as f:
+            for chunk in self._chunks:
+                chunk.tofile(f)
+                self._spilled += len(chunk)
+        self._chunks, self._held = [], 0
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Every stored row, in the order appended, ``BLOCK_ROWS`` at most at a time from the file."""
+        if self._spilled:
+            with open(self._path(), "rb") as f:
+                left = self._spilled
+                while left:
+                    k = min(left, BLOCK_ROWS)
+                    yield np.fromfile(f, dtype=np.int64, count=k * WIDTH).reshape(k, WIDTH)
+                    left -= k
+        yield from self._chunks
+
+    def close(self) -> None:
+        """Forget every row; remove the file."""
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+        self._chunks, self._held, self._spilled, self.rows = [], 0, 0, 0
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_chunks"] = [np.concatenate(list(self.blocks()))] if self.rows else []
+        state["_held"] = sum(c.nbytes for c in state["_chunks"])
+        state["_spilled"], state["_dir"] = 0, None
+        return state
+
+
+@njit(cache=True)
+def _events_into(dest, n, ev, ev_ts, ev_val, out_ev, out_ts, out_val):  # pragma: no cover - compiled
+    """Events of rows ``0..n`` merged by min order into rows ``dest`` of ``out_*``, as ``fold`` does."""
+    for s in range(n):
+        d = dest[s]
+        for k in range(ev.shape[1]):
+            if ev[s, k] < out_ev[d, k]:
+                out_ev[d, k] = ev[s, k]
+                a = AUX_OF[k]
+                if a >= 0:
+                    out_ts[d, a] = ev_ts[s, a]
+                    out_val[d, a] = ev_val[s, a]
+
+
+def materialize(st: SegmentArrays, store: SegmentStore) -> SegmentArrays:
+    """The segment arrays indexed by segment id again (row = id, every segment live): the stored rows
+    and the live ones folded together, one aggregate at a time, each of ``st``'s live arrays dropped
+    once folded (its tuple arrays are shared). ``st`` is spent."""
+    n, nl, live = st.nseg, st.nlive, st.seg_gid[: st.nlive]
+    out = SegmentArrays(0)
+    out.tk_u64, out.tk_i64, out.slots = st.tk_u64, st.tk_i64, st.slots
+    out.tup_live[:] = out.tup_cur  # every current segment lives in the row of its id
+    out.ntup, out.nseg, out.nlive = st.ntup, n, n
+    out.seg_gid = np.arange(n, dtype=np.int64)
+    out.seg_file = np.full(n, -1, dtype=np.int64)
+    out.seg_tup = np.zeros(n, dtype=np.int64)
+    for rows in store.blocks():
+        out.seg_tup[rows[:, C_GID]] = rows[:, C_TUP]
+    out.seg_tup[live] = st.seg_tup[:nl]
+    st.drop("seg_tup", "seg_file")
+    out.sums = np.zeros((n, NSUM), dtype=np.int64)
+    for rows in store.blocks():
+        sum_into(rows[:, C_GID], len(rows), rows[:, C_SUMS : C_SUMS + NSUM], out.sums)
+    sum_into(live, nl, st.sums, out.sums)
+    st.drop("sums")
+    out.last = np.full((n, 2), -1, dtype=np.int64)
+    for rows in store.blocks():
+        last_into(rows[:, C_GID], len(rows), rows[:, C_LAST : C_LAST + 2], out.last)
+    last_into(live, nl, st.last, out.last)
+    st.drop("last")
+    out.ev = np.full((n, NEV), NONE, dtype=np.int64)
+    out.ev_ts, out.ev_val = np.zeros((n, NAUX), dtype=np.int64), np.zeros((n, NAUX), dtype=np.int64)
+    targets = (out.ev, out.ev_ts, out.ev_val)
+    for rows in store.blocks():
+        ev, ts, val = rows[:, C_EV : C_EV + NEV], rows[:, C_TS : C_TS + NAUX], rows[:, C_VAL : C_VAL + NAUX]
+        _events_into(rows[:, C_GID], len(rows), ev, ts, val, *targets)
+    _events_into(live, nl, st.ev, st.ev_ts, st.ev_val, *targets)
+    st.drop("ev", "ev_ts", "ev_val", "seg_gid")
+    return out
