@@ -145,6 +145,7 @@ def pcap_batches(
             tally.add(cols[3][:n])
             yield make_batch(source, data, cols, n, frame)
             frame += n
+        del cols  # the next alloc can reuse these arrays once the consumer lets go of the batch
         if st == ST_FULL:
             continue
         if st != ST_END:

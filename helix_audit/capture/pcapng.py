@@ -199,6 +199,7 @@ def pcapng_batches(
             tally.add(cols[3][:n])
             yield make_batch(source, data, cols, n, frame)
             frame += n
+        del cols  # the next alloc can reuse these arrays once the consumer lets go of the batch
         if st == ST_FULL:
             continue
         if st not in (ST_END, -1):

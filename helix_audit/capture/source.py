@@ -165,6 +165,7 @@ class Capture:
                             digest.update(view[released:upto])
                         self._mm.madvise(mmap.MADV_DONTNEED, released, upto - released)
                         released = upto
+                del batch  # not held while the next one is read: the reader's pool reuses its arrays
             if view is not None and digest is not None:  # the rest: last records, damage, trailing bytes
                 digest.update(view[released:])
                 self.sha256 = digest.hexdigest()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from helix_audit.digest import file_sha256
 from helix_audit.gcpause import paused_gc
-from helix_audit.heap import roomy_heap
+from helix_audit.heap import roomy_heap, trim
 from helix_audit.report.atomic import atomic_write_text
 from helix_audit.report.json_report import write_json  # every format but evidence needs it
 
@@ -143,5 +143,6 @@ def write_bundle(
         for name in FORMATS:
             if name in wanted:
                 written += WRITERS[name](result, out, known)
+                trim()  # the next format's peak does not come on top of this one's freed buffers
     written.append(write_sums(out, known))
     return written

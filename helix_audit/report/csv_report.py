@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,12 @@ import numpy as np
 import pandas as pd
 
 from helix_audit.model import AuditResult, Finding, Severity
-from helix_audit.report.atomic import atomic_write_text
+from helix_audit.report.atomic import atomic_open, atomic_write_text
 from helix_audit.report.common import display_text, iso_time
 from helix_audit.report.json_report import FLOW_FIELDS
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+CSV_CHUNK = 4096  # flow rows neutralised and written at a time
 FINDING_FIELDS: tuple[str, ...] = (
     "id",
     "kind",
@@ -64,9 +66,18 @@ def _neutralise_column(column: pd.Series) -> pd.Series:
 
 
 def flows_csv(result: AuditResult) -> str:
-    frame = result.flows.reindex(columns=list(FLOW_FIELDS))
-    safe = pd.DataFrame({c: _neutralise_column(frame[c]) for c in frame.columns}, columns=frame.columns)
-    return safe.to_csv(index=False, lineterminator="\r\n")
+    return "".join(flows_csv_chunks(result))
+
+
+def flows_csv_chunks(result: AuditResult) -> Iterator[str]:
+    """flows.csv in pieces of ``CSV_CHUNK`` rows (pandas writes each value on its own, so the pieces
+    are the whole file's text): the neutralised copy of the whole flow table and its text were
+    ~70 MiB of the bundle's peak RSS on the benchmark's 60k flows."""
+    flows = result.flows
+    for start in range(0, max(len(flows), 1), CSV_CHUNK):
+        frame = flows.iloc[start : start + CSV_CHUNK].reindex(columns=list(FLOW_FIELDS))
+        safe = pd.DataFrame({c: _neutralise_column(frame[c]) for c in frame.columns}, columns=frame.columns)
+        yield safe.to_csv(index=False, header=start == 0, lineterminator="\r\n")
 
 
 def finding_row(f: Finding) -> list[Any]:
@@ -111,7 +122,10 @@ def findings_csv(result: AuditResult) -> str:
 def write_csvs(result: AuditResult, out_dir: str | Path) -> list[Path]:
     """Write flows.csv and findings.csv atomically into ``out_dir``."""
     out = Path(out_dir)
+    with atomic_open(out / "flows.csv", "w", newline="") as fh:
+        for piece in flows_csv_chunks(result):
+            fh.write(piece)
     return [
-        atomic_write_text(out / "flows.csv", flows_csv(result), newline=""),
+        out / "flows.csv",
         atomic_write_text(out / "findings.csv", findings_csv(result), newline=""),
     ]

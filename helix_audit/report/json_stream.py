@@ -32,8 +32,11 @@ from helix_audit.model import DnsAnswer, Observation
 from helix_audit.report.common import jsonable
 from helix_audit.report.rowtext import Cells, int_cells, join_rows, number_cells, quoted_cells, text_cells
 
-CHUNK = 4096  # records per write
-FLOW_CHUNK = 16384  # flow rows encoded column-wise at a time
+# Each chunk's text and the arrays behind it are alive at once and, under ``heap.roomy_heap``, the
+# heap keeps its high-water mark: on the benchmark 16384 flow rows and 4096 observations a chunk
+# added 73 MiB to the peak RSS, these sizes 14 MiB, for the same CPU time.
+CHUNK = 2048  # records per write
+FLOW_CHUNK = 4096  # flow rows encoded column-wise at a time
 _SEP = ",\n  "
 SEP = _SEP.encode("ascii")
 Chunk = bytes | memoryview | np.ndarray  # ASCII text, written as it is

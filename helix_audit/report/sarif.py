@@ -9,12 +9,13 @@ id so dashboards track a finding across runs.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
 from helix_audit.model import AuditResult, Finding, Severity
-from helix_audit.report.atomic import atomic_write_text
+from helix_audit.report.atomic import atomic_open
 from helix_audit.report.common import jsonable, tool_info
 from helix_audit.report.json_report import finding_dict
 
@@ -96,12 +97,27 @@ def _result(f: Finding, rule_index: int, artifacts: dict[str, int]) -> dict[str,
 
 
 def to_sarif(result: AuditResult) -> dict[str, Any]:
+    return _document(result, _results(result))
+
+
+def _results(result: AuditResult) -> list[dict[str, Any]]:
+    order, artifacts = _indexes(result)
+    return [_result(f, order[f.kind], artifacts) for f in result.findings]
+
+
+def _indexes(result: AuditResult) -> tuple[dict[str, int], dict[str, int]]:
+    """Rule index per finding kind (in order of first appearance), artifact index per input path."""
+    order: dict[str, int] = {}
+    for f in result.findings:
+        order.setdefault(f.kind, len(order))
+    return order, {i.path: n for n, i in enumerate(result.inputs)}
+
+
+def _document(result: AuditResult, results: Any) -> dict[str, Any]:
     tool = tool_info(result)
     kinds: dict[str, list[Finding]] = {}
     for f in result.findings:
         kinds.setdefault(f.kind, []).append(f)
-    order = {kind: i for i, kind in enumerate(kinds)}
-    artifacts = {i.path: n for n, i in enumerate(result.inputs)}
     run = {
         "tool": {
             "driver": {
@@ -117,15 +133,50 @@ def to_sarif(result: AuditResult) -> dict[str, Any]:
             {"location": {"uri": artifact_uri(i.path)}, "length": i.bytes, "hashes": {"sha-256": i.sha256}}
             for i in result.inputs
         ],
-        "results": [_result(f, order[f.kind], artifacts) for f in result.findings],
+        "results": results,
         "columnKind": "unicodeCodePoints",
     }
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, indent=1, ensure_ascii=True, allow_nan=False)
+
+
+#: Stands for the results list in the document's skeleton (a finding's text cannot hold it: every
+#: text is encoded with ``ensure_ascii``, which writes a NUL as an escape).
+_MARK = "\x00results\x00"
+
+
+def sarif_chunks(result: AuditResult) -> Iterator[str]:
+    """``render_sarif(result)`` in pieces: the results are encoded one at a time, never all held
+    (as one document of dicts, the benchmark's 8k findings were ~110 MiB of the bundle's peak RSS).
+
+    ``json.dumps(indent=1)`` writes an item of a list nested ``d`` deep as its own ``dumps`` with
+    every line indented by ``d`` more spaces, so the pieces join into exactly the same text."""
+    if not result.findings:
+        yield render_sarif(result)
+        return
+    parts = _dumps(_document(result, _MARK)).split(json.dumps(_MARK, ensure_ascii=True))
+    if len(parts) != 2:  # cannot happen (no NUL in paths or argv): still, the plain way then
+        yield render_sarif(result)
+        return
+    before, after = parts
+    depth = len(before.rsplit("\n", 1)[1]) - len(before.rsplit("\n", 1)[1].lstrip(" "))
+    pad = "\n" + " " * (depth + 1)
+    yield before + "["
+    order, artifacts = _indexes(result)
+    for n, f in enumerate(result.findings):
+        yield ("," if n else "") + pad + _dumps(_result(f, order[f.kind], artifacts)).replace("\n", pad)
+    yield "\n" + " " * depth + "]" + after + "\n"
+
+
 def render_sarif(result: AuditResult) -> str:
-    return json.dumps(to_sarif(result), indent=1, ensure_ascii=True, allow_nan=False) + "\n"
+    return _dumps(to_sarif(result)) + "\n"
 
 
 def write_sarif(result: AuditResult, path: str | Path) -> Path:
-    return atomic_write_text(path, render_sarif(result))
+    with atomic_open(path, "w", newline=None) as fh:
+        for piece in sarif_chunks(result):
+            fh.write(piece)
+    return Path(path)

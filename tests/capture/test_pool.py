@@ -49,3 +49,19 @@ def test_kept_batches_survive_later_batches(tmp_path) -> None:  # noqa: ANN001
     assert np.concatenate([c.caplen for _, c in kept]).tolist() == [len(p) for p in packets]
     streamed = [int(c.frame[0]) for c in (dec.decode(b) for b in open_capture(path).batches(batch_size=4))]
     assert streamed == list(range(1, 51, 4))  # dropped at once: pooled arrays reused, values right
+
+
+def test_one_set_of_record_columns_when_batches_are_dropped(tmp_path) -> None:  # noqa: ANN001
+    """Neither the reader nor the releasing wrapper holds a batch while the next is read, so a
+    consumer that drops each batch gets the same arrays every time (one set, not two alternating)."""
+    from .builders import pcap_file
+
+    path = tmp_path / "x.pcap"
+    path.write_bytes(pcap_file(40))
+    bases, frames = set(), []
+    for batch in open_capture(path).batches(batch_size=4, sha256=True):
+        bases.add(id(batch.offset.base))
+        frames += batch.frame.tolist()
+        del batch
+    assert frames == list(range(1, 41))
+    assert len(bases) == 1
