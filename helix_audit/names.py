@@ -148,14 +148,23 @@ def _direct_names(seen: Observed) -> tuple[Found, _Proxy]:
     found: Found = {}
     proxy = _Proxy()
     wanted = (TlsClientHello, HttpRequest)
+    clean: dict[str | None, str | None] = {}  # text -> clean_name(text): names repeat
     for obs, fid in zip(seen.of(*wanted), seen.flow_ids(*wanted), strict=True):
         if fid is None:
             continue
         kind = type(obs)
         if kind is TlsClientHello:  # the common cases inline: one name, one source
-            _add(found, fid, "sni", clean_name(obs.sni))
+            text = obs.sni
+            name = clean.get(text)
+            if name is None and text not in clean:
+                name = clean[text] = clean_name(text)
+            _add(found, fid, "sni", name)
         elif kind is WebSocketUpgrade and obs.path[:1] == "/":  # origin-form: not via a proxy
-            _add(found, fid, "websocket", clean_name(obs.host))
+            text = obs.host
+            name = clean.get(text)
+            if name is None and text not in clean:
+                name = clean[text] = clean_name(text)
+            _add(found, fid, "websocket", name)
         else:
             _note(found, proxy, fid, obs)
     return found, proxy

@@ -140,22 +140,25 @@ def _walk(
         lookups.append(obs)  # type: ignore[arg-type]
         frames.append(obs.frame)
         files.append(obs.file)
-        texts = [obs.qname]  # type: ignore[attr-defined]
+        text = obs.qname  # type: ignore[attr-defined]
+        h = hits.get(text)
+        if h is None:
+            h = hits[text] = _hit(text, code_of)
+        if h >= 0:
+            name_c.append(h)
+            owner.append(p)
         if kind == 1:
             clients.append(obs.src)
-        else:
-            clients.append(obs.dst)
-            for ans in obs.answers:  # type: ignore[attr-defined]
-                texts.append(ans.name)
-                if ans.rtype == "CNAME":
-                    texts.append(ans.data)
-        for text in texts:
-            h = hits.get(text)
-            if h is None:
-                h = hits[text] = _hit(text, code_of)
-            if h >= 0:
-                name_c.append(h)
-                owner.append(p)
+            continue
+        clients.append(obs.dst)
+        for ans in obs.answers:  # type: ignore[attr-defined]
+            for text in (ans.name, ans.data) if ans.rtype == "CNAME" else (ans.name,):
+                h = hits.get(text)
+                if h is None:
+                    h = hits[text] = _hit(text, code_of)
+                if h >= 0:
+                    name_c.append(h)
+                    owner.append(p)
     return lookups, name_c, owner, clients, frames, files
 
 

@@ -114,9 +114,14 @@ def lookups(
     """Every plain-DNS query with its response (first one after it) and outcome."""
     seen = observed(flows, observations)
     answers: dict[tuple[object, ...], list[DnsResponse]] = {}
+    names: dict[str, str | None] = {}  # qname -> clean_name(qname): names repeat, ~10^5 of them
     for obs in seen.of(DnsResponse):
         if obs.protocol == "dns":
-            key = (obs.dst, obs.dport, obs.src, obs.sport, obs.id, clean_name(obs.qname))
+            qname = obs.qname
+            name = names.get(qname)
+            if name is None and qname not in names:
+                name = names[qname] = clean_name(qname)
+            key = (obs.dst, obs.dport, obs.src, obs.sport, obs.id, name)
             found = answers.get(key)
             if found is None:
                 answers[key] = [obs]
@@ -126,9 +131,13 @@ def lookups(
     out = []
     new = tuple.__new__  # Lookup(...) without the NamedTuple's Python-level __new__: 10^4 lookups
     for query, fid in zip(seen.of(DnsQuery), seen.flow_ids(DnsQuery), strict=True):
-        if query.protocol != "dns" or not query.qname:
+        qname = query.qname
+        if query.protocol != "dns" or not qname:
             continue
-        name = clean_name(query.qname) or ""
+        clean = names.get(qname)
+        if clean is None and qname not in names:
+            clean = names[qname] = clean_name(qname)
+        name = clean or ""
         resps = answers.get((query.src, query.sport, query.dst, query.dport, query.id, name))
         if resps is None:
             resp = None

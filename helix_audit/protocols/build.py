@@ -17,6 +17,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _REQUIRED = object()
+#: Pools of field values, each mapping a value to the one copy observations share (see :func:`pool`).
+_POOLS: list[dict[Any, Any]] = []
+#: Entries a pool may hold before :func:`trim_pools` empties it.
+POOL_LIMIT = 1 << 16
 _TEMPLATES: dict[type, tuple[dict[str, Any], frozenset[str]]] = {}
 _new = object.__new__
 _set = object.__setattr__
@@ -31,6 +35,33 @@ def _template(cls: type) -> tuple[dict[str, Any], frozenset[str]]:
             raise TypeError(f"{cls.__name__}.{f.name}: build() does not run default factories")
         out[f.name] = _REQUIRED if f.default is dataclasses.MISSING else f.default
     return out, frozenset(k for k, v in out.items() if v is _REQUIRED)
+
+
+def pool() -> dict[Any, Any]:
+    """A new pool of shared values: ``p.setdefault(v, v)`` is ``v``, or an equal copy seen before.
+
+    10^5 observations repeat a few thousand distinct names, versions, user agents ...: each parse
+    makes a fresh string (or tuple, or answer object), and keeping one copy of each instead is ~25
+    MiB less on the benchmark. Only equal *values* are shared, after parsing (never a result keyed
+    on payload bytes), so nothing but object identity changes, and no one mutates them (frozen).
+    A pool's keys must be of types whose equal values are interchangeable (str, None, tuples of
+    str; never ints beside floats or bools: ``1 == 1.0 == True``).
+    """
+    p: dict[Any, Any] = {}
+    _POOLS.append(p)
+    return p
+
+
+def trim_pools() -> None:
+    """Empty the pools that grew past ``POOL_LIMIT`` (once a batch: distinct values of real traffic
+    (paths, names) keep coming; the values already shared stay shared)."""
+    for p in _POOLS:
+        if len(p) > POOL_LIMIT:
+            p.clear()
+
+
+#: Strings, None, tuples of strings of the parsers' observations (``observation_maker``'s ``shared``).
+SHARED = pool()
 
 
 def build(cls: type[T], fields: dict[str, Any]) -> T:
@@ -66,12 +97,40 @@ def rebuilt(obj: T, changes: dict[str, Any]) -> T:
     return new
 
 
+def amended(obj: T, changes: dict[str, Any]) -> T:
+    """``rebuilt(obj, changes)`` made in place, for an object nobody else holds yet (the pairing's
+    requests at the end of the scan, as ``pipeline`` sets final flow ids): updating keys its dict
+    already holds keeps their order, so the dict is the one ``rebuilt`` would copy, without
+    copying the other fields of every paired request. Anything else takes ``rebuilt``."""
+    cls = type(obj)
+    got = _TEMPLATES.get(cls)
+    if got is None:
+        got = _TEMPLATES[cls] = _template(cls)
+    values = vars(obj)
+    if len(values) != len(got[0]) or not changes.keys() <= values.keys():
+        return rebuilt(obj, changes)
+    values.update(changes)
+    return obj
+
+
 _HEAD = ("file", "frame", "ts", "src", "sport", "dst", "dport", "transport", "flow_id")  # streams.Meta
 
 
-def observation_maker(cls: type[T]) -> Callable[..., T]:
+def _prototype(cls: type, tpl: dict[str, Any]) -> dict[str, Any]:
+    """The instance dict of a ``cls`` made by its ``__init__`` (required fields as placeholders).
+
+    On CPython 3.11 such a dict shares its keys with the class, and so do its copies: ~200 bytes an
+    observation instead of ~460 for a dict literal, and every later pass over 10^5 observations
+    (sorting, classification, the report) reads fewer cache lines. Same content and key order
+    either way, so equal and serialised the same."""
+    return vars(cls(**{n: 0 if v is _REQUIRED else v for n, v in tpl.items()}))
+
+
+def observation_maker(cls: type[T], shared: tuple[str, ...] = ()) -> Callable[..., T]:
     """A constructor ``make(meta, frames, type, **rest)`` for an observation class, ``build`` without
-    the dicts: the head comes from a ``streams.Meta`` tuple, the instance dict is one literal.
+    the dicts: the head comes from a ``streams.Meta`` tuple, the instance dict is a copy of
+    :func:`_prototype` with every field stored in declaration order, the fields named in ``shared``
+    (str, None or tuples of str) through the ``SHARED`` pool.
 
     Generated code (as ``dataclasses`` does for ``__init__``): the fields of ``cls`` in declaration
     order, each parameter after ``type`` defaulting to the field's default.
@@ -82,17 +141,22 @@ def observation_maker(cls: type[T]) -> Callable[..., T]:
     if missing or list(tpl)[:11] != ["type", "frame", "ts", "file", "src", "sport", "dst", "dport",
                                      "transport", "flow_id", "frames"]:  # fmt: skip
         raise TypeError(f"{cls.__name__}: not an observation class")
+    if not set(shared) <= set(own):
+        raise TypeError(f"{cls.__name__}: cannot share {sorted(set(shared) - set(own))}")
     defaults = {f"_d_{n}": tpl[n] for n in own}
     params = ", ".join(["meta", "frames", "type", *(f"{n}=_d_{n}" for n in own)])
-    body = ", ".join(f"{n!r}: {n}" for n in tpl)
+    body = "".join(f"    d[{n!r}] = {f'_share({n}, {n})' if n in shared else n}\n" for n in tpl)
     src = (
         f"def make({params}):\n"
         f"    {', '.join(_HEAD)} = meta\n"
+        f"    d = _copy()\n"
+        f"{body}"
         f"    obj = _new(cls)\n"
-        f"    _set(obj, '__dict__', {{{body}}})\n"
+        f"    _set(obj, '__dict__', d)\n"
         f"    return obj\n"
     )
-    scope: dict[str, Any] = {"_new": _new, "_set": _set, "cls": cls, **defaults}
+    scope: dict[str, Any] = {"_new": _new, "_set": _set, "cls": cls, "_copy": _prototype(cls, tpl).copy,
+                             "_share": SHARED.setdefault, **defaults}  # fmt: skip
     exec(src, scope)  # noqa: S102  source built above from field names only
     make: Callable[..., T] = scope["make"]
     return make

@@ -30,8 +30,9 @@ from ..decode.interface import PacketColumns
 from ..flows.interface import PacketFlows
 from ..model import DnsAnswer, DnsQuery, DnsResponse, Observation
 from . import dns
+from .build import SHARED, pool
 from .dnskernel import M_A0, M_AN, M_FLAGS, M_ID, M_OK, M_Q0, M_QD, RD_AAAA, RD_TEXT, SEP, scan_messages
-from .rows import addr, meta_of, udp_lengths, udp_payloads
+from .rows import addresses, meta_of, ports, udp_lengths, udp_payloads
 from .streams import Meta
 
 _new = object.__new__
@@ -97,6 +98,11 @@ class _Texts:
 
 
 _TYPE_TEXT, _RCODE_TEXT = _Texts(dns.type_text, 1 << 16), _Texts(dns.rcode_text, 16)
+#: One copy of each distinct value the observations hold (:func:`.build.pool`): names' 1-tuples
+#: by the name, answers by their fields (name, type, ttl, data), answer tuples by those fields.
+_ONE: dict[str, tuple[str]] = pool()
+_ANSWERS: dict[tuple[str, str, int, str], DnsAnswer] = pool()
+_ANSWER_TUPLES: dict[tuple[tuple[str, str, int, str], ...], tuple[DnsAnswer, ...]] = pool()
 
 
 def _gather(first: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,10 +127,12 @@ def message_parts(s: Scanned, ks: np.ndarray, view: memoryview, offs: np.ndarray
     ftype = np.full(len(ks), "", object)
     first[has] = qn_all[qstart[has]]
     ftype[has] = qt_all[qstart[has]]
-    qname, qtype = first.tolist(), ftype.tolist()
+    share, one, ones = SHARED.setdefault, _ONE.get, _ONE.setdefault
+    qname, qtype = [share(q, q) for q in first.tolist()], ftype.tolist()
     qn, qt = (qn_all.tolist(), qt_all.tolist()) if not has.all() or (qd > 1).any() else ((), ())
-    qnames: list[tuple[str, ...]] = list(zip(qname))  # one question: the usual shape
-    qtypes: list[tuple[str, ...]] = list(zip(qtype))
+    # one question, the usual shape: one shared 1-tuple per distinct name (and type)
+    qnames: list[tuple[str, ...]] = [one(q) or ones(q, (q,)) for q in qname]
+    qtypes: list[tuple[str, ...]] = [one(t) or ones(t, (t,)) for t in qtype]
     for j, a, c in zip(*(np.flatnonzero(qd != 1), qstart[qd != 1], qd[qd != 1]), strict=True):
         qnames[j], qtypes[j] = tuple(qn[a : a + c]), tuple(qt[a : a + c])
     aidx, astart = _gather(m[:, M_A0], an)
@@ -142,13 +150,29 @@ def message_parts(s: Scanned, ks: np.ndarray, view: memoryview, offs: np.ndarray
         else:
             datas[r] = dns._rdata_text(bytes(view[off : off + size]), at, rtype, rclass, b, {})
     answers: list[DnsAnswer] = []
-    add = answers.append
-    for name, rtype_text, ttl, data in zip(names, types, a[:, 4].tolist(), datas, strict=True):
-        answer = _new(DnsAnswer)
-        _set(answer, "__dict__", {"name": name, "rtype": rtype_text, "ttl": ttl, "data": data})
+    add, known = answers.append, _ANSWERS.get
+    copy = vars(DnsAnswer(name="", rtype="", ttl=0, data="")).copy  # key-sharing dicts: see _prototype
+    keys = list(zip(names, types, a[:, 4].tolist(), datas, strict=True))
+    for key in keys:
+        answer = known(key)
+        if answer is None:  # the first answer with these fields: the one the later equal ones share
+            d = copy()
+            d["name"], d["rtype"], d["ttl"], d["data"] = key
+            answer = _new(DnsAnswer)
+            _set(answer, "__dict__", d)
+            _ANSWERS[key] = answer
         add(answer)
-    per = [() if not c else (answers[b],) if c == 1 else tuple(answers[b : b + c])
-           for b, c in zip(astart.tolist(), an.tolist(), strict=True)]  # fmt: skip
+    per: list[tuple[DnsAnswer, ...]] = []
+    tuples = _ANSWER_TUPLES.get
+    for b, c in zip(astart.tolist(), an.tolist(), strict=True):
+        if c:
+            k = tuple(keys[b : b + c])
+            got = tuples(k)
+            if got is None:
+                got = _ANSWER_TUPLES[k] = tuple(answers[b : b + c])
+            per.append(got)
+        else:
+            per.append(())
     return Parts(m[:, M_ID].tolist(), m[:, M_FLAGS].tolist(), qname, qtype, qnames, qtypes, per)
 
 
@@ -159,18 +183,6 @@ def dns_protocol(sport: int, dport: int) -> str:
 
 
 _PROTOCOLS = np.array(["dns", "mdns", "llmnr"], object)
-
-
-def _addresses(hi: np.ndarray, lo: np.ndarray) -> list[str]:
-    """``rows.addr`` of each (hi, lo): one call per distinct address."""
-    uniq, first, inv = np.unique(lo, return_index=True, return_inverse=True)
-    inv = inv.reshape(-1)
-    his = hi[first]
-    if not np.array_equal(his[inv], hi):  # two addresses share their low half: one call a row
-        return [addr(h, low) for h, low in zip(hi.tolist(), lo.tolist(), strict=True)]
-    texts = np.empty(uniq.shape[0], object)
-    texts[:] = [addr(h, low) for h, low in zip(his.tolist(), uniq.tolist(), strict=True)]
-    return list(texts[inv].tolist())
 
 
 def _prototype(cls: type[DnsQuery | DnsResponse], source: str) -> dict[str, object]:
@@ -201,15 +213,15 @@ def observations(
     proto = np.where((sport == 5353) | (dport == 5353), 1, np.where((sport == 5355) | (dport == 5355), 2, 0))
     rcodes = _RCODE_TEXT(s.msgs[ks, M_FLAGS] & 0xF).tolist()
     query, response = _prototype(DnsQuery, cols.source).copy, _prototype(DnsResponse, cols.source).copy
-    srcs = _addresses(cols.src_hi[sel], cols.src_lo[sel])
-    dsts = _addresses(cols.dst_hi[sel], cols.dst_lo[sel])
+    srcs = addresses(cols.src_hi[sel], cols.src_lo[sel])
+    dsts = addresses(cols.dst_hi[sel], cols.dst_lo[sel])
     out: list[Observation] = []
     add = out.append
     obj: Observation
     for (frame, ts, src, sp, dst, dp, fid, ident, flags, qname, qtype, qnames, qtypes, answers, protocol,
          rcode) in zip(
-        cols.frame[sel].tolist(), (cols.ts_ns[sel] / 1e9).tolist(), srcs, sport.tolist(), dsts,
-        dport.tolist(), pf.flow_id[sel].tolist(), *parts, _PROTOCOLS[proto].tolist(), rcodes, strict=True,
+        cols.frame[sel].tolist(), (cols.ts_ns[sel] / 1e9).tolist(), srcs, ports(sport), dsts,
+        ports(dport), pf.flow_id[sel].tolist(), *parts, _PROTOCOLS[proto].tolist(), rcodes, strict=True,
     ):  # fmt: skip
         d = response() if flags & 0x8000 else query()
         d["frame"], d["ts"], d["src"], d["sport"], d["dst"], d["dport"] = frame, ts, src, sp, dst, dp

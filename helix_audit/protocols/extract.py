@@ -18,7 +18,7 @@ import functools
 import operator
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 import numpy as np
 
@@ -27,18 +27,19 @@ from ..flows.interface import PacketFlows
 from ..gcpause import paused_gc
 from ..model import Anomaly, DnsQuery, DnsResponse, Observation
 from . import dns, dnsfast, http
-from .build import observation_maker
+from .build import observation_maker, trim_pools
 from .dnsfast import dns_protocol
 from .first import first_segment, tls_appdata
 from .interface import NeedData, ParseError
 from .prefilter import HEAD, unparsed_keys
 from .quicconn import QuicTracker
 from .reassembly import SEQ_MOD
-from .rows import addr, first_payload_rows, leading_syns, meta_of, payloads
+from .rows import Head, addr, first_heads, first_payload_rows, leading_syns, meta_of, payloads
 from .selection import DNS_PORTS, PHASES, SYN, TCP, Selection, is_done, select, union_rows
 from .streams import Direction, HttpPairing, Meta, parse_direction, parse_standalone
 
 _tuple_new = tuple.__new__
+_LOOK_UP = object()  # ``_tcp``'s default: find the row's direction itself
 _MAY_LEAVE = ("tls", "http")  # the modes ``Direction.leftover_anomalies`` reports from
 _BIRTH, _FRAME = operator.attrgetter("birth"), operator.attrgetter("frame")
 _FILE_FRAME = operator.attrgetter("file", "frame")
@@ -82,6 +83,10 @@ class Extractor:
         self.anomalies: list[Anomaly] = []
         self._dirs: dict[tuple[int, bool], Direction] = {}
         self._done = np.zeros(1024, dtype=bool)  # by direction key: no longer parsed
+        #: By direction key: done and not kept (never built, or forgotten): its rows change nothing,
+        #: so ``select`` does not even look for HTTP heads in them. A subset of ``_done`` (a key in
+        #: it never gets a direction again); unset where unsure (partitions merged by ``absorb``).
+        self._gone = np.zeros(1024, dtype=bool)
         #: Directions that sent a SYN but no payload yet, by key: (ISN, birth). Their Direction is
         #: built at the first payload row (most SYNs never carry one we parse: Python stays off them).
         self._syn: dict[int, tuple[int, int]] = {}
@@ -97,6 +102,12 @@ class Extractor:
         self._partial: set[tuple[int, bool]] = set()
         self._http = HttpPairing(self.observations)
         self._quic = QuicTracker(self.observations, self.anomalies)
+        #: Every batch's source, and how many observations (from the start) ``add`` alone appended:
+        #: when that is all of them, their files are among ``_files`` (each carries its batch's).
+        self._files: set[str] = set()
+        self._filed = 0
+        #: While ``_tcp_rows`` runs: (its batch, :func:`.rows.first_heads` of its rows).
+        self._heads: tuple[PacketColumns, dict[int, Head]] | None = None
 
     def _mark_done(self, key: int) -> None:
         self._done = _holding(self._done, key)
@@ -104,20 +115,21 @@ class Extractor:
 
     def _finish_unparsed(self, cols: PacketColumns, pf: PacketFlows) -> None:
         """Mark done, without Python per row, the new directions whose first segment ends their parsing."""
-        if self.limit < HEAD:
-            self._entered = []  # ``_known`` is read only below
-            return
-        ok = (cols.status == ST_OK) & (pf.flow_id >= 0) & (cols.proto == TCP)
-        keys = pf.flow_id.astype(np.int64) * 2 + pf.from_a.astype(np.int64)
-        found = unparsed_keys(cols, keys, ok & ~is_done(self._done, keys), self.dns_ports)
         if self._entered:
             self._known = _holding(self._known, max(self._entered))
             self._known[self._entered] = True
             self._entered = []
+        if self.limit < HEAD:
+            return
+        ok = (cols.status == ST_OK) & (pf.flow_id >= 0) & (cols.proto == TCP)
+        keys = pf.flow_id.astype(np.int64) * 2 + pf.from_a.astype(np.int64)
+        found = unparsed_keys(cols, keys, ok & ~is_done(self._done, keys), self.dns_ports)
         fresh = found[~is_done(self._known, found)].tolist()  # not built, no SYN kept
         if fresh:
             self._done = _holding(self._done, max(fresh))
             self._done[fresh] = True
+            self._gone = _holding(self._gone, max(fresh))
+            self._gone[fresh] = True
             self._skipped(fresh)
 
     def _skipped(self, keys: list[int]) -> None:
@@ -126,10 +138,13 @@ class Extractor:
     @_gc_paused
     def add(self, cols: PacketColumns, pf: PacketFlows) -> None:
         # a head split after the last segment of a previous batch waits for its next segment here
+        filed = self._filed == len(self.observations)
+        trim_pools()
+        self._files.add(cols.source)
         dirs = self._dirs
         waiting = [k[0] * 2 + int(k[1]) for k in self._partial if getattr(dirs.get(k), "partial", None)]
         self._finish_unparsed(cols, pf)
-        sel = select(cols, pf, self._done, self.dns_ports, self.limit)
+        sel = select(cols, pf, self._done, self.dns_ports, self.limit, self._gone)
         self._udp_dns_rows(cols, pf, sel.udp_dns)
         for i in sel.quic.tolist():
             try:
@@ -153,6 +168,8 @@ class Extractor:
                     self._forget(d, (key >> 1, bool(key & 1)))
         http = sel.http if not waiting else np.union1d(sel.http, first_payload_rows(cols, sel.keys, waiting))
         self._tcp_rows(cols, pf, http[~seen[http]])
+        if filed:
+            self._filed = len(self.observations)
 
     @_gc_paused
     def finish(self) -> tuple[list[Observation], list[Anomaly]]:
@@ -160,11 +177,19 @@ class Extractor:
         for d in sorted(open_, key=_BIRTH):
             self.anomalies.extend(d.leftover_anomalies())
         self.anomalies.extend(self._quic.leftover_anomalies())
+        for d in self._dirs.values():  # unlinked first: the peer cycles would outlive the scan as
+            d.peer = None  # garbage (collection is paused here and the heap is frozen after)
         self._dirs.clear()
+        self._syn.clear()
+        self._orphans.clear()
         self._partial.clear()
         self._http.pair()
-        one_file = len({o.file for o in self.observations}) <= 1  # then frames alone order them
-        obs = sorted(self.observations, key=_FRAME if one_file else _FILE_FRAME)
+        obs = self.observations
+        # one file: frames alone order them (known without a pass over 10^5 objects when ``add``
+        # appended them all)
+        known = self._filed == len(obs) and len(self._files) <= 1
+        one_file = known or len({o.file for o in obs}) <= 1
+        obs = sorted(obs, key=_FRAME if one_file else _FILE_FRAME)
         return obs, list(self.anomalies)
 
     # ---------------------------------------------------------------------------------------------
@@ -202,20 +227,31 @@ class Extractor:
         self._births += len(rows)
         todo = self._early_syns(cols, pf, rows)
         left = rows[todo]
+        self._heads = (cols, first_heads(cols, pf, left))
         for j, i, payload, fid, from_a, seq, flags, frame, ts_ns in zip(
             todo.tolist(), left.tolist(), payloads(cols, left), *(c[left].tolist() for c in columns),
             strict=True,
         ):  # fmt: skip
-            if not payload and flags & SYN and (fid, from_a) not in dirs:
-                k = fid * 2 + from_a  # a SYN of no direction yet: only its ISN matters until data
-                if k not in syn and not (k < self._done.size and self._done[k]):
-                    self._pending_syn(k, seq, self._base + j)
-                continue
+            key = (fid, from_a)
+            d = dirs.get(key)
+            if d is None:
+                k = fid * 2 + from_a
+                if not payload and flags & SYN:  # a SYN of no direction yet: only its ISN matters until data
+                    if k not in syn and not (k < self._done.size and self._done[k]):
+                        self._pending_syn(k, seq, self._base + j)
+                    continue
+                if k < self._done.size and self._done[k]:
+                    continue  # finished and forgotten: ``_tcp`` would read nothing here
+            elif d.mode == "done" and (
+                not d.http_seen or d.tunnel or (d.partial is None and not payload.startswith(http.PREFIXES))
+            ):
+                continue  # finished, and no standalone head here: ``_tcp`` would read nothing either
             try:
-                self._tcp(cols, pf, i, (fid, from_a), seq, flags, frame, ts_ns / 1e9, payload, j)
+                self._tcp(cols, pf, i, key, seq, flags, frame, ts_ns / 1e9, payload, j, d)
             except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
                 self._internal_error(cols, i, exc)
                 self._mark_done(fid * 2 + int(from_a))
+        self._heads = None
 
     def _early_syns(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> np.ndarray:
         """Settle, in bulk, the payload-less SYNs that come before any other row of their flow in
@@ -232,7 +268,8 @@ class Extractor:
         at = np.flatnonzero(early)
         keys = fids[at].astype(np.int64) * 2 + pf.from_a[rows[at]].astype(np.int64)
         dirs, syn, base = self._dirs, self._syn, self._base
-        built = [k for k in np.unique(keys).tolist() if (k >> 1, bool(k & 1)) in dirs]
+        held = self._maybe_held(np.unique(keys))  # only these can be in ``_dirs`` or ``_syn``
+        built = [k for k in held.tolist() if (k >> 1, bool(k & 1)) in dirs]
         if built:  # a SYN on a built direction may restart its stream: the loop reads it
             on_built = np.isin(keys, built)
             early[at[on_built]] = False
@@ -240,8 +277,12 @@ class Extractor:
         keys, first = np.unique(keys, return_index=True)  # later SYNs of a direction change nothing
         at = at[first]
         keep = ~is_done(self._done, keys)
-        added = []
-        for k, seq, j in zip(keys[keep].tolist(), cols.seq[rows[at[keep]]].tolist(), at[keep].tolist(),
+        keys, at = keys[keep], at[keep]
+        maybe = np.isin(keys, held)
+        added = keys[~maybe].tolist()  # not pending yet, for sure: kept in bulk
+        syn.update(zip(added, zip(cols.seq[rows[at[~maybe]]].tolist(), (at[~maybe] + base).tolist(),
+                                  strict=True), strict=True))  # fmt: skip
+        for k, seq, j in zip(keys[maybe].tolist(), cols.seq[rows[at[maybe]]].tolist(), at[maybe].tolist(),
                              strict=True):  # fmt: skip
             if k not in syn:
                 syn[k] = (seq, base + j)
@@ -249,6 +290,14 @@ class Extractor:
         self._entered += added
         self._early(added)
         return np.flatnonzero(~early)
+
+    def _maybe_held(self, keys: np.ndarray) -> np.ndarray:
+        """The ``keys`` (unique) that may be in ``_dirs`` or ``_syn``: known before this ``add``, or
+        entered since (every way into either table appends to ``_entered``)."""
+        held = keys[is_done(self._known, keys)]
+        if self._entered:
+            held = np.union1d(held, np.intersect1d(keys, np.asarray(self._entered, dtype=np.int64)))
+        return held
 
     def _early(self, keys: list[int]) -> None:
         """Hook: direction keys whose first SYN :meth:`_early_syns` kept."""
@@ -259,9 +308,10 @@ class Extractor:
 
     def _tcp(
         self, cols: PacketColumns, pf: PacketFlows, i: int, key: tuple[int, bool], seq: int, flags: int,
-        frame: int, ts: float, payload: bytes, j: int,
+        frame: int, ts: float, payload: bytes, j: int, found: object = _LOOK_UP,
     ) -> None:  # fmt: skip
-        d = self._dirs.get(key)
+        """One row; ``found``: the row's direction (None: none) when the caller looked it up already."""
+        d = self._dirs.get(key) if found is _LOOK_UP else cast("Direction | None", found)
         if d is None:
             k = key[0] * 2 + int(key[1])
             if k < self._done.size and self._done[k]:
@@ -298,6 +348,10 @@ class Extractor:
         back-reference goes (no peer cycle left for the garbage collector, which is paused)."""
         d.peer = None
         del self._dirs[key]
+        k = key[0] * 2 + int(key[1])
+        if k < self._done.size and self._done[k]:  # done for good: no row of it matters any more
+            self._gone = _holding(self._gone, k)
+            self._gone[k] = True
         other = key[0] * 2 + (not key[1])
         if other in self._syn:  # the peer exists but is not built yet: keep what it would point at
             self._orphans[other] = SimpleNamespace(tunnel=d.tunnel, peer=None)
@@ -309,9 +363,14 @@ class Extractor:
 
         ``j``: the row's place among the rows of this ``_tcp_rows`` call (its rank of birth).
         """
-        sport, dport = cols.sport.item(i), cols.dport.item(i)
-        src = addr(cols.src_hi.item(i), cols.src_lo.item(i))
-        dst = addr(cols.dst_hi.item(i), cols.dst_lo.item(i))
+        heads = self._heads
+        got = heads[1].get(i) if heads is not None and heads[0] is cols else None
+        if got is not None:
+            sport, dport, src, dst = got
+        else:
+            sport, dport = cols.sport.item(i), cols.dport.item(i)
+            src = addr(cols.src_hi.item(i), cols.src_lo.item(i))
+            dst = addr(cols.dst_hi.item(i), cols.dst_lo.item(i))
         meta = _tuple_new(Meta, (cols.source, frame, ts, src, sport, dst, dport, "tcp", key[0]))
         dns_port = sport in self.dns_ports or dport in self.dns_ports
         d = self._dirs[key] = Direction(meta, self.limit, dns_port)
@@ -329,7 +388,8 @@ class Extractor:
         return d
 
 
-_DNS_QUERY, _DNS_RESPONSE = observation_maker(DnsQuery), observation_maker(DnsResponse)
+_DNS_QUERY = observation_maker(DnsQuery, shared=("qname", "qtype", "qtypes", "qnames", "protocol"))
+_DNS_RESPONSE = observation_maker(DnsResponse, shared=("qname", "qtype", "rcode", "protocol"))
 
 
 def dns_observation(msg: dns.DnsMessage, meta: Meta, frames: tuple[int, ...]) -> Observation:

@@ -91,10 +91,8 @@ def _http(d: Direction, seq: int, payload: bytes, frame: int, ts: float) -> list
         return None
     obs, mode, pos, tunnel = got
     d.http_seen, d.pos, d.tunnel = True, pos, tunnel
-    if mode == "done":  # ``finish`` would release the stream at once: only its start stays
-        if d.stream.base is None:
-            d.stream.base = seq
-        d.mode = "done"
+    if mode == "done":  # ``finish`` would release the stream at once: nothing of it stays
+        d.finish()
     else:
         _place(d, seq, payload, frame, ts)
         d.mode = mode

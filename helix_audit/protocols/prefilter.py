@@ -31,8 +31,13 @@ _MAYBE_FIRST = np.zeros(256, dtype=bool)
 _MAYBE_FIRST[[21, 22, 0, 4, 5]] = True
 _MAYBE_FIRST[0x80:] = True
 _MAYBE_FIRST[[p[0] for p in PREFIXES]] = True
-#: HTTP prefixes as ``_detect`` can see them in 8 bytes (longer ones can never match there).
-_HTTP_HEADS = [np.frombuffer(p, dtype=np.uint8) for p in PREFIXES if len(p) <= HEAD]
+#: HTTP prefixes as ``_detect`` can see them in 8 bytes (longer ones can never match there), as
+#: (mask, value) on the 8 bytes read as one little-endian integer: byte k is bits 8k..8k+7.
+_HTTP_HEADS = [
+    (np.uint64((1 << 8 * len(p)) - 1), np.uint64(int.from_bytes(p, "little")))
+    for p in PREFIXES
+    if len(p) <= HEAD
+]
 
 
 def could_be_parsed(heads: np.ndarray) -> np.ndarray:
@@ -40,10 +45,10 @@ def could_be_parsed(heads: np.ndarray) -> np.ndarray:
     would finish the direction unparsed (no TLS, HTTP or SOCKS start)."""
     maybe = _MAYBE_FIRST[heads[:, 0]]
     letters = np.flatnonzero(maybe & (heads[:, 0] >= 0x41) & (heads[:, 0] <= 0x5A))  # HTTP candidates
-    cand = heads[letters]  # compared exactly, and only these (few) rows
+    cand = np.ascontiguousarray(heads[letters], dtype=np.uint8).view("<u8").reshape(-1)  # only these rows
     http = np.zeros(len(cand), dtype=bool)
-    for p in _HTTP_HEADS:
-        http |= (cand[:, : p.size] == p).all(axis=1)
+    for mask, value in _HTTP_HEADS:  # the prefix's bytes equal the row's first ones
+        http |= (cand & mask) == value
     maybe[letters] = http
     return maybe
 

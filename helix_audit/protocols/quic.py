@@ -6,7 +6,8 @@ vectors); RFC 9369 §3 (QUIC v2: version 0x6b3343cf, Initial type 0b01, salt and
 draft-ietf-quic-tls-23..32 (0xff0000NN; the salts differ by draft range).
 
 The ClientHello in the CRYPTO stream is parsed by :func:`tls.parse_client_hello`. Crypto comes from
-``cryptography`` (HKDF-Expand-Label is a few lines over its HKDF-Expand).
+``cryptography`` (HKDF-Expand-Label is a few lines over its HKDF-Expand), imported by the functions
+that use it: a capture without QUIC Initials to decrypt never maps its ~9 MiB of library pages.
 """
 
 from __future__ import annotations
@@ -14,12 +15,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from .interface import NeedData, ParseError
 
@@ -141,6 +136,9 @@ def _cid(d: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
     full = b"tls13 " + label
     info = struct.pack("!HB", length, len(full)) + full + b"\x00"
     return HKDFExpand(hashes.SHA256(), length, info).derive(secret)
@@ -169,6 +167,10 @@ def initial_keys(dcid: bytes, version: int, server: bool = False) -> InitialKeys
 
 def decrypt_initial(datagram: bytes, pkt: LongPacket, keys: InitialKeys) -> tuple[int, bytes]:
     """Remove header protection and decrypt one Initial: (packet number, plaintext payload)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     pn_off = pkt.pn_offset
     if pn_off < 0 or pn_off + 4 + SAMPLE_LEN > pkt.end:
         raise NeedData(f"quic initial at {pkt.start}: too short to sample header protection")

@@ -84,6 +84,53 @@ def addr(hi: int, lo: int) -> str:
     return text
 
 
+def addresses(hi: np.ndarray, lo: np.ndarray) -> list[str]:
+    """:func:`addr` of each (hi, lo): one call per distinct address."""
+    if hi.size == 0:
+        return []
+    uniq, first, inv = np.unique(lo, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    his = hi[first]
+    if not np.array_equal(his[inv], hi):  # two addresses share their low half: one call a row
+        return [addr(h, low) for h, low in zip(hi.tolist(), lo.tolist(), strict=True)]
+    texts = np.empty(uniq.shape[0], object)
+    texts[:] = [addr(h, low) for h, low in zip(his.tolist(), uniq.tolist(), strict=True)]
+    return list(texts[inv].tolist())
+
+
+#: One int object per port number, made at its first sight: ``tolist`` of a port column makes a new
+#: int per row (past 256), which the row's direction and observations then keep (~5 MiB of copies
+#: of the benchmark's few thousand ports).
+_PORT_SEEN = np.zeros(1 << 16, bool)
+_PORT_INTS = np.empty(1 << 16, object)
+
+
+def ports(col: np.ndarray) -> list[int]:
+    """``col.tolist()`` (port numbers) with one shared int object per distinct port."""
+    if col.dtype != np.uint16:  # not the decoder's port column: nothing says the values are ports
+        return list(col.tolist())
+    new = col[~_PORT_SEEN[col]]
+    if new.shape[0]:
+        for p in np.unique(new).tolist():
+            _PORT_INTS[p] = p
+        _PORT_SEEN[new] = True
+    return list(_PORT_INTS[col].tolist())
+
+
+Head = tuple[int, int, str, str]  # (sport, dport, src, dst)
+
+
+def first_heads(cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> dict[int, Head]:
+    """Row -> (sport, dport, src, dst) for the first row of each direction in ``rows``: what a new
+    direction's ``Meta`` needs, read in bulk (one address text per distinct address)."""
+    keys = pf.flow_id[rows].astype(np.int64) * 2 + pf.from_a[rows].astype(np.int64)
+    first = rows[np.unique(keys, return_index=True)[1]]
+    src = addresses(cols.src_hi[first], cols.src_lo[first])
+    dst = addresses(cols.dst_hi[first], cols.dst_lo[first])
+    heads = zip(ports(cols.sport[first]), ports(cols.dport[first]), src, dst, strict=True)
+    return dict(zip(first.tolist(), heads, strict=True))
+
+
 def meta_of(cols: PacketColumns, pf: PacketFlows, i: int, transport: str) -> Meta:
     return Meta(
         file=cols.source,
@@ -98,7 +145,10 @@ def meta_of(cols: PacketColumns, pf: PacketFlows, i: int, transport: str) -> Met
     )
 
 
-__all__ = ["addr", "leading_syns", "meta_of", "metas", "payloads", "udp_payload", "udp_payloads"]
+__all__ = [
+    "Head", "addr", "addresses", "first_heads", "leading_syns", "meta_of", "metas", "payloads", "ports",
+    "udp_payload", "udp_payloads",
+]  # fmt: skip
 
 
 def first_payload_rows(cols: PacketColumns, keys: np.ndarray, wanted: list[int]) -> np.ndarray:

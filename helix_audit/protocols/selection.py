@@ -133,8 +133,10 @@ def select(
     done: np.ndarray,
     dns_ports: tuple[int, ...] = DNS_PORTS,
     limit: int = 64 * 1024,
+    gone: np.ndarray | None = None,
 ) -> Selection:
-    """Vectorised choice of rows; ``done[key]`` marks directions no longer parsed."""
+    """Vectorised choice of rows; ``done[key]`` marks directions no longer parsed, ``gone[key]``
+    (optional) those of them whose rows change nothing (not kept for later HTTP heads either)."""
     ok = (cols.status == ST_OK) & (pf.flow_id >= 0)
     has_pay = cols.pay_len > 0
     udp = ok & (cols.proto == UDP) & has_pay
@@ -146,7 +148,10 @@ def select(
     live = tcp & ~is_done(done, keys)
     order, rank, keep = _within_budget(cols, keys, np.flatnonzero(live & has_pay), limit)
     keep = keep.astype(bool)
-    heads = np.flatnonzero(http_prefix_rows(cols, tcp & has_pay))
+    tcp_pay = tcp & has_pay
+    if gone is not None:  # the rows of directions gone for good can hold no head that matters
+        tcp_pay &= ~is_done(gone, keys)
+    heads = np.flatnonzero(http_prefix_rows(cols, tcp_pay))
     return Selection(
         udp_dns=np.flatnonzero(udp & dns_port),
         quic=np.union1d(
@@ -157,5 +162,5 @@ def select(
         payload=order[keep],
         rank=rank[keep],
         over=np.unique(keys[order[~keep]]),
-        http=union_rows(len(cols), heads, _continuations(keys, np.flatnonzero(tcp & has_pay), heads)),
+        http=union_rows(len(cols), heads, _continuations(keys, np.flatnonzero(tcp_pay), heads)),
     )
