@@ -15,6 +15,8 @@ parent re-runs that partition's stages on the running state: the result is alway
 
 Workers are local processes (``jobs``) or the workers of a ``dask.distributed`` cluster (``dask``,
 an address such as ``tcp://scheduler:8786``); both need read access to the same capture paths.
+One large classic pcap on local processes takes a shorter road (``localjobs``): no planning walk,
+the parent runs the first partition itself and each worker counts its own start.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,12 +49,17 @@ from .protocols.partition import PartitionExtractor, absorb
 
 SPLIT_MIN_BYTES = 64 << 20  # files smaller than this are one partition
 PLAN_CHUNK = 64 << 20  # bytes of a file walked (then released) at a time while planning
+HASH_CHUNK = 4 << 20  # the same while hashing too
 Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
 class Part:
-    """One partition: frames [lo, hi) of ``path`` (hi None: to the end), read from byte ``start``."""
+    """One partition: frames [lo, hi) of ``path`` (hi None: to the end), read from byte ``start``.
+
+    ``until`` (a byte offset, with ``hi`` None): the partition ends at the first serial batch
+    boundary at or after the first record whose header starts at or after ``until``; the reader
+    finds that frame on its way (see ``localjobs``: the next partition counts the same record)."""
 
     path: str
     files: tuple[str, ...]  # every input, in order: the flow tables' common file order
@@ -60,6 +68,7 @@ class Part:
     first_frame: int = 1
     lo: int = 1
     hi: int | None = None
+    until: int | None = None
 
 
 @dataclass
@@ -76,6 +85,7 @@ class PartResult:
     last_ts_ns: int | None = None
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    hi: int | None = None  # the frame it ended before (None: the end of the file)
 
 
 class _TrackingReassembler(Reassembler):
@@ -124,22 +134,47 @@ def lean_ranges(cap: Capture, n: int) -> list[tuple[int, int, int]]:
     size = int(cap.data.shape[0])
     cands = [GLOBAL_HDR_LEN + (size - GLOBAL_HDR_LEN) * i // n for i in range(1, max(n, 1))]
     todo = sorted({s for s in (_resync(cap, c) for c in cands) if s > GLOBAL_HDR_LEN})
-    h, pos, before = cap.header, GLOBAL_HDR_LEN, 0
-    bounds = [(GLOBAL_HDR_LEN, 0)]
-    while todo and pos < size:
-        end = min(size, pos + PLAN_CHUNK)
-        marks = np.array([t - pos for t in todo], dtype=np.int64)
-        counts, landed = np.zeros_like(marks), np.zeros_like(marks)
-        got, stop, status = count_pcap(cap.data[pos:end], 0, h.big, h.hdrlen, h.swap, marks, counts, landed)
-        bounds += [(pos + int(x), before + int(c)) for x, c in zip(landed, counts, strict=True) if x >= 0]
-        todo = [t for t, x in zip(todo, landed, strict=True) if x < 0]
-        _drop_pages(cap, pos, pos + int(stop))
-        before, pos = before + int(got), pos + int(stop)
-        if end == size or status == ST_ABSURD or stop == 0:
-            break
+    bounds = [(GLOBAL_HDR_LEN, 0), *landings(cap, todo)[0]]
     bounds = [b for i, b in enumerate(bounds) if i == 0 or b[0] > bounds[i - 1][0]]
     ends = [b[0] for b in bounds[1:]] + [size]
     return [(s, e, k + 1) for (s, k), e in zip(bounds, ends, strict=True)]
+
+
+def landings(
+    cap: Capture,
+    todo: list[int],
+    digest: Any = None,  # noqa: ANN401
+    hash_upto: int = 0,
+) -> tuple[list[tuple[int, int]], int]:
+    """For each sorted offset of ``todo`` (classic pcap): the first record boundary at or after it
+    and the records before that boundary, walking headers from the file's start; offsets past the
+    readable records (damage, the end) are left out. ``digest`` (a hashlib object) takes the
+    file's bytes from 0 as the chunks before ``hash_upto`` are walked (their pages are mapped for
+    the walk anyway); the second value is where it stopped (0 without ``digest``)."""
+    h, pos, before, size = cap.header, GLOBAL_HDR_LEN, 0, int(cap.data.shape[0])
+    out: list[tuple[int, int]] = []
+    hashed = 0
+    view = memoryview(cap._mm) if digest is not None and cap._mm is not None else None  # noqa: SLF001
+    step = PLAN_CHUNK if view is None else HASH_CHUNK  # hashed, a chunk is still cached for the walk
+    while todo and pos < size:
+        end = min(size, pos + step)
+        if view is not None and hashed < hash_upto:
+            digest.update(view[hashed:end])
+            hashed = end
+        marks = np.array([t - pos for t in todo], dtype=np.int64)
+        counts, landed = np.zeros_like(marks), np.zeros_like(marks)
+        got, stop, status = count_pcap(cap.data[pos:end], 0, h.big, h.hdrlen, h.swap, marks, counts, landed)
+        out += [(pos + int(x), before + int(c)) for x, c in zip(landed, counts, strict=True) if x >= 0]
+        todo = [t for t, x in zip(todo, landed, strict=True) if x < 0]
+        _drop_pages(cap, pos, pos + int(stop))
+        before, pos = before + int(got), pos + int(stop)
+        if end == size or status == ST_ABSURD:
+            break
+        if stop == 0:  # one record longer than the chunk: a longer chunk
+            step *= 2
+    if view is not None:
+        view.release()
+    return out, hashed
 
 
 def _drop_pages(cap: Capture, start: int, end: int) -> None:
@@ -157,8 +192,11 @@ def _align(frame: int, batch_size: int) -> int:
 # ------------------------------------------------------------------------------------------ workers
 
 
-def _range_batches(cap: Capture, part: Part, batch_size: int, tally: Tally) -> Iterator[RecordBatch]:
-    """Records from ``part.start`` in batches of the serial run's boundaries, frames [lo, hi)."""
+def _range_batches(
+    cap: Capture, part: Part, batch_size: int, tally: Tally, ends: list[int | None] | None = None
+) -> Iterator[RecordBatch]:
+    """Records from ``part.start`` in batches of the serial run's boundaries, frames [lo, hi).
+    ``ends`` receives the partition's ``hi`` (found on the way for ``until``) once the read ends."""
     assert part.start is not None
     size = int(cap.data.shape[0])
     if cap.format == "pcap":
@@ -170,26 +208,33 @@ def _range_batches(cap: Capture, part: Part, batch_size: int, tally: Tally) -> I
         _, start = walker.skip_to(part.start)
         it = pcapng_batches(cap.path, cap.data, walker, batch_size, start, size, part.first_frame, tally)
     pending: list[RecordBatch] = []
+    hi, hdrlen = part.hi, (cap.header.hdrlen if cap.format == "pcap" else 0)
     for batch in cap._releasing(it, part.start):  # noqa: SLF001
+        if hi is None and part.until is not None and len(batch):
+            at = int(np.searchsorted(batch.offset - hdrlen, part.until))
+            if at < len(batch):
+                hi = _align(int(batch.frame[at]), batch_size)
         pending.append(batch)
         merged = _concat(pending)
         pending = []
-        for piece, last in _cut(merged, part, batch_size):
+        for piece, last in _cut(merged, part.lo, hi, batch_size):
             if last:
                 pending = [piece]
             elif len(piece):
                 yield piece
-        if part.hi is not None and int(merged.frame[-1]) >= part.hi - 1:
+        if hi is not None and int(merged.frame[-1]) >= hi - 1:
             break
+    if ends is not None:
+        ends.append(hi)
     for piece in pending:
         if len(piece):
             yield piece
 
 
-def _cut(batch: RecordBatch, part: Part, batch_size: int) -> Iterator[tuple[RecordBatch, bool]]:
+def _cut(batch: RecordBatch, lo: int, hi: int | None, batch_size: int) -> Iterator[tuple[RecordBatch, bool]]:
     """Pieces of ``batch`` within [lo, hi) split at serial batch boundaries; the last may be partial."""
     frame = batch.frame
-    keep = (frame >= part.lo) & ((frame < part.hi) if part.hi is not None else True)
+    keep = (frame >= lo) & ((frame < hi) if hi is not None else True)
     rows = np.flatnonzero(keep)
     if rows.size == 0:
         return
@@ -217,10 +262,12 @@ def _concat(bs: list[RecordBatch]) -> RecordBatch:
 _COLS = ("offset", "caplen", "wirelen", "ts_ns", "linktype", "frame")
 
 
-def part_batches(cap: Capture, part: Part, batch_size: int, tally: Tally) -> Iterator[RecordBatch]:
+def part_batches(
+    cap: Capture, part: Part, batch_size: int, tally: Tally, ends: list[int | None] | None = None
+) -> Iterator[RecordBatch]:
     if part.start is None:
         return cap.batches(batch_size=batch_size)
-    return _range_batches(cap, part, batch_size, tally)
+    return _range_batches(cap, part, batch_size, tally, ends)
 
 
 def run_part(part: Part, batch_size: int, report: Callable[[int, int], None] | None = None) -> PartResult:
@@ -230,7 +277,8 @@ def run_part(part: Part, batch_size: int, report: Callable[[int, int], None] | N
     tally = Tally()
     decoder, table, ext = _decoder(), FlowTable(part.files), PartitionExtractor()
     packets, nbytes, first, last = 0, 0, None, None
-    for batch in part_batches(cap, part, batch_size, tally):
+    ends: list[int | None] = []
+    for batch in part_batches(cap, part, batch_size, tally, ends):
         cols = decoder.decode(batch)
         ext.add(cols, table.add(cols))
         packets += len(batch)
@@ -247,7 +295,9 @@ def run_part(part: Part, batch_size: int, report: Callable[[int, int], None] | N
     fed = bool(getattr(decoder.fragments, "fed", True))
     timings = {"worker": time.perf_counter() - t0, "cpu": time.process_time() - c0, "pid": float(os.getpid())}
     warnings = list(tally.warnings)
-    return PartResult(part, info, table, ext, decoder, fed, packets, nbytes, first, last, warnings, timings)
+    res = PartResult(part, info, table, ext, decoder, fed, packets, nbytes, first, last, warnings, timings)
+    res.hi = ends[-1] if ends else part.hi
+    return res
 
 
 # -------------------------------------------------------------------------------------------- merge
@@ -260,6 +310,13 @@ class Merged:
     infos: dict[str, CaptureInfo] = field(default_factory=dict)
     reruns: int = 0
     _decoder: Decoder | None = None
+
+    @classmethod
+    def adopt(cls, res: PartResult) -> Merged:
+        """The running state is the first partition's own: it ran from the file's start, as serially."""
+        merged = cls(res.table, res.extractor, _decoder=res.decoder)
+        merged._note_info(res)
+        return merged
 
     def add(self, res: PartResult, batch_size: int) -> None:
         """Fold the next partition in (capture order); re-run it here when it cannot merge exactly."""
@@ -357,9 +414,13 @@ _QUEUE = None  # the worker processes' end of the progress queue
 
 
 def _init_worker(queue) -> None:  # noqa: ANN001
+    """The parent's heap, inherited, moves out of the collector's reach (``gc.freeze``): a full
+    collection would walk it and copy every page it touches. ``run_part`` runs with the collector
+    paused, as the serial scan does; it runs between partitions (direction peers form cycles)."""
     global _QUEUE
     _QUEUE = queue
-    gc.enable()  # forked while the parent merges with the collector off
+    gc.freeze()
+    gc.enable()
 
 
 def _report(packets: int, nbytes: int) -> None:
@@ -370,8 +431,8 @@ def _report(packets: int, nbytes: int) -> None:
 def packed_part(part: Part, batch_size: int) -> bytes:
     """``run_part`` pickled by the worker: the parent unpickles it with the garbage collector off
     (10^5 small objects would otherwise trigger full collections of its growing heap)."""
-    result = run_part(part, batch_size, _report)
-    with paused_gc():  # packing builds a tuple per observation and direction: no collections meanwhile
+    with paused_gc():  # ~10^5 live parser objects; packing builds a tuple per observation and direction
+        result = run_part(part, batch_size, _report)
         return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
 
 

@@ -162,6 +162,7 @@ def _scan_serial(files: list[Path], batch_size: int, progress: Progress | None) 
                 done_pkts += len(batch)
                 done_bytes += int(batch.caplen.sum()) + 16 * len(batch)
                 progress(done_pkts, done_bytes)
+            del batch, cols, pf  # not held while the next batch is read: the pools reuse their arrays
         if hasher is not None:
             hasher.join()
         digest = hasher.digest if hasher is not None else cap.sha256 or file_sha256(path)
@@ -223,6 +224,11 @@ def _scan_parallel(
     from .parallel import SPLIT_MIN_BYTES, execute, plan
 
     clock = _Clock()
+    if dask is None and not pieces:
+        least = SPLIT_MIN_BYTES if split_min is None else split_min
+        fast = _scan_local(files, batch_size, progress, jobs, least)
+        if fast is not None:
+            return fast
     hashers = [_Hasher(p) for p in files]
     workers = max(jobs, 2) if dask else jobs
     parts = plan(files, workers, batch_size, SPLIT_MIN_BYTES if split_min is None else split_min,
@@ -248,6 +254,39 @@ def _scan_parallel(
         flows=flows,
         observations=_remap_flow_ids(observations, remap),
         anomalies=anomalies + obs_anomalies,
+        non_flow=_non_flow_counts(merged.table.non_flow_summary()),
+        timings=timings,
+    )
+
+
+def _scan_local(
+    files: list[Path], batch_size: int, progress: Progress | None, jobs: int, split_min: int
+) -> Scan | None:
+    """One large pcap on local processes (see ``localjobs``); None when that path does not apply."""
+    from .localjobs import Mismatch, lazy_parts, run_local
+
+    clock = _Clock()
+    parts = lazy_parts(files, jobs, split_min)
+    if parts is None:
+        return None
+    try:
+        merged, digest, spent = run_local(parts, batch_size, progress)
+    except Mismatch:
+        return None  # the planned path, from scratch
+    clock.lap("partitions")
+    flows, remap = merged.table.finish()
+    clock.lap("flows finish")
+    observations, obs_anomalies = merged.extractor.finish()
+    clock.lap("protocols finish")
+    info = merged.infos[str(files[0])]
+    inputs = [_input_info(info, digest())]
+    clock.lap("sha256 wait")
+    timings = dict(clock.spent, **spent, reruns=float(merged.reruns), parts=float(len(parts)))
+    return Scan(
+        inputs=inputs,
+        flows=flows,
+        observations=_remap_flow_ids(observations, remap),
+        anomalies=_capture_anomalies(info) + obs_anomalies,
         non_flow=_non_flow_counts(merged.table.non_flow_summary()),
         timings=timings,
     )

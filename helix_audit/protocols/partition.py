@@ -188,26 +188,16 @@ def _conflicts(state: PartitionExtractor, part: PartitionExtractor, remap: np.nd
         if int(remap[fid]) in state._quic.conns:  # noqa: SLF001
             return None
     kept = {_gkey(k, remap) for k in part.touched} - drop
-    responded = {_gkey(t, remap) for t, o in zip(part.tags, part.observations, strict=True)
-                 if t >= 0 and isinstance(o, HttpResponse)}  # fmt: skip
     for g in kept:
         peer = state._dirs.get(_dkey(g ^ 1))  # noqa: SLF001
         if peer is not None and peer.tunnel:
             return None  # a 2xx here would open the tunnel in the serial run
-        if (g ^ 1) in drop and g in responded:
+    if drop:
+        responded = {_gkey(t, remap) for t, o in zip(part.tags, part.observations, strict=True)
+                     if t >= 0 and isinstance(o, HttpResponse)}  # fmt: skip
+        if any((g ^ 1) in drop and g in responded for g in kept):
             return None  # the local peer (dropped) may have steered how a response was read
     return drop
-
-
-def _remap_obs(obs: Observation, remap: np.ndarray) -> Observation:
-    """The observation with its flow id mapped (a copy of its ``__dict__``: frozen, and hot)."""
-    fid = obs.flow_id
-    if fid is None or not 0 <= fid < len(remap):
-        return obs
-    out = object.__new__(type(obs))
-    out.__dict__.update(obs.__dict__)
-    out.__dict__["flow_id"] = int(remap[fid])
-    return out
 
 
 def _with_flow(meta: Meta, remap: np.ndarray) -> Meta:
@@ -235,10 +225,13 @@ def absorb(state: PartitionExtractor, part: PartitionExtractor, remap: np.ndarra
     drop = _conflicts(state, part, remap)
     if drop is None:
         return False
-    for tag, obs in zip(part.tags, part.observations, strict=True):
-        if _kept(tag, remap, drop):
-            state.observations.append(_remap_obs(obs, remap))
-            state.tags.append(tag if tag == UDP_TAG else _global_tag(tag, remap))
+    tags = _global_tags(np.asarray(part.tags, dtype=np.int64), remap)
+    keep = [
+        i for i, (t, g) in enumerate(zip(part.tags, tags.tolist(), strict=True)) if t < 0 or g not in drop
+    ]
+    kept = part.observations if len(keep) == len(tags) else [part.observations[i] for i in keep]
+    state.observations.extend(_remapped(kept, remap))
+    state.tags.extend(tags.tolist() if len(keep) == len(tags) else tags[keep].tolist())
     for tag, anomaly in zip(part.atags, part.anomalies, strict=True):
         if _kept(tag, remap, drop):
             state.anomalies.append(anomaly)
@@ -268,6 +261,27 @@ def absorb(state: PartitionExtractor, part: PartitionExtractor, remap: np.ndarra
             conn.meta = _with_flow(conn.meta, remap)
         state._quic.conns[int(remap[fid])] = conn  # noqa: SLF001
     return True
+
+
+def _global_tags(tags: np.ndarray, remap: np.ndarray) -> np.ndarray:
+    """``_global_tag`` of every tag at once."""
+    if not remap.size:
+        return tags.copy()  # no flows: stateless UDP tags only
+    tcp, quic = tags >= 0, tags <= -2
+    fid = remap[np.where(tcp, tags >> 1, np.where(quic, -2 - tags, 0))]
+    return np.where(tcp, fid * 2 + (tags & 1), np.where(quic, -2 - fid, tags))
+
+
+def _remapped(observations: list[Observation], remap: np.ndarray) -> list[Observation]:
+    """The partition's observations with their flow ids mapped, in place: they were made for this
+    merge (unpickled, or built by a partition that is dropped after it) and nobody else holds them."""
+    final = remap.tolist()
+    n = len(final)
+    for obs in observations:
+        fid = obs.flow_id
+        if fid is not None and 0 <= fid < n:
+            obs.__dict__["flow_id"] = final[fid]
+    return observations
 
 
 def _global_tag(tag: int, remap: np.ndarray) -> int:

@@ -1,0 +1,264 @@
+"""``--jobs N`` on one machine for one large classic pcap: no planning pass, the parent works too.
+
+``parallel.plan`` walks every record header of the file before any worker starts (to number the
+frames at the cuts), then the parent only waits, unpickles and merges. Here the cuts are byte
+offsets (re-synchronised onto record headers, ``_resync``) and nothing is walked up front:
+
+- the parent reads the first partition itself, from the file's start: its frame numbers are the
+  serial ones, and its state *is* the serial running state (``Merged.adopt``: nothing to ship or
+  merge). It stops at the first serial batch boundary at or after the first record whose header
+  starts at or after the next cut (``Part.until``);
+- worker ``k`` (a forked process) counts the records before its cut itself (a header walk from the
+  file's start, ~0.2 s per GB, on its own core), so it knows the absolute frame number there and
+  starts at the same batch boundary; it ends like the parent, at its own next cut;
+- the last worker hashes the file (SHA-256 is one sequential pass): the bytes before its cut as it
+  counts (their pages are mapped for the walk anyway), the rest once its result is sent, on its
+  core while the parent merges and finishes, instead of a third consumer of two cores.
+
+Partitions must start on serial batch boundaries because the protocols stage orders and budgets
+its work per batch. Every process numbers records from the same header chain, so the partitions
+meet exactly; ``run_local`` still checks that they do and raises ``Mismatch`` otherwise (the caller
+then runs the planned path). The parent's share is larger (``PARENT_SHARE``): a worker also counts,
+pickles its result, and the parent's merge follows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import pickle
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from .capture import open_capture
+from .capture.partition import _resync
+from .capture.pcap import GLOBAL_HDR_LEN
+from .digest import file_sha256
+from .gcpause import paused_gc
+from .parallel import Merged, Part, PartResult, _align, _Meter, landings, run_part
+
+#: Share of the file's bytes the parent reads when ``jobs`` is 2 (more jobs: each worker's part
+#: keeps its size against the parent's).
+PARENT_SHARE = 0.68
+#: Share of the file the hashing worker hashes while it counts; the rest once its result is sent,
+#: while the parent merges and finishes (its core is idle then).
+HASH_AHEAD = 0.5
+HASH_STEP = 16 << 20  # bytes per hashlib update (each releases the GIL)
+Progress = Callable[[int, int], None]
+
+
+class Mismatch(RuntimeError):
+    """Partitions that did not meet at the same frame (cannot happen on a consistent walk)."""
+
+
+def lazy_parts(files: Sequence[Path], jobs: int, split_min: int) -> list[Part] | None:
+    """Partitions of the one input, or None when this path does not apply (several inputs, gzip,
+    pcapng, a small file, one job)."""
+    if jobs < 2 or len(files) != 1:
+        return None
+    weight = PARENT_SHARE / (1 - PARENT_SHARE)  # the parent's part against one worker's
+    first = weight / (weight + jobs - 1)
+    return parts_at(files[0], [first + (1 - first) * i / (jobs - 1) for i in range(jobs - 1)], split_min)
+
+
+def parts_at(path: str | Path, fractions: Sequence[float], split_min: int = 0) -> list[Part] | None:
+    """Partitions cut near these fractions of a classic pcap's records (None: not such a file)."""
+    cap = open_capture(path)
+    try:
+        if cap.gzip or cap.format != "pcap" or cap.size < split_min:
+            return None
+        body = int(cap.data.shape[0]) - GLOBAL_HDR_LEN
+        cands = [GLOBAL_HDR_LEN + int(body * f) for f in fractions]
+        cuts = sorted({c for c in (_resync(cap, c) for c in cands) if c > GLOBAL_HDR_LEN})
+    finally:
+        _close(cap)
+    if not cuts:
+        return None
+    names = (str(path),)
+    bounds = [GLOBAL_HDR_LEN, *cuts]
+    return [
+        Part(str(path), names, i, start, 1 if i == 0 else 0, 1 if i == 0 else 0, None,
+             bounds[i + 1] if i + 1 < len(bounds) else None)
+        for i, start in enumerate(bounds)
+    ]  # fmt: skip
+
+
+def _close(cap: Any) -> None:  # noqa: ANN401
+    close = getattr(cap, "close", None)
+    if close is not None:
+        close()
+
+
+def run_counted(
+    part: Part,
+    batch_size: int,
+    report: Callable[[int, int], None] | None = None,
+    digest: Any = None,  # noqa: ANN401
+) -> PartResult:
+    """A worker's partition: count the records before its cut, then run it from that frame.
+    ``digest`` takes the file's first bytes on the way (``timings["hashed"]``: how many)."""
+    hashed = 0
+    if part.lo == 0:
+        cap = open_capture(part.path)
+        try:
+            size = int(cap.data.shape[0])
+            ahead = int(size * HASH_AHEAD)
+            found, hashed = landings(cap, [part.start], digest, ahead) if part.start is not None else ([], 0)
+        finally:
+            _close(cap)
+        if found and found[0][0] < size:  # a cut past the last record finds the end of the file
+            start, before = found[0]
+            part = replace(part, start=start, first_frame=before + 1, lo=_align(before + 1, batch_size))
+        else:  # the serial read ends before the cut: nothing here (the partition before reads on)
+            part = replace(part, start=size, first_frame=1, lo=-1, until=None)
+    res = run_part(part, batch_size, report)
+    res.timings["hashed"] = float(hashed)
+    return res
+
+
+def _hash_rest(path: str, digest: Any, start: int) -> str:  # noqa: ANN401
+    """Hex SHA-256 of the file, ``digest`` holding its first ``start`` bytes (as ``file_sha256``)."""
+    with open(path, "rb", buffering=0) as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        view = memoryview(mm)
+        try:
+            for pos in range(start, len(mm), HASH_STEP):
+                digest.update(view[pos : pos + HASH_STEP])
+                done = min(pos + HASH_STEP, len(mm))
+                page = pos - pos % mmap.PAGESIZE
+                mm.madvise(mmap.MADV_DONTNEED, page, done - page)
+        finally:
+            view.release()
+    return str(digest.hexdigest())
+
+
+# ------------------------------------------------------------------------------------------ processes
+
+
+def _child(part: Part, batch_size: int, conn: Connection, queue: Any, hash_after: bool) -> None:  # noqa: ANN401
+    """In the forked worker: result (or error) down ``conn``, then the file's digest if asked."""
+
+    def report(packets: int, nbytes: int) -> None:
+        if queue is not None:
+            queue.put((packets, nbytes))
+
+    digest = hashlib.sha256() if hash_after else None
+    hashed = 0
+    try:
+        with paused_gc():  # as the serial scan: ~10^5 live parser objects, no cycles to find
+            res = run_counted(part, batch_size, report, digest)
+            hashed = int(res.timings["hashed"])
+            blob = pickle.dumps(("ok", res), protocol=pickle.HIGHEST_PROTOCOL)
+            del res
+    except BaseException as exc:  # noqa: BLE001  the parent re-raises it
+        try:
+            blob = pickle.dumps(("err", exc), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001
+            blob = pickle.dumps(("err", RuntimeError(repr(exc))), protocol=pickle.HIGHEST_PROTOCOL)
+        hash_after = False
+    sender = threading.Thread(target=conn.send_bytes, args=(blob,))
+    sender.start()  # the parent may still be busy with its own partition: hash meanwhile
+    hexdigest = _hash_rest(part.path, digest, hashed) if hash_after else ""
+    sender.join()
+    del blob
+    if hash_after:
+        conn.send_bytes(hexdigest.encode())
+    conn.close()
+
+
+def _receive(conn: Connection, what: str) -> PartResult:
+    try:
+        blob = conn.recv_bytes()
+    except EOFError:
+        raise RuntimeError(f"--jobs worker for {what} ended without a result") from None
+    with paused_gc():
+        kind, value = pickle.loads(blob)
+    if kind == "err":
+        raise value
+    return value
+
+
+def run_local(
+    parts: Sequence[Part], batch_size: int, progress: Progress | None = None
+) -> tuple[Merged, Callable[[], str], dict[str, float]]:
+    """Partition 0 here, the others on forked workers; merged in order. Returns the merged state,
+    a function giving the file's SHA-256 (from the last worker; waits for it) and timings."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    meter = _Meter(progress)
+    queue = ctx.SimpleQueue() if progress is not None else None
+    workers = []
+    for p in parts[1:]:
+        mine, theirs = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(p, batch_size, theirs, queue, p is parts[-1]), daemon=True)
+        proc.start()
+        theirs.close()
+        workers.append((proc, mine))
+    drain = threading.Thread(target=_drain, args=(queue, meter), daemon=True) if queue is not None else None
+    if drain is not None:
+        drain.start()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        first = run_part(parts[0], batch_size, meter.add)
+        t1 = time.perf_counter()
+        merged, hi = Merged.adopt(first), first.hi
+        for (_proc, conn), p in zip(workers, parts[1:], strict=True):
+            res = _receive(conn, f"bytes from {p.start}")
+            hi = _check(hi, res)
+            merged.add(res, batch_size)
+        timings = {"own part": t1 - t0, "others": time.perf_counter() - t1}
+    except BaseException:
+        _stop(workers, queue, drain)
+        raise
+    last = workers[-1][1]
+    path = parts[0].path
+
+    def digest() -> str:
+        try:
+            value = last.recv_bytes().decode()
+        except (EOFError, OSError):
+            value = file_sha256(path)  # the worker is gone: hash here
+        _stop(workers, queue, drain)
+        return value
+
+    return merged, digest, timings
+
+
+def _check(hi: int | None, res: PartResult) -> int | None:
+    """The frame the next partition must start at, after checking that ``res`` starts at ``hi``."""
+    if res.part.lo == -1:  # found no records: the serial read ended before its cut
+        if hi is not None:
+            raise Mismatch(f"partition at byte {res.part.start} found no records, expected frame {hi}")
+        return None
+    if hi != res.part.lo:
+        raise Mismatch(f"partition starts at frame {res.part.lo}, the one before ended at {hi}")
+    return res.hi
+
+
+def _drain(queue: Any, meter: _Meter) -> None:  # noqa: ANN401
+    while True:
+        item = queue.get()
+        if item is None:
+            return
+        meter.add(*item)
+
+
+def _stop(workers: list, queue: Any, drain: threading.Thread | None) -> None:  # noqa: ANN401
+    for proc, conn in workers:
+        conn.close()
+        proc.join(timeout=0 if proc.exitcode is not None else 5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if queue is not None and drain is not None and drain.is_alive():
+        queue.put(None)
+        drain.join(timeout=5)
+
+
+__all__ = ["Mismatch", "lazy_parts", "parts_at", "run_counted", "run_local"]
