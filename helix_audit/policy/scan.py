@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import Evidence, Finding, Severity
-from .evidence import _nan_min
+from .chunked import CHUNK, earliest, factorize_rows, last_in_order, last_of, nan_bounds
 from .findings import MAX_FRAMES, _addr_key, finding_id
 from .flowrows import Columns
 
@@ -44,31 +44,66 @@ def scan_findings(cols: Columns, inbound: np.ndarray, state: np.ndarray) -> tupl
     cand = (
         inbound & (state == "attempted") & np.isin(transport, ("tcp", "udp")) & (cols("confidence") != "low")
     )
-    idx = np.flatnonzero(cand)
+    narrow: type[np.integer] = np.int32 if len(cols) < 1 << 30 else np.int64  # half the memory
+    idx = np.flatnonzero(cand).astype(narrow)
+    del cand
     if idx.shape[0] < SCAN_MIN:
         return taken, []
-    src_code, _ = pd.factorize(cols("orig_h")[idx])
-    tr_code, _ = pd.factorize(transport[idx])
-    dst_code, dsts = pd.factorize(cols("resp_h")[idx])
+    # codes a chunk at a time: the candidates may be every flow of the capture (a SYN scan)
+    group = factorize_rows(cols("orig_h"), idx)[0].astype(narrow)
+    group *= 2
+    group += factorize_rows(transport, idx)[0]
+    key, dsts = factorize_rows(cols("resp_h"), idx)
+    key = key.astype(np.int64, copy=False)
     span = len(dsts) * _PORT_SPAN  # pair keys of one (source, transport) group: [g * span, (g + 1) * span)
-    group = src_code.astype(np.int64) * 2 + tr_code
-    pairs = np.sort(pd.unique(group * span + dst_code * _PORT_SPAN + cols("resp_p")[idx].astype(np.int64)))
+    port = cols("resp_p")
+    for lo in range(0, key.shape[0], CHUNK):  # key = group * span + sandbox * 65536 + port, in place
+        at = slice(lo, lo + CHUNK)
+        key[at] *= _PORT_SPAN
+        key[at] += port[idx[at]].astype(np.int64, copy=False) + group[at].astype(np.int64) * span
+    pairs = _sorted_unique(key)
+    del key
     scanner = np.bincount(pairs // span, minlength=int(group.max()) + 1) >= SCAN_MIN
     hit = scanner[group]
     if not hit.any():
         return taken, []
-    rows, groups = idx[hit], group[hit]
+    rows, groups = (idx, group) if hit.all() else (idx[hit], group[hit])
+    del idx, group, hit
     taken[rows] = True
-    order = np.argsort(groups, kind="stable")
-    cuts = np.flatnonzero(np.diff(groups[order])) + 1
+    if groups.min() == groups.max():  # one scanner: already in frame order
+        parts = [rows]
+    else:
+        order = np.argsort(groups, kind="stable")
+        parts = np.split(rows[order], np.flatnonzero(np.diff(groups[order])) + 1)
+    del rows, groups
     found = np.flatnonzero(scanner)
     starts, ends = np.searchsorted(pairs, found * span), np.searchsorted(pairs, (found + 1) * span)
     answered = _accepted_counts(cols, inbound & (state == "accepted"))
     out = []
-    for k, part in enumerate(np.split(rows[order], cuts)):
-        probed = pairs[starts[k] : ends[k]] % span
+    for k, part in enumerate(parts):
+        probed = pairs[starts[k] : ends[k]]
+        probed %= span  # in place: each group reads its own range of ``pairs`` only
         out.append(_finding(cols, part, probed, dsts, answered))
     return taken, out
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` (a view of ``values``, sorted and compacted in place): numpy's hash path
+    allocates a node per distinct value from the C heap (10^6 for a scan), ~30 MB that stays in the
+    process after, and a compacted copy would double the array at its peak."""
+    values.sort()
+    n = values.shape[0]
+    if n == 0:
+        return values
+    keep = np.empty(n, dtype=bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    w = 0
+    for lo in range(0, n, CHUNK):  # writes stay at or behind the chunk being read
+        got = values[lo : lo + CHUNK][keep[lo : lo + CHUNK]]
+        values[w : w + got.shape[0]] = got
+        w += got.shape[0]
+    return values[:w]
 
 
 def _accepted_counts(cols: Columns, accepted: np.ndarray) -> dict[tuple[str, str], int]:
@@ -81,9 +116,10 @@ def _accepted_counts(cols: Columns, accepted: np.ndarray) -> dict[tuple[str, str
     return {(str(s), str(t)): int(n) for (s, t), n in counts.items()}
 
 
-def _counts(values: np.ndarray) -> list[tuple[str, int]]:
-    """(value, count), most frequent first, ties in sorted order; missing values count as ``-``."""
-    codes, uniq = pd.factorize(values, use_na_sentinel=False)
+def _counts(column: np.ndarray, rows: np.ndarray) -> list[tuple[str, int]]:
+    """(value, count) of ``column[rows]``, most frequent first, ties in sorted order; missing values
+    count as ``-``."""
+    codes, uniq = factorize_rows(column, rows, use_na_sentinel=False)
     n = np.bincount(codes, minlength=len(uniq)).tolist()
     named = ("-" if pd.isna(u) else str(u) for u in uniq.tolist())
     return sorted(zip(named, n, strict=True), key=lambda vc: (-vc[1], vc[0]))
@@ -102,7 +138,7 @@ def _finding(
     seen_dst[probed // _PORT_SPAN] = True
     sandboxes = sorted((str(d) for d in dsts[seen_dst]), key=_addr_key)
     pairs = int(probed.shape[0])
-    counts = _counts(cols("conn_state")[rows])
+    counts = _counts(cols("conn_state"), rows)
     state_text = ", ".join(f"{s} x{n:,}" for s, n in counts)
     answered = accepted.get((src, transport), 0)
     evidence = _evidence(cols, rows, _display_filter(src, transport, sandboxes))
@@ -176,23 +212,23 @@ def _display_filter(src: str, transport: str, sandboxes: list[str]) -> str:
 def _evidence(cols: Columns, rows: np.ndarray, wireshark_filter: str) -> tuple[Evidence, ...]:
     """Per input file: the first frames of the earliest probes and of the last one (at most
     :data:`SCAN_MAX_FLOWS` flows), the time range of all, the listed flows and the filter."""
-    files = cols("file")[rows]
-    present = pd.notna(files)
+    codes, names = factorize_rows(cols("file"), rows)
+    first, last = cols("first_ts"), cols("last_ts")
     out = []
-    for file in sorted(set(pd.unique(files[present]).tolist())):
-        part = rows[present & (files == file)]
-        first_ts, last_ts = cols("first_ts")[part].astype(float), cols("last_ts")[part].astype(float)
-        order = np.argsort(first_ts, kind="stable")
-        listed = order[: SCAN_MAX_FLOWS - 1]
+    named = names.tolist()
+    for file in sorted(set(named)):
+        part = rows if len(named) == 1 and codes.min() == 0 else rows[codes == named.index(file)]
+        listed = earliest(first, part, SCAN_MAX_FLOWS - 1)
         if part.shape[0] >= SCAN_MAX_FLOWS:
-            listed = np.r_[listed, int(np.nanargmax(last_ts)) if not np.isnan(last_ts).all() else order[-1]]
+            end = last_of(last, part)
+            listed = np.r_[listed, end if end is not None else last_in_order(first, part)]
         frames = cols("first_frame")[part[listed]].astype(np.int64)
         out.append(
             Evidence(
                 file=str(file),
                 frames=tuple(sorted(set(frames.tolist()))),
-                first_ts=_nan_min(first_ts),
-                last_ts=-_nan_min(-last_ts),
+                first_ts=nan_bounds(first, part)[0],
+                last_ts=nan_bounds(last, part)[1],
                 flow_ids=tuple(sorted(set(cols("flow_id")[part[listed]].tolist()))),
                 wireshark_filter=wireshark_filter,
             )

@@ -37,6 +37,7 @@ from .reassembly import SEQ_MOD
 from .rows import Head, addr, first_heads, first_payload_rows, leading_syns, meta_of, payloads
 from .selection import DNS_PORTS, PHASES, SYN, TCP, Selection, is_done, select, union_rows
 from .streams import Direction, HttpPairing, Meta, parse_direction, parse_standalone
+from .syntable import SynTable
 
 _tuple_new = tuple.__new__
 _LOOK_UP = object()  # ``_tcp``'s default: find the row's direction itself
@@ -89,7 +90,7 @@ class Extractor:
         self._gone = np.zeros(1024, dtype=bool)
         #: Directions that sent a SYN but no payload yet, by key: (ISN, birth). Their Direction is
         #: built at the first payload row (most SYNs never carry one we parse: Python stays off them).
-        self._syn: dict[int, tuple[int, int]] = {}
+        self._syn = SynTable()
         #: Stand-ins for finished peers of those directions (what the peer link would have kept).
         self._orphans: dict[int, SimpleNamespace] = {}
         #: By direction key: ever put in ``_dirs`` or ``_syn`` (keys of ``_entered`` not marked yet).
@@ -279,9 +280,9 @@ class Extractor:
         keep = ~is_done(self._done, keys)
         keys, at = keys[keep], at[keep]
         maybe = np.isin(keys, held)
-        added = keys[~maybe].tolist()  # not pending yet, for sure: kept in bulk
-        syn.update(zip(added, zip(cols.seq[rows[at[~maybe]]].tolist(), (at[~maybe] + base).tolist(),
-                                  strict=True), strict=True))  # fmt: skip
+        sure = keys[~maybe]  # not pending yet, for sure: kept in bulk
+        syn.put(sure, cols.seq[rows[at[~maybe]]], at[~maybe] + base)
+        added = sure.tolist()
         for k, seq, j in zip(keys[maybe].tolist(), cols.seq[rows[at[maybe]]].tolist(), at[maybe].tolist(),
                              strict=True):  # fmt: skip
             if k not in syn:
