@@ -11,9 +11,10 @@ offsets (re-synchronised onto record headers, ``_resync``) and nothing is walked
 - worker ``k`` (a forked process) counts the records before its cut itself (a header walk from the
   file's start, ~0.2 s per GB, on its own core), so it knows the absolute frame number there and
   starts at the same batch boundary; it ends like the parent, at its own next cut;
-- the last worker hashes the file (SHA-256 is one sequential pass): the bytes before its cut as it
-  counts (their pages are mapped for the walk anyway), the rest once its result is sent, on its
-  core while the parent merges and finishes, instead of a third consumer of two cores.
+- the last worker hashes the file (SHA-256 is one sequential pass) once its result is sent: the
+  digest is resolved late (``Scan.digests``; ``audit`` asks for it after classification), so the
+  hash runs on the worker's core while the parent merges, finishes and classifies, not while the
+  packet stages compete for the two cores.
 
 Partitions must start on serial batch boundaries because the protocols stage orders and budgets
 its work per batch. Every process numbers records from the same header chain, so the partitions
@@ -44,10 +45,10 @@ from .parallel import Merged, Part, PartResult, _align, _Meter, landings, run_pa
 
 #: Share of the file's bytes the parent reads when ``jobs`` is 2 (more jobs: each worker's part
 #: keeps its size against the parent's).
-PARENT_SHARE = 0.68
-#: Share of the file the hashing worker hashes while it counts; the rest once its result is sent,
-#: while the parent merges and finishes (its core is idle then).
-HASH_AHEAD = 0.5
+PARENT_SHARE = 0.6
+#: Share of the file the hashing worker hashes while it counts (it would delay its result); the
+#: rest once its result is sent, while the parent merges, finishes and classifies.
+HASH_AHEAD = 0.0
 HASH_STEP = 16 << 20  # bytes per hashlib update (each releases the GIL)
 Progress = Callable[[int, int], None]
 
@@ -208,11 +209,19 @@ def run_local(
         first = run_part(parts[0], batch_size, meter.add)
         t1 = time.perf_counter()
         merged, hi = Merged.adopt(first), first.hi
+        del first  # its table and extractor are the merged ones; its decoder goes below
+        _drop_pools(merged)  # before the worker's state arrives: the parent's peak is the merge
         for (_proc, conn), p in zip(workers, parts[1:], strict=True):
+            t2 = time.perf_counter()
             res = _receive(conn, f"bytes from {p.start}")
+            t3 = time.perf_counter()
+            timings["wait+load"] = timings.get("wait+load", 0.0) + t3 - t2  # worker late + unpickling
+            timings["worker"] = max(timings.get("worker", 0.0), res.timings["worker"])
             hi = _check(hi, res)
             merged.add(res, batch_size)
-        timings = {"own part": t1 - t0, "others": time.perf_counter() - t1}
+            del res  # the merge took what it keeps
+        merged._decoder = None  # noqa: SLF001  no partition follows: its pooled batch arrays go now
+        timings.update({"own part": t1 - t0, "others": time.perf_counter() - t1})
     except BaseException:
         _stop(workers, queue, drain)
         raise
@@ -228,6 +237,15 @@ def run_local(
         return value
 
     return merged, digest, timings
+
+
+def _drop_pools(merged: Merged) -> None:
+    """Free the batch-sized arrays pooled by the parent's decoder and flow table (~10 MB; a later
+    batch, e.g. a re-run, allocates anew), as ``FlowTable.finish`` would, before the merge."""
+    for owner in (merged._decoder, merged.table):  # noqa: SLF001
+        pool = getattr(owner, "_pool", None)
+        if pool is not None:
+            pool.clear()
 
 
 def _check(hi: int | None, res: PartResult) -> int | None:

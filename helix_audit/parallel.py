@@ -36,7 +36,7 @@ import numpy as np
 from .capture import open_capture, plan_ranges
 from .capture.interface import CaptureInfo, RecordBatch
 from .capture.partition import _resync
-from .capture.pcap import GLOBAL_HDR_LEN, Tally, pcap_batches
+from .capture.pcap import GLOBAL_HDR_LEN, Tally, first_batch, pcap_batches
 from .capture.pcapng import NgWalker, pcapng_batches
 from .capture.source import Capture
 from .capture.walk import ST_ABSURD, count_pcap
@@ -199,14 +199,17 @@ def _range_batches(
     ``ends`` receives the partition's ``hi`` (found on the way for ``until``) once the read ends."""
     assert part.start is not None
     size = int(cap.data.shape[0])
+    first = first_batch(part.first_frame, batch_size)  # serial batches: none held across a release
     if cap.format == "pcap":
         it = pcap_batches(
-            cap.path, cap.data, cap.header, batch_size, part.start, size, part.first_frame, tally
+            cap.path, cap.data, cap.header, batch_size, part.start, size, part.first_frame, tally, first
         )
     else:
         walker = NgWalker(cap.data, cap._ng.seen)  # noqa: SLF001
         _, start = walker.skip_to(part.start)
-        it = pcapng_batches(cap.path, cap.data, walker, batch_size, start, size, part.first_frame, tally)
+        it = pcapng_batches(
+            cap.path, cap.data, walker, batch_size, start, size, part.first_frame, tally, first
+        )
     pending: list[RecordBatch] = []
     hi, hdrlen = part.hi, (cap.header.hdrlen if cap.format == "pcap" else 0)
     for batch in cap._releasing(it, part.start):  # noqa: SLF001
@@ -217,8 +220,9 @@ def _range_batches(
         pending.append(batch)
         merged = _concat(pending)
         pending = []
+        short = len(batch) < batch_size  # the reader's last batch (or a first one ending on a boundary)
         for piece, last in _cut(merged, part.lo, hi, batch_size):
-            if last:
+            if last and not short:  # handed on now, its pages are not refaulted once released
                 pending = [piece]
             elif len(piece):
                 yield piece

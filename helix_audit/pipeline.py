@@ -44,6 +44,18 @@ class Scan:
     anomalies: list[Anomaly]
     non_flow: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: The inputs' SHA-256 when they are still being computed (``scan(late_digest=True)``): the
+    #: hashing process then runs behind classification; ``resolve_digests`` waits for them.
+    digests: Callable[[], list[str]] | None = None
+
+    def resolve_digests(self) -> None:
+        """Fill in the inputs' pending SHA-256 (waiting for them); nothing when none are pending."""
+        if self.digests is None:
+            return
+        t0 = time.perf_counter()
+        values, self.digests = self.digests(), None
+        self.inputs = [dataclasses.replace(i, sha256=d) for i, d in zip(self.inputs, values, strict=True)]
+        self.timings["sha256 wait"] = self.timings.get("sha256 wait", 0.0) + time.perf_counter() - t0
 
 
 class _Clock:
@@ -118,21 +130,27 @@ def scan(
     split_min: int | None = None,
     pieces: int = 0,
     freeze_gc: bool = False,
+    late_digest: bool = False,
 ) -> Scan:
     """Run capture, decode, flows and protocols over every input, in order.
 
     ``jobs`` > 1 runs partitions (files, and ``pieces`` byte ranges (default 2 per job) of each
     file of ``split_min`` bytes or more) on that many processes, ``dask`` (a scheduler address) on
     a Dask cluster. The result is the serial one whichever way it ran. ``freeze_gc``: see
-    :func:`audit`.
+    :func:`audit`. ``late_digest``: the inputs' SHA-256 may still be pending (``Scan.digests``;
+    the caller calls ``resolve_digests``).
     """
     files = expand_inputs([Path(p) for p in paths])
     with paused_gc(freeze=freeze_gc):  # see gcpause: ~10^6 live objects, no cycles among them
         if jobs > 1 or dask is not None or split_min is not None or pieces:
-            return with_quality_warnings(
+            result = with_quality_warnings(
                 _scan_parallel(files, batch_size, progress, jobs, dask, split_min, pieces)
             )
-        return with_quality_warnings(_scan_serial(files, batch_size, progress))
+        else:
+            result = with_quality_warnings(_scan_serial(files, batch_size, progress))
+    if not late_digest:
+        result.resolve_digests()
+    return result
 
 
 def _scan_serial(files: list[Path], batch_size: int, progress: Progress | None) -> Scan:
@@ -279,16 +297,15 @@ def _scan_local(
     observations, obs_anomalies = merged.extractor.finish()
     clock.lap("protocols finish")
     info = merged.infos[str(files[0])]
-    inputs = [_input_info(info, digest())]
-    clock.lap("sha256 wait")
     timings = dict(clock.spent, **spent, reruns=float(merged.reruns), parts=float(len(parts)))
     return Scan(
-        inputs=inputs,
+        inputs=[_input_info(info, "")],
         flows=flows,
         observations=_remap_flow_ids(observations, remap),
         anomalies=_capture_anomalies(info) + obs_anomalies,
         non_flow=_non_flow_counts(merged.table.non_flow_summary()),
         timings=timings,
+        digests=lambda: [digest()],  # the worker hashes while the caller classifies
     )
 
 
@@ -343,6 +360,7 @@ def scan_with(
     if engine == "tshark":
         from .engines.tshark import tshark_scan
 
+        scan_kw.pop("late_digest", None)
         if scan_kw.pop("jobs", 1) != 1 or scan_kw.pop("dask", None) is not None:
             raise UsageError("--jobs and --dask need --engine native")
 
@@ -391,14 +409,17 @@ def audit(
         jobs=jobs,
         dask=dask,
         freeze_gc=freeze_gc,
+        late_digest=True,
     )
     t0 = time.perf_counter()
     with paused_gc(freeze=freeze_gc):
         cls = classify(result.flows, result.observations, ruleset, profile)
         t1 = time.perf_counter()
         findings = with_dns_evidence(list(cls.findings), result.observations)
+    t2 = time.perf_counter()
     result.flows = pd.DataFrame()  # cls.flows is the classified copy: free the original now
-    timings = dict(result.timings, classify=t1 - t0, **{"dns evidence": time.perf_counter() - t1})
+    result.resolve_digests()  # a --jobs worker hashed the input meanwhile
+    timings = dict(result.timings, classify=t1 - t0, **{"dns evidence": t2 - t1})
     return AuditResult(
         inputs=result.inputs,
         ruleset=ruleset.info,

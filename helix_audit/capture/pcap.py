@@ -122,6 +122,13 @@ def damage_message(status: int, pos: int, frame: int, declared: int, left: int, 
     return f"damaged {what} {where}"
 
 
+def first_batch(first_frame: int, batch_size: int) -> int:
+    """Records before the next serial batch boundary (frame ``k * batch_size + 1``): a read from
+    mid-file whose first batch is this long hands out the serial run's batches from then on, so a
+    consumer never holds part of one batch while the next is read (and its pages released)."""
+    return (1 - first_frame) % batch_size
+
+
 def pcap_batches(
     source: str,
     data: np.ndarray,
@@ -131,12 +138,16 @@ def pcap_batches(
     stop: int,
     first_frame: int,
     tally: Tally,
+    first_batch: int = 0,
 ) -> Iterator[RecordBatch]:
-    """Records starting in [start, stop), ``batch_size`` at a time."""
+    """Records starting in [start, stop), ``batch_size`` at a time (the first batch
+    ``first_batch`` at most when given: see :func:`first_batch`)."""
     pos, frame = start, first_frame
     pool = ArrayPool()
     while True:
         cols = alloc(batch_size, pool)
+        if first_batch:
+            cols, first_batch = tuple(c[:first_batch] for c in cols), 0
         n, pos, st, declared, _ = walk_pcap(  # type: ignore[call-arg]
             data, pos, stop, hdr.big, hdr.hdrlen, hdr.frac_mul, hdr.swap, *cols[:4], 0
         )

@@ -184,12 +184,16 @@ def pcapng_batches(
     stop: int,
     first_frame: int,
     tally: Tally,
+    first_batch: int = 0,
 ) -> Iterator[RecordBatch]:
-    """Records of blocks starting in [start, stop); ``walker`` already holds the state at ``start``."""
+    """Records of blocks starting in [start, stop); ``walker`` already holds the state at ``start``.
+    ``first_batch``: as ``pcap_batches``."""
     pos, frame = start, first_frame
     pool = ArrayPool()
     while True:
         cols = alloc(batch_size, pool)
+        if first_batch:
+            cols, first_batch = tuple(c[:first_batch] for c in cols), 0
         try:
             n, pos, st, declared = walker.step(pos, stop, cols, 0)
         except Damage as exc:

@@ -101,3 +101,25 @@ def test_pcapng_partitions(tmp_path: Path) -> None:
 @pytest.mark.parametrize("n", [3, 8])
 def test_bench_partitions_equal_serial(n: int) -> None:
     assert_same(BENCH, n)
+
+
+@pytest.mark.parametrize("first_frame", [1, 2, 5, 6, 64, 65, 100])
+def test_first_batch_ends_on_a_serial_boundary(tmp_path: Path, first_frame: int) -> None:
+    """A read from mid-file with ``first_batch`` hands out the serial run's batches after the first."""
+    from helix_audit.capture.pcap import Tally, first_batch, pcap_batches
+
+    path = tmp_path / "t.pcap"
+    path.write_bytes(b.pcap_file(300))
+    cap = open_capture(path)
+    size, bs = int(cap.data.shape[0]), 16
+    k = first_batch(first_frame, bs)
+    assert 0 <= k < bs and (first_frame + k - 1) % bs == 0
+    plain = list(pcap_batches(str(path), cap.data, cap.header, bs, 24, size, first_frame, Tally()))
+    got = list(pcap_batches(str(path), cap.data, cap.header, bs, 24, size, first_frame, Tally(), k))
+    assert np.array_equal(np.concatenate([x.offset for x in got]), np.concatenate([x.offset for x in plain]))
+    assert np.array_equal(np.concatenate([x.frame for x in got]), np.concatenate([x.frame for x in plain]))
+    rest = got[1:] if k else got
+    assert all(int(x.frame[0]) % bs == 1 for x in rest)
+    assert all(len(x) == bs for x in rest[:-1])
+    if k:
+        assert len(got[0]) == k

@@ -150,7 +150,7 @@ def with_big_record(tmp_path: Path, size: int) -> Path:
 
 
 def test_counting_worker_hashes_the_file(tmp_path: Path) -> None:
-    """The last worker's SHA-256: the bytes before its cut while counting, the rest after."""
+    """The last worker's SHA-256: the bytes before its cut while counting (HASH_AHEAD), the rest after."""
     import hashlib
 
     path = with_big_record(tmp_path, 9 << 20)  # longer than a counting chunk
@@ -165,3 +165,54 @@ def test_counting_worker_hashes_the_file(tmp_path: Path) -> None:
     parted = scan([path], batch_size=7, jobs=2, split_min=0)
     assert "own part" in parted.timings
     assert_same_scan(serial, parted, "big record")
+
+
+def test_mid_file_reads_release_no_page_still_in_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages released after a batch (madvise DONTNEED) hold no record of a batch handed out later:
+    a record touched after its page was released stays mapped (session 4: 620 MB workers)."""
+    from dataclasses import replace
+
+    from helix_audit import parallel
+    from helix_audit.capture import open_capture, source
+    from helix_audit.capture.pcap import Tally
+    from tests.capture import builders as b
+
+    monkeypatch.setattr(source, "RELEASE_MIN", 0)
+    path = tmp_path / "t.pcap"
+    path.write_bytes(b.pcap_file(5000))
+    parts = parts_at(path, [0.37])
+    assert parts is not None
+    released: list[int] = []
+
+    class Recording:
+        def madvise(self, how: int, start: int, length: int) -> None:
+            released.append(start + length)
+
+    for first_frame in (777, 769, 1000):  # off and on a batch boundary
+        released.clear()
+        cap = open_capture(path)
+        cap._mm = Recording()  # type: ignore[assignment]
+        part = replace(parts[1], first_frame=first_frame, lo=parallel._align(first_frame, 64), until=None)
+        count = 0
+        for batch in parallel._range_batches(cap, part, 64, Tally()):
+            assert int(batch.frame[0]) % 64 == 1
+            assert not released or int(batch.offset.min()) - 16 >= max(released), first_frame
+            count += len(batch)
+        assert count > 0 and released, first_frame
+
+
+def test_digest_resolved_late(tmp_path: Path) -> None:
+    """``late_digest``: the worker's SHA-256 is pending until ``resolve_digests``; by default
+    ``scan`` resolves it (as ``audit`` does after classification)."""
+    import hashlib
+
+    path = with_big_record(tmp_path, 1 << 20)
+    want = hashlib.sha256(path.read_bytes()).hexdigest()
+    late = scan([path], batch_size=7, jobs=2, split_min=0, late_digest=True)
+    assert late.digests is not None and late.inputs[0].sha256 == ""
+    late.resolve_digests()
+    assert late.digests is None and late.inputs[0].sha256 == want
+    assert "sha256 wait" in late.timings
+    now = scan([path], batch_size=7, jobs=2, split_min=0)
+    assert now.digests is None and now.inputs[0].sha256 == want
+    assert_same_scan(scan([path], batch_size=7), now, "late digest")
