@@ -25,8 +25,10 @@ pickles its result, and the parent's merge follows.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mmap
+import os
 import pickle
 import threading
 import time
@@ -69,6 +71,9 @@ def lazy_parts(files: Sequence[Path], jobs: int, split_min: int) -> list[Part] |
 
 def parts_at(path: str | Path, fractions: Sequence[float], split_min: int = 0) -> list[Part] | None:
     """Partitions cut near these fractions of a classic pcap's records (None: not such a file)."""
+    with open(path, "rb") as fh:  # gzip or small: no opening (it would decompress the whole file)
+        if fh.read(2) == b"\x1f\x8b" or os.fstat(fh.fileno()).st_size < split_min:
+            return None
     cap = open_capture(path)
     try:
         if cap.gzip or cap.format != "pcap" or cap.size < split_min:
@@ -161,14 +166,21 @@ def _child(part: Part, batch_size: int, conn: Connection, queue: Any, hash_after
         except Exception:  # noqa: BLE001
             blob = pickle.dumps(("err", RuntimeError(repr(exc))), protocol=pickle.HIGHEST_PROTOCOL)
         hash_after = False
-    sender = threading.Thread(target=conn.send_bytes, args=(blob,))
+    sender = threading.Thread(target=_send, args=(conn, blob))
     sender.start()  # the parent may still be busy with its own partition: hash meanwhile
     hexdigest = _hash_rest(part.path, digest, hashed) if hash_after else ""
     sender.join()
     del blob
     if hash_after:
-        conn.send_bytes(hexdigest.encode())
+        _send(conn, hexdigest.encode())
     conn.close()
+
+
+def _send(conn: Connection, blob: bytes) -> None:
+    """Send, or nothing when the parent has stopped listening (it fell back to the planned path or
+    failed): the worker then just ends, without a traceback on the user's terminal."""
+    with contextlib.suppress(OSError):  # BrokenPipeError and friends
+        conn.send_bytes(blob)
 
 
 def _receive(conn: Connection, what: str) -> PartResult:

@@ -25,6 +25,7 @@ import gc
 import mmap
 import os
 import pickle
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -406,12 +407,14 @@ class _Meter:
     def __init__(self, progress: Progress | None) -> None:
         self.progress = progress
         self.packets = self.bytes = 0
+        self._lock = threading.Lock()  # the parent's own part and the workers' drain thread both add
 
     def add(self, packets: int, nbytes: int) -> None:
-        self.packets += packets
-        self.bytes += nbytes
-        if self.progress is not None:
-            self.progress(self.packets, self.bytes)
+        with self._lock:
+            self.packets += packets
+            self.bytes += nbytes
+            if self.progress is not None:
+                self.progress(self.packets, self.bytes)
 
 
 _QUEUE = None  # the worker processes' end of the progress queue

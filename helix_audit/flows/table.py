@@ -213,6 +213,7 @@ class FlowTable:
             remap,
         )
         st.nlive = st.nseg  # every segment in the row of its id, as after materialize
+        self._expire_at = max(self._live_rows, 2 * st.nlive)  # no expiry pass straight after a merge
         st.seg_gid[: st.nseg] = np.arange(st.nseg)
         st.tup_live[: st.ntup] = st.tup_cur[: st.ntup]
         for chunk in other._icmp:

@@ -60,6 +60,13 @@ def trim_pools() -> None:
             p.clear()
 
 
+def clear_pools() -> None:
+    """Empty every pool (the audit's observations are complete: nothing more to share with, and the
+    values must not outlive it or reach the next audit in this process)."""
+    for p in _POOLS:
+        p.clear()
+
+
 #: Strings, None, tuples of strings of the parsers' observations (``observation_maker``'s ``shared``).
 SHARED = pool()
 

@@ -27,7 +27,7 @@ from ..flows.interface import PacketFlows
 from ..gcpause import paused_gc
 from ..model import Anomaly, DnsQuery, DnsResponse, Observation
 from . import dns, dnsfast, http
-from .build import observation_maker, trim_pools
+from .build import clear_pools, observation_maker, trim_pools
 from .dnsfast import dns_protocol
 from .first import first_segment, tls_appdata
 from .interface import NeedData, ParseError
@@ -185,6 +185,7 @@ class Extractor:
         self._orphans.clear()
         self._partial.clear()
         self._http.pair()
+        clear_pools()
         obs = self.observations
         # one file: frames alone order them (known without a pass over 10^5 objects when ``add``
         # appended them all)

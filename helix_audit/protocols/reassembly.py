@@ -138,9 +138,3 @@ class StreamStart:
             if a < end and b > start and frame not in out:
                 out.append(frame)
         return tuple(out)
-
-    def release(self) -> None:
-        """Drop the bytes (the direction is finished) but keep the ISN for port-reuse detection."""
-        self.buf = bytearray()
-        self.pieces = []
-        self.pending = {}

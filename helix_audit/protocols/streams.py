@@ -64,9 +64,20 @@ class Meta(NamedTuple):
 #: The stream and frame times of every finished direction, shared: a finished direction's bytes are
 #: never read or written again (``Extractor._tcp`` hands it standalone heads only, which read
 #: ``meta`` and ``partial``), and ~10^4 of them stay for keep-alive heads: a ``release``d stream and
-#: a dict each were ~300 bytes and five objects apiece. ``limit`` 0 keeps the stream inert
-#: (``full``: nothing is ever placed in it); tests/protocols/test_shared.py checks it stays empty.
-RELEASED = StreamStart(0)
+#: a dict each were ~300 bytes and five objects apiece. The shared stream is inert (``add`` does
+#: nothing, ``limit`` 0: ``full``); tests/protocols/test_shared.py checks it stays empty.
+
+
+class _Inert(StreamStart):
+    """A stream that nothing can fill or restart: ``add`` is a no-op."""
+
+    __slots__ = ()
+
+    def add(self, seq: int, flags: int, data: bytes, frame: int) -> bool:
+        return False
+
+
+RELEASED = _Inert(0)
 NO_TIMES: dict[int, float] = {}
 
 

@@ -22,7 +22,6 @@ from helix_audit.flows.table import FlowTable
 from helix_audit.model import DnsQuery, DnsResponse, HttpRequest, HttpResponse, WebSocketUpgrade
 from helix_audit.protocols import build, streams
 from helix_audit.protocols.extract import Extractor
-from helix_audit.protocols.reassembly import StreamStart
 
 WS = (
     b"GET /ws HTTP/1.1\r\nHost: w.example\r\nUser-Agent: t/1\r\nUpgrade: websocket\r\n"
@@ -117,7 +116,11 @@ def test_finished_directions_share_one_inert_stream(capture: Path) -> None:
     assert all(d.stream is streams.RELEASED and d.ts_of is streams.NO_TIMES for d in done)
     assert all(d.stream is not streams.RELEASED for d in kept if not d.done)
     ex.finish()
-    assert StreamStart(0) == streams.RELEASED and streams.NO_TIMES == {}
+    released = streams.RELEASED
+    assert released.add(1000, 0x02, b"", 7) is False and released.add(1001, 0x10, b"data", 8) is False
+    assert (released.isn, released.base, bytes(released.buf), released.pending) == (None, None, b"", {})
+    assert streams.NO_TIMES == {}
+    assert all(not p for p in build._POOLS)  # noqa: SLF001 - the audit's values do not outlive it
 
 
 def test_finish_leaves_no_direction_cycles(capture: Path) -> None:
