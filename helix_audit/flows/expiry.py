@@ -31,7 +31,6 @@ from numba import njit
 from .join import last_into, sum_into
 from .state import (
     A_ICMP,
-    AUX_OF,
     NAUX,
     NEV,
     NONE,
@@ -40,6 +39,7 @@ from .state import (
     S_PKTS,
     S_RST,
     SegmentArrays,
+    fold_events,
 )
 
 SEC = 1_000_000_000
@@ -195,14 +195,7 @@ class SegmentStore:
 def _events_into(dest, n, ev, ev_ts, ev_val, out_ev, out_ts, out_val):  # pragma: no cover - compiled
     """Events of rows ``0..n`` merged by min order into rows ``dest`` of ``out_*``, as ``fold`` does."""
     for s in range(n):
-        d = dest[s]
-        for k in range(ev.shape[1]):
-            if ev[s, k] < out_ev[d, k]:
-                out_ev[d, k] = ev[s, k]
-                a = AUX_OF[k]
-                if a >= 0:
-                    out_ts[d, a] = ev_ts[s, a]
-                    out_val[d, a] = ev_val[s, a]
+        fold_events(out_ev, out_ts, out_val, dest[s], ev, ev_ts, ev_val, s)
 
 
 def materialize(st: SegmentArrays, store: SegmentStore) -> SegmentArrays:

@@ -224,11 +224,10 @@ def lookup_insert(slots, tk_u64, tk_i64, ntup, u, i):  # noqa: ANN001, ANN201
     return lookup_key(slots, tk_u64, tk_i64, ntup, i[0], u[0], u[1], u[2], u[3], i[1], i[2])
 
 
-@njit(cache=True)
-def fold(sums, ev, ev_ts, ev_val, last, d, s_sums, s_ev, s_ev_ts, s_ev_val, s_last, s):
-    """Merge segment ``s`` of the source arrays into segment ``d`` (sums add, events min, last max)."""
-    for k in range(sums.shape[1]):
-        sums[d, k] += s_sums[s, k]
+@njit(cache=True, inline="always")
+def fold_events(ev, ev_ts, ev_val, d, s_ev, s_ev_ts, s_ev_val, s):  # noqa: ANN001, ANN201
+    """Events of source row ``s`` into row ``d`` by min order, with the timestamp and value of the
+    events that keep them (``AUX_OF``)."""
     for k in range(ev.shape[1]):
         if s_ev[s, k] < ev[d, k]:
             ev[d, k] = s_ev[s, k]
@@ -236,6 +235,14 @@ def fold(sums, ev, ev_ts, ev_val, last, d, s_sums, s_ev, s_ev_ts, s_ev_val, s_la
             if a >= 0:
                 ev_ts[d, a] = s_ev_ts[s, a]
                 ev_val[d, a] = s_ev_val[s, a]
+
+
+@njit(cache=True)
+def fold(sums, ev, ev_ts, ev_val, last, d, s_sums, s_ev, s_ev_ts, s_ev_val, s_last, s):
+    """Merge segment ``s`` of the source arrays into segment ``d`` (sums add, events min, last max)."""
+    for k in range(sums.shape[1]):
+        sums[d, k] += s_sums[s, k]
+    fold_events(ev, ev_ts, ev_val, d, s_ev, s_ev_ts, s_ev_val, s)
     if s_last[s, 0] > last[d, 0]:
         last[d, 0] = s_last[s, 0]
         last[d, 1] = s_last[s, 1]

@@ -140,25 +140,20 @@ def _walk(
         lookups.append(obs)  # type: ignore[arg-type]
         frames.append(obs.frame)
         files.append(obs.file)
-        text = obs.qname  # type: ignore[attr-defined]
-        h = hits.get(text)
-        if h is None:
-            h = hits[text] = _hit(text, code_of)
-        if h >= 0:
-            name_c.append(h)
-            owner.append(p)
+        texts: list[object] = [obs.qname]  # type: ignore[attr-defined]
         if kind == 1:
             clients.append(obs.src)
-            continue
-        clients.append(obs.dst)
-        for ans in obs.answers:  # type: ignore[attr-defined]
-            for text in (ans.name, ans.data) if ans.rtype == "CNAME" else (ans.name,):
-                h = hits.get(text)
-                if h is None:
-                    h = hits[text] = _hit(text, code_of)
-                if h >= 0:
-                    name_c.append(h)
-                    owner.append(p)
+        else:
+            clients.append(obs.dst)
+            for ans in obs.answers:  # type: ignore[attr-defined]
+                texts.extend((ans.name, ans.data) if ans.rtype == "CNAME" else (ans.name,))
+        for text in texts:
+            h = hits.get(text)
+            if h is None:
+                h = hits[text] = _hit(text, code_of)
+            if h >= 0:
+                name_c.append(h)
+                owner.append(p)
     return lookups, name_c, owner, clients, frames, files
 
 

@@ -17,17 +17,15 @@ import numpy as np
 import pytest
 from scapy.all import IP, TCP, Ether, Raw, wrpcap
 
-from helix_audit.capture import open_capture
-from helix_audit.decode.core import decode_batch
 from helix_audit.decode.interface import PacketColumns
 from helix_audit.flows.interface import PacketFlows
-from helix_audit.flows.table import FlowTable
 from helix_audit.model import Anomaly, Observation
 from helix_audit.protocols.extract import Extractor
 from tests.conftest import CORPUS, CORPUS_FILES, needs_corpus
 from tests.parallel.test_partitions import check as check_partitions
 
 from .builders import client_hello_body, handshake, records, sni_ext
+from .pipeline import drive
 
 
 class EagerExtractor(Extractor):
@@ -54,14 +52,7 @@ class EagerExtractor(Extractor):
 
 
 def _run(cls: type[Extractor], path: Path, batch: int | None) -> tuple:
-    ex = cls()
-    flows = FlowTable()
-    cap = open_capture(path)
-    for b in cap.batches(batch) if batch else cap.batches():
-        cols = decode_batch(b)
-        ex.add(cols, flows.add(cols))
-    done = np.flatnonzero(ex._done).tolist()  # noqa: SLF001
-    obs, anomalies = ex.finish()
+    obs, anomalies, done = drive(cls(), [path], batch)
     return [o.to_record() for o in obs], anomalies, done
 
 

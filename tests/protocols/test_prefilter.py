@@ -16,14 +16,13 @@ import numpy as np
 import pytest
 from scapy.all import IP, TCP, Ether, Raw, wrpcap
 
-from helix_audit.capture import open_capture
-from helix_audit.decode.core import decode_batch
-from helix_audit.flows.table import FlowTable
 from helix_audit.protocols import http
 from helix_audit.protocols.extract import Extractor
 from helix_audit.protocols.prefilter import HEAD, could_be_parsed
 from helix_audit.protocols.streams import Direction, Meta, parse_direction
 from tests.conftest import CORPUS, CORPUS_FILES, needs_corpus
+
+from .pipeline import drive
 
 META = Meta("a.pcap", 1, 0.0, "10.0.0.1", 40000, "10.0.0.2", 9000, "tcp", 0)
 
@@ -63,13 +62,7 @@ def _run(path: Path, batch: int | None, prefilter: bool, **kwargs: object) -> tu
     ex._skipped = skipped.extend  # type: ignore[method-assign]  # noqa: SLF001
     if not prefilter:
         ex._finish_unparsed = lambda cols, pf: None  # type: ignore[method-assign]  # noqa: SLF001
-    flows = FlowTable()
-    cap = open_capture(path)
-    for b in cap.batches(batch) if batch else cap.batches():
-        cols = decode_batch(b)
-        ex.add(cols, flows.add(cols))
-    done = np.flatnonzero(ex._done).tolist()  # noqa: SLF001
-    obs, anomalies = ex.finish()
+    obs, anomalies, done = drive(ex, [path], batch)
     return [o.to_record() for o in obs], anomalies, done, len(skipped)
 
 

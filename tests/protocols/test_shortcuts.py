@@ -18,11 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helix_audit.capture import open_capture
-from helix_audit.decode.core import decode_batch
 from helix_audit.decode.interface import PacketColumns
 from helix_audit.flows.interface import PacketFlows
-from helix_audit.flows.table import FlowTable
 from helix_audit.model import HttpConnect, Observation, WebSocketUpgrade
 from helix_audit.protocols import selection
 from helix_audit.protocols.build import amended, observation_maker, rebuilt
@@ -31,6 +28,7 @@ from helix_audit.protocols.streams import Meta
 from tests.conftest import CORPUS, CORPUS_FILES, needs_corpus
 from tests.parallel.helpers import SAMPLE_FILES
 
+from .pipeline import drive
 from .test_lazy_syn import _capture
 
 
@@ -65,15 +63,7 @@ class PlainExtractor(Extractor):
 
 
 def _run(cls: type[Extractor], paths: list[Path], batch: int | None) -> tuple:
-    ex = cls()
-    flows = FlowTable()
-    for path in paths:
-        cap = open_capture(path)
-        for b in cap.batches(batch) if batch else cap.batches():
-            cols = decode_batch(b)
-            ex.add(cols, flows.add(cols))
-    done = np.flatnonzero(ex._done).tolist()  # noqa: SLF001
-    obs, anomalies = ex.finish()
+    obs, anomalies, done = drive(cls(), paths, batch)
     return [(o.to_record(), list(vars(o))) for o in obs], anomalies, done
 
 
