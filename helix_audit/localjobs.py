@@ -26,8 +26,6 @@ pickles its result, and the parent's merge follows.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import mmap
 import os
 import pickle
 import threading
@@ -48,10 +46,6 @@ from .parallel import Merged, Part, PartResult, _align, _Meter, landings, run_pa
 #: Share of the file's bytes the parent reads when ``jobs`` is 2 (more jobs: each worker's part
 #: keeps its size against the parent's).
 PARENT_SHARE = 0.6
-#: Share of the file the hashing worker hashes while it counts (it would delay its result); the
-#: rest once its result is sent, while the parent merges, finishes and classifies.
-HASH_AHEAD = 0.0
-HASH_STEP = 16 << 20  # bytes per hashlib update (each releases the GIL)
 Progress = Callable[[int, int], None]
 
 
@@ -100,21 +94,13 @@ def _close(cap: Any) -> None:  # noqa: ANN401
         close()
 
 
-def run_counted(
-    part: Part,
-    batch_size: int,
-    report: Callable[[int, int], None] | None = None,
-    digest: Any = None,  # noqa: ANN401
-) -> PartResult:
-    """A worker's partition: count the records before its cut, then run it from that frame.
-    ``digest`` takes the file's first bytes on the way (``timings["hashed"]``: how many)."""
-    hashed = 0
+def run_counted(part: Part, batch_size: int, report: Callable[[int, int], None] | None = None) -> PartResult:
+    """A worker's partition: count the records before its cut, then run it from that frame."""
     if part.lo == 0:
         cap = open_capture(part.path)
         try:
             size = int(cap.data.shape[0])
-            ahead = int(size * HASH_AHEAD)
-            found, hashed = landings(cap, [part.start], digest, ahead) if part.start is not None else ([], 0)
+            found = landings(cap, [part.start]) if part.start is not None else []
         finally:
             _close(cap)
         if found and found[0][0] < size:  # a cut past the last record finds the end of the file
@@ -122,24 +108,7 @@ def run_counted(
             part = replace(part, start=start, first_frame=before + 1, lo=_align(before + 1, batch_size))
         else:  # the serial read ends before the cut: nothing here (the partition before reads on)
             part = replace(part, start=size, first_frame=1, lo=-1, until=None)
-    res = run_part(part, batch_size, report)
-    res.timings["hashed"] = float(hashed)
-    return res
-
-
-def _hash_rest(path: str, digest: Any, start: int) -> str:  # noqa: ANN401
-    """Hex SHA-256 of the file, ``digest`` holding its first ``start`` bytes (as ``file_sha256``)."""
-    with open(path, "rb", buffering=0) as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        view = memoryview(mm)
-        try:
-            for pos in range(start, len(mm), HASH_STEP):
-                digest.update(view[pos : pos + HASH_STEP])
-                done = min(pos + HASH_STEP, len(mm))
-                page = pos - pos % mmap.PAGESIZE
-                mm.madvise(mmap.MADV_DONTNEED, page, done - page)
-        finally:
-            view.release()
-    return str(digest.hexdigest())
+    return run_part(part, batch_size, report)
 
 
 # ------------------------------------------------------------------------------------------ processes
@@ -152,12 +121,9 @@ def _child(part: Part, batch_size: int, conn: Connection, queue: Any, hash_after
         if queue is not None:
             queue.put((packets, nbytes))
 
-    digest = hashlib.sha256() if hash_after else None
-    hashed = 0
     try:
         with paused_gc():  # as the serial scan: ~10^5 live parser objects, no cycles to find
-            res = run_counted(part, batch_size, report, digest)
-            hashed = int(res.timings["hashed"])
+            res = run_counted(part, batch_size, report)
             blob = pickle.dumps(("ok", res), protocol=pickle.HIGHEST_PROTOCOL)
             del res
     except BaseException as exc:  # noqa: BLE001  the parent re-raises it
@@ -168,7 +134,7 @@ def _child(part: Part, batch_size: int, conn: Connection, queue: Any, hash_after
         hash_after = False
     sender = threading.Thread(target=_send, args=(conn, blob))
     sender.start()  # the parent may still be busy with its own partition: hash meanwhile
-    hexdigest = _hash_rest(part.path, digest, hashed) if hash_after else ""
+    hexdigest = file_sha256(part.path) if hash_after else ""
     sender.join()
     del blob
     if hash_after:

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -50,7 +49,6 @@ from .protocols.partition import PartitionExtractor, absorb
 
 SPLIT_MIN_BYTES = 64 << 20  # files smaller than this are one partition
 PLAN_CHUNK = 64 << 20  # bytes of a file walked (then released) at a time while planning
-HASH_CHUNK = 4 << 20  # the same while hashing too
 Progress = Callable[[int, int], None]
 
 
@@ -135,33 +133,21 @@ def lean_ranges(cap: Capture, n: int) -> list[tuple[int, int, int]]:
     size = int(cap.data.shape[0])
     cands = [GLOBAL_HDR_LEN + (size - GLOBAL_HDR_LEN) * i // n for i in range(1, max(n, 1))]
     todo = sorted({s for s in (_resync(cap, c) for c in cands) if s > GLOBAL_HDR_LEN})
-    bounds = [(GLOBAL_HDR_LEN, 0), *landings(cap, todo)[0]]
+    bounds = [(GLOBAL_HDR_LEN, 0), *landings(cap, todo)]
     bounds = [b for i, b in enumerate(bounds) if i == 0 or b[0] > bounds[i - 1][0]]
     ends = [b[0] for b in bounds[1:]] + [size]
     return [(s, e, k + 1) for (s, k), e in zip(bounds, ends, strict=True)]
 
 
-def landings(
-    cap: Capture,
-    todo: list[int],
-    digest: Any = None,  # noqa: ANN401
-    hash_upto: int = 0,
-) -> tuple[list[tuple[int, int]], int]:
+def landings(cap: Capture, todo: list[int]) -> list[tuple[int, int]]:
     """For each sorted offset of ``todo`` (classic pcap): the first record boundary at or after it
     and the records before that boundary, walking headers from the file's start; offsets past the
-    readable records (damage, the end) are left out. ``digest`` (a hashlib object) takes the
-    file's bytes from 0 as the chunks before ``hash_upto`` are walked (their pages are mapped for
-    the walk anyway); the second value is where it stopped (0 without ``digest``)."""
+    readable records (damage, the end) are left out."""
     h, pos, before, size = cap.header, GLOBAL_HDR_LEN, 0, int(cap.data.shape[0])
     out: list[tuple[int, int]] = []
-    hashed = 0
-    view = memoryview(cap._mm) if digest is not None and cap._mm is not None else None  # noqa: SLF001
-    step = PLAN_CHUNK if view is None else HASH_CHUNK  # hashed, a chunk is still cached for the walk
+    step = PLAN_CHUNK
     while todo and pos < size:
         end = min(size, pos + step)
-        if view is not None and hashed < hash_upto:
-            digest.update(view[hashed:end])
-            hashed = end
         marks = np.array([t - pos for t in todo], dtype=np.int64)
         counts, landed = np.zeros_like(marks), np.zeros_like(marks)
         got, stop, status = count_pcap(cap.data[pos:end], 0, h.big, h.hdrlen, h.swap, marks, counts, landed)
@@ -173,9 +159,7 @@ def landings(
             break
         if stop == 0:  # one record longer than the chunk: a longer chunk
             step *= 2
-    if view is not None:
-        view.release()
-    return out, hashed
+    return out
 
 
 def _drop_pages(cap: Capture, start: int, end: int) -> None:

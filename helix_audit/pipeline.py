@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ from .flows.table import FlowTable
 from .gcpause import paused_gc
 from .model import Anomaly, AuditResult, InputInfo, Observation
 from .protocols.extract import Extractor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .parallel import Merged
 
 Progress = Callable[[int, int], None]  # (packets so far, bytes so far)
 
@@ -241,12 +245,12 @@ def _scan_parallel(
 ) -> Scan:  # fmt: skip
     from .parallel import SPLIT_MIN_BYTES, execute, plan
 
-    clock = _Clock()
     if dask is None and not pieces:
         least = SPLIT_MIN_BYTES if split_min is None else split_min
         fast = _scan_local(files, batch_size, progress, jobs, least)
         if fast is not None:
             return fast
+    clock = _Clock()
     hashers = [_Hasher(p) for p in files]
     workers = max(jobs, 2) if dask else jobs
     parts = plan(files, workers, batch_size, SPLIT_MIN_BYTES if split_min is None else split_min,
@@ -257,24 +261,7 @@ def _scan_parallel(
     clock.lap("partitions")
     hashing.join()
     clock.lap("sha256 wait")
-    inputs, anomalies = [], []
-    for h in hashers:
-        info = merged.infos[str(h.path)]
-        inputs.append(_input_info(info, h.digest))
-        anomalies += _capture_anomalies(info)
-    flows, remap = merged.table.finish()
-    clock.lap("flows finish")
-    observations, obs_anomalies = merged.extractor.finish()
-    clock.lap("protocols finish")
-    timings = dict(clock.spent, reruns=float(merged.reruns), parts=float(len(parts)))
-    return Scan(
-        inputs=inputs,
-        flows=flows,
-        observations=_remap_flow_ids(observations, remap),
-        anomalies=anomalies + obs_anomalies,
-        non_flow=_non_flow_counts(merged.table.non_flow_summary()),
-        timings=timings,
-    )
+    return _merged_scan(merged, files, [h.digest for h in hashers], clock, {"parts": float(len(parts))})
 
 
 def _scan_local(
@@ -292,20 +279,31 @@ def _scan_local(
     except Mismatch:
         return None  # the planned path, from scratch
     clock.lap("partitions")
+    scan = _merged_scan(merged, files, [""], clock, dict(spent, parts=float(len(parts))))
+    scan.digests = lambda: [digest()]  # the worker hashes while the caller classifies
+    return scan
+
+
+def _merged_scan(
+    merged: Merged, files: list[Path], digests: list[str], clock: _Clock, timings: dict[str, float]
+) -> Scan:
+    """The scan of merged partitions: flow table and streams finished, the inputs in order."""
+    inputs, anomalies = [], []
+    for path, digest in zip(files, digests, strict=True):
+        info = merged.infos[str(path)]
+        inputs.append(_input_info(info, digest))
+        anomalies += _capture_anomalies(info)
     flows, remap = merged.table.finish()
     clock.lap("flows finish")
     observations, obs_anomalies = merged.extractor.finish()
     clock.lap("protocols finish")
-    info = merged.infos[str(files[0])]
-    timings = dict(clock.spent, **spent, reruns=float(merged.reruns), parts=float(len(parts)))
     return Scan(
-        inputs=[_input_info(info, "")],
+        inputs=inputs,
         flows=flows,
         observations=_remap_flow_ids(observations, remap),
-        anomalies=_capture_anomalies(info) + obs_anomalies,
+        anomalies=anomalies + obs_anomalies,
         non_flow=_non_flow_counts(merged.table.non_flow_summary()),
-        timings=timings,
-        digests=lambda: [digest()],  # the worker hashes while the caller classifies
+        timings=dict(clock.spent, **timings, reruns=float(merged.reruns)),
     )
 
 
