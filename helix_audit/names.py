@@ -61,6 +61,15 @@ def clean_name(name: str | None) -> str | None:
     return name.rstrip(".") or None
 
 
+class CleanNames(dict[str | None, str | None]):
+    """text -> ``clean_name(text)``, each text cleaned once: a local memo for loops over 10^5
+    observations (a dict hit is cheaper than the ``lru_cache`` call)."""
+
+    def __missing__(self, text: str | None) -> str | None:
+        name = self[text] = clean_name(text)
+        return name
+
+
 def split_target(target: str) -> tuple[str | None, int | None]:
     """``host:port`` (CONNECT target) -> (host, port)."""
     parts = urlsplit("//" + target.strip())
@@ -148,23 +157,15 @@ def _direct_names(seen: Observed) -> tuple[Found, _Proxy]:
     found: Found = {}
     proxy = _Proxy()
     wanted = (TlsClientHello, HttpRequest)
-    clean: dict[str | None, str | None] = {}  # text -> clean_name(text): names repeat
+    clean = CleanNames()
     for obs, fid in zip(seen.of(*wanted), seen.flow_ids(*wanted), strict=True):
         if fid is None:
             continue
         kind = type(obs)
         if kind is TlsClientHello:  # the common cases inline: one name, one source
-            text = obs.sni
-            name = clean.get(text)
-            if name is None and text not in clean:
-                name = clean[text] = clean_name(text)
-            _add(found, fid, "sni", name)
+            _add(found, fid, "sni", clean[obs.sni])
         elif kind is WebSocketUpgrade and obs.path[:1] == "/":  # origin-form: not via a proxy
-            text = obs.host
-            name = clean.get(text)
-            if name is None and text not in clean:
-                name = clean[text] = clean_name(text)
-            _add(found, fid, "websocket", name)
+            _add(found, fid, "websocket", clean[obs.host])
         else:
             _note(found, proxy, fid, obs)
     return found, proxy

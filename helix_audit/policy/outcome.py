@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import DnsQuery, DnsResponse, HttpConnect, Observation, TlsAlert
-from ..names import clean_name
+from ..names import CleanNames
 from .observed import Observed, observed
 
 DNS_TIMEOUT = 2.0
@@ -114,14 +114,10 @@ def lookups(
     """Every plain-DNS query with its response (first one after it) and outcome."""
     seen = observed(flows, observations)
     answers: dict[tuple[object, ...], list[DnsResponse]] = {}
-    names: dict[str, str | None] = {}  # qname -> clean_name(qname): names repeat, ~10^5 of them
+    names = CleanNames()  # names repeat, ~10^5 of them
     for obs in seen.of(DnsResponse):
         if obs.protocol == "dns":
-            qname = obs.qname
-            name = names.get(qname)
-            if name is None and qname not in names:
-                name = names[qname] = clean_name(qname)
-            key = (obs.dst, obs.dport, obs.src, obs.sport, obs.id, name)
+            key = (obs.dst, obs.dport, obs.src, obs.sport, obs.id, names[obs.qname])
             found = answers.get(key)
             if found is None:
                 answers[key] = [obs]
@@ -134,10 +130,7 @@ def lookups(
         qname = query.qname
         if query.protocol != "dns" or not qname:
             continue
-        clean = names.get(qname)
-        if clean is None and qname not in names:
-            clean = names[qname] = clean_name(qname)
-        name = clean or ""
+        name = names[qname] or ""
         resps = answers.get((query.src, query.sport, query.dst, query.dport, query.id, name))
         if resps is None:
             resp = None
