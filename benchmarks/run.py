@@ -7,7 +7,8 @@ peak RSS (from wait4 of each child). Medians over --runs. helix-audit's own stag
 report.json) say where its time goes.
 
 Every tool runs pinned to one CPU (``--cpus 0``, the issues' "on one core": helix-audit's input
-hashing thread then shares that core too); ``--jobs 2`` runs on all CPUs. ``--synscan N`` adds an
+hashing thread then shares that core too). Serial and ``--jobs 2`` runs then alternate on all CPUs;
+their ratio is printed beside its ceiling while the input is hashed. ``--synscan N`` adds an
 audit of a SYN scan (N one-packet flows towards the sandboxes, benchmarks/synscan.py), the worst
 case for memory.
 
@@ -180,6 +181,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"pinned to CPUs: {sorted(CPUS) if CPUS is not None else 'all'} (except --jobs rows)")
     rows: list[tuple[str, float, float, str]] = []
+    one_core = serial_wall = jobs_wall = 0.0
     synscan_row: tuple[str, float, float] | None = None
     helix = shutil.which("helix-audit", path=str(Path(sys.executable).parent)) or "helix-audit"
     with tempfile.TemporaryDirectory() as out:
@@ -193,9 +195,19 @@ def main() -> None:
         wall, rss, _ = median_run(cmd, args.runs, env)
         rows.append(("helix-audit audit --site --format json", wall, rss, ""))
         timings = read_timings(Path(out) / "report.json")
-        if (os.cpu_count() or 1) >= 2:
-            wall, rss, _ = median_run([*cmd, "--jobs", "2"], args.runs, env, pin=False)
-            rows.append(("helix-audit … --jobs 2 (2 cores)", wall, rss, ""))
+        one_core = wall
+        cores = os.cpu_count() or 1
+        if cores >= 2:
+            # Serial on all cores (its hashing thread gets a core of its own) against --jobs 2
+            # on the same cores, alternating so that a noisy neighbour hits both alike.
+            serial, jobs2 = [], []
+            for _ in range(args.runs):
+                serial.append(run(cmd, env, pin=False))
+                jobs2.append(run([*cmd, "--jobs", "2"], env, pin=False))
+            serial_wall = statistics.median(r[0] for r in serial)
+            jobs_wall = statistics.median(r[0] for r in jobs2)
+            rows.append((f"helix-audit serial ({cores} cores)", serial_wall, max(r[1] for r in serial), ""))
+            rows.append((f"helix-audit … --jobs 2 ({cores} cores)", jobs_wall, max(r[1] for r in jobs2), ""))
         if args.synscan:
             from synscan import synscan
 
@@ -247,6 +259,15 @@ def main() -> None:
         f"records the input's digest can pass {n / hash_wall:,.0f} packets/s on this capture and core "
         "(reading and decoding come on top)."
     )
+    if serial_wall and jobs_wall and CPUS is not None and len(CPUS) == 1:
+        # One core does all the work (T1, hashing included); the serial run on two cores overlaps
+        # the hash (H) with everything else, so it takes ~T1 - H; two jobs cannot beat T1 / 2.
+        ceiling = 2 * (one_core - hash_wall) / one_core
+        print(
+            f"--jobs 2 against serial on the same cores: {serial_wall / jobs_wall:.2f}x; "
+            f"the ceiling while the input is hashed is 2 (T1 - H) / T1 = {ceiling:.2f}x "
+            f"(T1 {one_core:.2f} s on one core, H {hash_wall:.2f} s the hash)."
+        )
     if timings:
         total = sum(timings.values())
         print("\nhelix-audit stage timings (last run, seconds; what bounds it):")
