@@ -163,9 +163,9 @@ def _receive(conn: Connection, what: str) -> PartResult:
 
 def run_local(
     parts: Sequence[Part], batch_size: int, progress: Progress | None = None
-) -> tuple[Merged, Callable[[], str], dict[str, float]]:
+) -> tuple[Merged, Pending, dict[str, float]]:
     """Partition 0 here, the others on forked workers; merged in order. Returns the merged state,
-    a function giving the file's SHA-256 (from the last worker; waits for it) and timings."""
+    the file's pending SHA-256 (from the last worker) and timings."""
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
@@ -203,18 +203,27 @@ def run_local(
     except BaseException:
         _stop(workers, queue, drain)
         raise
-    last = workers[-1][1]
-    path = parts[0].path
+    return merged, Pending(parts[0].path, workers, queue, drain), timings
 
-    def digest() -> str:
+
+class Pending:
+    """The input's SHA-256, which the last worker computes after sending its partition."""
+
+    def __init__(self, path: str, workers: list, queue: Any, drain: threading.Thread | None) -> None:  # noqa: ANN401
+        self.path, self._workers, self._queue, self._drain = path, workers, queue, drain
+
+    def digest(self) -> str:
+        """Wait for the worker's digest (or hash here if the worker is gone), then reap workers."""
         try:
-            value = last.recv_bytes().decode()
+            value = self._workers[-1][1].recv_bytes().decode()
         except (EOFError, OSError):
-            value = file_sha256(path)  # the worker is gone: hash here
-        _stop(workers, queue, drain)
+            value = file_sha256(self.path)
+        _stop(self._workers, self._queue, self._drain)
         return value
 
-    return merged, digest, timings
+    def abandon(self) -> None:
+        """The audit failed after the merge: end the workers now, without waiting for the hash."""
+        _stop(self._workers, self._queue, self._drain, patience=0)
 
 
 def _drop_pools(merged: Merged) -> None:
@@ -245,10 +254,11 @@ def _drain(queue: Any, meter: _Meter) -> None:  # noqa: ANN401
         meter.add(*item)
 
 
-def _stop(workers: list, queue: Any, drain: threading.Thread | None) -> None:  # noqa: ANN401
+def _stop(workers: list, queue: Any, drain: threading.Thread | None, patience: float = 5) -> None:  # noqa: ANN401
+    """Reap the workers: each gets ``patience`` seconds to end by itself, then is killed."""
     for proc, conn in workers:
         conn.close()
-        proc.join(timeout=0 if proc.exitcode is not None else 5)
+        proc.join(timeout=0 if proc.exitcode is not None else patience)
         if proc.is_alive():
             proc.kill()
             proc.join()
@@ -257,4 +267,4 @@ def _stop(workers: list, queue: Any, drain: threading.Thread | None) -> None:  #
         drain.join(timeout=5)
 
 
-__all__ = ["Mismatch", "lazy_parts", "parts_at", "run_counted", "run_local"]
+__all__ = ["Mismatch", "Pending", "lazy_parts", "parts_at", "run_counted", "run_local"]

@@ -51,13 +51,15 @@ class Scan:
     #: The inputs' SHA-256 when they are still being computed (``scan(late_digest=True)``): the
     #: hashing process then runs behind classification; ``resolve_digests`` waits for them.
     digests: Callable[[], list[str]] | None = None
+    #: Ends the processes behind a pending digest at once (the caller failed before resolving it).
+    abandon: Callable[[], None] | None = None
 
     def resolve_digests(self) -> None:
         """Fill in the inputs' pending SHA-256 (waiting for them); nothing when none are pending."""
         if self.digests is None:
             return
         t0 = time.perf_counter()
-        values, self.digests = self.digests(), None
+        values, self.digests, self.abandon = self.digests(), None, None
         self.inputs = [dataclasses.replace(i, sha256=d) for i, d in zip(self.inputs, values, strict=True)]
         self.timings["sha256 wait"] = self.timings.get("sha256 wait", 0.0) + time.perf_counter() - t0
 
@@ -275,12 +277,17 @@ def _scan_local(
     if parts is None:
         return None
     try:
-        merged, digest, spent = run_local(parts, batch_size, progress)
+        merged, pending, spent = run_local(parts, batch_size, progress)
     except Mismatch:
         return None  # the planned path, from scratch
     clock.lap("partitions")
-    scan = _merged_scan(merged, files, [""], clock, dict(spent, parts=float(len(parts))))
-    scan.digests = lambda: [digest()]  # the worker hashes while the caller classifies
+    try:
+        scan = _merged_scan(merged, files, [""], clock, dict(spent, parts=float(len(parts))))
+    except BaseException:
+        pending.abandon()
+        raise
+    scan.digests = lambda: [pending.digest()]  # the worker hashes while the caller classifies
+    scan.abandon = pending.abandon
     return scan
 
 
@@ -410,10 +417,15 @@ def audit(
         late_digest=True,
     )
     t0 = time.perf_counter()
-    with paused_gc(freeze=freeze_gc):
-        cls = classify(result.flows, result.observations, ruleset, profile)
-        t1 = time.perf_counter()
-        findings = with_dns_evidence(list(cls.findings), result.observations)
+    try:
+        with paused_gc(freeze=freeze_gc):
+            cls = classify(result.flows, result.observations, ruleset, profile)
+            t1 = time.perf_counter()
+            findings = with_dns_evidence(list(cls.findings), result.observations)
+    except BaseException:
+        if result.abandon is not None:  # no worker outlives a failed audit
+            result.abandon()
+        raise
     t2 = time.perf_counter()
     result.flows = pd.DataFrame()  # cls.flows is the classified copy: free the original now
     result.resolve_digests()  # a --jobs worker hashed the input meanwhile

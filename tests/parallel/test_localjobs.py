@@ -220,3 +220,30 @@ def test_digest_resolved_late(tmp_path: Path) -> None:
     now = scan([path], batch_size=7, jobs=2, split_min=0)
     assert now.digests is None and now.inputs[0].sha256 == want
     assert_same_scan(scan([path], batch_size=7), now, "late digest")
+
+
+def test_failed_classification_ends_the_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit that fails after the merge does not leave the hashing worker behind it: the worker
+    (hashing "forever" here) is ended at once and the error reaches the caller."""
+    import multiprocessing
+    import time
+
+    from helix_audit import parallel, pipeline
+    from helix_audit.policy import classify as classify_mod
+
+    def slow_hash(path: object) -> str:
+        time.sleep(60)
+        return ""
+
+    def broken(*args: object, **kw: object) -> None:
+        raise RuntimeError("classification failed")
+
+    monkeypatch.setattr(localjobs, "file_sha256", slow_hash)
+    monkeypatch.setattr(classify_mod, "classify", broken)
+    monkeypatch.setattr(parallel, "SPLIT_MIN_BYTES", 0)  # split this small file
+    path = with_big_record(tmp_path, 1 << 20)
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="classification failed"):
+        pipeline.audit([path], batch_size=7, jobs=2)
+    assert multiprocessing.active_children() == []
+    assert time.monotonic() - t0 < 30
