@@ -3,7 +3,7 @@
 Byte for byte what ``json_report.dumps(json_report.to_dict(result))`` gives, without holding the
 whole document: a 100k-flow report is ~150 MB of text, and building it as one dict of dicts and then
 one string took seconds and gigabytes. Flow records are encoded column by column (each distinct
-text value once, numbers as json's encoder writes them), then joined row by row by :mod:`.rowtext`;
+text object once, numbers as json's encoder writes them), then joined row by row by :mod:`.rowtext`;
 observations go through :func:`observation_record`, a direct version of ``Observation.to_record`` +
 ``jsonable`` (``dataclasses.asdict`` deep-copies every field and was most of the cost).
 Everything stays bytes from the encoder to the file: the report is ASCII-only, and a str of 100 MB
@@ -30,7 +30,19 @@ import pandas as pd
 
 from helix_audit.model import DnsAnswer, Observation
 from helix_audit.report.common import jsonable
-from helix_audit.report.rowtext import Cells, int_cells, join_rows, number_cells, quoted_cells, text_cells
+from helix_audit.report.rowtext import (
+    Cells,
+    addresses,
+    constant_cells,
+    identities,
+    int_cells,
+    join_rows,
+    null_cells,
+    number_cells,
+    quoted_cells,
+    splice,
+    text_cells,
+)
 
 # Each chunk's text and the arrays behind it are alive at once and, under ``heap.roomy_heap``, the
 # heap keeps its high-water mark: on the benchmark 16384 flow rows and 4096 observations a chunk
@@ -151,11 +163,11 @@ def observation_text(obs: Observation) -> str:
 # ---------------------------------------------------------------------------------------- batches
 
 
-#: Between the records of a batch: a one-character string element orjson writes as ``"\u0000"``.
-#: The text ``,"\u0000",`` occurs inside a record only as such an element of a nested list, so a
-#: batch with more of it than gaps between records is encoded record by record instead.
-_MARK = "\x00"
-_MARK_TEXT = b',"\\u0000",'
+#: Between the records of a batch: a one-character string element that orjson writes raw, as the
+#: two non-ASCII bytes C3 BF, in the text ``,"\xff",``. A batch whose text has no other non-ASCII
+#: byte is ASCII records and exactly these markers; any other batch is encoded record by record.
+_MARK = "\xff"
+_MARK_WIDTH = 6  # ,"\xc3\xbf",
 
 
 def batch_text(values: Sequence[Any]) -> bytes | memoryview | None:
@@ -164,7 +176,9 @@ def batch_text(values: Sequence[Any]) -> bytes | memoryview | None:
 
     Not one call per record: each call's output buffer is a separate malloc, and with ~10^5 of them
     kept alive glibc's allocator spent ~5 µs per call on the audit's fragmented heap (0.67 s for
-    the benchmark's 120k observations; 0.13 s as one call per 4096 records)."""
+    the benchmark's 120k observations; 0.13 s as one call per 4096 records). The markers are found
+    by their non-ASCII bytes (one vectorised pass) and cut out by :func:`.rowtext.splice`:
+    ``bytes.replace`` of the old all-ASCII marker took longer than the encoding itself."""
     if not values:
         return b""
     mixed: list[Any] = [_MARK] * (2 * len(values) - 1)
@@ -173,11 +187,11 @@ def batch_text(values: Sequence[Any]) -> bytes | memoryview | None:
         data = orjson.dumps(mixed, default=_orjson_default, option=_ORJSON)
     except TypeError:
         return None
-    if not data.isascii():
+    raw = np.frombuffer(data, dtype=np.uint8)[1:-1]  # the records without "[" and "]"
+    high = np.flatnonzero(raw >= 0x80)
+    if high.size != 2 * (len(values) - 1):  # a record has non-ASCII text (or the marker itself)
         return None
-    body = data.replace(_MARK_TEXT, SEP)
-    replaced = (len(data) - len(body)) // (len(_MARK_TEXT) - len(SEP))
-    return memoryview(body)[1:-1] if replaced == len(values) - 1 else None  # no copy for "[...]"
+    return splice(raw, high[0::2] - 2, _MARK_WIDTH, SEP)
 
 
 _FAST_FIELDS: dict[type, int] = {}
@@ -236,28 +250,106 @@ def _texts(column: pd.Series) -> tuple[np.ndarray, list[Any]]:
     return codes, list(uniques)
 
 
-def _column_cells(column: pd.Series) -> Cells | None:
-    """Cells of one column of a chunk (see :mod:`.rowtext`); None if a text is not ASCII."""
+def _object_cells(values: np.ndarray, ids: np.ndarray | None = None) -> Cells | None:
+    """Cells of a chunk of an object column (``ids``: its addresses, if known); None if a text is
+    not ASCII. Each distinct object is encoded once: found by identity, not by value
+    (pd.factorize hashed every string, ~40% of the flow records' time; a table's column shares
+    its few string objects)."""
+    codes, first = identities(values, ids)
+    uniques = values if len(first) == len(values) else values[first]  # all distinct: first = 0..n-1
+    cells = quoted_cells(uniques.tolist(), codes)  # refuses None and NaN: no isna on the way
+    if cells is not None:
+        return cells
+    null = pd.isna(uniques)
+    if null.any():
+        rank = np.cumsum(~null) - 1
+        uniques = uniques[~null]
+        rank[null] = len(uniques)  # the "null" after the values' texts
+        codes = rank[codes]
+    plain = uniques.tolist()
+    cells = quoted_cells(plain, codes)
+    if cells is not None:
+        return cells
+    return text_cells([fast_compact(u) for u in plain] + ["null"], codes)
+
+
+def _number_cells(values: np.ndarray, name: object) -> Cells:
+    """Cells of a float, boolean or wide integer chunk: orjson's text of the array (or of its one
+    value, when every row has the same: orjson spent ~20 ns a float)."""
+    if values.dtype.kind == "f" and np.isinf(values).any():
+        raise ValueError(f"Out of range float values are not JSON compliant: {name}")
+    values = np.ascontiguousarray(values)
+    if len(values) and _same(values):
+        return constant_cells(orjson.dumps(values[:1], option=_ORJSON)[1:-1], len(values))
+    return number_cells(orjson.dumps(values, option=_ORJSON)[1:-1], len(values))
+
+
+def _same(values: np.ndarray) -> bool:
+    """Whether every value is written as the first is (floats: the same sign, -0.0 is not 0.0;
+    NaN, written null, only with NaN)."""
+    if values.dtype.kind != "f":
+        return not (values != values[0]).any()
+    if values[0] != values[0]:
+        return bool(np.isnan(values).all())
+    return not (values != values[0]).any() and not (np.signbit(values) != np.signbit(values[0])).any()
+
+
+def _nullable_ints(part: Any) -> Cells:
+    return int_cells(part.to_numpy(dtype=np.int64, na_value=0), part.isna())
+
+
+Reader = Callable[[int, int], "Cells | None"]
+
+
+def _reader(flows: pd.DataFrame, name: str) -> Reader:
+    """The cells of rows ``[start, stop)`` of one column (see :mod:`.rowtext`): the column and its
+    arrays are looked up once per table, not once per chunk (a frame slice per chunk was ~15% of
+    the time), and sliced per chunk without copies."""
+    if name not in flows.columns:
+        return lambda start, stop: null_cells(stop - start)
+    column = flows[name]
     dtype = column.dtype
     kind = getattr(dtype, "kind", "")
     wide = kind == "u" and dtype.itemsize >= 8  # past int64: orjson writes it
-    if isinstance(dtype, np.dtype):
+    if isinstance(dtype, np.dtype) and kind in "iufb":
+        values = column.to_numpy()
         if kind in "iu" and not wide:
-            return int_cells(column.to_numpy())
-        if kind in "iufb":
-            values = column.to_numpy()
-            if kind == "f" and np.isinf(values).any():
-                raise ValueError(f"Out of range float values are not JSON compliant: {column.name}")
-            return number_cells(orjson.dumps(values, option=_ORJSON)[1:-1], len(values))
-    elif kind in "iu" and not wide and isinstance(dtype, pd.api.extensions.ExtensionDtype):
-        null = column.isna().to_numpy()
-        return int_cells(column.to_numpy(dtype=np.int64, na_value=0), null)
-    codes, uniques = _texts(column)
-    cells = quoted_cells(uniques, codes)
-    if cells is not None:
-        return cells
-    texts = [fast_compact(u) for u in uniques] + ["null"]
-    return text_cells(texts, np.where(codes < 0, len(texts) - 1, codes))
+            return lambda start, stop: int_cells(values[start:stop])
+        return lambda start, stop: _number_cells(values[start:stop], column.name)
+    array = column.array
+    if kind in "iu" and not wide and isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        return lambda start, stop: _nullable_ints(array[start:stop])
+    whole = _object_view(array)
+    if whole is not None:
+        ids = addresses(whole)  # a view: valid while ``whole``, held by the closure, lives
+        return lambda start, stop: _object_cells(whole[start:stop], ids[start:stop])
+    return lambda start, stop: _object_cells(array[start:stop].to_numpy(dtype=object))
+
+
+def _object_view(array: Any) -> np.ndarray | None:
+    """An object or python-string column's values as the object array it stores (no copy), else
+    None (other arrays make objects when asked: they are converted a chunk at a time)."""
+    stored = isinstance(array, pd.arrays.StringArray) or (
+        isinstance(array, pd.arrays.NumpyExtensionArray) and array.dtype.numpy_dtype == np.dtype(object)
+    )
+    values = array.to_numpy(dtype=object) if stored else None
+    return values if values is not None and values.ndim == 1 and values.flags.c_contiguous else None
+
+
+def _joined(readers: Sequence[Reader], keys: Sequence[str], start: int, stop: int) -> np.ndarray | None:
+    """Rows ``[start, stop)`` joined by ``SEP`` (ASCII bytes), assembled by :mod:`.rowtext`; None
+    if a text is not ASCII."""
+    cells = []
+    for read in readers:
+        got = read(start, stop)
+        if got is None:
+            return None
+        cells.append(got)
+    return join_rows(keys, cells, _SEP)
+
+
+def _keys(columns: Sequence[str]) -> list[str]:
+    return [("" if i == 0 else ",") + compact(c) + ":" for i, c in enumerate(columns)]
 
 
 def _encoded_column(column: pd.Series) -> list[str]:
@@ -274,28 +366,24 @@ def _encoded_column(column: pd.Series) -> list[str]:
 
 
 def _kernel_chunk(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray | None:
-    """The chunk's records joined by ``SEP`` (ASCII bytes), assembled by :mod:`.rowtext`; None if a
-    text is not ASCII."""
-    cells = []
-    for c in columns:
-        got = _column_cells(frame[c])
-        if got is None:
-            return None
-        cells.append(got)
-    keys = [("" if i == 0 else ",") + compact(c) + ":" for i, c in enumerate(columns)]
-    return join_rows(keys, cells, _SEP)
+    """All of ``frame``'s records (``columns``) joined by ``SEP``, by the kernel; None if a text
+    is not ASCII."""
+    return _joined([_reader(frame, c) for c in columns], _keys(columns), 0, len(frame))
 
 
 def flow_lines(flows: pd.DataFrame, columns: Sequence[str]) -> Iterator[bytes | np.ndarray]:
     """Compact JSON text of the flow records (exactly ``columns``; NaN/NA as null), as ASCII bytes in
     chunks of ``FLOW_CHUNK`` records joined by ``SEP``."""
     template = "{" + ",".join(compact(c).replace("%", "%%") + ":%s" for c in columns) + "}"
+    readers = [_reader(flows, c) for c in columns]
+    keys = _keys(columns)
     for start in range(0, len(flows), FLOW_CHUNK):
-        frame = flows.iloc[start : start + FLOW_CHUNK].reindex(columns=list(columns))
-        data = _kernel_chunk(frame, columns) if columns else None
+        stop = min(start + FLOW_CHUNK, len(flows))
+        data = _joined(readers, keys, start, stop) if columns else None
         if data is not None:
             yield data
             continue
+        frame = flows.iloc[start:stop].reindex(columns=list(columns))
         cells = [_encoded_column(frame[c]) for c in columns]
         yield _SEP.join(template % row for row in zip(*cells, strict=True)).encode("ascii")
 

@@ -131,7 +131,8 @@ def test_observation_batches_equal_record_by_record() -> None:
 
 
 def test_batch_text_refuses_a_marker_inside_a_record() -> None:
-    assert batch_text([{"a": ["x", "\x00", "y"]}, {"b": 1}]) is None
+    assert batch_text([{"a": ["x", "\xff", "y"]}, {"b": 1}]) is None
+    assert bytes(batch_text([{"a": ["x", "\x00"]}, {"b": 1}])) == b'{"a":["x","\\u0000"]},\n  {"b":1}'
     assert batch_text([{"a": 1}, {"b": [1, 2]}]) == b'{"a":1},\n  {"b":[1,2]}'
     assert batch_text([{"a": "caf\u00e9"}]) is None
     assert batch_text([{"a": {1: 2}}]) is None and batch_text([{"a": 2**70}]) is None
