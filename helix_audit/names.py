@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .model import DnsResponse, HttpConnect, HttpRequest, Observation, TlsClientHello, WebSocketUpgrade
+from .policy.flowcodes import dense_codes
 from .policy.observed import Observed, observed
 from .policy.site import parse_ip
 
@@ -92,7 +93,8 @@ def attribute(
     out = flows.copy(deep=False)  # copy-on-write: the new columns never reach ``flows``
     n = len(flows)
     direct, proxy = _direct_names(seen)
-    rows = pd.Index(flows["flow_id"].to_numpy()).get_indexer(list(direct))
+    fids = pd.Index(flows["flow_id"].to_numpy()) if direct else None  # a scan's flows: no names
+    rows = fids.get_indexer(list(direct)) if fids is not None else np.zeros(0, dtype=np.intp)
     kept = rows >= 0
     found_code = np.zeros(n, dtype=np.int64)  # index in ``kinds`` (0: no direct name)
     kinds: dict[tuple[tuple[str, str], ...], int] = {(): 0}
@@ -106,7 +108,7 @@ def attribute(
         proxied[at[at >= 0]] = True
     chain_code, chains = _dns_chains(flows, seen)
     key = (found_code * (len(chains) + 1) + chain_code + 1) * 2 + proxied
-    inverse, uniq = pd.factorize(key)  # hashed: the order of the combinations does not matter
+    inverse, uniq = _combinations(key)
     found_of = list(kinds)
     choices = np.empty((len(uniq), 3), dtype=object)
     for i, k in enumerate(uniq.tolist()):
@@ -116,14 +118,26 @@ def attribute(
         choices[i, 0], choices[i, 1], choices[i, 2] = _choose(
             dict(found_of[f]), bool(is_proxy), chain[0] if chain else None, chain
         )
-    hostnames, sources, names = (choices[inverse.reshape(-1), j] for j in range(3))
+    hostnames, names = (choices[inverse.reshape(-1), j] for j in (0, 2))
     ports = flows["resp_p"].to_numpy(dtype=np.int64)
     out["hostname"] = pd.Series(hostnames, index=out.index, dtype=object)
-    out["name_source"] = sources if n else np.full(0, "none", dtype=object)
+    # one source text per combination, taken per flow: the text column without per-row inference
+    if n:
+        out["name_source"] = pd.array(choices[:, 1], dtype="str").take(inverse.reshape(-1))
+    else:
+        out["name_source"] = np.full(0, "none", dtype=object)
     out["names"] = pd.Series(names, index=out.index, dtype=object)
     out["proxied"] = proxied
     out["target_port"] = np.where(proxied & (target > 0), target, ports)
     return out
+
+
+def _combinations(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the flows' evidence combinations and the distinct ones (their order does not
+    matter): counted in a table when the keys are small (a scan: every flow has none), else hashed."""
+    if key.shape[0] > 1 << 16 and key.min() >= 0 and key.max() < 1 << 20:
+        return dense_codes(key, int(key.max()) + 1)
+    return pd.factorize(key)
 
 
 _DIRECT_ORDER = ("sni", "websocket", "http_host")

@@ -5,12 +5,13 @@ Verdicts, first match wins (docs/findings.md):
 resolver (``violation``) > ``unknown`` (a proxy flow with no visible target; hosts reaching the
 control plane, which the page does not restrict; ICMP) > the rules: ``allowed`` / ``violation``
 (control plane and sandbox) or ``allowed`` / ``unknown`` (other hosts, reported at info). An allowed
-flow that failed is ``blocked``. Matching runs once per distinct destination, not per flow.
+flow that failed is ``blocked``. Matching runs once per distinct destination, not per flow; the
+per-flow questions (transport, component, address) are integer comparisons on :mod:`.flowcodes`
+(each text column hashed once), and the text columns written are built from their few values.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,13 +24,14 @@ from ..names import attribute
 from .coverage import build_coverage
 from .dnsfind import lookup_drafts
 from .findings import Draft, build_all, group, order
+from .flowcodes import FlowCodes, TextColumn, dense_codes
 from .flowfind import blocked_drafts, destination_drafts, inbound_drafts, resolver_drafts
 from .flowrows import Columns
 from .infra import dns_mask, infrastructure_mask
 from .match import Match, Matcher
 from .observed import Observed
 from .outcome import failure_how, flow_notes, lookups, succeeded
-from .roles import assign_roles, component_columns
+from .roles import assign_roles, component_columns, host_components
 from .rules import CORE_GROUPS, Ruleset
 from .scan import scan_findings
 from .site import SiteProfile
@@ -75,24 +77,32 @@ def _classify(
     flows: pd.DataFrame, observations: Sequence[Observation], ruleset: Ruleset, site: SiteProfile | None
 ) -> Classification:
     seen = Observed(flows, observations)
+    codes = seen.codes  # ``named`` has the rows and the address / transport columns of ``flows``
     named = attribute(flows, seen, site)
-    roles = assign_roles(named, seen, site)
-    named["orig_component"], named["resp_component"] = component_columns(named, roles)
+    roles = assign_roles(named, seen, site, codes)
+    named["orig_component"], named["resp_component"] = component_columns(named, roles, codes)
     matcher = Matcher(ruleset, site, [r.address for r in roles if r.component == "control_plane"])
     notes = flow_notes(named, seen)
-    _verdicts(named, matcher, site)
-    how = failure_how(named, notes)
-    named["success"] = succeeded(named, how)
-    allowed = named["verdict"].to_numpy() == "allowed"
+    host_comps = host_components({r.address: r.component for r in roles}, codes)
+    verdict = _verdicts(named, matcher, site, codes, host_comps)
+    how = failure_how(named, notes, codes)
+    named["success"] = succeeded(named, how, codes)
+    allowed = verdict.mask("allowed")
     named["fail_how"] = pd.Series(how, index=named.index, dtype=object)
-    named["how"] = named["fail_how"].where(allowed, None)
-    named.loc[allowed & pd.notna(how), "verdict"] = "blocked"
-    named["connect_status"] = named["flow_id"].map(notes.connect_status)
-    named["tls_alert"] = named["flow_id"].map(notes.tls_alert)
+    allowed_how = how.copy()
+    allowed_how[~allowed] = None
+    named["how"] = pd.Series(allowed_how, index=named.index, dtype=object)
+    at = np.flatnonzero(allowed)
+    at = at[pd.notna(how[at])]
+    if at.shape[0]:
+        verdict.set(at, ["blocked"])
+        named["verdict"] = verdict.column()
+    named["connect_status"] = _by_flow(named, notes.connect_status)
+    named["tls_alert"] = _by_flow(named, notes.tls_alert)
     components = {r.address: r.component for r in roles}
     end = float(named["last_ts"].max()) if len(named) else 0.0
     found = lookups(named, seen, end)
-    drafts, scans = _flow_drafts(named, matcher, site)
+    drafts, scans = _flow_drafts(named, matcher, site, codes, host_comps, verdict)
     drafts += lookup_drafts(found, named, matcher, components)
     drafts += websocket_drafts(named, seen, matcher, components)
     findings = order(build_all(group(drafts)) + scans)
@@ -101,67 +111,96 @@ def _classify(
     return Classification(named[keep], findings, coverage, roles)
 
 
-def _verdicts(named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None) -> None:
+def _by_flow(named: pd.DataFrame, table: dict[int, int] | dict[int, str]) -> pd.Series | np.ndarray:
+    """``named["flow_id"].map(table)`` (float NaN everywhere when the table is empty: most are)."""
+    if not table:
+        return np.full(len(named), np.nan)
+    return named["flow_id"].map(table)
+
+
+def _verdicts(
+    named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None, codes: FlowCodes, components: np.ndarray
+) -> TextColumn:
+    """Adds verdict, rule, category and explanation; returns the verdicts (the caller marks the
+    blocked ones). ``components``: :func:`host_components`."""
     n = len(named)
-    verdict = np.full(n, "unknown", dtype=object)
-    rule = np.full(n, None, dtype=object)
-    category = np.full(n, None, dtype=object)
-    explanation = np.full(n, None, dtype=object)
-    orig_c = named["orig_component"].to_numpy()
-    resp_c = named["resp_component"].to_numpy()
+    verdict, rule, category, notes = TextColumn(n, "unknown"), TextColumn(n), TextColumn(n), TextColumn(n)
+    oc, rc, _ = codes.hosts()
+    to_sandbox = codes.per_host(components == "sandbox", "resp")
+    tcp = codes.equals("transport", "tcp")
+    dns_rows = dns_mask(named, codes)
     # DNS and TCP towards a sandbox are connections into it, never resolver or LLMNR infrastructure
-    into_sandbox = (resp_c == "sandbox") & (dns_mask(named) | (named["transport"].to_numpy() == "tcp"))
-    infra = infrastructure_mask(named, site) & ~into_sandbox
-    inbound = ~infra & (resp_c == "sandbox") & (named["orig_h"].to_numpy() != named["resp_h"].to_numpy())
-    dns = ~infra & ~inbound & dns_mask(named)
-    no_target = named["proxied"].to_numpy() & named["hostname"].isna().to_numpy()
-    to_cp = (resp_c == "control_plane") & (orig_c != "sandbox")
-    icmp = np.isin(named["transport"].to_numpy(), ("icmp", "icmp6"))
+    into_sandbox = to_sandbox & (dns_rows | tcp)
+    infra = infrastructure_mask(named, site, codes) & ~into_sandbox
+    inbound = ~infra & to_sandbox & ((oc != rc) | (oc < 0))  # a missing address equals none
+    dns = ~infra & ~inbound & dns_rows
+    no_target = np.zeros(n, dtype=bool)
+    at = np.flatnonzero(named["proxied"].to_numpy())
+    no_target[at] = named["hostname"].isna().to_numpy()[at] if at.shape[0] else False
+    from_helix = codes.per_host(np.isin(components, HELIX), "orig")
+    to_cp = codes.per_host(components == "control_plane", "resp") & ~codes.per_host(
+        components == "sandbox", "orig"
+    )
+    icmp = codes.equals("transport", "icmp", "icmp6")
     judge = ~(infra | inbound | dns | no_target | to_cp | icmp)
-    verdict[infra], verdict[inbound] = "infrastructure", "inbound"
-    verdict[dns & np.isin(orig_c, HELIX)] = "violation"
+    verdict.set(np.flatnonzero(infra), ["infrastructure"])
+    verdict.set(np.flatnonzero(inbound), ["inbound"])
+    verdict.set(np.flatnonzero(dns & from_helix), ["violation"])
     rows, group_of, matches = _evaluate(named, judge, matcher)
     if matches:
-        verdict[rows] = _per_group(matches, "verdict", group_of)
-        rule[rows], category[rows] = (
-            _per_group(matches, "rule", group_of),
-            _per_group(matches, "category", group_of),
-        )
-        explanation[rows] = _per_group(matches, "explanation", group_of)
-    explanation[inbound] = _legacy_notes(named, inbound, resp_c, matcher)
+        verdict.set(rows, [m.verdict for m in matches], group_of)
+        rule.set(rows, [m.rule for m in matches], group_of)
+        category.set(rows, [m.category for m in matches], group_of)
+        notes.set(rows, [m.explanation for m in matches], group_of)
+    if inbound.any():
+        rows = np.flatnonzero(inbound)
+        texts, code = _legacy_notes(named, rows, rc, components, codes, matcher)
+        notes.set(rows, texts, code)
     rows, group_of, matches = _evaluate(named, dns, matcher)
     if matches:
-        unlisted = [
-            dataclasses.replace(m, explanation=None) if m.category == "unlisted" else m for m in matches
-        ]
-        explanation[rows] = _per_group(unlisted, "explanation", group_of)
-    other = judge & (orig_c == "other") & (verdict == "violation")
-    verdict[other] = "unknown"
-    at = np.flatnonzero(other)
-    category[at[category[at] == None]] = "unlisted"  # noqa: E711
-    named["verdict"], named["rule"], named["category"], named["explanation"] = (
-        verdict,
-        rule,
-        category,
-        explanation,
-    )
+        notes.set(rows, [None if m.category == "unlisted" else m.explanation for m in matches], group_of)
+    at = np.flatnonzero(judge & verdict.mask("violation"))
+    at = at[codes.per_host(components == "other", "orig")[at]]
+    verdict.set(at, ["unknown"])
+    category.set(at[category.mask(None)[at]], ["unlisted"])
+    named["verdict"], named["rule"], named["category"] = verdict.column(), rule.column(), category.column()
+    named["explanation"] = notes.column()
+    return verdict
 
 
-def _legacy_notes(named: pd.DataFrame, mask: np.ndarray, resp_c: np.ndarray, matcher: Matcher) -> np.ndarray:
-    """:meth:`Matcher.legacy` of each masked row, asked once per distinct (component, port,
-    transport): a SYN scan is a million inbound rows over a few thousand such keys."""
-    rows = np.flatnonzero(mask)
-    resp_p, transport = named["resp_p"].to_numpy()[rows], named["transport"].to_numpy(dtype=object)[rows]
-    c_code, comps = pd.factorize(resp_c[rows], use_na_sentinel=False)
-    p_code, ports = pd.factorize(resp_p)
-    t_code, transports = pd.factorize(transport, use_na_sentinel=False)
-    code, keys = pd.factorize((c_code.astype(np.int64) * len(ports) + p_code) * len(transports) + t_code)
-    notes = np.empty(len(keys), dtype=object)
-    for g, key in enumerate(keys.tolist()):
-        rest, t = divmod(key, len(transports))
+_PORTS = 1 << 16
+
+
+def _legacy_notes(
+    named: pd.DataFrame,
+    rows: np.ndarray,
+    resp_code: np.ndarray,
+    components: np.ndarray,
+    codes: FlowCodes,
+    matcher: Matcher,
+) -> tuple[list[str | None], np.ndarray]:
+    """:meth:`Matcher.legacy` of the rows, asked once per distinct (component, port, transport): a
+    SYN scan is a million inbound rows over a few thousand such keys. (The notes, each row's.)"""
+    comps, c_code = np.unique(components, return_inverse=True)  # per address: its component's code
+    c_of = c_code.reshape(-1)[resp_code[rows]]
+    port = named["resp_p"].to_numpy()[rows]
+    t_all, transports = codes.column("transport")
+    t_of = t_all[rows] + 1  # 0: missing
+    span = len(transports) + 1
+    size = len(comps) * _PORTS * span
+    if port.shape[0] > _PORTS and size <= 1 << 22 and port.min() >= 0 and port.max() < _PORTS:
+        code, keys = dense_codes((c_of.astype(np.int64) * _PORTS + port) * span + t_of, size)
+        ports = np.arange(_PORTS)  # many rows: keys as dense small integers, no hashing
+    else:
+        p_code, ports = pd.factorize(port)
+        code, keys = pd.factorize((c_of.astype(np.int64) * len(ports) + p_code) * span + t_of)
+    notes: list[str | None] = []
+    for key in keys.tolist():
+        rest, t = divmod(key, span)
         c, p = divmod(rest, len(ports))
-        notes[g] = matcher.legacy(comps[c], int(ports[p]), str(transports[t]))
-    return notes[code]
+        transport = transports[t - 1] if t else np.nan
+        notes.append(matcher.legacy(comps[c], int(ports[p]), str(transport)))
+    return notes, code
 
 
 _KEY_COLUMNS = (
@@ -218,38 +257,39 @@ def _evaluate(
     return idx, group_of, matches
 
 
-def _per_group(matches: list[Match], attr: str, group_of: np.ndarray) -> np.ndarray:
-    """Each row's value of its group's Match attribute."""
-    return np.array([getattr(m, attr) for m in matches] + [None], dtype=object)[:-1][group_of]
-
-
 def _flow_drafts(
-    named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None
+    named: pd.DataFrame,
+    matcher: Matcher,
+    site: SiteProfile | None,
+    codes: FlowCodes,
+    host_comps: np.ndarray,
+    verdicts: TextColumn,
 ) -> tuple[list[Draft], list[Finding]]:
     """Drafts of the flow findings, and the inbound scans (already findings: :mod:`.scan`)."""
-    dest = named["hostname"].fillna(named["resp_h"])
-    tcp = named["transport"].to_numpy() == "tcp"
+    hostname = named["hostname"].to_numpy(dtype=object)
+    dest = np.where(pd.isna(hostname), named["resp_h"].to_numpy(dtype=object), hostname)
+    tcp = codes.equals("transport", "tcp")
     answered = np.where(tcp, named["synack"].to_numpy() > 0, named["resp_pkts"].to_numpy() > 0)
     success = named["success"].to_numpy()
-    verdict = named["verdict"].to_numpy()
+    is_verdict = verdicts.mask
     category = named["category"].to_numpy()
-    helix = np.isin(named["orig_component"].to_numpy(), HELIX)
-    suspect = np.isin(verdict, ["violation", "unknown"])
-    dns = dns_mask(named)
+    helix = codes.per_host(np.isin(host_comps, HELIX), "orig")
+    suspect = is_verdict("violation", "unknown")
+    dns = dns_mask(named, codes)
     has_category = pd.notna(category)
-    dest_rows = ((verdict == "violation") & ~(dns & suspect & ~has_category)) | (
-        (verdict == "unknown") & has_category
+    dest_rows = (is_verdict("violation") & ~(dns & suspect & ~has_category)) | (
+        is_verdict("unknown") & has_category
     )
-    inbound = verdict == "inbound"
-    blocked = verdict == "blocked"
+    inbound = is_verdict("inbound")
+    blocked = is_verdict("blocked")
     state = np.array(["attempted", "established"], dtype=object)[success.astype(np.intp)]
-    cols = Columns(named, {"dest": dest.to_numpy(dtype=object), "state": state})
+    cols = Columns(named, {"dest": dest, "state": state})
     purposes = {r.id: r.purpose for r in matcher.ruleset.rules}
     core = {r.id for r in matcher.ruleset.rules if r.group in CORE_GROUPS and r.provider is None}
     listed = tuple(str(a) for a in site.dns_servers) if site is not None else ()
-    resolvers = dns & (helix | (verdict == "unknown")) & suspect
+    resolvers = dns & (helix | is_verdict("unknown")) & suspect
     inbound_state = np.array(["attempted", "accepted"], dtype=object)[answered.astype(np.intp)]
-    scanned, scans = scan_findings(cols, inbound, inbound_state)
+    scanned, scans = scan_findings(cols, inbound, answered, codes)
     drafts = (
         destination_drafts(cols, dest_rows, _dest_severity())
         + inbound_drafts(cols.replace(state=inbound_state), inbound & ~scanned)
@@ -261,7 +301,7 @@ def _flow_drafts(
     return drafts, scans
 
 
-def _recovered(named: pd.DataFrame, dest: pd.Series, success: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+def _recovered(named: pd.DataFrame, dest: np.ndarray, success: np.ndarray, blocked: np.ndarray) -> np.ndarray:
     """Per flow (meaningful for blocked ones): did a later flow from the same host to the same
     destination succeed?"""
     out = np.zeros(len(named), dtype=bool)

@@ -58,7 +58,9 @@ def build_coverage(
             part = by_rule.get(rule.id)
             if part is not None:
                 part = part[part["orig_component"] == comp]
-            failed = [lk for lk in failed_by_comp.get(comp, ()) if _names_rule(rule, lk.name, matcher)]
+            lookups = failed_by_comp.get(comp, [])
+            named_here = {name: _names_rule(rule, name, matcher) for name in {lk.name for lk in lookups}}
+            failed = [lk for lk in lookups if named_here[lk.name]]  # names repeat: each judged once
             out.append(_entry(rule, comp, part, failed, matcher))
     return out
 

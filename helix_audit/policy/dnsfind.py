@@ -34,12 +34,15 @@ _OUTCOME_TEXT = {
 }
 
 
-def _latest_flows(named: pd.DataFrame, names: set[str], ok_only: bool) -> dict[tuple[str, str], float]:
+def _latest_flows(
+    named: pd.DataFrame, names: set[str], ok_only: bool, coded: _NameTuples | None = None
+) -> dict[tuple[str, str], float]:
     """(client, name) -> latest first_ts of the flows (the successful ones when ``ok_only``)
-    carrying that candidate name. Name tuples repeat: each distinct one is searched once."""
+    carrying that candidate name. Name tuples repeat: each distinct one is searched once.
+    ``coded``: the ``names`` column factorised, when already done."""
     if not names or named.empty:
         return {}
-    codes, uniques = pd.factorize(named["names"].to_numpy(dtype=object))
+    codes, uniques = (coded if coded is not None else _NameTuples(named)).factorized()
     hits = {c: [n for n in u if n in names] for c, u in enumerate(uniques.tolist())}
     hits = {c: found for c, found in hits.items() if found}
     if not hits:
@@ -63,59 +66,110 @@ def _latest_flows(named: pd.DataFrame, names: set[str], ok_only: bool) -> dict[t
     return {(str(c), str(n)): float(t) for (c, n), t in latest.items()}
 
 
+class _NameTuples:
+    """``pd.factorize`` of the ``names`` column (tuples: hashing them is the cost), done once."""
+
+    def __init__(self, named: pd.DataFrame) -> None:
+        self.named = named
+        self._done: tuple[np.ndarray, Any] | None = None
+
+    def factorized(self) -> tuple[np.ndarray, Any]:
+        if self._done is None:
+            self._done = pd.factorize(self.named["names"].to_numpy(dtype=object))
+        return self._done
+
+
 def lookup_drafts(
     lookups: Sequence[Lookup], named: pd.DataFrame, matcher: Matcher, components: dict[str, str]
 ) -> list[Draft]:
-    judged: list[tuple[Lookup, str]] = []
-    name_judged: dict[str, bool] = {}  # names repeat: judge each once (in first-seen order)
+    """Lookups repeat (a thousand sandboxes resolving the same few names): each lookup's client,
+    name and outcome are read once, into lists, and what depends on the client or the name alone
+    (component, judged, listed) is decided once per distinct one."""
+    srcs = [lk.query.src for lk in lookups]
+    names = [lk.name for lk in lookups]
+    comp_of = {src: components.get(src, "other") for src in set(srcs)}
+    name_ok = {name: _judged(name) for name in set(names)}
+    judged = [
+        i for i, (s, n) in enumerate(zip(srcs, names, strict=True)) if name_ok[n] and comp_of[s] != "other"
+    ]
+    outcomes = [lookups[i].outcome for i in judged]
     bad = set(FAILED_LOOKUPS)
-    failing: set[str] = set()  # names some judged lookup failed
-    for lk in lookups:
-        comp = components.get(lk.query.src, "other")
-        if comp == "other":
-            continue
-        name = lk.name
-        ok = name_judged.get(name)
-        if ok is None:
-            ok = name_judged[name] = _judged(name)
-        if ok:
-            judged.append((lk, comp))
-            if lk.outcome in bad:
-                failing.add(name)
-    verdicts = {name: matcher.name_listed(name) for name, ok in name_judged.items() if ok}
+    failing = {names[i] for i, outcome in zip(judged, outcomes, strict=True) if outcome in bad}
+    verdicts = {name: matcher.name_listed(name) for name in dict.fromkeys(names[i] for i in judged)}
     allowed = {name for name, v in verdicts.items() if v.verdict == "allowed"}
     failed = failing & allowed
-    success = _latest_flows(named, failed, ok_only=True)
-    connected = _latest_flows(named, set(verdicts) - allowed, ok_only=False)
+    coded = _NameTuples(named)
+    success = _latest_flows(named, failed, ok_only=True, coded=coded)
+    connected = _latest_flows(named, set(verdicts) - allowed, ok_only=False, coded=coded)
     resolved: dict[tuple[str, str], float] = {}  # latest successful lookup per (client, name)
     if failed:
-        for lk, _ in judged:
-            if lk.outcome == "ok" and lk.name in failed:
-                key = (lk.query.src, lk.name)
-                resolved[key] = max(resolved.get(key, _NONE[0]), lk.query.ts)
+        for i, outcome in zip(judged, outcomes, strict=True):
+            if outcome == "ok" and names[i] in failed:
+                key = (srcs[i], names[i])
+                resolved[key] = max(resolved.get(key, _NONE[0]), lookups[i].query.ts)
     listed = tuple(p + "." for r in matcher.enabled for p in r.hostnames if not p.startswith(("*", "{")))
-    asking = {
-        lk.query.src
-        for lk, _ in judged
-        if lk.name not in allowed and (lk.query.src, lk.name) not in connected
-    }
-    pairs = _pairs(named, asking)
-    out = []
-    for lk, comp in judged:
-        name = lk.name
+    unlisted = [i for i in judged if names[i] not in allowed and (srcs[i], names[i]) not in connected]
+    pairs = _pairs(named, {srcs[i] for i in unlisted})
+    made = _Merging()
+    for i, outcome in zip(judged, outcomes, strict=True):
+        name = names[i]
         if name in allowed:
-            if lk.outcome in bad:
-                key, ts = (lk.query.src, name), lk.query.ts
-                recovered = (
-                    resolved.get(key, _NONE[0]) >= ts - RETRY_WINDOW or success.get(key, _NONE[0]) >= ts
-                )
-                if not recovered:
-                    out.append(_blocked(lk, comp, verdicts[name].rule, matcher))
-        elif (
-            (lk.query.src, name) not in connected and not _reached(lk, pairs) and not name.startswith(listed)
-        ):
-            out.append(_lookup_only(lk, comp, verdicts[name].explanation))
-    return out
+            if outcome not in bad:
+                continue
+            lk = lookups[i]
+            key, ts = (srcs[i], name), lk.query.ts
+            if resolved.get(key, _NONE[0]) >= ts - RETRY_WINDOW or success.get(key, _NONE[0]) >= ts:
+                continue  # recovered
+            comp = comp_of[srcs[i]]
+            group_key = _group_key("blocked", comp, lk, outcome, None)
+            if not made.merged(group_key, lk):
+                made.out[group_key] = _blocked(lk, comp, verdicts[name].rule, matcher)
+        elif (srcs[i], name) not in connected:
+            lk = lookups[i]
+            if _reached(lk, pairs) or name.startswith(listed):
+                continue
+            comp = comp_of[srcs[i]]
+            group_key = _group_key("unexpected_destination", comp, lk, None, "lookup_only")
+            if not made.merged(group_key, lk):
+                made.out[group_key] = _lookup_only(lk, comp, verdicts[name].explanation)
+    return made.drafts()
+
+
+def _group_key(kind: str, comp: str, lk: Lookup, how: str | None, state: str | None) -> tuple[object, ...]:
+    """The key :func:`.findings.group` gives the lookup's draft (``Draft.key`` with the kind)."""
+    q = lk.query
+    return (kind, comp, lk.name or q.dst, q.dport, q.transport, how, state)
+
+
+class _Merging:
+    """Drafts by group key, each later lookup of a group merged into its draft as
+    :func:`.findings.group` would merge that lookup's draft (same kind and key: same severity and
+    message), without building it: a blocked name is one finding over thousands of failed lookups.
+    Evidence and query types are collected per group and stored once, at :meth:`drafts`."""
+
+    def __init__(self) -> None:
+        self.out: dict[tuple[object, ...], Draft] = {}
+        self._evidence: dict[tuple[object, ...], list[Evidence]] = {}
+        self._qtypes: dict[tuple[object, ...], set[str]] = {}
+
+    def merged(self, key: tuple[object, ...], lk: Lookup) -> bool:
+        """Merge ``lk`` into its group's draft; False when the group has none yet."""
+        have = self.out.get(key)
+        if have is None:
+            return False
+        have.sources.append(lk.query.src)
+        have.extra["count"] = have.extra.get("count", 1) + 1
+        if key not in self._evidence:
+            self._evidence[key], self._qtypes[key] = list(have.evidence), set(have.extra["qtypes"])
+        self._evidence[key] += _evidence(lk)
+        self._qtypes[key].add(lk.query.qtype)
+        return True
+
+    def drafts(self) -> list[Draft]:
+        for key, evidence in self._evidence.items():
+            self.out[key].evidence = tuple(evidence)
+            self.out[key].extra["qtypes"] = sorted(self._qtypes[key])
+        return list(self.out.values())
 
 
 def _pairs(named: pd.DataFrame, clients: set[str]) -> set[tuple[str, str]]:

@@ -171,7 +171,7 @@ def group(drafts: Iterable[Draft]) -> list[Draft]:
         if draft.rows is not None:
             have.rows = draft.rows if have.rows is None else have.rows.concat(draft.rows)
         have.evidence += draft.evidence
-        have.extra["count"] = have.extra.get("count", 1) + 1
+        have.extra["count"] = have.extra.get("count", 1) + draft.extra.get("count", 1)  # merged already
         for name, value in draft.extra.items():
             if isinstance(value, list) and isinstance(have.extra.get(name), list):
                 have.extra[name] = sorted(set(have.extra[name]) | set(value))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from .flowcodes import FlowCodes
 from .site import SiteProfile, parse_ip
 
 ICMP6_INFRA_TYPES = (130, 131, 132, 133, 134, 135, 136, 137, 143)  # MLD, RS, RA, NS, NA, redirect, MLDv2
@@ -23,34 +24,41 @@ LLMNR_PORT = 5355
 DNS_PORTS = (53, 853)  # DNS, DNS over TLS (TCP) / QUIC (UDP)
 
 
-def dns_mask(flows: pd.DataFrame) -> np.ndarray:
-    transport = flows["transport"].to_numpy()
+def dns_mask(flows: pd.DataFrame, codes: FlowCodes | None = None) -> np.ndarray:
     port = flows["resp_p"].to_numpy()
+    if codes is not None:
+        return codes.equals("transport", "udp", "tcp") & np.isin(port, DNS_PORTS)
+    transport = flows["transport"].to_numpy()
     return np.isin(transport, ("udp", "tcp")) & np.isin(port, DNS_PORTS)
 
 
-def infrastructure_mask(flows: pd.DataFrame, site: SiteProfile | None) -> np.ndarray:
-    transport = flows["transport"].to_numpy()
+def infrastructure_mask(
+    flows: pd.DataFrame, site: SiteProfile | None, codes: FlowCodes | None = None
+) -> np.ndarray:
+    """``codes``: the table's :class:`FlowCodes` (made here when not given)."""
+    codes = codes if codes is not None else FlowCodes(flows)
     orig_p = flows["orig_p"].to_numpy()
     resp_p = flows["resp_p"].to_numpy()
-    udp = transport == "udp"
-    mask = (transport == "icmp6") & np.isin(orig_p, ICMP6_INFRA_TYPES)
-    mask |= transport == "ip-2"  # IGMP
+    udp = codes.equals("transport", "udp")
+    mask = codes.equals("transport", "icmp6") & np.isin(orig_p, ICMP6_INFRA_TYPES)
+    mask |= codes.equals("transport", "ip-2")  # IGMP
     mask |= udp & (np.isin(resp_p, DHCP_PORTS) | np.isin(orig_p, DHCP_PORTS))
     mask |= udp & ((resp_p == MDNS_PORT) | (orig_p == MDNS_PORT))
-    mask |= np.isin(transport, ("udp", "tcp")) & ((resp_p == LLMNR_PORT) | (orig_p == LLMNR_PORT))
-    mask |= _per_address(flows["resp_h"], _local_broadcast)
-    mask |= dns_mask(flows) & _per_address(flows["resp_h"], lambda a: _known_resolver(a, site))
+    mask |= codes.equals("transport", "udp", "tcp") & ((resp_p == LLMNR_PORT) | (orig_p == LLMNR_PORT))
+    mask |= _per_address(codes, _local_broadcast)
+    dns = dns_mask(flows, codes)
+    if dns.any():
+        mask |= dns & _per_address(codes, lambda a: _known_resolver(a, site))
     return mask
 
 
-def _per_address(column: pd.Series, test: Callable[[str], bool]) -> np.ndarray:
-    """``test`` once per distinct address."""
-    codes, uniques = pd.factorize(column.to_numpy(dtype=object))
-    hits = np.array([test(str(a)) for a in uniques], dtype=np.bool_)
+def _per_address(codes: FlowCodes, test: Callable[[str], bool]) -> np.ndarray:
+    """``test`` of each row's responder, asked once per distinct address."""
+    addresses = codes.hosts()[2]
+    hits = np.array([test(str(a)) for a in addresses] + [False], dtype=np.bool_)
     if not hits.any():
-        return np.zeros(len(column), dtype=bool)
-    return hits[codes] & (codes >= 0)
+        return np.zeros(len(codes.flows), dtype=bool)
+    return codes.per_host(hits, "resp")
 
 
 _LOCAL_V4 = ipaddress.ip_network("224.0.0.0/24")

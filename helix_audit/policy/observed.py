@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import Observation
+from .flowcodes import FlowCodes
 
 FlowKey = tuple[str, str, int, str, int]
 
@@ -64,6 +65,7 @@ class Observed:
     def __init__(self, flows: pd.DataFrame, observations: Sequence[Observation]) -> None:
         self.flows = flows
         self.all = observations
+        self.codes = FlowCodes(flows)  # the flow table's text columns as integer codes
         kinds = np.fromiter(map(type, observations), dtype=object, count=len(observations))
         codes, types = pd.factorize(kinds)
         order = np.argsort(codes, kind="stable")

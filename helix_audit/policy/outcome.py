@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..model import DnsQuery, DnsResponse, HttpConnect, Observation, TlsAlert
 from ..names import CleanNames
+from .flowcodes import FlowCodes
 from .observed import Observed, observed
 
 DNS_TIMEOUT = 2.0
@@ -69,19 +70,21 @@ def _responders(flows: pd.DataFrame, fids: list[int]) -> dict[int, str]:
     return {f: resp[r] for f, r in zip(fids, rows.tolist(), strict=True) if r >= 0}
 
 
-def failure_how(flows: pd.DataFrame, notes: FlowNotes) -> np.ndarray:
-    """Per flow: None (no failure seen) or how it failed."""
-    n = len(flows)
-    how = np.full(n, None, dtype=object)
-    tcp = flows["transport"].to_numpy() == "tcp"
-    state = flows["conn_state"].to_numpy()
-    completed = flows["handshake"].to_numpy() == "completed"
-    no_answer = tcp & (np.isin(state, _NO_ANSWER_STATES) | (flows["handshake"].to_numpy() == "no_answer"))
+def failure_how(flows: pd.DataFrame, notes: FlowNotes, codes: FlowCodes | None = None) -> np.ndarray:
+    """Per flow: None (no failure seen) or how it failed. ``codes``: the table's
+    :class:`FlowCodes`, when already made."""
+    codes = codes if codes is not None else FlowCodes(flows)
+    how = np.empty(len(flows), dtype=object)  # None in every cell
+    tcp = codes.equals("transport", "tcp")
+    completed = codes.equals("handshake", "completed")
+    no_answer = tcp & (
+        codes.equals("conn_state", *_NO_ANSWER_STATES) | codes.equals("handshake", "no_answer")
+    )
     no_answer &= flows["synack"].to_numpy() == 0
     how[no_answer] = "no_answer"
     late_reset = completed & (flows["resp_rst"].to_numpy() > 0) & (flows["resp_bytes"].to_numpy() == 0)
     late_reset &= flows["orig_bytes"].to_numpy() > 0
-    how[tcp & ((state == "REJ") | late_reset)] = "reset"
+    how[tcp & (codes.equals("conn_state", "REJ") | late_reset)] = "reset"
     how[(flows["icmp_errors"].to_numpy() > 0) & ~completed] = "icmp_unreachable"
     fids = flows["flow_id"].to_numpy()
     for table, label in ((notes.tls_alert, "tls_alert"), (notes.connect_status, "proxy_denied")):
@@ -91,10 +94,11 @@ def failure_how(flows: pd.DataFrame, notes: FlowNotes) -> np.ndarray:
     return how
 
 
-def succeeded(flows: pd.DataFrame, how: np.ndarray) -> np.ndarray:
+def succeeded(flows: pd.DataFrame, how: np.ndarray, codes: FlowCodes | None = None) -> np.ndarray:
     """Handshake completed (TCP) or the responder answered (other transports), and no failure."""
-    tcp = flows["transport"].to_numpy() == "tcp"
-    ok = np.where(tcp, flows["handshake"].to_numpy() == "completed", flows["resp_pkts"].to_numpy() > 0)
+    codes = codes if codes is not None else FlowCodes(flows)
+    tcp = codes.equals("transport", "tcp")
+    ok = np.where(tcp, codes.equals("handshake", "completed"), flows["resp_pkts"].to_numpy() > 0)
     return ok & pd.isna(how)
 
 

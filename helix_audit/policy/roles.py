@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import Observation, Role, WebSocketUpgrade
+from .flowcodes import FlowCodes
 from .observed import Observed, observed
 from .site import SiteProfile
 
@@ -36,12 +37,16 @@ def path_only(path: str) -> str:
 
 
 def assign_roles(
-    named: pd.DataFrame, observations: Sequence[Observation] | Observed, site: SiteProfile | None
+    named: pd.DataFrame,
+    observations: Sequence[Observation] | Observed,
+    site: SiteProfile | None,
+    codes: FlowCodes | None = None,
 ) -> list[Role]:
-    """Roles for every address that has one; ``named`` is the output of :func:`names.attribute`."""
+    """Roles for every address that has one; ``named`` is the output of :func:`names.attribute`
+    (``codes``: its :class:`FlowCodes`, when already made)."""
     roles: dict[str, Role] = {}
     if site is not None:
-        _from_profile(named, site, roles)
+        _from_profile(codes.hosts()[2] if codes is not None else _addresses(named).tolist(), site, roles)
         if site.control_plane_names and not site.control_plane_addresses:
             _from_names(named, site, roles)
     _inferred(observed(named, observations).of(WebSocketUpgrade), site, roles)
@@ -52,8 +57,8 @@ def _addresses(named: pd.DataFrame) -> np.ndarray:
     return pd.unique(np.concatenate([named["orig_h"].to_numpy(), named["resp_h"].to_numpy()]))
 
 
-def _from_profile(named: pd.DataFrame, site: SiteProfile, roles: dict[str, Role]) -> None:
-    for addr in _addresses(named):
+def _from_profile(addresses: Sequence[object], site: SiteProfile, roles: dict[str, Role]) -> None:
+    for addr in addresses:
         component = site.component_of(str(addr))
         if component is not None:
             key = "control_plane.addresses" if component == "control_plane" else "sandboxes.addresses"
@@ -99,9 +104,21 @@ def _inferred(upgrades: Sequence[WebSocketUpgrade], site: SiteProfile | None, ro
         roles[addr] = Role(addr, component, "inferred", evidence, frames)
 
 
-def component_columns(named: pd.DataFrame, roles: Sequence[Role]) -> tuple[np.ndarray, np.ndarray]:
-    """``orig_component`` and ``resp_component`` arrays (control_plane | sandbox | other)."""
+def component_columns(
+    named: pd.DataFrame, roles: Sequence[Role], codes: FlowCodes | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``orig_component`` and ``resp_component`` arrays (control_plane | sandbox | other);
+    with ``codes``, looked up once per distinct address."""
     lookup = {r.address: r.component for r in roles}
+    if codes is not None:
+        per_address = host_components(lookup, codes)
+        return codes.per_host(per_address, "orig"), codes.per_host(per_address, "resp")
     orig = named["orig_h"].map(lookup).fillna(OTHER).to_numpy(dtype=object)
     resp = named["resp_h"].map(lookup).fillna(OTHER).to_numpy(dtype=object)
     return orig, resp
+
+
+def host_components(lookup: dict[str, str], codes: FlowCodes) -> np.ndarray:
+    """The component of each of ``codes``' addresses, then :data:`OTHER` (missing address)."""
+    found = [lookup.get(a, OTHER) if isinstance(a, str) else OTHER for a in codes.hosts()[2]]
+    return np.array([*found, OTHER], dtype=object)

@@ -413,3 +413,28 @@ def test_infrastructure_never_reported(site):
     c.lookup(SB, DNS, "helix.example.com", t=1, answers=(DnsAnswer("helix.example.com", "A", 60, CP),))
     result = classify(c.frame_df(), c.obs, RULES, site)
     assert result.findings == [] and set(result.flows["verdict"]) == {"infrastructure"}
+
+
+def test_lookup_drafts_merged_as_made_classify_as_one_draft_per_lookup(site, monkeypatch):
+    """Failed lookups of a required name and lookups never followed by a connection are merged
+    into their group's draft as they are judged; the findings are those of one draft per lookup
+    merged by ``findings.group``."""
+    import random
+
+    from helix_audit.policy import dnsfind
+
+    rng = random.Random(3)
+    c = Capture()
+    names = ["registry.helixml.tech", "get.helixml.tech", "nowhere.example", "Other.Example.", ""]
+    for i in range(150):
+        client = rng.choice([SB, SB2, CP, "10.0.1.7"])
+        rcode = rng.choice(["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", None])
+        c.lookup(client, DNS, rng.choice(names), t=i * 7.0, qtype=rng.choice(["A", "AAAA"]), rcode=rcode)
+    merged = classify(c.frame_df(), c.obs, RULES, site).findings
+    made = iter(range(10**6))
+    keyed = dnsfind._group_key
+    monkeypatch.setattr(dnsfind, "_group_key", lambda *args: (*keyed(*args), next(made)))  # all apart
+    one_each = classify(c.frame_df(), c.obs, RULES, site).findings
+    assert merged == one_each
+    counts = [f.message for f in merged if f.kind in ("blocked", "unexpected_destination")]
+    assert any("Seen" in m for m in counts)

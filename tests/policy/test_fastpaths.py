@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from helix_audit.model import (
     DnsAnswer,
@@ -105,21 +106,29 @@ def test_few_flows_evidence_equals_the_array_path():
         assert flow_evidence(rows) == _many_flows_evidence(rows)
 
 
-def test_legacy_notes_ask_the_matcher_once_per_key_and_agree_with_it_per_row():
+@pytest.mark.parametrize("n", [300, 70_000])  # the second: keys as dense integers, not hashed
+def test_legacy_notes_ask_the_matcher_once_per_key_and_agree_with_it_per_row(n):
     from helix_audit.policy.classify import _legacy_notes
+    from helix_audit.policy.flowcodes import FlowCodes
     from helix_audit.policy.match import Matcher
+    from helix_audit.policy.roles import host_components
     from helix_audit.policy.rules import load_rules
 
     rng = random.Random(5)
-    n = 300
     ports = [22, 3478, 8081, 40050, 47984, 47999, 48010, 48100]
+    addresses = [f"10.0.2.{k}" for k in range(12)]
+    lookup = {a: rng.choice(["sandbox", "control_plane", "other"]) for a in addresses}
     frame = pd.DataFrame(
         {
+            "orig_h": [rng.choice(addresses) for _ in range(n)],
+            "resp_h": [rng.choice(addresses) for _ in range(n)],
             "resp_p": [rng.choice(ports) for _ in range(n)],
             "transport": [rng.choice(["tcp", "udp", "icmp"]) for _ in range(n)],
         }
     )
-    resp_c = np.array([rng.choice(["sandbox", "control_plane", "other"]) for _ in range(n)], dtype=object)
+    codes = FlowCodes(frame)
+    components = host_components(lookup, codes)
+    resp_c = frame["resp_h"].map(lookup).to_numpy(dtype=object)
     mask = np.array([rng.random() < 0.8 for _ in range(n)])
     matcher = Matcher(load_rules(), None, [])
     asked = []
@@ -130,13 +139,27 @@ def test_legacy_notes_ask_the_matcher_once_per_key_and_agree_with_it_per_row():
         return legacy(comp, port, transport)
 
     matcher.legacy = counting  # type: ignore[method-assign]
-    got = _legacy_notes(frame, mask, resp_c, matcher).tolist()
-    rows = np.flatnonzero(mask).tolist()
-    want = [legacy(resp_c[i], int(frame["resp_p"][i]), frame["transport"][i]) for i in rows]
+    rows = np.flatnonzero(mask)
+    notes, code = _legacy_notes(frame, rows, codes.hosts()[1], components, codes, matcher)
+    got = [notes[k] for k in code.tolist()]
+    want = [legacy(resp_c[i], int(frame["resp_p"][i]), frame["transport"][i]) for i in rows.tolist()]
     assert got == want and any(w is not None for w in want)
     assert (
         len(asked)
         == len(set(asked))
-        == len({(resp_c[i], frame["resp_p"][i], frame["transport"][i]) for i in rows})
+        == len({(resp_c[i], frame["resp_p"][i], frame["transport"][i]) for i in rows.tolist()})
     )
-    assert _legacy_notes(frame, np.zeros(n, dtype=bool), resp_c, matcher).tolist() == []
+    none = np.zeros(0, dtype=np.int64)
+    assert _legacy_notes(frame, none, codes.hosts()[1], components, codes, matcher)[1].tolist() == []
+
+
+@pytest.mark.parametrize("n", [1000, 70_000])  # hashed, then counted in a table
+def test_evidence_combinations_code_each_flow_by_its_key(n):
+    from helix_audit.names import _combinations
+
+    rng = np.random.default_rng(n)
+    for high in (2, 50, 1 << 19, 1 << 40):
+        key = rng.integers(0, high, size=n)
+        codes, uniq = _combinations(key)
+        assert (np.asarray(uniq)[codes] == key).all()
+        assert len(set(np.asarray(uniq).tolist())) == len(uniq) == len(np.unique(key))
