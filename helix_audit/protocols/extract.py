@@ -31,6 +31,7 @@ from .build import clear_pools, observation_maker, trim_pools
 from .dnsfast import dns_protocol
 from .first import first_segment, tls_appdata
 from .interface import NeedData, ParseError
+from .keyed import direction_keys, unique_first
 from .prefilter import HEAD, unparsed_keys
 from .quicconn import QuicTracker
 from .reassembly import SEQ_MOD
@@ -84,6 +85,8 @@ class Extractor:
         self.anomalies: list[Anomaly] = []
         self._dirs: dict[tuple[int, bool], Direction] = {}
         self._done = np.zeros(1024, dtype=bool)  # by direction key: no longer parsed
+        self._fresh_done: set[int] = set()  # keys marked in ``_done`` since ``_tcp_rows`` began
+        self._gone_keys: list[int] = []  # keys for ``_gone``, set in bulk at the end of ``add``
         #: By direction key: done and not kept (never built, or forgotten): its rows change nothing,
         #: so ``select`` does not even look for HTTP heads in them. A subset of ``_done`` (a key in
         #: it never gets a direction again); unset where unsure (partitions merged by ``absorb``).
@@ -109,10 +112,22 @@ class Extractor:
         self._filed = 0
         #: While ``_tcp_rows`` runs: (its batch, :func:`.rows.first_heads` of its rows).
         self._heads: tuple[PacketColumns, dict[int, Head]] | None = None
+        #: While ``add`` runs: (its flows, their direction keys), computed once for the batch.
+        self._batch_keys: tuple[PacketFlows, np.ndarray] | None = None
+
+    def _keys_of(self, pf: PacketFlows) -> np.ndarray:
+        """Direction key (flow_id * 2 + from_a) of every row of the batch ``pf`` belongs to."""
+        got = self._batch_keys
+        if got is not None and got[0] is pf:
+            return got[1]
+        keys = direction_keys(pf.flow_id, pf.from_a)
+        self._batch_keys = (pf, keys)
+        return keys
 
     def _mark_done(self, key: int) -> None:
         self._done = _holding(self._done, key)
         self._done[key] = True
+        self._fresh_done.add(key)
 
     def _finish_unparsed(self, cols: PacketColumns, pf: PacketFlows) -> None:
         """Mark done, without Python per row, the new directions whose first segment ends their parsing."""
@@ -123,7 +138,7 @@ class Extractor:
         if self.limit < HEAD:
             return
         ok = (cols.status == ST_OK) & (pf.flow_id >= 0) & (cols.proto == TCP)
-        keys = pf.flow_id.astype(np.int64) * 2 + pf.from_a.astype(np.int64)
+        keys = self._keys_of(pf)
         found = unparsed_keys(cols, keys, ok & ~is_done(self._done, keys), self.dns_ports)
         fresh = found[~is_done(self._known, found)].tolist()  # not built, no SYN kept
         if fresh:
@@ -145,7 +160,8 @@ class Extractor:
         dirs = self._dirs
         waiting = [k[0] * 2 + int(k[1]) for k in self._partial if getattr(dirs.get(k), "partial", None)]
         self._finish_unparsed(cols, pf)
-        sel = select(cols, pf, self._done, self.dns_ports, self.limit, self._gone)
+        sel = select(cols, pf, self._done, self.dns_ports, self.limit, self._gone, self._keys_of(pf))
+        self._batch_keys = None  # ``sel.keys`` from here on; the batch's arrays are not kept past it
         self._udp_dns_rows(cols, pf, sel.udp_dns)
         for i in sel.quic.tolist():
             try:
@@ -169,6 +185,11 @@ class Extractor:
                     self._forget(d, (key >> 1, bool(key & 1)))
         http = sel.http if not waiting else np.union1d(sel.http, first_payload_rows(cols, sel.keys, waiting))
         self._tcp_rows(cols, pf, http[~seen[http]])
+        gone = self._gone_keys
+        if gone:  # ``_gone`` is read by the next batch's selection only
+            self._gone = _holding(self._gone, max(gone))
+            self._gone[gone] = True
+            gone.clear()
         if filed:
             self._filed = len(self.observations)
 
@@ -230,19 +251,24 @@ class Extractor:
         todo = self._early_syns(cols, pf, rows)
         left = rows[todo]
         self._heads = (cols, first_heads(cols, pf, left))
-        for j, i, payload, fid, from_a, seq, flags, frame, ts_ns in zip(
+        # ``_done`` at the call's start, read in bulk (a numpy scalar read a row cost as much as the
+        # rest of the row's checks); directions finished since are in ``_fresh_done``
+        was_done = is_done(self._done, direction_keys(pf.flow_id[left], pf.from_a[left])).tolist()
+        fresh = self._fresh_done
+        fresh.clear()
+        for j, i, payload, fid, from_a, seq, flags, frame, ts_ns, gone in zip(
             todo.tolist(), left.tolist(), payloads(cols, left), *(c[left].tolist() for c in columns),
-            strict=True,
+            was_done, strict=True,
         ):  # fmt: skip
             key = (fid, from_a)
             d = dirs.get(key)
             if d is None:
                 k = fid * 2 + from_a
                 if not payload and flags & SYN:  # a SYN of no direction yet: only its ISN matters until data
-                    if k not in syn and not (k < self._done.size and self._done[k]):
+                    if not (gone or k in fresh) and k not in syn:
                         self._pending_syn(k, seq, self._base + j)
                     continue
-                if k < self._done.size and self._done[k]:
+                if gone or k in fresh:
                     continue  # finished and forgotten: ``_tcp`` would read nothing here
             elif d.mode == "done" and (
                 not d.http_seen or d.tunnel or (d.partial is None and not payload.startswith(http.PREFIXES))
@@ -253,6 +279,7 @@ class Extractor:
             except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
                 self._internal_error(cols, i, exc)
                 self._mark_done(fid * 2 + int(from_a))
+        fresh.clear()
         self._heads = None
 
     def _early_syns(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> np.ndarray:
@@ -270,13 +297,13 @@ class Extractor:
         at = np.flatnonzero(early)
         keys = fids[at].astype(np.int64) * 2 + pf.from_a[rows[at]].astype(np.int64)
         dirs, syn, base = self._dirs, self._syn, self._base
-        held = self._maybe_held(np.unique(keys))  # only these can be in ``_dirs`` or ``_syn``
+        held = self._maybe_held(unique_first(keys)[0])  # only these can be in ``_dirs`` or ``_syn``
         built = [k for k in held.tolist() if (k >> 1, bool(k & 1)) in dirs]
         if built:  # a SYN on a built direction may restart its stream: the loop reads it
             on_built = np.isin(keys, built)
             early[at[on_built]] = False
             at, keys = at[~on_built], keys[~on_built]
-        keys, first = np.unique(keys, return_index=True)  # later SYNs of a direction change nothing
+        keys, first = unique_first(keys)  # later SYNs of a direction change nothing
         at = at[first]
         keep = ~is_done(self._done, keys)
         keys, at = keys[keep], at[keep]
@@ -312,12 +339,16 @@ class Extractor:
         self, cols: PacketColumns, pf: PacketFlows, i: int, key: tuple[int, bool], seq: int, flags: int,
         frame: int, ts: float, payload: bytes, j: int, found: object = _LOOK_UP,
     ) -> None:  # fmt: skip
-        """One row; ``found``: the row's direction (None: none) when the caller looked it up already."""
-        d = self._dirs.get(key) if found is _LOOK_UP else cast("Direction | None", found)
-        if d is None:
+        """One row; ``found``: the row's direction (None: none, and not done) when the caller looked
+        it up already (``_tcp_rows`` checks ``_done`` in bulk)."""
+        if found is _LOOK_UP:
+            d = self._dirs.get(key)
             k = key[0] * 2 + int(key[1])
-            if k < self._done.size and self._done[k]:
+            if d is None and k < self._done.size and self._done[k]:
                 return  # finished and forgotten: nothing more to read here
+        else:
+            d = cast("Direction | None", found)
+        if d is None:
             d = self._new_direction(cols, i, key, j, frame, ts)
             got = None if flags & SYN else first_segment(d, seq, payload, frame, ts, self.anomalies)
         elif d.done:
@@ -351,9 +382,8 @@ class Extractor:
         d.peer = None
         del self._dirs[key]
         k = key[0] * 2 + int(key[1])
-        if k < self._done.size and self._done[k]:  # done for good: no row of it matters any more
-            self._gone = _holding(self._gone, k)
-            self._gone[k] = True
+        if k in self._fresh_done or (k < self._done.size and self._done[k]):
+            self._gone_keys.append(k)  # done for good: no row of it matters any more (set after the batch)
         other = key[0] * 2 + (not key[1])
         if other in self._syn:  # the peer exists but is not built yet: keep what it would point at
             self._orphans[other] = SimpleNamespace(tunnel=d.tunnel, peer=None)

@@ -16,9 +16,19 @@ the reference (tests/protocols/test_first.py compares the two on crafted and mut
 from __future__ import annotations
 
 from ..model import Anomaly, Observation
-from . import http, tls
+from . import headfast, http, tls, tlsfast
 from .reassembly import SEQ_MOD
-from .streams import _TLS_ALERT, MAX_HANDSHAKES, Direction, _handshake, http_observation
+from .streams import (
+    _CONNECT,
+    _HTTP_REQUEST,
+    _HTTP_RESPONSE,
+    _TLS_ALERT,
+    _WEBSOCKET,
+    MAX_HANDSHAKES,
+    Direction,
+    _handshake,
+    http_observation,
+)
 
 _TLS_FIRST = (tls.CT_ALERT, tls.CT_HANDSHAKE)
 
@@ -54,29 +64,48 @@ def _place(d: Direction, seq: int, payload: bytes, frame: int, ts: float) -> Non
 def _tls(
     d: Direction, seq: int, payload: bytes, frame: int, ts: float, anomalies: list[Anomaly]
 ) -> list[Observation]:
-    """``_detect`` then ``_tls`` on a stream of one piece: every message's frames are ``(frame,)``."""
+    """``_detect`` then ``_tls`` on a stream of one piece: every message's frames are ``(frame,)``.
+
+    The segment is placed in the stream as by the general path, except when the direction finishes
+    here (``finish`` drops the stream at once): then only if a parser bug (an exception) leaves
+    the direction unfinished, in the state the general path leaves.
+    """
     try:
-        scan = tls.scan_stream(payload, MAX_HANDSHAKES, b"", False)
-    finally:  # placed first, as by the general path (whose state a parser bug leaves behind)
+        flight = tlsfast.first_flight(payload, MAX_HANDSHAKES)  # the common flights, else the scan
+        if flight is None:
+            flight = tlsfast.scan_fields(tls.scan_stream(payload, MAX_HANDSHAKES, b"", False))
+    except BaseException:
         _place(d, seq, payload, frame, ts)
         d.mode = "tls"
-    d.tls_want = scan.want
-    d.tls_used = scan.used
-    d.tls_pending, d.tls_stuck = scan.pending, scan.stuck
+        raise
+    d.mode = "tls"
+    used, want, appdata, pending, stuck, handshakes, alerts = flight
+    ends = appdata or len(handshakes) >= MAX_HANDSHAKES
+    if not ends:
+        for hs_type, body, _end in handshakes:
+            if hs_type == tls.HS_SERVER_HELLO and body[2:34] != tls.HRR_RANDOM:
+                ends = True  # after a real ServerHello nothing is read (``streams._tls``)
+                break
+    if not ends:
+        _place(d, seq, payload, frame, ts)
+    d.tls_want, d.tls_used, d.tls_pending, d.tls_stuck = want, used, pending, stuck
     out: list[Observation] = []
     meta, frames = d.meta, (frame,)  # ``at`` on one piece: the segment's own frame and time
-    server_hello = False
-    for hs_type, body, end in scan.handshakes:
-        obs = _handshake(hs_type, body, meta, frames, anomalies)
-        if obs is not None:
-            out.append(obs)
-        d.tls_prev_end = end
-        server_hello |= hs_type == tls.HS_SERVER_HELLO and body[2:34] != tls.HRR_RANDOM
-    d.handshakes = len(scan.handshakes)
-    for level, desc, _end in scan.alerts:
+    try:
+        for hs_type, body, end in handshakes:
+            obs = _handshake(hs_type, body, meta, frames, anomalies)
+            if obs is not None:
+                out.append(obs)
+            d.tls_prev_end = end
+    except BaseException:
+        if ends:
+            _place(d, seq, payload, frame, ts)
+        raise
+    d.handshakes = len(handshakes)
+    for level, desc, _end in alerts:
         out.append(_TLS_ALERT(meta, frames, "tls_alert", level, desc))
-    d.alerts = len(scan.alerts)
-    if scan.appdata or server_hello or d.handshakes >= MAX_HANDSHAKES:
+    d.alerts = len(alerts)
+    if ends:
         d.finish()
     return out
 
@@ -84,7 +113,7 @@ def _tls(
 def _http(d: Direction, seq: int, payload: bytes, frame: int, ts: float) -> list[Observation] | None:
     """``_detect`` then ``_http`` when the segment holds one whole head and nothing is read after it."""
     try:
-        got = _read_head(d, payload, frame)
+        got = _quick_head(d, payload, frame)
     except Exception:  # noqa: BLE001  malformed, incomplete, or a parser bug: the general path
         return None  # reads it again and keeps, reports or raises exactly as it does
     if got is None:
@@ -97,6 +126,66 @@ def _http(d: Direction, seq: int, payload: bytes, frame: int, ts: float) -> list
         _place(d, seq, payload, frame, ts)
         d.mode = mode
     return [obs]
+
+
+def _quick_head(d: Direction, payload: bytes, frame: int) -> tuple[Observation, str, int, bool] | None:
+    """:func:`_read_head` from the spans of :func:`headfast.spans` (the common, well-formed head),
+    else by :func:`_read_head` itself. Same values: each is the latin-1 text of the same bytes."""
+    s = headfast.spans(payload)
+    kind = s[0]
+    if not kind:
+        return _read_head(d, payload, frame)
+    n, pos = len(payload), s[1]
+    te = "" if s[14] < 0 else payload[s[14] : s[15]].decode("latin-1")
+    cl = None if s[12] < 0 else payload[s[12] : s[13]].decode("latin-1")
+    meta, frames = d.meta, (frame,)
+    obs: Observation
+    if kind == headfast.RESPONSE:
+        status = s[2]
+        version = payload[:8].decode("latin-1")
+        reason = "" if s[3] < 0 else payload[s[3] : s[4]].decode("latin-1")
+        obs = _HTTP_RESPONSE(meta, frames, "http_response", status, reason, version)
+        if 200 <= status < 300 and d.peer_tunnel():
+            return (obs, "detect", pos, True) if pos == n else None
+        if status == 101:
+            return obs, "done", pos, False
+        body = _body_length(te, cl, None)
+    else:
+        method = payload[: s[2]].decode("latin-1")
+        target = payload[s[3] : s[4]].decode("latin-1")
+        version = "HTTP/0.9" if s[5] < 0 else payload[s[5] : s[5] + 8].decode("latin-1")
+        if s[6] >= 0:
+            host: str | None = payload[s[6] : s[7]].decode("latin-1")
+        elif "://" in target and not target.startswith("/"):  # ``http.host_of``: an absolute-form target
+            host = target.split("://", 1)[1].split("/", 1)[0]
+        else:
+            host = None
+        agent = None if s[8] < 0 else payload[s[8] : s[9]].decode("latin-1")
+        fields = (method, host, target, version, agent)
+        if method == "CONNECT":
+            if pos != n:
+                return None  # the tunnel's first bytes follow in this segment
+            return _CONNECT(meta, frames, "http_connect", *fields, target=target), "detect", pos, True
+        if s[10] >= 0 and "websocket" in payload[s[10] : s[11]].decode("latin-1").lower():
+            return _WEBSOCKET(meta, frames, "websocket_upgrade", *fields), "done", pos, False
+        obs = _HTTP_REQUEST(meta, frames, "http_request", *fields)
+        body = _body_length(te, cl, 0)
+    if body is None:
+        return obs, "resync", pos, False
+    pos += body
+    if pos < n:
+        return None  # another head follows in this segment (pipelining)
+    return obs, "detect", pos, False
+
+
+def _body_length(te: str, cl: str | None, absent: int | None) -> int | None:
+    """``http._content_length`` from the first Transfer-Encoding and Content-Length values."""
+    if "chunked" in te.lower():
+        return None
+    if cl is None:
+        return absent
+    cl = cl.strip()
+    return int(cl) if cl.isascii() and cl.isdigit() and len(cl) <= 18 else None
 
 
 def _read_head(d: Direction, payload: bytes, frame: int) -> tuple[Observation, str, int, bool] | None:
@@ -126,35 +215,35 @@ def _read_head(d: Direction, payload: bytes, frame: int) -> tuple[Observation, s
 
 def tls_appdata(d: Direction, seq: int, payload: bytes) -> bool:
     """A TLS direction whose records so far were all scanned gets an in-order segment starting
-    with a whole application-data record: ``_tls`` would find it first and finish the direction.
+    with a whole application-data record, or a whole ChangeCipherSpec record and then one (a TLS 1.3
+    client's Finished after its compatibility CCS): ``_tls`` would find it first (a CCS record
+    yields nothing) and finish the direction.
 
     True when it did so here (the direction is finished); False, untouched, otherwise.
     """
     s = d.stream
     n = len(payload)
-    if (
-        n < 5
-        or payload[0] != tls.CT_APPDATA
-        or payload[1] != 3
-        or d.tls_stuck
-        or d.tls_pending
-        or d.tls_want
-        or s.pending
-        or s.base is None
-    ):
+    if n < 5 or payload[1] != 3 or d.tls_stuck or d.tls_pending or d.tls_want or s.pending or s.base is None:
+        return False
+    at = 0
+    if payload[0] == tls.CT_CCS:  # skipped by the scan when whole (and within the record limit)
+        at = 5 + ((payload[3] << 8) | payload[4])
+        if at > tls.MAX_RECORD + 5 or at + 5 > n or payload[at + 1] != 3:
+            return False
+    if payload[at] != tls.CT_APPDATA:
         return False
     size = len(s.buf)
-    length = (payload[3] << 8) | payload[4]
+    length = (payload[at + 3] << 8) | payload[at + 4]
     if (
         d.tls_start + d.tls_used != size
         or size + n >= d.limit
         or seq != (s.base + size) % SEQ_MOD
         or length > tls.MAX_RECORD
-        or 5 + length > n
+        or at + 5 + length > n
         or s.buf[d.tls_start] & 0x80
     ):
         return False
-    d.tls_used += 5 + length  # what the scan reports (the record is the stream's last)
+    d.tls_used += at + 5 + length  # what the scan reports (the record is the stream's last)
     d.finish()
     return True
 

@@ -21,6 +21,7 @@ from numba import njit
 
 from ..decode.interface import PacketColumns
 from .http import PREFIXES
+from .keyed import first_index
 
 HEAD = 8  # bytes ``_detect`` looks at
 SYN = 0x02
@@ -55,7 +56,7 @@ def could_be_parsed(heads: np.ndarray) -> np.ndarray:
 
 def _first_per_key(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(unique keys, the first row of each in batch order) for ``rows`` (ascending)."""
-    uniq, at = np.unique(keys[rows], return_index=True)
+    uniq, at = first_index(keys, rows)
     return uniq, rows[at]
 
 

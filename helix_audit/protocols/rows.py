@@ -10,6 +10,7 @@ import numpy as np
 
 from ..decode.interface import PacketColumns, addr_to_str
 from ..flows.interface import PacketFlows
+from .keyed import leading
 from .streams import Meta
 
 
@@ -169,6 +170,9 @@ def leading_syns(cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> np.n
         syn_only &= ~np.isin(rows, np.fromiter(cols.reassembled, dtype=np.int64))
     if n == 0 or not syn_only.any():
         return syn_only
+    got = leading(pf.flow_id[rows], syn_only)
+    if got is not None:
+        return got
     _, inv = np.unique(pf.flow_id[rows], return_inverse=True)
     first_other = np.full(inv.max() + 1, n, dtype=np.int64)
     others = np.flatnonzero(~syn_only)

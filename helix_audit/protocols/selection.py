@@ -15,6 +15,7 @@ import numpy as np
 from ..decode.interface import ST_OK, PacketColumns
 from ..flows.interface import PacketFlows
 from . import quic
+from .keyed import direction_keys, mask_at
 from .prefilter import http_prefix_rows
 
 DNS_PORTS = (53, 5353, 5355)
@@ -121,10 +122,7 @@ class Selection:
 
 def is_done(done: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """``done[keys]`` where keys fall inside the mask, False elsewhere (negative keys included)."""
-    inside = (keys >= 0) & (keys < done.size)
-    out = np.zeros(keys.shape, dtype=bool)
-    out[inside] = done[keys[inside]]
-    return out
+    return mask_at(done, keys)
 
 
 def select(
@@ -134,9 +132,11 @@ def select(
     dns_ports: tuple[int, ...] = DNS_PORTS,
     limit: int = 64 * 1024,
     gone: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
 ) -> Selection:
     """Vectorised choice of rows; ``done[key]`` marks directions no longer parsed, ``gone[key]``
-    (optional) those of them whose rows change nothing (not kept for later HTTP heads either)."""
+    (optional) those of them whose rows change nothing (not kept for later HTTP heads either);
+    ``keys``: the rows' direction keys when the caller has them already."""
     ok = (cols.status == ST_OK) & (pf.flow_id >= 0)
     has_pay = cols.pay_len > 0
     udp = ok & (cols.proto == UDP) & has_pay
@@ -144,7 +144,8 @@ def select(
     on_port = np.zeros(1 << 16, dtype=bool)  # a table lookup: far cheaper than two isin over the batch
     on_port[[p for p in dns_ports if 0 <= p < 1 << 16]] = True
     dns_port = on_port[cols.sport] | on_port[cols.dport]
-    keys = pf.flow_id.astype(np.int64) * 2 + pf.from_a.astype(np.int64)
+    if keys is None:
+        keys = direction_keys(pf.flow_id, pf.from_a)
     live = tcp & ~is_done(done, keys)
     order, rank, keep = _within_budget(cols, keys, np.flatnonzero(live & has_pay), limit)
     keep = keep.astype(bool)

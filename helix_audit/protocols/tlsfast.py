@@ -142,4 +142,104 @@ def hello_fields(body: bytes) -> tuple[str | None, tuple[str, ...], str, bool] |
     return sni, alpn, tls.version_text(version), bool(ech)
 
 
-__all__ = ["hello_fields", "hello_spans"]
+#: ``flight_spans`` output: 8 head values, then (type, body start, body end, end) per handshake
+#: message, then (level, description, end) per alert; at most ``_MAX_ITEMS`` of each.
+_MAX_ITEMS = 32
+_HEAD = 8
+_MAX_RECORD, _MAX_HANDSHAKE = tls.MAX_RECORD, tls.MAX_HANDSHAKE
+
+
+@njit(cache=True)
+def flight_spans(b, limit, out, alerts):  # noqa: ANN001, ANN201
+    """``tls.scan_stream(b, limit, b"", False)`` as offsets into ``out``: returns how many values
+    it wrote (0: not taken). ``alerts``: scratch for the alerts until the handshakes are counted.
+
+    out[1:8]: used, want, appdata, pending start, pending end, handshake count, alert count. Taken
+    only when every handshake message and the pending tail lie inside one record (their bytes are
+    then slices of ``b``: no record headers to cut out) and the lists fit the output.
+    """
+    n = len(b)
+    off = 0
+    used = 0
+    want = 0
+    appdata = 0
+    ps = 0  # pending bytes: b[ps:pe]
+    pe = 0
+    nh = 0
+    na = 0
+    while off + 5 <= n and appdata == 0:
+        ctype = b[off]
+        length = (np.int64(b[off + 3]) << 8) | b[off + 4]
+        if ctype < 20 or ctype > 23 or b[off + 1] != 3 or length > _MAX_RECORD:
+            break
+        if off + 5 + length > n:
+            want = off + 5 + length
+            break
+        start = off + 5
+        off = start + length
+        used = off
+        if ctype == 22:
+            if pe > ps:
+                return 0  # a message continued across records: the Python scan joins them
+            pos = start
+            while pos + 4 <= off:
+                size = (np.int64(b[pos + 1]) << 16) | (np.int64(b[pos + 2]) << 8) | b[pos + 3]
+                if pos + 4 + size > off:
+                    break
+                if nh == _MAX_ITEMS:
+                    return 0
+                at = _HEAD + 4 * nh
+                out[at], out[at + 1], out[at + 2], out[at + 3] = b[pos], pos + 4, pos + 4 + size, off
+                nh += 1
+                pos += 4 + size
+            ps, pe = pos, off
+            if nh >= limit or pe - ps > _MAX_HANDSHAKE:
+                break
+        elif ctype == 21 and length == 2:
+            if na == _MAX_ITEMS:
+                return 0
+            alerts[3 * na], alerts[3 * na + 1], alerts[3 * na + 2] = b[start], b[start + 1], off
+            na += 1
+        elif ctype == 23:
+            appdata = 1
+    out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7] = 1, used, want, appdata, ps, pe, nh, na
+    at = _HEAD + 4 * nh
+    for k in range(3 * na):
+        out[at + k] = alerts[k]
+    return at + 3 * na
+
+
+_FLIGHT_BUF = np.zeros(_HEAD + 7 * _MAX_ITEMS, dtype=np.int64)
+_ALERT_BUF = np.zeros(3 * _MAX_ITEMS, dtype=np.int64)
+#: (used, want, appdata, pending, stuck, handshakes, alerts): the ``tls.StreamScan`` fields
+Flight = tuple[int, int, bool, bytes, bool, list[tuple[int, bytes, int]], list[tuple[str, str, int]]]
+
+
+def first_flight(payload: bytes, limit: int) -> Flight | None:
+    """``tls.scan_stream(payload, limit, b"", False)`` (a fresh direction's first segment, not
+    SSLv2) from the kernel, as a tuple of its fields; None when the kernel leaves it to that scan."""
+    m = flight_spans(payload, limit, _FLIGHT_BUF, _ALERT_BUF)
+    if not m:
+        return None
+    v = _FLIGHT_BUF[:m].tolist()
+    nh, na = v[6], v[7]
+    if nh == 1:  # the common case: one ClientHello or ServerHello
+        handshakes = [(v[8], payload[v[9] : v[10]], v[11])]
+    else:
+        handshakes = [(v[k], payload[v[k + 1] : v[k + 2]], v[k + 3]) for k in range(_HEAD, _HEAD + 4 * nh, 4)]
+    alerts = []
+    if na:
+        levels, text = tls.ALERT_LEVELS, tls._alert_text  # noqa: SLF001
+        alerts = [
+            (levels.get(v[k], str(v[k])), text(v[k + 1]), v[k + 2]) for k in range(_HEAD + 4 * nh, m, 3)
+        ]
+    ps, pe = v[4], v[5]
+    return v[1], v[2], v[3] == 1, payload[ps:pe], pe - ps > _MAX_HANDSHAKE, handshakes, alerts
+
+
+def scan_fields(scan: tls.StreamScan) -> Flight:
+    """A scan's fields in :func:`first_flight`'s order."""
+    return scan.used, scan.want, scan.appdata, scan.pending, scan.stuck, scan.handshakes, scan.alerts
+
+
+__all__ = ["Flight", "first_flight", "flight_spans", "hello_fields", "hello_spans", "scan_fields"]

@@ -23,7 +23,7 @@ from helix_audit.decode.core import decode_batch
 from helix_audit.decode.interface import PacketColumns
 from helix_audit.flows.interface import PacketFlows
 from helix_audit.flows.table import FlowTable
-from helix_audit.protocols import extract, first, http, tls
+from helix_audit.protocols import extract, first, headfast, http, tls, tlsfast
 from helix_audit.protocols.extract import Extractor
 from tests.conftest import CORPUS, CORPUS_FILES, needs_corpus
 from tests.parallel.test_partitions import check as check_partitions
@@ -90,6 +90,9 @@ CONVERSATIONS = [
     ([HELLO + APPDATA], [HRR, SERVER_HELLO]),
     ([HELLO, APPDATA[:7], APPDATA[7:]], [ALERT]),
     ([HELLO, b"\x14\x03\x03\x00\x01\x01" + APPDATA], [SERVER_HELLO]),
+    ([HELLO, b"\x14\x03\x03\x00\x01\x01", APPDATA], [SERVER_HELLO + ALERT]),
+    ([HELLO, b"\x14\x03\x03\x00\x01\x01" + APPDATA[:7], APPDATA[7:]], [SERVER_HELLO]),
+    ([HELLO, b"\x14\x03\x03\x00\x02\x01\x01" + ALERT + APPDATA], [HRR + SERVER_HELLO]),
     ([WS, b"\x81\x85abcd12345"], [WS_OK, b"\x81\x02hi", GET]),
     ([GET, GET], [OK_BODY, OK_BODY]),
     ([GET + GET], [OK_BODY + OK_BODY, CHUNKED]),
@@ -211,7 +214,13 @@ def test_short_cuts_equal_the_general_path_on_the_corpus(monkeypatch: pytest.Mon
 def test_parser_bugs_leave_the_general_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A parser raising (a bug) inside a short cut: same anomaly, same direction state afterwards."""
     boom = records(22, handshake(1, client_hello_body(sni_ext(b"boom.example"))))
-    real_scan, real_request = tls.scan_stream, http.parse_request
+    real_scan, real_request, real_spans = tls.scan_stream, http.parse_request, headfast.spans
+    real_flight = tlsfast.first_flight
+
+    def flight(data: bytes, *args):  # noqa: ANN002, ANN202
+        if b"boom" in data:
+            raise RuntimeError("scan bug")  # as the scan it stands for
+        return real_flight(data, *args)
 
     def scan(data: bytes, *args):  # noqa: ANN002, ANN202
         if b"boom" in data:
@@ -223,7 +232,14 @@ def test_parser_bugs_leave_the_general_state(tmp_path: Path, monkeypatch: pytest
             raise RuntimeError("request bug")
         return real_request(data)
 
+    def spans(data: bytes):  # noqa: ANN202
+        if b"boom" in data:
+            raise RuntimeError("head kernel bug")
+        return real_spans(data)
+
     monkeypatch.setattr(tls, "scan_stream", scan)
+    monkeypatch.setattr(headfast, "spans", spans)
+    monkeypatch.setattr(tlsfast, "first_flight", flight)
     monkeypatch.setattr(http, "parse_request", request)
     convos = [([boom, APPDATA], [SERVER_HELLO]), ([GET.replace(b"/a", b"/boom"), GET], [OK_BODY])]
     path = _capture(tmp_path / "c.pcap", 11, 40, convos)
