@@ -15,8 +15,10 @@ TCP 5 min idle (``tcp_inactivity_timeout``), 5 s once closed (FIN both ways or a
 UDP, ICMP and other protocols 1 min (``udp_inactivity_timeout``, ``icmp_inactivity_timeout``).
 
 The store spills to a file in a temporary directory once it holds more than ``spill_bytes``;
-:func:`materialize` folds it back (a block at a time) into segment-id-indexed arrays for ``merge``
-and ``finish``, and the directory is removed.
+:func:`materialize` folds it back (a block at a time) into segment-id-indexed arrays for ``merge``;
+``finish`` reads it twice, whatever its size: once for what groups segments into flows
+(:func:`join_view`), once to fold every stored row straight into its flow's row (:func:`fold_flows`);
+then the directory is removed.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from collections.abc import Iterator
 import numpy as np
 from numba import njit
 
-from .join import last_into, sum_into
+from .join import events_into, last_into, sum_into
 from .state import (
     A_ICMP,
+    AUX_OF,
     NAUX,
     NEV,
     NONE,
@@ -84,16 +87,18 @@ def _idle(tk_i64, tup_live, seg_tup, sums, ev_ts, last, nlive, now, limits, out)
 
 @njit(cache=True)
 def _move_out(
-    gone, tup_live, seg_gid, seg_tup, sums, ev, ev_ts, ev_val, last, seg_file, nlive, rows
+    gone, tup_live, seg_gid, seg_tup, sums, ev, ev_ts, ev_val, last, seg_file, nlive, rows, ls, w
 ):  # pragma: no cover - compiled
-    """Rows marked ``gone`` into ``rows``; the others compacted to the front, in order. Returns the
-    live count left."""
+    """From live row ``ls`` on (``w`` rows kept so far): rows marked ``gone`` into ``rows`` until it
+    is full, the others compacted to the front, in order. Returns (next row, rows kept, rows out):
+    the caller stores ``rows`` and calls again while ``ls`` < ``nlive``."""
     k = 0
-    w = 0
-    for ls in range(nlive):
+    while ls < nlive:
         t = seg_tup[ls]
         current = tup_live[t] == ls
         if gone[ls]:
+            if k == rows.shape[0]:
+                break
             rows[k, C_GID] = seg_gid[ls]
             rows[k, C_TUP] = t
             rows[k, C_SUMS : C_SUMS + NSUM] = sums[ls]
@@ -104,6 +109,7 @@ def _move_out(
             k += 1
             if current:
                 tup_live[t] = -1
+            ls += 1
             continue
         if w != ls:
             seg_gid[w], seg_tup[w], seg_file[w] = seg_gid[ls], t, seg_file[ls]
@@ -111,24 +117,33 @@ def _move_out(
         if current:
             tup_live[t] = w
         w += 1
-    return w  # rows from w on are cleared when add_rows takes them again
+        ls += 1
+    return ls, w, k  # rows from w on are cleared when add_rows takes them again
 
 
-def expire(st: SegmentArrays, now: int, timeouts: tuple[int, int, int] = TIMEOUTS_NS) -> np.ndarray:
-    """Move idle live segments out of ``st`` (``now``: latest capture time seen, ns) when they are at
-    least ``MIN_SHARE`` of the live ones; their rows."""
+def expire(
+    st: SegmentArrays, now: int, store: SegmentStore, timeouts: tuple[int, int, int] = TIMEOUTS_NS
+) -> int:
+    """Move idle live segments out of ``st`` (``now``: latest capture time seen, ns) into ``store``
+    when they are at least ``MIN_SHARE`` of the live ones, ``BLOCK_ROWS`` at a time (a pass that
+    moves a million rows out holds 20 MB of them, not 320 MB); how many moved."""
     gone = np.zeros(st.nlive, dtype=np.bool_)
     limits = np.array(timeouts, dtype=np.int64)
     k = _idle(st.tk_i64, st.tup_live, st.seg_tup, st.sums, st.ev_ts, st.last, st.nlive, now, limits, gone)
     if k < st.nlive * MIN_SHARE:  # moving a few out saves little, and merge/finish then fold them back
-        k = 0
-    rows = np.empty((k, WIDTH), dtype=np.int64)
-    if k:
-        st.nlive = _move_out(
+        return 0
+    ls = w = 0
+    left = k
+    while ls < st.nlive:  # the call that takes the last row that goes runs on to the end
+        rows = np.empty((min(left, BLOCK_ROWS), WIDTH), dtype=np.int64)
+        ls, w, got = _move_out(
             gone, st.tup_live, st.seg_gid, st.seg_tup, st.sums, st.ev, st.ev_ts, st.ev_val, st.last,
-            st.seg_file, st.nlive, rows,
+            st.seg_file, st.nlive, rows, ls, w,
         )  # fmt: skip
-    return rows
+        store.append(rows[:got])
+        left -= got
+    st.nlive = w
+    return k
 
 
 class SegmentStore:
@@ -233,3 +248,67 @@ def materialize(st: SegmentArrays, store: SegmentStore) -> SegmentArrays:
     _events_into(live, nl, st.ev, st.ev_ts, st.ev_val, *targets)
     st.drop("ev", "ev_ts", "ev_val", "seg_gid")
     return out
+
+
+@njit(cache=True)
+def _view_into(gid, n, tup, ev, ev_val, out_tup, out_ev, out_val):  # pragma: no cover - compiled
+    """Rows ``0..n`` (segments ``gid``) into the id-indexed join view: tuple, events by min order
+    with their values (a revived segment has rows in the store and a live one)."""
+    for s in range(n):
+        d = gid[s]
+        out_tup[d] = tup[s]
+        for k in range(ev.shape[1]):
+            if ev[s, k] < out_ev[d, k]:
+                out_ev[d, k] = ev[s, k]
+                a = AUX_OF[k]
+                if a >= 0:
+                    out_val[d, a] = ev_val[s, a]
+
+
+def join_view(st: SegmentArrays, store: SegmentStore) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What ``finish`` groups segments into flows by, indexed by segment id: (tuple, events, event
+    values). Views of the live arrays when every segment is live in the row of its id (nothing ever
+    expired); else made from the live rows and one read of the store, ~150 B a segment where
+    :func:`materialize` makes every aggregate (~330 B)."""
+    n, nl = st.nseg, st.nlive
+    if not store.rows and nl == n:  # no row ever moved out: row = id
+        return st.seg_tup[:n], st.ev[:n], st.ev_val[:n]
+    tup = np.zeros(n, dtype=np.int64)
+    ev = np.full((n, NEV), NONE, dtype=np.int64)
+    val = np.zeros((n, NAUX), dtype=np.int64)
+    for rows in store.blocks():
+        r_ev, r_val = rows[:, C_EV : C_EV + NEV], rows[:, C_VAL : C_VAL + NAUX]
+        _view_into(rows[:, C_GID], len(rows), rows[:, C_TUP], r_ev, r_val, tup, ev, val)
+    _view_into(st.seg_gid[:nl], nl, st.seg_tup[:nl], st.ev[:nl], st.ev_val[:nl], tup, ev, val)
+    return tup, ev, val
+
+
+def fold_flows(st: SegmentArrays, store: SegmentStore, dest: np.ndarray, ng: int) -> dict[str, np.ndarray]:
+    """Every segment row, live or stored, folded straight into its flow's row (``dest``: segment id
+    -> flow row): the flows' sums, last, ev, ts and val (see ``join.events_into``), column-major
+    (``build_frame`` reads them a column at a time). Live rows first, each of ``st``'s arrays dropped
+    once folded, then one read of the store, which is closed. Folding is by sum and by min and max
+    order, so rows fold in any order to the aggregates of the segments they make."""
+    nl = st.nlive
+    to = dest[st.seg_gid[:nl]]
+    st.drop("seg_gid", "seg_tup", "seg_file")
+    sums = np.zeros((ng, NSUM), dtype=np.int64, order="F")
+    sum_into(to, nl, st.sums, sums)
+    st.drop("sums")
+    last = np.full((ng, 2), -1, dtype=np.int64, order="F")
+    last_into(to, nl, st.last, last)
+    st.drop("last")
+    ev = np.full((ng, NEV), NONE, dtype=np.int64, order="F")
+    ts, val = np.zeros((ng, 2), dtype=np.int64, order="F"), np.zeros(ng, dtype=np.int64)
+    events_into(to, nl, st.ev, st.ev_ts, st.ev_val, ev, ts, val)
+    st.drop("ev", "ev_ts", "ev_val")
+    del to
+    for rows in store.blocks():
+        to = dest[rows[:, C_GID]]
+        k = len(rows)
+        sum_into(to, k, rows[:, C_SUMS : C_SUMS + NSUM], sums)
+        last_into(to, k, rows[:, C_LAST : C_LAST + 2], last)
+        r_ev, r_ts = rows[:, C_EV : C_EV + NEV], rows[:, C_TS : C_TS + NAUX]
+        events_into(to, k, r_ev, r_ts, rows[:, C_VAL : C_VAL + NAUX], ev, ts, val)
+    store.close()
+    return {"sums": sums, "last": last, "ev": ev, "ts": ts, "val": val}

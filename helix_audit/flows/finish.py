@@ -15,6 +15,7 @@ import pandas as pd
 from ..decode.interface import addr_to_str
 from . import icmp
 from .interface import FLOW_COLUMNS
+from .join import sorted_unique
 from .state import (
     EV_FIRST,
     EV_ICMP,
@@ -35,7 +36,7 @@ from .state import (
     S_SYN,
     S_SYNACK,
 )
-from .text import ipv4_text, rows_text, sorted_unique_rows
+from .text import frames_text, ipv4_text
 from .zeek import conn_state_tcp, conn_state_udp, history_text, replay
 
 EPHEMERAL_MIN = 49152
@@ -211,14 +212,21 @@ def _states_part(
 
 def _stream_index(first_file: np.ndarray, mask: np.ndarray) -> pd.array:
     """tshark-style per-file stream numbers (0-based, by first packet) for flows in ``mask`` (rows
-    in final order, i.e. by first packet)."""
-    out = pd.array(np.zeros(len(mask), dtype=np.int64), dtype="Int64")
-    out[:] = pd.NA
+    in final order, i.e. by first packet): the rank of each flow among its file's, counted with a
+    stable sort by file (one file, the usual case: 0, 1, 2 ...)."""
+    values = np.zeros(len(mask), dtype=np.int64)
     ordered = np.flatnonzero(mask)
-    if len(ordered):
-        ranks = pd.Series(first_file[ordered]).groupby(first_file[ordered]).cumcount().to_numpy()
-        out[ordered] = ranks
-    return out
+    ff = first_file[ordered]
+    if len(ff) and (ff != ff[0]).any():
+        by_file = np.argsort(ff, kind="stable")
+        sf = ff[by_file]
+        start = np.searchsorted(sf, sf)  # each row's file's first position in sf
+        ranks = np.empty(len(ff), dtype=np.int64)
+        ranks[by_file] = np.arange(len(ff)) - start
+        values[ordered] = ranks
+    else:
+        values[ordered] = np.arange(len(ff))
+    return pd.arrays.IntegerArray(values, ~mask.astype(bool))
 
 
 def _icmp_columns(err: IcmpErrors, ng: int, files: list[str]) -> dict[str, np.ndarray]:
@@ -241,7 +249,7 @@ def _icmp_columns(err: IcmpErrors, ng: int, files: list[str]) -> dict[str, np.nd
 
 
 def _key_frames(ev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: list[str]) -> np.ndarray:
-    """Comma-separated key frames per flow: sorted and rendered by the kernels of :mod:`.text`, a
+    """Comma-separated key frames per flow: sorted and rendered by :func:`.text.frames_text`, a
     chunk of rows at a time (a million flows' event matrix copied whole was ~0.5 GB of temporaries);
     Python only for the rare flows with frames in another file (prefixed ``file:``)."""
     ng = ev.shape[0]
@@ -257,15 +265,14 @@ def _key_frames(ev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: 
         extra = np.full((hi - lo, 4), NONE, dtype=np.int64)
         at = slice(np.searchsorted(sid, lo), np.searchsorted(sid, hi))
         extra[sid[at] - lo, rank[at]] = order[at]
-        m = sorted_unique_rows(np.concatenate([ev[lo:hi, wanted], extra], axis=1), NONE)[:, :KEY_FRAMES_MAX]
-        present = m != NONE
-        other = present & ((m >> ORDER_SHIFT) != first_file[lo:hi, None])
-        out[lo:hi] = rows_text(np.where(present, m & FRAME_MASK, -1), ",", skip=-1)
-        for i in np.flatnonzero(other.any(axis=1)).tolist():  # frames in another file than the first's
+        m = np.concatenate([ev[lo:hi, wanted], extra], axis=1)
+        out[lo:hi], other = frames_text(m, NONE, KEY_FRAMES_MAX, ORDER_SHIFT, first_file[lo:hi])
+        for i in np.flatnonzero(other).tolist():  # frames in another file than the first's
             f = first_file[lo + i]
+            row = m[i, :KEY_FRAMES_MAX]
             out[lo + i] = ",".join(
                 (f"{files[v >> ORDER_SHIFT]}:" if v >> ORDER_SHIFT != f else "") + str(v & FRAME_MASK)
-                for v in m[i][present[i]].tolist()
+                for v in row[row != NONE].tolist()
             )
     return out
 
@@ -292,9 +299,9 @@ def _files_column(
     g, f = pairs
     multi = np.bincount(g, minlength=len(out))[g] > 1 if len(g) else np.zeros(0, dtype=bool)
     if multi.any():
-        uniq = np.unique((g[multi] << 20) | f[multi])
+        uniq = sorted_unique((g[multi] << 20) | f[multi])
         gu = uniq >> 20
-        for i in np.unique(gu[np.bincount(gu, minlength=len(out))[gu] > 1]).tolist():
+        for i in sorted_unique(gu[np.bincount(gu, minlength=len(out))[gu] > 1]).tolist():
             out[i] = "|".join(files[x] for x in sorted((uniq[gu == i] & 0xFFFFF).tolist()))
     return out
 

@@ -21,15 +21,22 @@ import pandas as pd
 from ..capture.pool import ArrayPool
 from ..decode.interface import ST_OK, PacketColumns
 from . import icmp
-from .expiry import LIVE_ROWS, SPILL_BYTES, TIMEOUTS_NS, SegmentStore, expire, materialize
+from .expiry import (
+    LIVE_ROWS,
+    SPILL_BYTES,
+    TIMEOUTS_NS,
+    SegmentStore,
+    expire,
+    fold_flows,
+    join_view,
+    materialize,
+)
 from .finish import IcmpErrors, build_frame
 from .interface import PacketFlows
-from .join import events_into, group_first, join_segments, last_into, merge_rows, sum_into
+from .join import group_first, join_segments, merge_rows, sorted_unique
 from .state import (
     FRAME_MASK,
-    NEV,
     NONE,
-    NSUM,
     ORDER_SHIFT,
     ROW_ICMP_ERROR,
     ROW_SKIP,
@@ -122,14 +129,12 @@ class FlowTable:
 
     def _expire(self) -> None:
         """Idle segments out to the store; the next pass once the live rows have doubled."""
-        rows = expire(self._st, self._now, self._timeouts)
-        if len(rows):
-            self._store.append(rows)
+        if expire(self._st, self._now, self._store, self._timeouts):
             self._expired = True
         self._expire_at = max(self._live_rows, 2 * self._st.nlive)
 
     def _materialize(self) -> None:
-        """Stored segments folded back: the arrays indexed by segment id, as merge and finish read them."""
+        """Stored segments folded back: the arrays indexed by segment id, as merge reads them."""
         if self._store.rows:
             self._st = materialize(self._st, self._store)
             self._store.close()
@@ -220,7 +225,7 @@ class FlowTable:
             self._icmp.append(chunk.remapped(remap, _reorder(chunk.order, fmap)))
         for pairs in other._file_pairs:
             sids, files = remap[pairs >> 20], fmap[pairs & 0xFFFFF]
-            for f in np.unique(files).tolist():
+            for f in sorted_unique(files).tolist():
                 self._note_files(sids[files == f], f)
         self._non_flow.update(other._non_flow)
         return remap
@@ -241,37 +246,30 @@ class FlowTable:
             raise RuntimeError("FlowTable.finish: already finished")
         self._finished = True
         self._pool.clear()  # no more batches: their arrays go as soon as their holders let go
-        self._materialize()
-        st = self._st
+        st, store = self._st, self._store
         nseg = st.nseg
-        st.drop("slots", "seg_gid", "seg_file")
+        st.drop("slots", "seg_file")
+        seg_tup, seg_ev, seg_val = join_view(st, store)
         group = np.empty(nseg, dtype=np.int64)
-        ng = join_segments(np.argsort(st.seg_tup[:nseg], kind="stable"), st.seg_tup, st.ev, st.ev_val, group)
-        perm = np.argsort(group_first(group, nseg, st.ev, ng), kind="stable")
+        ng = join_segments(np.argsort(seg_tup, kind="stable"), seg_tup, seg_ev, seg_val, group)
+        perm = np.argsort(group_first(group, nseg, seg_ev, ng), kind="stable")
+        del seg_ev, seg_val
         final = np.empty(ng, dtype=np.int64)
         final[perm] = np.arange(ng)
         del perm
         dest = final[group]  # segment -> flow id (its row in the frame)
         del final, group
         tup = np.zeros(ng, dtype=np.int64)
-        tup[dest] = st.seg_tup[:nseg]
+        tup[dest] = seg_tup
+        del seg_tup
         agg = {"ku": st.tk_u64[tup], "ki": st.tk_i64[tup, :3]}
         del tup
-        st.drop("tk_u64", "tk_i64", "seg_tup")
-        agg["sums"] = np.zeros((ng, NSUM), dtype=np.int64)
-        sum_into(dest, nseg, st.sums, agg["sums"])
-        st.drop("sums")
-        agg["last"] = np.full((ng, 2), -1, dtype=np.int64)
-        last_into(dest, nseg, st.last, agg["last"])
-        st.drop("last")
-        agg["ev"] = np.full((ng, NEV), NONE, dtype=np.int64)
-        agg["ts"], agg["val"] = np.zeros((ng, 2), dtype=np.int64), np.zeros(ng, dtype=np.int64)
-        events_into(dest, nseg, st.ev, st.ev_ts, st.ev_val, agg["ev"], agg["ts"], agg["val"])
-        st.drop("ev", "ev_ts", "ev_val")
+        st.drop("tk_u64", "tk_i64")
+        agg.update(fold_flows(st, store, dest, ng))
         icmp_all = IcmpErrors.concat(self._icmp).remapped(dest, None)
         pairs = np.concatenate(self._file_pairs) if self._file_pairs else np.zeros(0, dtype=np.int64)
         if self._expired:  # a revived segment notes its file again
-            pairs = np.unique(pairs)
+            pairs = sorted_unique(pairs)
         self._icmp, self._file_pairs = [], []
         file_pairs = (dest[pairs >> 20], pairs & 0xFFFFF)
         del pairs

@@ -101,3 +101,64 @@ def ipv4_text(values: np.ndarray) -> np.ndarray:
     uniq, inv = np.unique(np.asarray(values, dtype=np.uint64), return_inverse=True)
     octets = ((uniq[:, None] >> np.array([24, 16, 8, 0], dtype=np.uint64)) & np.uint64(0xFF)).astype(np.int64)
     return rows_text(octets, ".")[inv.reshape(-1)]
+
+
+@njit(cache=True)
+def _frames(m, fill, keep, shift, first_file, sep, out, other):  # pragma: no cover - compiled
+    """``frames_text`` in one pass per row: sort and dedupe the row in place (as
+    ``_sort_unique_rows``), render the low bits of its first ``keep`` values, flag other files."""
+    mask = (np.int64(1) << shift) - 1
+    _sort_unique_rows(m, fill)
+    digits = np.empty(20, dtype=np.uint8)
+    pos = 0
+    for i in range(m.shape[0]):
+        flag = False
+        for a in range(min(keep, m.shape[1])):
+            v = m[i, a]
+            if v == fill:
+                break
+            if (v >> shift) != first_file[i]:
+                flag = True
+            if a:
+                out[pos] = sep
+                pos += 1
+            v &= mask
+            n = 0
+            while True:
+                digits[n] = 48 + v % 10
+                n += 1
+                v //= 10
+                if v == 0:
+                    break
+            for j in range(n - 1, -1, -1):
+                out[pos] = digits[j]
+                pos += 1
+        out[pos] = _NL
+        pos += 1
+        other[i] = flag
+    return pos
+
+
+def frames_text(
+    m: np.ndarray, fill: int, keep: int, shift: int, first_file: np.ndarray, sep: str = ","
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``m`` (non-negative *orders*, file << ``shift`` | frame, or ``fill``, the largest
+    value): its first ``keep`` distinct orders ascending, rendered as their frames joined by
+    ``sep``; and per row whether one of those is in another file than ``first_file``'s (the caller
+    renders those rows itself). ``m`` is left sorted and deduplicated (as ``sorted_unique_rows``
+    returns it). The fused form of ``rows_text(where(present, sorted_unique_rows(m) & mask, skip))``
+    for the key frames of a million flows: one pass, no row-sized temporaries."""
+    if m.dtype != np.int64 or m.ndim != 2 or not (m.flags.c_contiguous and m.flags.writeable):
+        raise ValueError("frames_text: m must be a writable C-contiguous 2-D int64 array (sorted in place)")
+    rows = m.shape[0]
+    other = np.zeros(rows, dtype=np.bool_)
+    if rows == 0:
+        return np.empty(0, dtype=object), other
+    out = np.empty(rows * (min(keep, m.shape[1]) * 21 + 1), dtype=np.uint8)
+    first = np.ascontiguousarray(first_file, dtype=np.int64)
+    end = _frames(m, fill, keep, shift, first, ord(sep), out, other)
+    texts = out[:end].tobytes().decode("ascii").split("\n")
+    texts.pop()  # after the last newline
+    arr = np.empty(rows, dtype=object)
+    arr[:] = texts
+    return arr, other

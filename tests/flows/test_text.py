@@ -7,7 +7,7 @@ import ipaddress
 import numpy as np
 import pytest
 
-from helix_audit.flows.text import ipv4_text, rows_text, sorted_unique_rows
+from helix_audit.flows.text import frames_text, ipv4_text, rows_text, sorted_unique_rows
 
 NONE = np.iinfo(np.int64).max
 
@@ -48,3 +48,42 @@ def test_ipv4_text_equals_ipaddress() -> None:
     )
     want = [str(ipaddress.IPv4Address(int(v))) for v in values.tolist()]
     assert ipv4_text(values.astype(np.uint64)).tolist() == want
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_frames_text_equals_composed(seed: int) -> None:
+    """The fused key-frames kernel equals sorting, deduplicating, cutting to ``keep`` and rendering
+    the frames step by step, including the rows it flags for another file than the first's."""
+    rng = np.random.default_rng(seed)
+    shift = 40
+    m = rng.integers(0, 3, size=(400, 14)) << shift | rng.integers(
+        0, 50 if seed % 2 else 10**12, size=(400, 14)
+    )
+    m[rng.random(m.shape) < 0.5] = NONE
+    m[0] = NONE  # a row with no frames at all
+    first_file = rng.integers(0, 3, size=400)
+    first_file[rng.random(400) < 0.7] = 0
+    given = m.copy()
+    texts, other = frames_text(m, NONE, 12, shift, first_file)
+    want_sorted = sorted_unique_rows(given, NONE)
+    np.testing.assert_array_equal(m, want_sorted)  # left sorted and deduplicated
+    cut = want_sorted[:, :12]
+    present = cut != NONE
+    want = rows_text(np.where(present, cut & ((1 << shift) - 1), -1), ",", skip=-1)
+    assert texts.tolist() == want.tolist() and texts[0] == ""
+    want_other = (present & ((cut >> shift) != first_file[:, None])).any(axis=1)
+    np.testing.assert_array_equal(other, want_other)
+    assert other.any() and not other.all()
+
+
+def test_frames_text_edges() -> None:
+    empty = np.zeros((0, 3), dtype=np.int64)
+    texts, other = frames_text(empty, NONE, 12, 40, np.zeros(0, dtype=np.int64))
+    assert texts.tolist() == [] and other.tolist() == []
+    row = np.array([[5, 0, 5, NONE, 2**40 | 7]], dtype=np.int64)
+    texts, other = frames_text(row, NONE, 2, 40, np.zeros(1, dtype=np.int64))
+    assert texts.tolist() == ["0,5"] and other.tolist() == [False]  # the other file's frame was cut
+    with pytest.raises(ValueError):
+        frames_text(np.zeros((2, 3), dtype=np.int32), NONE, 12, 40, np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError):
+        frames_text(np.zeros((3, 2), dtype=np.int64).T, NONE, 12, 40, np.zeros(2, dtype=np.int64))
