@@ -12,10 +12,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
+from ..arrays import sorted_unique
 from ..decode.interface import addr_to_str
 from . import icmp
 from .interface import FLOW_COLUMNS
-from .join import sorted_unique
 from .state import (
     EV_FIRST,
     EV_ICMP,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..arrays import sorted_unique
 from ..capture.pool import ArrayPool
 from ..decode.interface import ST_OK, PacketColumns
 from . import icmp
@@ -33,7 +34,7 @@ from .expiry import (
 )
 from .finish import IcmpErrors, build_frame
 from .interface import PacketFlows
-from .join import group_first, join_segments, merge_rows, sorted_unique
+from .join import group_first, join_segments, merge_rows
 from .state import (
     FRAME_MASK,
     NONE,

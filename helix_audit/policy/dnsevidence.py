@@ -20,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from ..arrays import sorted_unique
 from ..model import DnsQuery, DnsResponse, Evidence, Finding, Observation
 from .findings import new_finding
 
@@ -62,7 +63,7 @@ class _Index:
 
     def _build(self, want: list[str], name_c: np.ndarray, owner: np.ndarray, clients: list[str]) -> None:
         n = len(self.lookups)
-        pair = np.unique(name_c * n + owner)  # once per lookup, however many names match
+        pair = sorted_unique(name_c * n + owner, in_place=True)  # once per lookup, however many names match
         name_c, pos = pair // n, pair % n
         client_c, client_u = pd.factorize(np.asarray(clients, dtype=object)[pos])
         client_of = [*client_u.tolist(), None]  # code -1 (a missing client): None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..arrays import sorted_unique
 from ..model import Evidence, Finding, Severity
 from .chunked import CHUNK, earliest, factorize_rows, last_in_order, last_of, nan_bounds
 from .findings import MAX_FRAMES, _addr_key, finding_id
@@ -63,7 +64,7 @@ def scan_findings(
         at = slice(lo, lo + CHUNK)
         key[at] *= _PORT_SPAN
         key[at] += port[idx[at]].astype(np.int64, copy=False) + group[at].astype(np.int64) * span
-    pairs = _sorted_unique(key)
+    pairs = sorted_unique(key, in_place=True)
     del key
     scanner = np.bincount(pairs // span, minlength=int(group.max()) + 1) >= SCAN_MIN
     hit = scanner[group]
@@ -107,25 +108,6 @@ def _keys(
     group += factorize_rows(cols("transport"), idx)[0]
     key, dsts = factorize_rows(cols("resp_h"), idx)
     return group, key.astype(np.int64, copy=False), dsts
-
-
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    """``np.unique(values)`` (a view of ``values``, sorted and compacted in place): numpy's hash path
-    allocates a node per distinct value from the C heap (10^6 for a scan), ~30 MB that stays in the
-    process after, and a compacted copy would double the array at its peak."""
-    values.sort()
-    n = values.shape[0]
-    if n == 0:
-        return values
-    keep = np.empty(n, dtype=bool)
-    keep[0] = True
-    np.not_equal(values[1:], values[:-1], out=keep[1:])
-    w = 0
-    for lo in range(0, n, CHUNK):  # writes stay at or behind the chunk being read
-        got = values[lo : lo + CHUNK][keep[lo : lo + CHUNK]]
-        values[w : w + got.shape[0]] = got
-        w += got.shape[0]
-    return values[:w]
 
 
 def _accepted_counts(cols: Columns, accepted: np.ndarray) -> dict[tuple[str, str], int]:

@@ -10,27 +10,11 @@ import pytest
 
 from helix_audit.flows import expiry as expiry_mod
 from helix_audit.flows.expiry import SegmentStore, join_view
-from helix_audit.flows.join import sorted_unique
 from helix_audit.flows.table import FlowTable
 
 from .helpers import columns, tcp
 from .test_expiry import EXPIRING, crafted, feed, finished
 from .test_merge import FILES
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_sorted_unique_equals_numpy(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    for n in (0, 1, 2, 7, 1000):
-        values = rng.integers(-(2**40), 2**40, n) if seed else rng.integers(0, 5, n)
-        got = sorted_unique(values)
-        np.testing.assert_array_equal(got, np.unique(values))
-        assert got.dtype == values.dtype
-
-
-def test_sorted_unique_leaves_its_input() -> None:
-    values = np.array([3, 1, 3, 2], dtype=np.int64)
-    assert sorted_unique(values).tolist() == [1, 2, 3] and values.tolist() == [3, 1, 3, 2]
 
 
 @pytest.mark.parametrize("seed", range(3))

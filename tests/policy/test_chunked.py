@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from helix_audit.policy.chunked import earliest, factorize_rows, last_in_order, last_of, nan_bounds
-from helix_audit.policy.scan import _sorted_unique
 
 
 def _strings(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -52,10 +51,3 @@ def test_time_reductions_equal_whole_array(seed: int) -> None:
         assert (lo, hi) == ((left.min(), left.max()) if left.size else (lo, hi))
         assert (np.isnan(lo) and np.isnan(hi)) == (left.size == 0)
     assert last_in_order(ts, rows) == int(np.argsort(v, kind="stable")[-1])
-
-
-def test_sorted_unique_equals_numpy() -> None:
-    rng = np.random.default_rng(1)
-    for n in (0, 1, 2, 1000):
-        values = rng.integers(0, 50, n).astype(np.int64)
-        assert _sorted_unique(values.copy()).tolist() == np.unique(values).tolist()
