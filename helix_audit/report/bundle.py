@@ -65,7 +65,10 @@ def _evidence(result: AuditResult, out: Path, known: Known) -> list[Path]:
         return []
     from helix_audit.report.evidence import write_evidence
 
-    return list(write_evidence(result.findings, result.flows, inputs, out / "evidence").values())
+    digests: dict[Path, str] = {}
+    found = write_evidence(result.findings, result.flows, inputs, out / "evidence", digests=digests)
+    known.update((path, (digest, _signature(path))) for path, digest in digests.items())
+    return list(found.values())
 
 
 def _html(result: AuditResult, out: Path, known: Known) -> list[Path]:

@@ -24,6 +24,7 @@ import pandas as pd
 from helix_audit.capture import RecordBatch, open_capture
 from helix_audit.decode.core import Decoder
 from helix_audit.decode.interface import ST_FRAGMENT, PacketColumns
+from helix_audit.heap import trim
 from helix_audit.model import Finding
 from helix_audit.report.evidence_pcap import Spool
 from helix_audit.report.evidence_plan import (
@@ -39,10 +40,11 @@ from helix_audit.report.evidence_plan import (
 
 # The pass holds one batch of mapped packet bytes plus the spool: on the 2M-packet benchmark (whose
 # findings take nearly every packet) 65536 rows (~50 MB mapped) and a 64 MiB spool added ~200 MiB
-# to the peak RSS, these ~90 MiB. Unlike the packet stages, this pass has no per-batch budgets:
-# the batch size changes nothing in the output.
-BATCH = 16384  # rows per batch: smaller batches keep the decode columns in cache and RSS low
-SPOOL_LIMIT = 32 << 20  # buffered evidence bytes before spilling to the temp files
+# to the peak RSS; 16384 rows and 32 MiB ~60 MiB; these ~25 MiB (runs of input records are only
+# byte ranges in the spool, see evidence_pcap). Same CPU time; 4096 rows cost 20% more. Unlike the
+# packet stages, this pass has no per-batch budgets: the batch size changes nothing in the output.
+BATCH = 8192  # rows per batch: smaller batches keep the decode columns and mapped pages few
+SPOOL_LIMIT = 8 << 20  # buffered evidence bytes before spilling to the temp files
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -122,7 +124,7 @@ def fragment_pairs(cols: PacketColumns, sel: FileSelection) -> np.ndarray:
     return _expand(rows[idx[good]], ent[good], sel.entry_start, sel.entry_findings)
 
 
-def _take(spool: Spool, batch: RecordBatch, pairs: np.ndarray) -> None:
+def _take(spool: Spool, batch: RecordBatch, pairs: np.ndarray, source: int | None = None) -> None:
     pairs = np.unique(pairs)  # sorted by finding, then row; duplicates (frame + flow) dropped
     fidx, rows = pairs >> 32, pairs & 0xFFFF_FFFF
     cuts = np.flatnonzero(np.diff(fidx)) + 1
@@ -136,6 +138,7 @@ def _take(spool: Spool, batch: RecordBatch, pairs: np.ndarray) -> None:
             batch.wirelen[r],
             batch.ts_ns[r],
             batch.linktype[r],
+            source,
         )
 
 
@@ -144,18 +147,24 @@ def scan_file(path: Path, sel: FileSelection, spool: Spool, batch_size: int = BA
     cap = open_capture(path)
     decoder = Decoder() if sel.hashes.shape[0] else None
     stop = sel.last_frame
-    for batch in cap.batches(batch_size):
-        if len(batch) == 0:
-            continue
-        if int(batch.frame[0]) > stop:
-            break
-        parts = [frame_pairs(batch.frame.astype(np.int64), sel)]
-        if decoder is not None:
-            cols = decoder.decode(batch)
-            parts += [flow_pairs(cols, sel), fragment_pairs(cols, sel)]
-        pairs = np.concatenate(parts)
-        if pairs.shape[0]:
-            _take(spool, batch, pairs)
+    source = None if cap.gzip else spool.open_source(path, cap.data)
+    try:
+        for batch in cap.batches(batch_size):
+            if len(batch) == 0:
+                continue
+            if int(batch.frame[0]) > stop:
+                break
+            parts = [frame_pairs(batch.frame.astype(np.int64), sel)]
+            if decoder is not None:
+                cols = decoder.decode(batch)
+                parts += [flow_pairs(cols, sel), fragment_pairs(cols, sel)]
+            pairs = np.concatenate(parts)
+            if pairs.shape[0]:
+                _take(spool, batch, pairs, source)
+    except BaseException:
+        spool.close_source(source, copy=False)  # the caller discards the spool
+        raise
+    spool.close_source(source)
 
 
 def _ns_inputs(inputs: Sequence[Path], files: Iterable[int]) -> dict[int, bool]:
@@ -172,13 +181,16 @@ def write_evidence(
     batch_size: int = BATCH,
     spool_limit: int = SPOOL_LIMIT,
     durable: bool = False,
+    digests: dict[Path, str] | None = None,
 ) -> dict[str, Path]:
     """Write ``out_dir/<id>.pcap`` (one link type) or ``.pcapng`` (mixed) per finding; returns
-    finding id -> file for every finding that has at least one packet in the inputs."""
+    finding id -> file for every finding that has at least one packet in the inputs.
+    ``digests``: filled with file -> SHA-256 taken while writing, where it could be (SHA256SUMS)."""
     inputs = [Path(p) for p in inputs]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     selections = plan(findings, flows, inputs)
+    trim()  # the plan's dicts are freed: the pass's batches do not come on top of their pages
     ns_by_file = _ns_inputs(inputs, selections)
     uses: dict[int, set[int]] = defaultdict(set)
     for i, sel in selections.items():
@@ -194,4 +206,6 @@ def write_evidence(
     except BaseException:
         spool.discard()
         raise
+    if digests is not None:
+        digests.update((written[i], d) for i, d in spool.digests.items())
     return {findings[i].id: p for i, p in written.items()}

@@ -9,6 +9,7 @@ id so dashboards track a finding across runs.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -140,7 +141,59 @@ def _document(result: AuditResult, results: Any) -> dict[str, Any]:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, indent=1, ensure_ascii=True, allow_nan=False)
+    """``json.dumps(value, indent=1, ensure_ascii=True, allow_nan=False)``, spelled out for the
+    plain values SARIF holds. With ``indent`` the stdlib takes its pure-Python encoder, which made
+    a cycle of closures per call: 8k findings left ~12 MiB of garbage each time (the bundle runs
+    with the collector paused), and it was half of the file's time."""
+    try:
+        return _encode(value, 0)
+    except _Unusual:
+        return json.dumps(value, indent=1, ensure_ascii=True, allow_nan=False)
+
+
+class _Unusual(Exception):
+    """A value :func:`_encode` leaves to the stdlib (a non-string key, a subclass, ...)."""
+
+
+_ASCII = json.encoder.encode_basestring_ascii
+
+
+def _encode(value: Any, level: int) -> str:
+    kind = type(value)
+    if kind is str:
+        return _ASCII(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise _Unusual  # the stdlib's ValueError
+        return float.__repr__(value)
+    if kind is list or kind is tuple:
+        if not value:
+            return "[]"
+        pad = "\n" + " " * (level + 1)
+        if all(type(v) is int for v in value):  # frame numbers, flow ids: most of the text
+            body = ("," + pad).join(map(int.__repr__, value))
+        else:
+            body = ("," + pad).join([_encode(v, level + 1) for v in value])
+        return "[" + pad + body + "\n" + " " * level + "]"
+    if kind is dict:
+        if not value:
+            return "{}"
+        pad = "\n" + " " * (level + 1)
+        items = []
+        for k, v in value.items():
+            if type(k) is not str:
+                raise _Unusual
+            items.append(_ASCII(k) + ": " + _encode(v, level + 1))
+        return "{" + pad + ("," + pad).join(items) + "\n" + " " * level + "}"
+    raise _Unusual
 
 
 #: Stands for the results list in the document's skeleton (a finding's text cannot hold it: every

@@ -103,3 +103,31 @@ def test_junit_cases_per_endpoint_and_finding() -> None:
     names = " ".join(c.get("name", "") for c in fcases)
     assert HOSTILE["script"] in messages and HOSTILE["img"] in names
     assert "bell\\x07esc\\x1b" in names
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        [],
+        {"a": [], "b": {}, "c": [[], [{}]], "d": ()},
+        {"s": HOSTILE, "u": "caf\u00e9 \ud800 \x00\x1f\x7f \u2028", "k\u00e9y\n": "v"},
+        [0, -1, 2**70, True, False, None, 1.5, 1e-05, 1e16, -0.0, 1700000000.123456, 0.1 + 0.2],
+        {"nested": {"deep": [{"x": [1, [2, [3, {"y": "z"}]]]}]}},
+        {"frames": [1, 2, 3, -4, 2**70], "flags": [True, 1], "one": [7]},
+        {1: "int key", "x": 1},  # not a string key: the stdlib spells it
+        {"tuple": (1, "two", (3.0,))},
+    ],
+)
+def test_sarif_encoder_is_the_stdlibs_indent_1(value: object) -> None:
+    from helix_audit.report.sarif import _dumps
+
+    assert _dumps(value) == json.dumps(value, indent=1, ensure_ascii=True, allow_nan=False)
+
+
+def test_sarif_encoder_refuses_nan_like_the_stdlib() -> None:
+    from helix_audit.report.sarif import _dumps
+
+    for bad in (float("nan"), [float("inf")], {"x": -float("inf")}):
+        with pytest.raises(ValueError):
+            _dumps(bad)
