@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helix_audit.arrays import sorted_unique
 from helix_audit.capture import RecordBatch, open_capture
 from helix_audit.decode.core import Decoder
 from helix_audit.decode.interface import ST_FRAGMENT, PacketColumns
@@ -125,7 +126,7 @@ def fragment_pairs(cols: PacketColumns, sel: FileSelection) -> np.ndarray:
 
 
 def _take(spool: Spool, batch: RecordBatch, pairs: np.ndarray, source: int | None = None) -> None:
-    pairs = np.unique(pairs)  # sorted by finding, then row; duplicates (frame + flow) dropped
+    pairs = sorted_unique(pairs)  # sorted by finding, then row; duplicates (frame + flow) dropped
     fidx, rows = pairs >> 32, pairs & 0xFFFF_FFFF
     cuts = np.flatnonzero(np.diff(fidx)) + 1
     for part in np.split(np.arange(pairs.shape[0]), cuts):
@@ -195,7 +196,7 @@ def write_evidence(
     uses: dict[int, set[int]] = defaultdict(set)
     for i, sel in selections.items():
         for arr in (sel.entry_findings, sel.frame_findings):
-            for fi in np.unique(arr).tolist():
+            for fi in sorted_unique(arr).tolist():
                 uses[fi].add(i)
     ns = [any(ns_by_file[i] for i in uses[fi]) for fi in range(len(findings))]
     spool = Spool(out_dir, [evidence_name(f.id) for f in findings], ns, spool_limit, durable)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helix_audit.arrays import sorted_unique
 from helix_audit.decode.interface import ST_OK, PacketColumns, str_to_addr
 from helix_audit.flows import icmp
 from helix_audit.model import Finding
@@ -162,7 +163,7 @@ def _file_selection(flow_sel: dict[tuple, list[int]], frame_sel: dict[int, list[
     entries = sorted(flow_sel)
     keys = np.array([e[0] for e in entries], dtype=np.uint64).reshape(-1, 7)
     h = key_hash(*(keys[:, k] for k in range(7)))
-    hashes = np.unique(h)
+    hashes = sorted_unique(h)
     bitmap = np.zeros(BITMAP_SIZE, dtype=bool)
     bitmap[hashes & np.uint64(BITMAP_SIZE - 1)] = True
     kid = np.searchsorted(hashes, h).astype(np.int64)
