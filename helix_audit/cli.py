@@ -244,7 +244,10 @@ def audit(
             dask=dask_address,
             freeze_gc=True,  # the process ends after the report
         )
-    written = write_bundle(result, out, formats=list(formats) or None)
+    # --jobs: the evidence pass gets a process of its own (not under --dask: a fork would copy the
+    # Dask client's threads half-way through whatever they do)
+    bundle_jobs = jobs if dask_address is None else 1
+    written = write_bundle(result, out, formats=list(formats) or None, jobs=bundle_jobs)
     _warn_inputs(result.inputs)
     code = exit_code_for(result, Severity.parse(fail_on))
     if not quiet:

@@ -5,7 +5,7 @@ Public API::
     to_dict(result) -> dict                 write_json(result, path) -> Path
     load_result(path) -> AuditResult        render_html(result, evidence_dir=None) -> str
     write_html(result, path, evidence_dir=None) -> Path
-    write_bundle(result, out_dir, formats=None) -> list[Path]
+    write_bundle(result, out_dir, formats=None, jobs=1) -> list[Path]
     verdict(result) -> "compliant" | "findings" | "inconclusive"
 
 Each name is imported on first use: ``--format json`` never loads jinja2 (30-40 ms of start-up).

@@ -7,8 +7,11 @@ links them; SHA256SUMS covers every file (``sha256sum -c SHA256SUMS`` verifies i
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 from collections.abc import Callable, Iterable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,11 +130,13 @@ def write_sums(out_dir: Path, known: Known | None = None) -> Path:
 
 
 def write_bundle(
-    result: AuditResult, out_dir: str | Path, formats: Iterable[str] | None = None
+    result: AuditResult, out_dir: str | Path, formats: Iterable[str] | None = None, jobs: int = 1
 ) -> list[Path]:
     """Write the requested formats (default: all of ``FORMATS``) and SHA256SUMS into ``out_dir``.
 
     Returns the files written, SHA256SUMS last. Unknown format names raise ``ValueError`` naming them.
+    ``jobs`` > 1: the evidence captures (a pass over the inputs, most of a bundle's time) are
+    written by a forked process while this one writes the other formats; the files are the same.
     """
     wanted = list(FORMATS) if formats is None else list(dict.fromkeys(formats))
     unknown = [f for f in wanted if f not in WRITERS and f not in EXTERNAL_FORMATS]
@@ -143,9 +148,84 @@ def write_bundle(
     known: Known = {}
     # The formats build many short-lived objects and no cycles, and buffers of a few MiB (heap.py).
     with paused_gc(), roomy_heap():
-        for name in FORMATS:
-            if name in wanted:
+        aside = _Aside(ASIDE, result, out) if jobs > 1 and _worth_aside(result, wanted) else None
+        try:
+            for name in FORMATS:
+                if name not in wanted:
+                    continue
+                if aside is not None and name == aside.name:
+                    written += aside.join(known)  # before the HTML, which links what it wrote
+                    continue
                 written += WRITERS[name](result, out, known)
                 trim()  # the next format's peak does not come on top of this one's freed buffers
+        except BaseException:
+            if aside is not None:
+                aside.stop()
+            raise
     written.append(write_sums(out, known))
     return written
+
+
+#: The format a forked process writes when ``jobs`` > 1: the evidence pass reads the inputs again.
+ASIDE = "evidence"
+
+
+def _worth_aside(result: AuditResult, wanted: list[str]) -> bool:
+    """A fork pays when there are evidence captures to write and other formats to write meanwhile."""
+    others = [f for f in wanted if f not in (ASIDE, "html")]
+    return ASIDE in wanted and bool(others) and bool(result.findings) and hasattr(os, "fork")
+
+
+class _Aside:
+    """One format written by a forked process (it sees the result as this process has it: no
+    pickling); its files and their digests come back through a pipe."""
+
+    def __init__(self, name: str, result: AuditResult, out: Path) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        self.name = name
+        self._conn, theirs = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_aside_child, args=(name, result, out, theirs), daemon=True)
+        self._proc.start()
+        theirs.close()
+
+    def join(self, known: Known) -> list[Path]:
+        """The files it wrote (its digests go into ``known``); its error is raised here."""
+        try:
+            blob: bytes | None = self._conn.recv_bytes()
+        except EOFError:
+            blob = None
+        self._proc.join()
+        self._conn.close()
+        if blob is None:
+            code = self._proc.exitcode
+            raise RuntimeError(f"the {self.name} writer ended without a result (exit code {code})")
+        kind, value = pickle.loads(blob)
+        if kind == "err":
+            raise value
+        paths, theirs = value
+        known.update(theirs)
+        return paths
+
+    def stop(self) -> None:
+        """This process failed: end the other one now."""
+        self._conn.close()
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join()
+
+
+def _aside_child(name: str, result: AuditResult, out: Path, conn: Connection) -> None:
+    known: Known = {}
+    try:
+        msg: tuple[str, object] = ("ok", (WRITERS[name](result, out, known), known))
+        blob = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException as exc:  # noqa: BLE001  the parent raises it
+        try:
+            blob = pickle.dumps(("err", exc), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001
+            blob = pickle.dumps(("err", RuntimeError(repr(exc))), protocol=pickle.HIGHEST_PROTOCOL)
+    with contextlib.suppress(OSError):  # the parent stopped listening: it failed, and says so
+        conn.send_bytes(blob)
+    conn.close()
