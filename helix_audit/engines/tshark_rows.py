@@ -30,7 +30,8 @@ from ..model import (
     TlsServerHello,
     WebSocketUpgrade,
 )
-from ..protocols.tls import ALERT_DESCRIPTIONS, ALERT_LEVELS, EXT_ECH, EXT_ESNI, is_grease, version_text
+from ..protocols.tls import ALERT_DESCRIPTIONS, ALERT_LEVELS
+from ..protocols.tlshello import EXT_ECH, EXT_ESNI, is_grease, version_text
 
 FIELDS = (
     "frame.number", "frame.time_epoch", "frame.protocols",

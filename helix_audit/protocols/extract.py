@@ -9,7 +9,8 @@ TCP directions are rebuilt from their start (:mod:`.reassembly`) and parsed by w
 bytes look like (TLS records, HTTP heads, DNS with length prefixes on a DNS port), through CONNECT
 tunnels into the TLS inside. Request/response pairs are matched per flow in order. A direction's
 first segment and a TLS client's application data take the short cuts of :mod:`.first` when they
-provably end where the general path would; SYNs that open their flow in a call are settled in bulk.
+provably end where the general path would; SYNs that open their flow in a call, and directions
+whose first segment ends their parsing, are settled in bulk (:mod:`.keystate`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import ParamSpec, TypeVar, cast
 
 import numpy as np
 
-from ..decode.interface import ST_OK, PacketColumns
+from ..decode.interface import PacketColumns
 from ..flows.interface import PacketFlows
 from ..gcpause import paused_gc
 from ..model import Anomaly, DnsQuery, DnsResponse, Observation
@@ -30,15 +31,15 @@ from . import dns, dnsfast, http
 from .build import clear_pools, observation_maker, trim_pools
 from .dnsfast import dns_protocol
 from .first import first_segment, tls_appdata
+from .httpobs import HttpPairing, parse_standalone
 from .interface import NeedData, ParseError
-from .keyed import direction_keys, unique_first
-from .prefilter import HEAD, unparsed_keys
+from .keyed import direction_keys
+from .keystate import KeyState, holding
 from .quicconn import QuicTracker
 from .reassembly import SEQ_MOD
-from .rows import Head, addr, first_heads, first_payload_rows, leading_syns, meta_of, payloads
-from .selection import DNS_PORTS, PHASES, SYN, TCP, Selection, is_done, select, union_rows
-from .streams import Direction, HttpPairing, Meta, parse_direction, parse_standalone
-from .syntable import SynTable
+from .rows import Head, addr, first_heads, first_payload_rows, meta_of, payloads
+from .selection import DNS_PORTS, PHASES, SYN, Selection, is_done, select, union_rows
+from .streams import Direction, Meta, parse_direction
 
 _tuple_new = tuple.__new__
 _LOOK_UP = object()  # ``_tcp``'s default: find the row's direction itself
@@ -65,43 +66,19 @@ def _gc_paused(method: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
-def _holding(mask: np.ndarray, key: int) -> np.ndarray:
-    """``mask``, or a copy grown (at least doubled, new entries False) to have index ``key``."""
-    if key < mask.size:
-        return mask
-    return np.concatenate([mask, np.zeros(max(key + 1, 2 * mask.size), dtype=bool)])
-
-
-class Extractor:
+class Extractor(KeyState):
     """Feed every batch with its flows; ``finish`` returns (observations, anomalies).
 
     ``dns_ports`` are the ports read as DNS (UDP and TCP): add ports to mirror a tshark decode-as.
     """
 
     def __init__(self, limit: int = 64 * 1024, dns_ports: tuple[int, ...] = DNS_PORTS) -> None:
-        self.limit = limit
-        self.dns_ports = tuple(dns_ports)
+        super().__init__(limit, dns_ports)
         self.observations: list[Observation] = []
         self.anomalies: list[Anomaly] = []
-        self._dirs: dict[tuple[int, bool], Direction] = {}
-        self._done = np.zeros(1024, dtype=bool)  # by direction key: no longer parsed
-        self._fresh_done: set[int] = set()  # keys marked in ``_done`` since ``_tcp_rows`` began
-        self._gone_keys: list[int] = []  # keys for ``_gone``, set in bulk at the end of ``add``
-        #: By direction key: done and not kept (never built, or forgotten): its rows change nothing,
-        #: so ``select`` does not even look for HTTP heads in them. A subset of ``_done`` (a key in
-        #: it never gets a direction again); unset where unsure (partitions merged by ``absorb``).
-        self._gone = np.zeros(1024, dtype=bool)
-        #: Directions that sent a SYN but no payload yet, by key: (ISN, birth). Their Direction is
-        #: built at the first payload row (most SYNs never carry one we parse: Python stays off them).
-        self._syn = SynTable()
-        #: Stand-ins for finished peers of those directions (what the peer link would have kept).
+        #: Stand-ins for finished peers of directions still in ``_syn`` (what the peer link would
+        #: have kept).
         self._orphans: dict[int, SimpleNamespace] = {}
-        #: By direction key: ever put in ``_dirs`` or ``_syn`` (keys of ``_entered`` not marked yet).
-        #: A key leaves both only when it is done, so for keys not done: known == built or pending.
-        self._known = np.zeros(1024, dtype=bool)
-        self._entered: list[int] = []
-        self._births = 0  # directions (and pending SYNs) so far: their order is the table's order
-        self._base = 0  # ``_births`` before the current ``_tcp_rows`` call
         #: Keys of directions whose ``partial`` is set (a standalone head waiting for its next segment).
         self._partial: set[tuple[int, bool]] = set()
         self._http = HttpPairing(self.observations)
@@ -112,44 +89,6 @@ class Extractor:
         self._filed = 0
         #: While ``_tcp_rows`` runs: (its batch, :func:`.rows.first_heads` of its rows).
         self._heads: tuple[PacketColumns, dict[int, Head]] | None = None
-        #: While ``add`` runs: (its flows, their direction keys), computed once for the batch.
-        self._batch_keys: tuple[PacketFlows, np.ndarray] | None = None
-
-    def _keys_of(self, pf: PacketFlows) -> np.ndarray:
-        """Direction key (flow_id * 2 + from_a) of every row of the batch ``pf`` belongs to."""
-        got = self._batch_keys
-        if got is not None and got[0] is pf:
-            return got[1]
-        keys = direction_keys(pf.flow_id, pf.from_a)
-        self._batch_keys = (pf, keys)
-        return keys
-
-    def _mark_done(self, key: int) -> None:
-        self._done = _holding(self._done, key)
-        self._done[key] = True
-        self._fresh_done.add(key)
-
-    def _finish_unparsed(self, cols: PacketColumns, pf: PacketFlows) -> None:
-        """Mark done, without Python per row, the new directions whose first segment ends their parsing."""
-        if self._entered:
-            self._known = _holding(self._known, max(self._entered))
-            self._known[self._entered] = True
-            self._entered = []
-        if self.limit < HEAD:
-            return
-        ok = (cols.status == ST_OK) & (pf.flow_id >= 0) & (cols.proto == TCP)
-        keys = self._keys_of(pf)
-        found = unparsed_keys(cols, keys, ok & ~is_done(self._done, keys), self.dns_ports)
-        fresh = found[~is_done(self._known, found)].tolist()  # not built, no SYN kept
-        if fresh:
-            self._done = _holding(self._done, max(fresh))
-            self._done[fresh] = True
-            self._gone = _holding(self._gone, max(fresh))
-            self._gone[fresh] = True
-            self._skipped(fresh)
-
-    def _skipped(self, keys: list[int]) -> None:
-        """Hook: direction keys finished by :meth:`_finish_unparsed` (as if parsed one row at a time)."""
 
     @_gc_paused
     def add(self, cols: PacketColumns, pf: PacketFlows) -> None:
@@ -187,7 +126,7 @@ class Extractor:
         self._tcp_rows(cols, pf, http[~seen[http]])
         gone = self._gone_keys
         if gone:  # ``_gone`` is read by the next batch's selection only
-            self._gone = _holding(self._gone, max(gone))
+            self._gone = holding(self._gone, max(gone))
             self._gone[gone] = True
             gone.clear()
         if filed:
@@ -282,55 +221,6 @@ class Extractor:
         fresh.clear()
         self._heads = None
 
-    def _early_syns(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> np.ndarray:
-        """Settle, in bulk, the payload-less SYNs that come before any other row of their flow in
-        ``rows``; returns the places of the rows left for the loop.
-
-        Such a SYN's verdict depends only on the state before this call: only rows of its own
-        direction change whether that direction is built or done, and only rows of its flow read
-        the pending-SYN table (``_forget`` of the peer). Later rows of the flow go through the loop.
-        """
-        early = leading_syns(cols, pf, rows)
-        if not early.any():
-            return np.arange(rows.size)
-        fids = pf.flow_id[rows]
-        at = np.flatnonzero(early)
-        keys = fids[at].astype(np.int64) * 2 + pf.from_a[rows[at]].astype(np.int64)
-        dirs, syn, base = self._dirs, self._syn, self._base
-        held = self._maybe_held(unique_first(keys)[0])  # only these can be in ``_dirs`` or ``_syn``
-        built = [k for k in held.tolist() if (k >> 1, bool(k & 1)) in dirs]
-        if built:  # a SYN on a built direction may restart its stream: the loop reads it
-            on_built = np.isin(keys, built)
-            early[at[on_built]] = False
-            at, keys = at[~on_built], keys[~on_built]
-        keys, first = unique_first(keys)  # later SYNs of a direction change nothing
-        at = at[first]
-        keep = ~is_done(self._done, keys)
-        keys, at = keys[keep], at[keep]
-        maybe = np.isin(keys, held)
-        sure = keys[~maybe]  # not pending yet, for sure: kept in bulk
-        syn.put(sure, cols.seq[rows[at[~maybe]]], at[~maybe] + base)
-        added = sure.tolist()
-        for k, seq, j in zip(keys[maybe].tolist(), cols.seq[rows[at[maybe]]].tolist(), at[maybe].tolist(),
-                             strict=True):  # fmt: skip
-            if k not in syn:
-                syn[k] = (seq, base + j)
-                added.append(k)
-        self._entered += added
-        self._early(added)
-        return np.flatnonzero(~early)
-
-    def _maybe_held(self, keys: np.ndarray) -> np.ndarray:
-        """The ``keys`` (unique) that may be in ``_dirs`` or ``_syn``: known before this ``add``, or
-        entered since (every way into either table appends to ``_entered``)."""
-        held = keys[is_done(self._known, keys)]
-        if self._entered:
-            held = np.union1d(held, np.intersect1d(keys, np.asarray(self._entered, dtype=np.int64)))
-        return held
-
-    def _early(self, keys: list[int]) -> None:
-        """Hook: direction keys whose first SYN :meth:`_early_syns` kept."""
-
     def _internal_error(self, cols: PacketColumns, i: int, exc: Exception) -> None:
         detail = f"{type(exc).__name__}: {exc}"
         self.anomalies.append(Anomaly("protocol_parser_error", cols.source, int(cols.frame[i]), detail))
@@ -370,11 +260,6 @@ class Extractor:
             self._mark_done(key[0] * 2 + int(key[1]))
             if not d.accepts_standalone:
                 self._forget(d, key)  # bounded memory: only directions still useful stay
-
-    def _pending_syn(self, k: int, seq: int, birth: int) -> None:
-        """The first SYN of a direction not built yet (later ones change nothing while no byte came)."""
-        self._syn[k] = (seq, birth)
-        self._entered.append(k)
 
     def _forget(self, d: Direction, key: tuple[int, bool]) -> None:
         """Drop a finished direction; its peer may still read its ``tunnel`` flag, so only the

@@ -26,8 +26,9 @@ import numpy as np
 
 from ..model import Anomaly, HttpRequest, HttpResponse, Observation
 from .extract import Extractor
+from .httpobs import HttpPairing
 from .quicconn import QuicTracker
-from .streams import Direction, HttpPairing, Meta
+from .streams import Direction, Meta
 from .wire import pack_dirs, pack_objects, unpack_dirs, unpack_objects
 
 UDP_TAG = -1  # stateless (UDP DNS): always kept

@@ -5,7 +5,7 @@ RFC 9001 §5.2 (initial secrets), §5.3 (AEAD_AES_128_GCM), §5.4 (header protec
 vectors); RFC 9369 §3 (QUIC v2: version 0x6b3343cf, Initial type 0b01, salt and "quicv2" labels);
 draft-ietf-quic-tls-23..32 (0xff0000NN; the salts differ by draft range).
 
-The ClientHello in the CRYPTO stream is parsed by :func:`tls.parse_client_hello`. Crypto comes from
+The ClientHello in the CRYPTO stream is parsed by :func:`tlshello.parse_client_hello`. Crypto comes from
 ``cryptography`` (HKDF-Expand-Label is a few lines over its HKDF-Expand), imported by the functions
 that use it: a capture without QUIC Initials to decrypt never maps its ~9 MiB of library pages.
 """

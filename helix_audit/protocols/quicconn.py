@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import Anomaly, Observation, TlsClientHello
-from . import quic, tls
+from . import quic, tls, tlshello
 from .build import build
 from .interface import NeedData, ParseError
 from .streams import Meta
@@ -107,7 +107,7 @@ class QuicTracker:
         if stream[0] != tls.HS_CLIENT_HELLO:
             return  # a server's first flight decrypted with client keys cannot happen; ignore
         try:
-            ch = tls.parse_client_hello(stream[4 : 4 + length])
+            ch = tlshello.parse_client_hello(stream[4 : 4 + length])
         except (NeedData, ParseError) as exc:
             self.anomalies.append(Anomaly("quic_client_hello_malformed", meta.file, meta.frame, str(exc)))
             return

@@ -4,27 +4,18 @@ A direction is TLS (records from its start, or after a CONNECT head: the tunnel)
 response heads one after another while body lengths are known; after an unknown length, the next
 segment that starts like a head), or DNS with 2-byte length prefixes (on a DNS port). Anything else
 ends the direction's parsing. Every result carries the frame of the segment that completed it.
+HTTP heads become observations, and later find their answers, in :mod:`.httpobs`.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..model import (
-    Anomaly,
-    HttpConnect,
-    HttpRequest,
-    HttpResponse,
-    Observation,
-    TlsAlert,
-    TlsClientHello,
-    TlsServerHello,
-    WebSocketUpgrade,
-)  # fmt: skip
-from . import dns, http, tls
-from .build import amended, observation_maker
+from ..model import Anomaly, Observation, TlsAlert, TlsClientHello, TlsServerHello
+from . import dns, http, tls, tlshello
+from .build import observation_maker
+from .httpobs import http_observation
 from .interface import NeedData, ParseError
 from .reassembly import StreamStart
 from .tlsfast import hello_fields
@@ -245,7 +236,7 @@ def _report_tls(d: Direction, scan: tls.StreamScan, base: int, out: list[Observa
         if obs is not None:
             out.append(obs)
         d.tls_prev_end = base + end - d.tls_start
-        server_hello |= hs_type == tls.HS_SERVER_HELLO and body[2:34] != tls.HRR_RANDOM
+        server_hello |= hs_type == tls.HS_SERVER_HELLO and body[2:34] != tlshello.HRR_RANDOM
     d.handshakes += len(scan.handshakes)
     for level, desc, end in scan.alerts:
         meta, frames = d.at(base + end, base + end - 7)
@@ -273,11 +264,15 @@ def _handshake(
             return _CLIENT_HELLO(meta, frames, "tls_client_hello", *got)
     try:
         if hs_type in (tls.HS_CLIENT_HELLO, 0x8001):
-            parse = tls.parse_client_hello if hs_type == tls.HS_CLIENT_HELLO else tls.parse_sslv2_client_hello
+            parse = (
+                tlshello.parse_client_hello
+                if hs_type == tls.HS_CLIENT_HELLO
+                else tlshello.parse_sslv2_client_hello
+            )
             ch = parse(body)
             return _CLIENT_HELLO(meta, frames, "tls_client_hello", ch.sni, ch.alpn, ch.version, ch.ech)
         if hs_type == tls.HS_SERVER_HELLO:
-            return _SERVER_HELLO(meta, frames, "tls_server_hello", tls.parse_server_hello(body))
+            return _SERVER_HELLO(meta, frames, "tls_server_hello", tlshello.parse_server_hello(body))
     except (NeedData, ParseError) as exc:
         name = (
             "tls_client_hello_malformed" if hs_type != tls.HS_SERVER_HELLO else "tls_server_hello_malformed"
@@ -349,103 +344,7 @@ def _dns(d: Direction, out: list[Observation], anomalies: list[Anomaly]) -> bool
 _STEPS = {"socks": _socks, "detect": _detect, "tls": _tls, "http": _http, "resync": _resync, "dns": _dns}
 
 
-def http_observation(
-    head: http.RequestHead | http.ResponseHead, meta: Meta, frames: tuple[int, ...]
-) -> Observation:
-    if isinstance(head, http.ResponseHead):
-        return _HTTP_RESPONSE(meta, frames, "http_response", head.status, head.reason, head.version)
-    request = http.request_fields(head)
-    if head.is_websocket:
-        return _WEBSOCKET(meta, frames, "websocket_upgrade", *request)
-    if head.is_connect:
-        return _CONNECT(meta, frames, "http_connect", *request, target=http.connect_target(head))
-    return _HTTP_REQUEST(meta, frames, "http_request", *request)
-
-
 # the fields whose values repeat across observations keep one copy of each (``build.SHARED``)
-_REQUEST_SHARED = ("method", "host", "path", "version", "user_agent")
 _TLS_ALERT = observation_maker(TlsAlert, shared=("level", "description"))
 _CLIENT_HELLO = observation_maker(TlsClientHello, shared=("sni", "alpn", "version"))
 _SERVER_HELLO = observation_maker(TlsServerHello, shared=("version",))
-_HTTP_RESPONSE = observation_maker(HttpResponse, shared=("reason", "version"))
-_HTTP_REQUEST = observation_maker(HttpRequest, shared=_REQUEST_SHARED)
-_WEBSOCKET = observation_maker(WebSocketUpgrade, shared=_REQUEST_SHARED)
-_CONNECT = observation_maker(HttpConnect, shared=(*_REQUEST_SHARED, "target"))
-
-
-def parse_standalone(
-    d: Direction, seq: int, payload: bytes, frame: int, ts: float, anomalies: list[Anomaly]
-) -> Observation | None:
-    """A head past the reassembled start (keep-alive requests): one segment, or two when split."""
-    if d.partial is not None and seq == d.partial[2] and not http.starts_like_http(payload):
-        data, frames = d.partial[0] + payload, (*d.partial[1], frame)
-    elif http.starts_like_http(payload):
-        data, frames = payload, (frame,)
-    else:
-        return None
-    d.partial = None
-    meta = d.meta.moved(frame, ts)
-    try:
-        head = http.parse_response(data) if data.startswith(b"HTTP/1.") else http.parse_request(data)
-    except NeedData as exc:
-        if len(frames) == 1:
-            d.partial = (data, frames, (seq + len(payload)) % (1 << 32))
-        else:
-            anomalies.append(
-                Anomaly("http_head_truncated", meta.file, frame, f"past the stream start: {exc}")
-            )
-        return None
-    except ParseError as exc:
-        anomalies.append(Anomaly("http_head_malformed", meta.file, frame, str(exc)))
-        return None
-    return http_observation(head, meta, frames)
-
-
-_PAIRED = (HttpRequest, HttpResponse)  # a tuple: ``A | B`` would build a union object per call
-
-
-class HttpPairing:
-    """Pairs responses with requests per flow in frame order (HTTP/1.1 keeps order), at the end.
-
-    Rows reach the extractor in rounds, not strictly in frame order, so pairing waits for ``pair``.
-    """
-
-    def __init__(self, observations: list[Observation]) -> None:
-        self.observations = observations
-        self.by_flow: dict[int | None, list[int]] = {}
-
-    def handle(self, obs: Observation | None) -> None:
-        if obs is None:
-            return
-        if isinstance(obs, _PAIRED):
-            self.by_flow.setdefault(obs.flow_id, []).append(len(self.observations))
-        self.observations.append(obs)
-
-    def pair(self) -> None:
-        observations = self.observations
-        frame_of = lambda k: observations[k].frame  # noqa: E731
-        for indexes in self.by_flow.values():
-            if len(indexes) < 2:
-                continue  # nothing to pair with
-            if len(indexes) == 2:  # most flows: one request, one response (``sorted`` is stable)
-                a, b = indexes
-                ordered = indexes if observations[a].frame <= observations[b].frame else [b, a]
-            else:
-                ordered = sorted(indexes, key=frame_of)
-            waiting: deque[int] = deque()
-            for idx in ordered:
-                obs = observations[idx]
-                if isinstance(obs, HttpRequest):
-                    waiting.append(idx)
-                elif isinstance(obs, HttpResponse) and waiting and not 100 <= obs.status < 101:
-                    self._answer(waiting.popleft(), obs)
-        self.by_flow.clear()
-
-    def _answer(self, idx: int, resp: HttpResponse) -> None:
-        req = self.observations[idx]
-        if isinstance(req, WebSocketUpgrade):
-            self.observations[idx] = amended(
-                req, {"accepted": resp.status == 101, "status": resp.status, "response_frame": resp.frame}
-            )
-        elif isinstance(req, HttpConnect):
-            self.observations[idx] = amended(req, {"status": resp.status, "response_frame": resp.frame})

@@ -1,10 +1,10 @@
 """The four ClientHello fields an observation needs, from one numba walk of the handshake body.
 
-``tls._client_hello_fast`` walks the extensions in Python (~7 µs for a browser's hello); the kernel
+``tlshello._client_hello_fast`` walks the extensions in Python (~7 µs for a browser's hello); the kernel
 here accepts exactly the hellos that fast path accepts (same checks, same order) and returns spans
 and the highest offered version, so Python only decodes the server name and the ALPN entries.
 Anything the fast path would hand to the checked reader returns None here, and the caller parses
-the body as before (:func:`tls.parse_client_hello`): same result, same errors.
+the body as before (:func:`tlshello.parse_client_hello`): same result, same errors.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import tls
+from . import tls, tlshello
 
-_SNI, _ALPN, _VERSIONS = tls.EXT_SNI, tls.EXT_ALPN, tls.EXT_VERSIONS
-_ECH, _ESNI = tls.EXT_ECH, tls.EXT_ESNI
+_SNI, _ALPN, _VERSIONS = tlshello.EXT_SNI, tlshello.EXT_ALPN, tlshello.EXT_VERSIONS
+_ECH, _ESNI = tlshello.EXT_ECH, tlshello.EXT_ESNI
 
 
 @njit(cache=True)
 def _list_ok(b, start, stop, names):  # noqa: ANN001, ANN202
-    """``tls._fast_list``'s checks: (list end, first host_name start, its end), end -1 when rejected."""
+    """``tlshello._fast_list``'s checks: (list end, first host_name start, its end), end -1 when rejected."""
     if start + 2 > stop:
         return -1, -1, -1
     end = start + 2 + ((np.int64(b[start]) << 8) | b[start + 1])
@@ -125,11 +125,11 @@ def hello_spans(b):  # noqa: ANN001, ANN201
 
 
 def hello_fields(body: bytes) -> tuple[str | None, tuple[str, ...], str, bool] | None:
-    """(sni, alpn, version text, ech) as ``tls.parse_client_hello`` gives them; None: parse it."""
+    """(sni, alpn, version text, ech) as ``tlshello.parse_client_hello`` gives them; None: parse it."""
     status, version, ech, sni_start, sni_end, alpn_start, alpn_end = hello_spans(body)
     if not status:
         return None
-    sni = None if sni_start < 0 else tls.name_text(body[sni_start:sni_end])
+    sni = None if sni_start < 0 else tlshello.name_text(body[sni_start:sni_end])
     alpn: tuple[str, ...] = ()
     if alpn_start >= 0:
         out = []
@@ -139,7 +139,7 @@ def hello_fields(body: bytes) -> tuple[str | None, tuple[str, ...], str, bool] |
             out.append(body[pos + 1 : pos + 1 + size].decode("ascii", "replace"))
             pos += 1 + size
         alpn = tuple(out)
-    return sni, alpn, tls.version_text(version), bool(ech)
+    return sni, alpn, tlshello.version_text(version), bool(ech)
 
 
 #: ``flight_spans`` output: 8 head values, then (type, body start, body end, end) per handshake

@@ -34,11 +34,11 @@ from helix_audit.report.common import (
     tool_info,
     verdict,
 )
+from helix_audit.report.json_flows import flow_lines
 from helix_audit.report.json_stream import (
     _SEP,
     Chunk,
     fast_compact,
-    flow_lines,
     list_body,
     observation_chunks,
     observation_record,

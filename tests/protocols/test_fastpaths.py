@@ -24,7 +24,7 @@ from helix_audit.model import (
     WebSocketUpgrade,
 )
 from helix_audit.protocols import dns as pdns
-from helix_audit.protocols import tls
+from helix_audit.protocols import tlshello
 from helix_audit.protocols.build import build
 
 from .builders import alpn_ext, client_hello_body, ext, real_client_hello, sni_ext, versions_ext
@@ -90,7 +90,9 @@ def test_client_hello_fast_path_agrees_with_checked_reader() -> None:
                 data[rng.randrange(len(data))] = rng.choice([0, 1, 2, 3, 0xFF, rng.randrange(256)])
             cases.append(bytes(data[: rng.choice([len(data), rng.randrange(len(data) + 1)])]))
     for body in cases:
-        assert _outcome(tls.parse_client_hello, body) == _outcome(tls._parse_client_hello_checked, body)
+        assert _outcome(tlshello.parse_client_hello, body) == _outcome(
+            tlshello._parse_client_hello_checked, body
+        )
 
 
 def test_server_hello_fast_path_agrees_with_checked_reader() -> None:
@@ -104,7 +106,9 @@ def test_server_hello_fast_path_agrees_with_checked_reader() -> None:
             data[rng.randrange(len(data))] = rng.randrange(256)
             cases.append(bytes(data[: rng.randrange(len(data) + 1)]))
     for body in cases:
-        assert _outcome(tls.parse_server_hello, body) == _outcome(tls._parse_server_hello_checked, body)
+        assert _outcome(tlshello.parse_server_hello, body) == _outcome(
+            tlshello._parse_server_hello_checked, body
+        )
 
 
 def test_txt_text_matches_dnspython() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helix_audit.protocols import quic, tls
+from helix_audit.protocols import quic, tls, tlshello
 from helix_audit.protocols.interface import NeedData, ParseError
 
 from .builders import crypto_frame, protect_initial, real_client_hello, varint
@@ -65,7 +65,7 @@ def test_two_coalesced_initials_out_of_order(version: int) -> None:
         chunks.update(quic.crypto_frames(plain))
     stream = quic.contiguous(chunks)
     assert stream == msg
-    assert tls.parse_client_hello(stream[4:]).sni == "quic.example"
+    assert tlshello.parse_client_hello(stream[4:]).sni == "quic.example"
 
 
 def test_contiguous_stops_at_a_gap_and_allows_overlap() -> None:

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from helix_audit.protocols import tls
+from helix_audit.protocols import tls, tlshello
 from helix_audit.protocols.interface import NeedData, ParseError
 
 from .builders import (
@@ -56,7 +56,7 @@ def test_client_hello_fields(
 
 def test_client_hello_without_extensions_block() -> None:
     body = client_hello_body()[:-2]  # RFC 5246 allows omitting the extensions length entirely
-    assert tls.parse_client_hello(body).sni is None
+    assert tlshello.parse_client_hello(body).sni is None
 
 
 def test_handshake_spread_over_many_records() -> None:
@@ -105,7 +105,7 @@ HOSTILE_LENGTHS = [
 @pytest.mark.parametrize(("case", "exts"), HOSTILE_LENGTHS, ids=[h[0] for h in HOSTILE_LENGTHS])
 def test_hostile_lengths_raise_protocol_errors(case: str, exts: bytes) -> None:
     with pytest.raises((NeedData, ParseError)):
-        tls.parse_client_hello(client_hello_body(exts))
+        tlshello.parse_client_hello(client_hello_body(exts))
 
 
 def test_alerts_and_server_hello() -> None:
@@ -115,7 +115,7 @@ def test_alerts_and_server_hello() -> None:
     data = records(22, handshake(2, sh_body)) + records(21, b"\x02\x28") + records(23, b"x" * 30)
     scan = tls.scan_stream(data)
     assert [h[0] for h in scan.handshakes] == [2]
-    assert tls.parse_server_hello(scan.handshakes[0][1]) == "TLS 1.3"
+    assert tlshello.parse_server_hello(scan.handshakes[0][1]) == "TLS 1.3"
     assert scan.alerts == [("fatal", "handshake_failure", len(records(22, handshake(2, sh_body))) + 7)]
     assert scan.appdata
 

@@ -1,4 +1,4 @@
-"""The ClientHello kernel agrees with ``tls.parse_client_hello`` wherever it answers, and answers
+"""The ClientHello kernel agrees with ``tlshello.parse_client_hello`` wherever it answers, and answers
 wherever the Python fast path does, on crafted, corpus-like, mutated, truncated and random bodies."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from helix_audit.protocols import tls
+from helix_audit.protocols import tlshello
 from helix_audit.protocols.interface import ProtocolError
 from helix_audit.protocols.tlsfast import hello_fields
 
@@ -46,7 +46,7 @@ def _bodies() -> list[bytes]:
 
 def _reference(body: bytes) -> object:
     try:
-        ch = tls.parse_client_hello(body)
+        ch = tlshello.parse_client_hello(body)
     except ProtocolError as exc:
         return type(exc)
     return ch.sni, ch.alpn, ch.version, ch.ech
@@ -56,7 +56,7 @@ def _check(bodies: list[bytes]) -> int:
     answered = 0
     for body in bodies:
         got = hello_fields(body)
-        assert (got is None) == (tls._client_hello_fast(body) is None), body.hex()
+        assert (got is None) == (tlshello._client_hello_fast(body) is None), body.hex()
         if got is not None:
             answered += 1
             assert got == _reference(body), body.hex()

@@ -12,17 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helix_audit.report import atomic, json_stream
+from helix_audit.report import atomic, json_flows
 from helix_audit.report.atomic import atomic_write_chunks
+from helix_audit.report.json_flows import _encoded_column, _kernel_chunk, flow_lines
 from helix_audit.report.json_report import flow_records
-from helix_audit.report.json_stream import (
-    SEP,
-    _encoded_column,
-    _kernel_chunk,
-    compact,
-    fast_compact,
-    flow_lines,
-)
+from helix_audit.report.json_stream import SEP, compact, fast_compact
 from helix_audit.report.rowtext import addresses, identities, splice
 
 HOSTILE = ['a"b', "x\\y", "<script>", "tab\there", "", "100%", "del\x7f", "nul\x00", "</script>", "\u2028"]
@@ -124,7 +118,7 @@ def test_mixed_objects_are_written_value_by_value() -> None:
 
 
 def test_non_ascii_falls_back_and_stays_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(json_stream, "FLOW_CHUNK", 4)
+    monkeypatch.setattr(json_flows, "FLOW_CHUNK", 4)
     names = ["ok", "a", "caf\u00e9", "\ud800lone", "b", "c", "d", "e", "f", "g"]
     frame = pd.DataFrame({"h": np.array(names, dtype=object), "i": np.arange(len(names))})
     joined = SEP.join(bytes(c) for c in flow_lines(frame, ["h", "i"]))

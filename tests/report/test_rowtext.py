@@ -10,15 +10,13 @@ import pandas as pd
 import pytest
 
 from helix_audit.model import DnsAnswer, DnsQuery, DnsResponse
-from helix_audit.report import json_stream
+from helix_audit.report import json_flows, json_stream
+from helix_audit.report.json_flows import _encoded_column, _kernel_chunk, flow_lines
 from helix_audit.report.json_report import dumps, iter_json, to_dict
 from helix_audit.report.json_stream import (
     _SEP,
-    _encoded_column,
-    _kernel_chunk,
     batch_text,
     compact,
-    flow_lines,
     observation_text,
     observations_text,
 )
@@ -98,7 +96,7 @@ def test_non_ascii_cells_are_refused_for_the_plain_path() -> None:
 
 
 def test_flow_lines_chunks_cover_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(json_stream, "FLOW_CHUNK", 7)
+    monkeypatch.setattr(json_flows, "FLOW_CHUNK", 7)
     frame = pd.DataFrame({"flow_id": np.arange(20), "h": ["10.0.0.1"] * 20})
     joined = json_stream.SEP.join(bytes(c) for c in flow_lines(frame, ["flow_id", "h"]))
     assert joined == _plain(frame)
