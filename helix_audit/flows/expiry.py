@@ -14,11 +14,12 @@ TCP 5 min idle (``tcp_inactivity_timeout``), 5 s once closed (FIN both ways or a
 ``tcp_close_delay`` / ``tcp_reset_delay``) or while one side is silent (``tcp_attempt_delay``);
 UDP, ICMP and other protocols 1 min (``udp_inactivity_timeout``, ``icmp_inactivity_timeout``).
 
-The store spills to a file in a temporary directory once it holds more than ``spill_bytes``;
+The store spills to an unnamed temporary file once it holds more than ``spill_bytes`` (unlinked
+from the start: a killed audit leaves nothing behind in the temporary directory);
 :func:`materialize` folds it back (a block at a time) into segment-id-indexed arrays for ``merge``;
 ``finish`` reads it twice, whatever its size: once for what groups segments into flows
 (:func:`join_view`), once to fold every stored row straight into its flow's row (:func:`fold_flows`);
-then the directory is removed.
+then the file is closed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import IO
 
 import numpy as np
 from numba import njit
@@ -156,7 +158,7 @@ class SegmentStore:
         self._chunks: list[np.ndarray] = []
         self._held = 0
         self._spilled = 0
-        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._file: IO[bytes] | None = None
 
     def append(self, rows: np.ndarray) -> None:
         if not len(rows):
@@ -167,42 +169,41 @@ class SegmentStore:
         if self._held > self._spill_bytes:
             self._spill()
 
-    def _path(self) -> str:
-        assert self._dir is not None
-        return os.path.join(self._dir.name, "segments.i64")
-
     def _spill(self) -> None:
-        if self._dir is None:
-            self._dir = tempfile.TemporaryDirectory(prefix="helix-flows-")
-        with open(self._path(), "ab") as f:
-            for chunk in self._chunks:
-                chunk.tofile(f)
-                self._spilled += len(chunk)
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="helix-flows-")  # noqa: SIM115  closed by close()
+        for chunk in self._chunks:  # appended at the end; blocks() reads by offset
+            chunk.tofile(self._file)
+            self._spilled += len(chunk)
+        self._file.flush()
         self._chunks, self._held = [], 0
 
     def blocks(self) -> Iterator[np.ndarray]:
         """Every stored row, in the order appended, ``BLOCK_ROWS`` at most at a time from the file."""
         if self._spilled:
-            with open(self._path(), "rb") as f:
-                left = self._spilled
-                while left:
-                    k = min(left, BLOCK_ROWS)
-                    yield np.fromfile(f, dtype=np.int64, count=k * WIDTH).reshape(k, WIDTH)
-                    left -= k
+            assert self._file is not None
+            fd, at, left = self._file.fileno(), 0, self._spilled
+            while left:
+                k = min(left, BLOCK_ROWS)
+                buf = bytearray(k * WIDTH * 8)
+                if os.preadv(fd, [buf], at) != len(buf):
+                    raise OSError(f"flow spill file: short read at byte {at}")
+                yield np.frombuffer(buf, dtype=np.int64).reshape(k, WIDTH)
+                at, left = at + len(buf), left - k
         yield from self._chunks
 
     def close(self) -> None:
-        """Forget every row; remove the file."""
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
+        """Forget every row; close (and so delete) the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         self._chunks, self._held, self._spilled, self.rows = [], 0, 0, 0
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_chunks"] = [np.concatenate(list(self.blocks()))] if self.rows else []
         state["_held"] = sum(c.nbytes for c in state["_chunks"])
-        state["_spilled"], state["_dir"] = 0, None
+        state["_spilled"], state["_file"] = 0, None
         return state
 
 

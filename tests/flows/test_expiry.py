@@ -1,12 +1,13 @@
 """Idle expiry and the spilled segment store change nothing: per-packet provisional ids, the finished
 frame and the final remap equal those of a table that never expires, serial and merged, in memory or
-spilled to a file; and the store's temporary directory goes at finish."""
+spilled to an unnamed file, closed at finish."""
 
 from __future__ import annotations
 
 import os
 import pickle
 import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -121,15 +122,18 @@ def test_revived_segment_keeps_its_id_and_joins() -> None:
     assert frame_b.conn_state.tolist() == ["SF", "S0"] and frame_b.orig_bytes.tolist() == [10, 0]
 
 
-def test_spill_file_removed_at_finish() -> None:
+def test_spill_file_has_no_name_and_closes_at_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spilled rows live in an unnamed file: nothing appears in the temporary directory (a killed
+    audit leaves nothing behind), and the file is closed at finish."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     table = FlowTable(FILES, **EXPIRING[1])
     feed(table, crafted(7))
     store = table._store  # noqa: SLF001
-    assert store.rows and store._dir is not None  # noqa: SLF001
-    folder = store._dir.name  # noqa: SLF001
-    assert os.listdir(folder)
+    assert store.rows and store._spilled and store._file is not None  # noqa: SLF001
+    spill = store._file  # noqa: SLF001
+    assert os.fstat(spill.fileno()).st_nlink == 0 and os.listdir(tmp_path) == []
     table.finish()
-    assert not os.path.exists(folder)
+    assert spill.closed
     with pytest.raises(RuntimeError):
         table.finish()
 
