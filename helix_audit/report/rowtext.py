@@ -178,9 +178,12 @@ def _constant(c: Cells) -> bytes | None:
     return None if (c.a != c.a[0]).any() else str(int(c.a[0])).encode("ascii")
 
 
-def join_rows(keys: Sequence[str], cells: Sequence[Cells], sep: str) -> np.ndarray:
-    """``sep.join('{' + key0 + cell0 + key1 + cell1 + ... + '}' for each row)`` as ASCII bytes (a
-    uint8 array); each key is the text before its cell (``'"a":'``, then ``',"b":'``).
+def join_rows(
+    keys: Sequence[str], cells: Sequence[Cells], sep: str, head: str = "{", tail: str = "}"
+) -> np.ndarray:
+    """``sep.join(head + key0 + cell0 + key1 + cell1 + ... + tail for each row)`` as ASCII bytes (a
+    uint8 array); each key is the text before its cell (``'"a":'``, then ``',"b":'``; for CSV
+    ``""``, then ``","``). A null cell of a nullable integer column is written ``null``.
 
     A column that is the same in every row of the chunk joins the text around it, so the kernel
     copies one literal for the run of keys and constant cells between two variable cells (a SYN
@@ -189,7 +192,7 @@ def join_rows(keys: Sequence[str], cells: Sequence[Cells], sep: str) -> np.ndarr
     if rows == 0:
         return np.zeros(0, dtype=np.uint8)
     lits: list[bytes] = []
-    run = [b"{"]
+    run = [head.encode("ascii")]
     variable: list[Cells] = []
     for key, c in zip(keys, cells, strict=True):
         run.append(key.encode("ascii"))
@@ -200,7 +203,7 @@ def join_rows(keys: Sequence[str], cells: Sequence[Cells], sep: str) -> np.ndarr
             variable.append(c)
         else:
             run.append(text)
-    run.append(b"}")
+    run.append(tail.encode("ascii"))
     lits.append(b"".join(run))
     texts = [c for c in variable if c.kind == TEXT]
     starts = np.empty(sum(len(c.a) for c in texts) + 1, dtype=np.int64)
