@@ -14,6 +14,22 @@ _NL = 10
 CHUNK_ROWS = 1 << 16  # rows rendered per buffer
 
 
+@njit(cache=True, inline="always")
+def _put_digits(out, pos, v, digits):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """The decimal digits of ``v`` >= 0 at ``out[pos:]``; returns the position after them."""
+    n = 0
+    while True:
+        digits[n] = 48 + v % 10
+        n += 1
+        v //= 10
+        if v == 0:
+            break
+    for j in range(n - 1, -1, -1):
+        out[pos] = digits[j]
+        pos += 1
+    return pos
+
+
 @njit(cache=True)
 def _render(m: np.ndarray, skip: int, sep: int, out: np.ndarray) -> int:  # pragma: no cover - compiled
     pos = 0
@@ -32,16 +48,7 @@ def _render(m: np.ndarray, skip: int, sep: int, out: np.ndarray) -> int:  # prag
                 out[pos] = 45
                 pos += 1
                 v = -v
-            n = 0
-            while True:
-                digits[n] = 48 + v % 10
-                n += 1
-                v //= 10
-                if v == 0:
-                    break
-            for j in range(n - 1, -1, -1):
-                out[pos] = digits[j]
-                pos += 1
+            pos = _put_digits(out, pos, v, digits)
         out[pos] = _NL
         pos += 1
     return pos
@@ -123,16 +130,7 @@ def _frames(m, fill, keep, shift, first_file, sep, out, other):  # pragma: no co
                 out[pos] = sep
                 pos += 1
             v &= mask
-            n = 0
-            while True:
-                digits[n] = 48 + v % 10
-                n += 1
-                v //= 10
-                if v == 0:
-                    break
-            for j in range(n - 1, -1, -1):
-                out[pos] = digits[j]
-                pos += 1
+            pos = _put_digits(out, pos, v, digits)
         out[pos] = _NL
         pos += 1
         other[i] = flag

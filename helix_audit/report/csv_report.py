@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from helix_audit.model import AuditResult, Finding, Severity
 from helix_audit.report.atomic import atomic_open, atomic_write_text
 from helix_audit.report.common import iso_time
 from helix_audit.report.json_report import FLOW_FIELDS
-from helix_audit.report.rowtext import Cells, addresses, identities, int_cells
+from helix_audit.report.rowtext import Cells, Reader, addresses, identities, int_cells, read_cells
 from helix_audit.report.tabular import (
     bool_cells,
     csv_line,
@@ -111,8 +111,6 @@ def _header() -> bytes:
 # per distinct object; missing values empty. Anything else (a non-text object, a category, dates)
 # makes the reader give None and the chunk goes through pandas.
 
-CsvReader = Callable[[int, int], "Cells | None"]
-
 
 def _object_cells(values: np.ndarray, ids: np.ndarray | None) -> Cells | None:
     """Each distinct object (by identity, :func:`.rowtext.identities`) neutralised and quoted once;
@@ -144,7 +142,7 @@ def _string_view(column: pd.Series) -> np.ndarray | None:
     return np.ascontiguousarray(values) if values is not None and values.ndim == 1 else None
 
 
-def _csv_reader(flows: pd.DataFrame, name: str) -> CsvReader:
+def _csv_reader(flows: pd.DataFrame, name: str) -> Reader:
     """The CSV cells of rows ``[start, stop)`` of one column; the column is looked up once."""
     if name not in flows.columns:  # reindexed by pandas: all NaN, written empty
         return lambda start, stop: one_cell(b"", stop - start)
@@ -172,15 +170,10 @@ def _csv_reader(flows: pd.DataFrame, name: str) -> CsvReader:
     return lambda start, stop: _object_cells(whole[start:stop], ids[start:stop])
 
 
-def _fast_chunk(readers: list[CsvReader], start: int, stop: int) -> bytes | None:
+def _fast_chunk(readers: list[Reader], start: int, stop: int) -> bytes | None:
     """Rows ``[start, stop)`` of flows.csv by the kernel, or None if a column needs pandas."""
-    cells = []
-    for read in readers:
-        got = read(start, stop)
-        if got is None:
-            return None
-        cells.append(got)
-    return csv_rows(cells)
+    cells = read_cells(readers, start, stop)
+    return None if cells is None else csv_rows(cells)
 
 
 def finding_row(f: Finding) -> list[Any]:

@@ -9,7 +9,7 @@ path, value by value, to the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 from helix_audit.report.json_stream import _ORJSON, _SEP, compact, fast_compact
 from helix_audit.report.rowtext import (
     Cells,
+    Reader,
     addresses,
     constant_cells,
     identities,
@@ -27,6 +28,7 @@ from helix_audit.report.rowtext import (
     null_cells,
     number_cells,
     quoted_cells,
+    read_cells,
     text_cells,
 )
 
@@ -88,9 +90,6 @@ def _nullable_ints(part: Any) -> Cells:
     return int_cells(part.to_numpy(dtype=np.int64, na_value=0), part.isna())
 
 
-Reader = Callable[[int, int], "Cells | None"]
-
-
 def _reader(flows: pd.DataFrame, name: str) -> Reader:
     """The cells of rows ``[start, stop)`` of one column (see :mod:`.rowtext`): the column and its
     arrays are looked up once per table, not once per chunk (a frame slice per chunk was ~15% of
@@ -129,13 +128,8 @@ def _object_view(array: Any) -> np.ndarray | None:
 def _joined(readers: Sequence[Reader], keys: Sequence[str], start: int, stop: int) -> np.ndarray | None:
     """Rows ``[start, stop)`` joined by ``SEP`` (ASCII bytes), assembled by :mod:`.rowtext`; None
     if a text is not ASCII."""
-    cells = []
-    for read in readers:
-        got = read(start, stop)
-        if got is None:
-            return None
-        cells.append(got)
-    return join_rows(keys, cells, _SEP)
+    cells = read_cells(readers, start, stop)
+    return None if cells is None else join_rows(keys, cells, _SEP)
 
 
 def _keys(columns: Sequence[str]) -> list[str]:

@@ -19,7 +19,7 @@ them): every buffer the kernel reads carries ``PAD`` bytes of slack, and so does
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -176,6 +176,21 @@ def _constant(c: Cells) -> bytes | None:
     if c.b is not None and c.b.any():
         return b"null" if c.b.all() else None
     return None if (c.a != c.a[0]).any() else str(int(c.a[0])).encode("ascii")
+
+
+#: A column's cells for rows ``[start, stop)``, or None when the kernel cannot write them.
+Reader = Callable[[int, int], "Cells | None"]
+
+
+def read_cells(readers: Sequence[Reader], start: int, stop: int) -> list[Cells] | None:
+    """Every column's cells of rows ``[start, stop)``, or None as soon as one column has none."""
+    cells = []
+    for read in readers:
+        got = read(start, stop)
+        if got is None:
+            return None
+        cells.append(got)
+    return cells
 
 
 def join_rows(
