@@ -145,7 +145,8 @@ def scale_options(fn: F) -> F:
         type=click.IntRange(min=1),
         default=1,
         show_default=True,
-        help="Worker processes: over files and byte ranges of large files (same result as 1).",
+        help="Worker processes: over files and byte ranges of large files, and for audit the "
+        "evidence captures beside the other report formats (same result as 1).",
     )(fn)
 
 
