@@ -12,7 +12,7 @@ offsets (re-synchronised onto record headers, ``_resync``) and nothing is walked
   file's start, ~0.2 s per GB, on its own core), so it knows the absolute frame number there and
   starts at the same batch boundary; it ends like the parent, at its own next cut;
 - the last worker hashes the file (SHA-256 is one sequential pass) once its result is sent: the
-  digest is resolved late (``Scan.digests``; ``audit`` asks for it after classification), so the
+  digest is resolved late (``Scan.pending``; ``audit`` asks for it after classification), so the
   hash runs on the worker's core while the parent merges, finishes and classifies, not while the
   packet stages compete for the two cores.
 
@@ -25,9 +25,7 @@ pickles its result, and the parent's merge follows.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pickle
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +38,7 @@ from .capture import open_capture
 from .capture.partition import _resync
 from .capture.pcap import GLOBAL_HDR_LEN
 from .digest import file_sha256
+from .forkpipe import outcome, receive, send
 from .gcpause import paused_gc
 from .parallel import Merged, Part, PartResult, _align, _Meter, landings, run_part
 
@@ -121,44 +120,17 @@ def _child(part: Part, batch_size: int, conn: Connection, queue: Any, hash_after
         if queue is not None:
             queue.put((packets, nbytes))
 
-    try:
-        with paused_gc():  # as the serial scan: ~10^5 live parser objects, no cycles to find
-            res = run_counted(part, batch_size, report)
-            blob = pickle.dumps(("ok", res), protocol=pickle.HIGHEST_PROTOCOL)
-            del res
-    except BaseException as exc:  # noqa: BLE001  the parent re-raises it
-        try:
-            blob = pickle.dumps(("err", exc), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001
-            blob = pickle.dumps(("err", RuntimeError(repr(exc))), protocol=pickle.HIGHEST_PROTOCOL)
-        hash_after = False
-    sender = threading.Thread(target=_send, args=(conn, blob))
+    with paused_gc():  # as the serial scan: ~10^5 live parser objects, no cycles to find
+        blob, ok = outcome(lambda: run_counted(part, batch_size, report))
+    hash_after = hash_after and ok
+    sender = threading.Thread(target=send, args=(conn, blob))
     sender.start()  # the parent may still be busy with its own partition: hash meanwhile
     hexdigest = file_sha256(part.path) if hash_after else ""
     sender.join()
     del blob
     if hash_after:
-        _send(conn, hexdigest.encode())
+        send(conn, hexdigest.encode())
     conn.close()
-
-
-def _send(conn: Connection, blob: bytes) -> None:
-    """Send, or nothing when the parent has stopped listening (it fell back to the planned path or
-    failed): the worker then just ends, without a traceback on the user's terminal."""
-    with contextlib.suppress(OSError):  # BrokenPipeError and friends
-        conn.send_bytes(blob)
-
-
-def _receive(conn: Connection, what: str) -> PartResult:
-    try:
-        blob = conn.recv_bytes()
-    except EOFError:
-        raise RuntimeError(f"--jobs worker for {what} ended without a result") from None
-    with paused_gc():
-        kind, value = pickle.loads(blob)
-    if kind == "err":
-        raise value
-    return value
 
 
 def run_local(
@@ -191,7 +163,7 @@ def run_local(
         _drop_pools(merged)  # before the worker's state arrives: the parent's peak is the merge
         for (_proc, conn), p in zip(workers, parts[1:], strict=True):
             t2 = time.perf_counter()
-            res = _receive(conn, f"bytes from {p.start}")
+            res: PartResult = receive(conn, f"--jobs worker for bytes from {p.start}")
             t3 = time.perf_counter()
             timings["wait+load"] = timings.get("wait+load", 0.0) + t3 - t2  # worker late + unpickling
             timings["worker"] = max(timings.get("worker", 0.0), res.timings["worker"])
@@ -212,14 +184,15 @@ class Pending:
     def __init__(self, path: str, workers: list, queue: Any, drain: threading.Thread | None) -> None:  # noqa: ANN401
         self.path, self._workers, self._queue, self._drain = path, workers, queue, drain
 
-    def digest(self) -> str:
-        """Wait for the worker's digest (or hash here if the worker is gone), then reap workers."""
+    def digests(self) -> list[str]:
+        """The input's digest, [hex]: waits for the worker's (or hashes here if the worker is gone),
+        then reaps the workers."""
         try:
             value = self._workers[-1][1].recv_bytes().decode()
         except (EOFError, OSError):
             value = file_sha256(self.path)
         _stop(self._workers, self._queue, self._drain)
-        return value
+        return [value]
 
     def abandon(self) -> None:
         """The audit failed after the merge: end the workers now, without waiting for the hash."""

@@ -33,6 +33,7 @@ from .model import Anomaly, AuditResult, InputInfo, Observation
 from .protocols.extract import Extractor
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .localjobs import Pending
     from .parallel import Merged
 
 Progress = Callable[[int, int], None]  # (packets so far, bytes so far)
@@ -50,16 +51,14 @@ class Scan:
     timings: dict[str, float] = field(default_factory=dict)
     #: The inputs' SHA-256 when they are still being computed (``scan(late_digest=True)``): the
     #: hashing process then runs behind classification; ``resolve_digests`` waits for them.
-    digests: Callable[[], list[str]] | None = None
-    #: Ends the processes behind a pending digest at once (the caller failed before resolving it).
-    abandon: Callable[[], None] | None = None
+    pending: Pending | None = None
 
     def resolve_digests(self) -> None:
         """Fill in the inputs' pending SHA-256 (waiting for them); nothing when none are pending."""
-        if self.digests is None:
+        if self.pending is None:
             return
         t0 = time.perf_counter()
-        values, self.digests, self.abandon = self.digests(), None, None
+        values, self.pending = self.pending.digests(), None
         self.inputs = [dataclasses.replace(i, sha256=d) for i, d in zip(self.inputs, values, strict=True)]
         self.timings["sha256 wait"] = self.timings.get("sha256 wait", 0.0) + time.perf_counter() - t0
 
@@ -143,7 +142,7 @@ def scan(
     ``jobs`` > 1 runs partitions (files, and ``pieces`` byte ranges (default 2 per job) of each
     file of ``split_min`` bytes or more) on that many processes, ``dask`` (a scheduler address) on
     a Dask cluster. The result is the serial one whichever way it ran. ``freeze_gc``: see
-    :func:`audit`. ``late_digest``: the inputs' SHA-256 may still be pending (``Scan.digests``;
+    :func:`audit`. ``late_digest``: the inputs' SHA-256 may still be pending (``Scan.pending``;
     the caller calls ``resolve_digests``).
     """
     files = expand_inputs([Path(p) for p in paths])
@@ -286,8 +285,7 @@ def _scan_local(
     except BaseException:
         pending.abandon()
         raise
-    scan.digests = lambda: [pending.digest()]  # the worker hashes while the caller classifies
-    scan.abandon = pending.abandon
+    scan.pending = pending  # the worker hashes while the caller classifies
     return scan
 
 
@@ -423,8 +421,8 @@ def audit(
             t1 = time.perf_counter()
             findings = with_dns_evidence(list(cls.findings), result.observations)
     except BaseException:
-        if result.abandon is not None:  # no worker outlives a failed audit
-            result.abandon()
+        if result.pending is not None:  # no worker outlives a failed audit
+            result.pending.abandon()
         raise
     t2 = time.perf_counter()
     result.flows = pd.DataFrame()  # cls.flows is the classified copy: free the original now

@@ -7,15 +7,14 @@ links them; SHA256SUMS covers every file (``sha256sum -c SHA256SUMS`` verifies i
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pickle
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from helix_audit.digest import file_sha256
+from helix_audit.forkpipe import outcome, receive, send
 from helix_audit.gcpause import paused_gc
 from helix_audit.heap import roomy_heap, trim
 from helix_audit.report.atomic import atomic_write_text
@@ -192,19 +191,9 @@ class _Aside:
 
     def join(self, known: Known) -> list[Path]:
         """The files it wrote (its digests go into ``known``); its error is raised here."""
-        try:
-            blob: bytes | None = self._conn.recv_bytes()
-        except EOFError:
-            blob = None
+        paths, theirs = receive(self._conn, f"the {self.name} writer")
         self._proc.join()
         self._conn.close()
-        if blob is None:
-            code = self._proc.exitcode
-            raise RuntimeError(f"the {self.name} writer ended without a result (exit code {code})")
-        kind, value = pickle.loads(blob)
-        if kind == "err":
-            raise value
-        paths, theirs = value
         known.update(theirs)
         return paths
 
@@ -218,14 +207,6 @@ class _Aside:
 
 def _aside_child(name: str, result: AuditResult, out: Path, conn: Connection) -> None:
     known: Known = {}
-    try:
-        msg: tuple[str, object] = ("ok", (WRITERS[name](result, out, known), known))
-        blob = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
-    except BaseException as exc:  # noqa: BLE001  the parent raises it
-        try:
-            blob = pickle.dumps(("err", exc), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001
-            blob = pickle.dumps(("err", RuntimeError(repr(exc))), protocol=pickle.HIGHEST_PROTOCOL)
-    with contextlib.suppress(OSError):  # the parent stopped listening: it failed, and says so
-        conn.send_bytes(blob)
+    blob, _ = outcome(lambda: (WRITERS[name](result, out, known), known))
+    send(conn, blob)
     conn.close()

@@ -213,12 +213,12 @@ def test_digest_resolved_late(tmp_path: Path) -> None:
     path = with_big_record(tmp_path, 1 << 20)
     want = hashlib.sha256(path.read_bytes()).hexdigest()
     late = scan([path], batch_size=7, jobs=2, split_min=0, late_digest=True)
-    assert late.digests is not None and late.inputs[0].sha256 == ""
+    assert late.pending is not None and late.inputs[0].sha256 == ""
     late.resolve_digests()
-    assert late.digests is None and late.inputs[0].sha256 == want
+    assert late.pending is None and late.inputs[0].sha256 == want
     assert "sha256 wait" in late.timings
     now = scan([path], batch_size=7, jobs=2, split_min=0)
-    assert now.digests is None and now.inputs[0].sha256 == want
+    assert now.pending is None and now.inputs[0].sha256 == want
     assert_same_scan(scan([path], batch_size=7), now, "late digest")
 
 
