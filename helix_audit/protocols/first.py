@@ -16,7 +16,7 @@ the reference (tests/protocols/test_first.py compares the two on crafted and mut
 from __future__ import annotations
 
 from ..model import Anomaly, Observation
-from . import headfast, http, tls, tlsfast, tlshello
+from . import headfast, http, tls, tlsfast
 from .httpobs import _CONNECT, _HTTP_REQUEST, _HTTP_RESPONSE, _WEBSOCKET, http_observation
 from .reassembly import SEQ_MOD
 from .streams import _TLS_ALERT, MAX_HANDSHAKES, Direction, _handshake
@@ -74,7 +74,7 @@ def _tls(
     ends = appdata or len(handshakes) >= MAX_HANDSHAKES
     if not ends:
         for hs_type, body, _end in handshakes:
-            if hs_type == tls.HS_SERVER_HELLO and body[2:34] != tlshello.HRR_RANDOM:
+            if tls.is_server_hello(hs_type, body):
                 ends = True  # after a real ServerHello nothing is read (``streams._tls``)
                 break
     if not ends:

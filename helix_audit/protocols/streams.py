@@ -236,7 +236,7 @@ def _report_tls(d: Direction, scan: tls.StreamScan, base: int, out: list[Observa
         if obs is not None:
             out.append(obs)
         d.tls_prev_end = base + end - d.tls_start
-        server_hello |= hs_type == tls.HS_SERVER_HELLO and body[2:34] != tlshello.HRR_RANDOM
+        server_hello |= tls.is_server_hello(hs_type, body)
     d.handshakes += len(scan.handshakes)
     for level, desc, end in scan.alerts:
         meta, frames = d.at(base + end, base + end - 7)

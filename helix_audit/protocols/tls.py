@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass, field
 
 from .interface import NeedData, ParseError
-from .tlshello import ClientHello, parse_client_hello, parse_sslv2_client_hello
+from .tlshello import HRR_RANDOM, ClientHello, parse_client_hello, parse_sslv2_client_hello
 
 RECORD = struct.Struct("!BHH")  # content type, legacy version, length
 HS_HEADER = struct.Struct("!BBH")  # type, length (24 bits as 8 + 16)
@@ -24,6 +24,12 @@ CT_CCS, CT_ALERT, CT_HANDSHAKE, CT_APPDATA = 20, 21, 22, 23
 HS_CLIENT_HELLO, HS_SERVER_HELLO = 1, 2
 MAX_RECORD = (1 << 14) + 2048
 MAX_HANDSHAKE = 1 << 17
+
+
+def is_server_hello(hs_type: int, body: bytes) -> bool:
+    """A real ServerHello (not a HelloRetryRequest): the handshake after which nothing is read."""
+    return hs_type == HS_SERVER_HELLO and body[2:34] != HRR_RANDOM
+
 
 ALERT_LEVELS = {1: "warning", 2: "fatal"}
 ALERT_DESCRIPTIONS = {
