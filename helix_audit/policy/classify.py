@@ -31,7 +31,7 @@ from .infra import dns_mask, infrastructure_mask
 from .match import Match, Matcher
 from .observed import Observed
 from .outcome import failure_how, flow_notes, lookups, succeeded
-from .roles import assign_roles, component_columns, host_components
+from .roles import assign_roles, host_components
 from .rules import CORE_GROUPS, Ruleset
 from .scan import scan_findings
 from .site import SiteProfile
@@ -80,10 +80,14 @@ def _classify(
     codes = seen.codes  # ``named`` has the rows and the address / transport columns of ``flows``
     named = attribute(flows, seen, site)
     roles = assign_roles(named, seen, site, codes)
-    named["orig_component"], named["resp_component"] = component_columns(named, roles, codes)
+    components = {r.address: r.component for r in roles}
+    host_comps = host_components(components, codes)  # per distinct address
+    named["orig_component"], named["resp_component"] = (
+        codes.per_host(host_comps, "orig"),
+        codes.per_host(host_comps, "resp"),
+    )
     matcher = Matcher(ruleset, site, [r.address for r in roles if r.component == "control_plane"])
     notes = flow_notes(named, seen)
-    host_comps = host_components({r.address: r.component for r in roles}, codes)
     verdict = _verdicts(named, matcher, site, codes, host_comps)
     how = failure_how(named, notes, codes)
     named["success"] = succeeded(named, how, codes)
@@ -99,7 +103,6 @@ def _classify(
         named["verdict"] = verdict.column()
     named["connect_status"] = _by_flow(named, notes.connect_status)
     named["tls_alert"] = _by_flow(named, notes.tls_alert)
-    components = {r.address: r.component for r in roles}
     end = float(named["last_ts"].max()) if len(named) else 0.0
     found = lookups(named, seen, end)
     drafts, scans = _flow_drafts(named, matcher, site, codes, host_comps, verdict)

@@ -35,14 +35,14 @@ _OUTCOME_TEXT = {
 
 
 def _latest_flows(
-    named: pd.DataFrame, names: set[str], ok_only: bool, coded: _NameTuples | None = None
+    named: pd.DataFrame, names: set[str], ok_only: bool, coded: _NameTuples
 ) -> dict[tuple[str, str], float]:
     """(client, name) -> latest first_ts of the flows (the successful ones when ``ok_only``)
     carrying that candidate name. Name tuples repeat: each distinct one is searched once.
-    ``coded``: the ``names`` column factorised, when already done."""
+    ``coded``: the ``names`` column factorised (once for both callers)."""
     if not names or named.empty:
         return {}
-    codes, uniques = (coded if coded is not None else _NameTuples(named)).factorized()
+    codes, uniques = coded.factorized()
     hits = {c: [n for n in u if n in names] for c, u in enumerate(uniques.tolist())}
     hits = {c: found for c, found in hits.items() if found}
     if not hits:

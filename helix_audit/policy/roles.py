@@ -104,15 +104,10 @@ def _inferred(upgrades: Sequence[WebSocketUpgrade], site: SiteProfile | None, ro
         roles[addr] = Role(addr, component, "inferred", evidence, frames)
 
 
-def component_columns(
-    named: pd.DataFrame, roles: Sequence[Role], codes: FlowCodes | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``orig_component`` and ``resp_component`` arrays (control_plane | sandbox | other);
-    with ``codes``, looked up once per distinct address."""
+def component_columns(named: pd.DataFrame, roles: Sequence[Role]) -> tuple[np.ndarray, np.ndarray]:
+    """``orig_component`` and ``resp_component`` arrays (control_plane | sandbox | other), a lookup
+    per row (classification looks them up per distinct address: :func:`host_components`)."""
     lookup = {r.address: r.component for r in roles}
-    if codes is not None:
-        per_address = host_components(lookup, codes)
-        return codes.per_host(per_address, "orig"), codes.per_host(per_address, "resp")
     orig = named["orig_h"].map(lookup).fillna(OTHER).to_numpy(dtype=object)
     resp = named["resp_h"].map(lookup).fillna(OTHER).to_numpy(dtype=object)
     return orig, resp

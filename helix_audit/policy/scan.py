@@ -39,18 +39,13 @@ _PORT_SPAN = 1 << 16
 
 
 def scan_findings(
-    cols: Columns, inbound: np.ndarray, accepted: np.ndarray, codes: FlowCodes | None = None
+    cols: Columns, inbound: np.ndarray, accepted: np.ndarray, codes: FlowCodes
 ) -> tuple[np.ndarray, list[Finding]]:
     """(mask of the flow rows that became scan findings, the findings). ``inbound``: rows with
     verdict ``inbound``; ``accepted``: per row, did the responder accept (else: attempted);
-    ``codes``: the table's :class:`FlowCodes` when already made (addresses and transports then
-    need no hashing here)."""
+    ``codes``: the table's :class:`FlowCodes` (addresses and transports need no hashing here)."""
     taken = np.zeros(len(cols), dtype=bool)
-    if codes is not None:
-        tcp_udp = codes.equals("transport", "tcp", "udp")
-    else:
-        tcp_udp = np.isin(cols("transport"), ("tcp", "udp"))
-    cand = inbound & ~accepted & tcp_udp
+    cand = inbound & ~accepted & codes.equals("transport", "tcp", "udp")
     cand &= cols("confidence") != "low"
     narrow: type[np.integer] = np.int32 if len(cols) < 1 << 30 else np.int64  # half the memory
     idx = np.flatnonzero(cand).astype(narrow)
@@ -91,23 +86,16 @@ def scan_findings(
 
 
 def _keys(
-    cols: Columns, idx: np.ndarray, narrow: type[np.integer], codes: FlowCodes | None
+    cols: Columns, idx: np.ndarray, narrow: type[np.integer], codes: FlowCodes
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per candidate row: its (source, transport) group and its sandbox's code (int64), and the
-    sandboxes' addresses by code."""
-    if codes is not None:  # the table's own codes, read at the rows
-        orig, resp, addresses = codes.hosts()
-        t_code, transports = codes.column("transport")
-        group = orig[idx].astype(narrow)
-        group *= len(transports)
-        group += t_code[idx]
-        return group, resp[idx].astype(np.int64), np.asarray(addresses, dtype=object)
-    # codes a chunk at a time: the candidates may be every flow of the capture (a SYN scan)
-    group = factorize_rows(cols("orig_h"), idx)[0].astype(narrow)
-    group *= 2
-    group += factorize_rows(cols("transport"), idx)[0]
-    key, dsts = factorize_rows(cols("resp_h"), idx)
-    return group, key.astype(np.int64, copy=False), dsts
+    sandboxes' addresses by code (the table's own codes, read at the rows)."""
+    orig, resp, addresses = codes.hosts()
+    t_code, transports = codes.column("transport")
+    group = orig[idx].astype(narrow)
+    group *= len(transports)
+    group += t_code[idx]
+    return group, resp[idx].astype(np.int64), np.asarray(addresses, dtype=object)
 
 
 def _accepted_counts(cols: Columns, accepted: np.ndarray) -> dict[tuple[str, str], int]:
@@ -120,20 +108,13 @@ def _accepted_counts(cols: Columns, accepted: np.ndarray) -> dict[tuple[str, str
     return {(str(s), str(t)): int(n) for (s, t), n in counts.items()}
 
 
-def _counts(
-    column: np.ndarray, rows: np.ndarray, known: tuple[np.ndarray, list[object]] | None = None
-) -> list[tuple[str, int]]:
-    """(value, count) of ``column[rows]``, most frequent first, ties in sorted order; missing values
-    count as ``-``. ``known``: ``pd.factorize`` of the whole column, when already made."""
-    if known is not None:
-        n = np.bincount(known[0][rows] + 1, minlength=len(known[1]) + 1).tolist()
-        found = [("-", n[0])] if n[0] else []
-        found += [(str(u), c) for u, c in zip(known[1], n[1:], strict=True) if c]
-        return sorted(found, key=lambda vc: (-vc[1], vc[0]))
-    codes, uniq = factorize_rows(column, rows, use_na_sentinel=False)
-    n = np.bincount(codes, minlength=len(uniq)).tolist()
-    named = ("-" if pd.isna(u) else str(u) for u in uniq.tolist())
-    return sorted(zip(named, n, strict=True), key=lambda vc: (-vc[1], vc[0]))
+def _counts(rows: np.ndarray, known: tuple[np.ndarray, list[object]]) -> list[tuple[str, int]]:
+    """(value, count) of a column at ``rows``, most frequent first, ties in sorted order; missing
+    values count as ``-``. ``known``: the column's codes and values (:meth:`FlowCodes.column`)."""
+    n = np.bincount(known[0][rows] + 1, minlength=len(known[1]) + 1).tolist()
+    found = [("-", n[0])] if n[0] else []
+    found += [(str(u), c) for u, c in zip(known[1], n[1:], strict=True) if c]
+    return sorted(found, key=lambda vc: (-vc[1], vc[0]))
 
 
 def _finding(
@@ -142,7 +123,7 @@ def _finding(
     probed: np.ndarray,
     dsts: pd.Index | np.ndarray,
     accepted: dict[tuple[str, str], int],
-    codes: FlowCodes | None = None,
+    codes: FlowCodes,
 ) -> Finding:
     """The finding of one scanner's probes: ``rows`` (positions, frame order), ``probed`` (its
     distinct (sandbox code in ``dsts``, port) pairs as ``code * 65536 + port``)."""
@@ -154,7 +135,7 @@ def _finding(
     seen_dst[probed // _PORT_SPAN] = True
     sandboxes = sorted((str(d) for d in dsts[seen_dst]), key=_addr_key)
     pairs = int(probed.shape[0])
-    counts = _counts(cols("conn_state"), rows, codes.column("conn_state") if codes is not None else None)
+    counts = _counts(rows, codes.column("conn_state"))
     state_text = ", ".join(f"{s} x{n:,}" for s, n in counts)
     answered = accepted.get((src, transport), 0)
     evidence = _evidence(cols, rows, _display_filter(src, transport, sandboxes))
