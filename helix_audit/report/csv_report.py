@@ -21,7 +21,15 @@ from helix_audit.model import AuditResult, Finding, Severity
 from helix_audit.report.atomic import atomic_open, atomic_write_text
 from helix_audit.report.common import iso_time
 from helix_audit.report.json_report import FLOW_FIELDS
-from helix_audit.report.rowtext import Cells, Reader, addresses, identities, int_cells, read_cells
+from helix_audit.report.rowtext import (
+    Cells,
+    Reader,
+    addresses,
+    constant_cells,
+    identities,
+    int_cells,
+    read_cells,
+)
 from helix_audit.report.tabular import (
     bool_cells,
     csv_line,
@@ -30,7 +38,6 @@ from helix_audit.report.tabular import (
     fixed_cells,
     float_cells,
     neutralise,
-    one_cell,
     plain_texts,
     utf8_cells,
 )
@@ -145,7 +152,7 @@ def _string_view(column: pd.Series) -> np.ndarray | None:
 def _csv_reader(flows: pd.DataFrame, name: str) -> Reader:
     """The CSV cells of rows ``[start, stop)`` of one column; the column is looked up once."""
     if name not in flows.columns:  # reindexed by pandas: all NaN, written empty
-        return lambda start, stop: one_cell(b"", stop - start)
+        return lambda start, stop: constant_cells(b"", stop - start)
     column = flows[name]
     dtype = column.dtype
     kind = getattr(dtype, "kind", "")

@@ -101,14 +101,6 @@ def pcap_heads(caplen: np.ndarray, wirelen: np.ndarray, ts_ns: np.ndarray, ns: b
     return head.view(np.uint8)
 
 
-def pcap_records(
-    data: np.ndarray, off: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray, ts_ns: np.ndarray, ns: bool
-) -> np.ndarray:
-    """Classic pcap records (little-endian) for the given packets, as one uint8 array."""
-    heads = pcap_heads(caplen, wirelen, ts_ns, ns)
-    return gather(data, off.astype(np.int64), caplen.astype(np.int64), heads, False)
-
-
 def pcap_header(linktype: int, ns: bool, snaplen: int = DEFAULT_SNAPLEN) -> bytes:
     return PCAP_HEADER.pack(PCAP_MAGIC_NS if ns else PCAP_MAGIC_US, 2, 4, 0, 0, snaplen, linktype)
 

@@ -93,7 +93,7 @@ def quoted_cells(values: list[object], codes: np.ndarray) -> Cells | None:
 
 
 def constant_cells(text: bytes, rows: int) -> Cells:
-    """A column whose JSON text is ``text`` in every row."""
+    """A column whose text is ``text`` in every row."""
     one = np.zeros(1, dtype=np.int64)
     return Cells(TEXT, text, one, one + len(text), np.zeros(rows, dtype=np.int64))
 

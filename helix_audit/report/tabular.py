@@ -20,7 +20,7 @@ import numpy as np
 from ..model import Observation
 from .common import display_text
 from .rowkernel import TEXT
-from .rowtext import Cells, join_rows
+from .rowtext import Cells, constant_cells, join_rows
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -130,20 +130,15 @@ def fixed_cells(text: np.ndarray, missing: np.ndarray | None) -> Cells:
     if missing is not None and not missing.any():
         missing = None
     if missing is None and rows and not (text != text[0]).any():
-        return one_cell(bytes(text[0]), rows)
+        return constant_cells(bytes(text[0]), rows)
     if missing is not None and missing.all():
-        return one_cell(b"", rows)
+        return constant_cells(b"", rows)
     width = text.dtype.itemsize
     starts = np.arange(rows, dtype=np.int64) * width
     ends = starts + np.char.str_len(text)
     if missing is not None:
         ends[missing] = starts[missing]
     return Cells(TEXT, text.tobytes(), starts, ends, np.arange(rows, dtype=np.int64))
-
-
-def one_cell(text: bytes, rows: int) -> Cells:
-    one = np.zeros(1, dtype=np.int64)
-    return Cells(TEXT, text, one, one + len(text), np.zeros(rows, dtype=np.int64))
 
 
 def float_cells(values: np.ndarray) -> Cells:
