@@ -40,7 +40,7 @@ from .capture.pcap import GLOBAL_HDR_LEN
 from .digest import file_sha256
 from .forkpipe import outcome, receive, send
 from .gcpause import paused_gc
-from .parallel import Merged, Part, PartResult, _align, _Meter, landings, run_part
+from .parallel import Merged, Part, PartResult, _align, _Meter, drain_progress, landings, run_part
 
 #: Share of the file's bytes the parent reads when ``jobs`` is 2 (more jobs: each worker's part
 #: keeps its size against the parent's).
@@ -68,14 +68,12 @@ def parts_at(path: str | Path, fractions: Sequence[float], split_min: int = 0) -
         if fh.read(2) == b"\x1f\x8b" or os.fstat(fh.fileno()).st_size < split_min:
             return None
     cap = open_capture(path)
-    try:
-        if cap.gzip or cap.format != "pcap" or cap.size < split_min:
-            return None
-        body = int(cap.data.shape[0]) - GLOBAL_HDR_LEN
-        cands = [GLOBAL_HDR_LEN + int(body * f) for f in fractions]
-        cuts = sorted({c for c in (_resync(cap, c) for c in cands) if c > GLOBAL_HDR_LEN})
-    finally:
-        _close(cap)
+    if cap.format != "pcap":
+        return None
+    body = int(cap.data.shape[0]) - GLOBAL_HDR_LEN
+    cands = [GLOBAL_HDR_LEN + int(body * f) for f in fractions]
+    cuts = sorted({c for c in (_resync(cap, c) for c in cands) if c > GLOBAL_HDR_LEN})
+    del cap  # its mapping goes with it
     if not cuts:
         return None
     names = (str(path),)
@@ -87,21 +85,13 @@ def parts_at(path: str | Path, fractions: Sequence[float], split_min: int = 0) -
     ]  # fmt: skip
 
 
-def _close(cap: Any) -> None:  # noqa: ANN401
-    close = getattr(cap, "close", None)
-    if close is not None:
-        close()
-
-
 def run_counted(part: Part, batch_size: int, report: Callable[[int, int], None] | None = None) -> PartResult:
     """A worker's partition: count the records before its cut, then run it from that frame."""
     if part.lo == 0:
         cap = open_capture(part.path)
-        try:
-            size = int(cap.data.shape[0])
-            found = landings(cap, [part.start]) if part.start is not None else []
-        finally:
-            _close(cap)
+        size = int(cap.data.shape[0])
+        found = landings(cap, [part.start]) if part.start is not None else []
+        del cap
         if found and found[0][0] < size:  # a cut past the last record finds the end of the file
             start, before = found[0]
             part = replace(part, start=start, first_frame=before + 1, lo=_align(before + 1, batch_size))
@@ -150,7 +140,11 @@ def run_local(
         proc.start()
         theirs.close()
         workers.append((proc, mine))
-    drain = threading.Thread(target=_drain, args=(queue, meter), daemon=True) if queue is not None else None
+    drain = (
+        threading.Thread(target=drain_progress, args=(queue, meter), daemon=True)
+        if queue is not None
+        else None
+    )
     if drain is not None:
         drain.start()
     timings: dict[str, float] = {}
@@ -217,14 +211,6 @@ def _check(hi: int | None, res: PartResult) -> int | None:
     if hi != res.part.lo:
         raise Mismatch(f"partition starts at frame {res.part.lo}, the one before ended at {hi}")
     return res.hi
-
-
-def _drain(queue: Any, meter: _Meter) -> None:  # noqa: ANN401
-    while True:
-        item = queue.get()
-        if item is None:
-            return
-        meter.add(*item)
 
 
 def _stop(workers: list, queue: Any, drain: threading.Thread | None, patience: float = 5) -> None:  # noqa: ANN401

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -278,9 +279,6 @@ def run_part(part: Part, batch_size: int, report: Callable[[int, int], None] | N
         if report is not None:
             report(len(batch), done)
     info = cap.info
-    close = getattr(cap, "close", None)
-    if close is not None:
-        close()
     fed = bool(getattr(decoder.fragments, "fed", True))
     timings = {"worker": time.perf_counter() - t0, "cpu": time.process_time() - c0, "pid": float(os.getpid())}
     warnings = list(tally.warnings)
@@ -432,26 +430,26 @@ def unpack_part(blob: bytes) -> PartResult:
         return pickle.loads(blob)
 
 
+def drain_progress(queue: Any, meter: _Meter) -> None:  # noqa: ANN401
+    """Add the workers' progress reports to ``meter`` until a None arrives (a thread's body)."""
+    while True:
+        item = queue.get()
+        if item is None:
+            return
+        meter.add(*item)
+
+
 def _pool_results(
     parts: Sequence[Part], batch_size: int, jobs: int, meter: _Meter, started: Callable[[], None]
 ) -> Iterator[PartResult]:
     """Results in order from ``jobs`` forked processes; ``started`` runs once they exist (threads
     must not be running while the parent forks)."""
     import multiprocessing as mp
-    import threading
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = mp.get_context("fork")
     queue = ctx.SimpleQueue()
-
-    def drain() -> None:
-        while True:
-            item = queue.get()
-            if item is None:
-                return
-            meter.add(*item)
-
-    reader = threading.Thread(target=drain, daemon=True)
+    reader = threading.Thread(target=drain_progress, args=(queue, meter), daemon=True)
     with ProcessPoolExecutor(min(jobs, len(parts)), mp_context=ctx, initializer=_init_worker,
                              initargs=(queue,)) as pool:  # fmt: skip
         futures = [pool.submit(packed_part, p, batch_size) for p in parts]  # forks every worker

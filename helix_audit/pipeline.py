@@ -192,9 +192,6 @@ def _scan_serial(files: list[Path], batch_size: int, progress: Progress | None) 
         clock.lap("sha256 wait")
         inputs.append(_input_info(cap.info, digest))
         anomalies += _capture_anomalies(cap.info)
-        close = getattr(cap, "close", None)
-        if close is not None:
-            close()
         del cap, decoder  # the decoder's pooled batch arrays go before the finish stages
     flows, remap = table.finish()
     clock.lap("flows finish")
