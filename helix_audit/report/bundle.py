@@ -33,24 +33,34 @@ Writer = Callable[["AuditResult", Path, Known], list[Path]]
 # the evidence machinery (~40 ms of start-up).
 
 
+def _remember(known: Known, digests: dict[Path, str]) -> None:
+    """Digests a writer took as it wrote, with each file's signature now (see ``_digest``)."""
+    known.update((path, (digest, _signature(path))) for path, digest in digests.items())
+
+
 def _json(result: AuditResult, out: Path, known: Known) -> list[Path]:
     digests: dict[Path, str] = {}
     path = write_json(result, out / "report.json", digests)
-    if path in digests:
-        known[path] = (digests[path], _signature(path))
+    _remember(known, digests)
     return [path]
 
 
 def _csv(result: AuditResult, out: Path, known: Known) -> list[Path]:
     from helix_audit.report.csv_report import write_csvs
 
-    return write_csvs(result, out)
+    digests: dict[Path, str] = {}
+    paths = write_csvs(result, out, digests)
+    _remember(known, digests)
+    return paths
 
 
 def _sarif(result: AuditResult, out: Path, known: Known) -> list[Path]:
     from helix_audit.report.sarif import write_sarif
 
-    return [write_sarif(result, out / "report.sarif")]
+    digests: dict[Path, str] = {}
+    path = write_sarif(result, out / "report.sarif", digests)
+    _remember(known, digests)
+    return [path]
 
 
 def _junit(result: AuditResult, out: Path, known: Known) -> list[Path]:
@@ -69,7 +79,7 @@ def _evidence(result: AuditResult, out: Path, known: Known) -> list[Path]:
 
     digests: dict[Path, str] = {}
     found = write_evidence(result.findings, result.flows, inputs, out / "evidence", digests=digests)
-    known.update((path, (digest, _signature(path))) for path, digest in digests.items())
+    _remember(known, digests)
     return list(found.values())
 
 

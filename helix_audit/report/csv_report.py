@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from helix_audit.model import AuditResult, Finding, Severity
-from helix_audit.report.atomic import atomic_open, atomic_write_text
+from helix_audit.report.atomic import atomic_write_chunks, atomic_write_text
 from helix_audit.report.common import iso_time
 from helix_audit.report.json_report import FLOW_FIELDS
 from helix_audit.report.rowtext import (
@@ -235,13 +235,13 @@ def findings_csv(result: AuditResult) -> str:
     return buf.getvalue()
 
 
-def write_csvs(result: AuditResult, out_dir: str | Path) -> list[Path]:
-    """Write flows.csv and findings.csv atomically into ``out_dir``."""
+def write_csvs(
+    result: AuditResult, out_dir: str | Path, digests: dict[Path, str] | None = None
+) -> list[Path]:
+    """Write flows.csv and findings.csv atomically into ``out_dir``. ``digests`` gets flows.csv's
+    SHA-256, taken as it is written (as ``write_json`` does for report.json)."""
     out = Path(out_dir)
-    with atomic_open(out / "flows.csv", "wb") as fh:
-        for piece in flows_csv_chunks(result):
-            fh.write(piece)
-    return [
-        out / "flows.csv",
-        atomic_write_text(out / "findings.csv", findings_csv(result), newline=""),
-    ]
+    flows, digest = atomic_write_chunks(out / "flows.csv", flows_csv_chunks(result))
+    if digests is not None:
+        digests[flows] = digest
+    return [flows, atomic_write_text(out / "findings.csv", findings_csv(result), newline="")]

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from helix_audit.model import AuditResult, Finding, Severity
-from helix_audit.report.atomic import atomic_open
+from helix_audit.report.atomic import atomic_write_chunks
 from helix_audit.report.common import jsonable, tool_info
 from helix_audit.report.json_report import finding_dict
 
@@ -228,8 +228,9 @@ def render_sarif(result: AuditResult) -> str:
     return _dumps(to_sarif(result)) + "\n"
 
 
-def write_sarif(result: AuditResult, path: str | Path) -> Path:
-    with atomic_open(path, "w", newline=None) as fh:
-        for piece in sarif_chunks(result):
-            fh.write(piece)
-    return Path(path)
+def write_sarif(result: AuditResult, path: str | Path, digests: dict[Path, str] | None = None) -> Path:
+    """Write report.sarif atomically; ``digests`` gets its SHA-256, taken as it is written."""
+    target, digest = atomic_write_chunks(path, (piece.encode("utf-8") for piece in sarif_chunks(result)))
+    if digests is not None:
+        digests[target] = digest
+    return target

@@ -94,8 +94,8 @@ def test_sums_use_the_digest_taken_while_writing(tmp_path: Path, monkeypatch: py
     hashed: list[str] = []
     real = bundle_mod.file_sha256
     monkeypatch.setattr(bundle_mod, "file_sha256", lambda p: hashed.append(p.name) or real(p))
-    write_bundle(make_result(), out, formats=["json", "sarif"])
-    assert hashed == ["report.sarif"]  # report.json was hashed as it was written
+    write_bundle(make_result(), out, formats=["json", "sarif", "junit"])
+    assert hashed == ["junit.xml"]  # report.json and report.sarif were hashed as they were written
     if shutil.which("sha256sum") is not None:
         ok = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out, capture_output=True, text=True)
         assert ok.returncode == 0, ok.stdout + ok.stderr
