@@ -34,7 +34,7 @@ from .first import first_segment, tls_appdata
 from .httpobs import HttpPairing, parse_standalone
 from .interface import NeedData, ParseError
 from .keyed import direction_keys
-from .keystate import KeyState, holding
+from .keystate import KeyState, marked
 from .quicconn import QuicTracker
 from .reassembly import SEQ_MOD
 from .rows import Head, addr, first_heads, first_payload_rows, meta_of, payloads
@@ -126,8 +126,7 @@ class Extractor(KeyState):
         self._tcp_rows(cols, pf, http[~seen[http]])
         gone = self._gone_keys
         if gone:  # ``_gone`` is read by the next batch's selection only
-            self._gone = holding(self._gone, max(gone))
-            self._gone[gone] = True
+            self._gone = marked(self._gone, gone)
             gone.clear()
         if filed:
             self._filed = len(self.observations)

@@ -21,11 +21,14 @@ from .streams import Direction
 from .syntable import SynTable
 
 
-def holding(mask: np.ndarray, key: int) -> np.ndarray:
-    """``mask``, or a copy grown (at least doubled, new entries False) to have index ``key``."""
-    if key < mask.size:
-        return mask
-    return np.concatenate([mask, np.zeros(max(key + 1, 2 * mask.size), dtype=bool)])
+def marked(mask: np.ndarray, keys: int | list[int]) -> np.ndarray:
+    """``mask`` with ``keys`` set True; first a copy grown (at least doubled, new entries False)
+    when a key is past its end."""
+    top = keys if isinstance(keys, int) else max(keys)
+    if top >= mask.size:
+        mask = np.concatenate([mask, np.zeros(max(top + 1, 2 * mask.size), dtype=bool)])
+    mask[keys] = True
+    return mask
 
 
 class KeyState:
@@ -65,15 +68,13 @@ class KeyState:
         return keys
 
     def _mark_done(self, key: int) -> None:
-        self._done = holding(self._done, key)
-        self._done[key] = True
+        self._done = marked(self._done, key)
         self._fresh_done.add(key)
 
     def _finish_unparsed(self, cols: PacketColumns, pf: PacketFlows) -> None:
         """Mark done, without Python per row, the new directions whose first segment ends their parsing."""
         if self._entered:
-            self._known = holding(self._known, max(self._entered))
-            self._known[self._entered] = True
+            self._known = marked(self._known, self._entered)
             self._entered = []
         if self.limit < HEAD:
             return
@@ -82,10 +83,8 @@ class KeyState:
         found = unparsed_keys(cols, keys, ok & ~is_done(self._done, keys), self.dns_ports)
         fresh = found[~is_done(self._known, found)].tolist()  # not built, no SYN kept
         if fresh:
-            self._done = holding(self._done, max(fresh))
-            self._done[fresh] = True
-            self._gone = holding(self._gone, max(fresh))
-            self._gone[fresh] = True
+            self._done = marked(self._done, fresh)
+            self._gone = marked(self._gone, fresh)
             self._skipped(fresh)
 
     def _skipped(self, keys: list[int]) -> None:
@@ -104,7 +103,7 @@ class KeyState:
             return np.arange(rows.size)
         fids = pf.flow_id[rows]
         at = np.flatnonzero(early)
-        keys = fids[at].astype(np.int64) * 2 + pf.from_a[rows[at]].astype(np.int64)
+        keys = direction_keys(fids[at], pf.from_a[rows[at]])
         dirs, syn, base = self._dirs, self._syn, self._base
         held = self._maybe_held(unique_first(keys)[0])  # only these can be in ``_dirs`` or ``_syn``
         built = [k for k in held.tolist() if (k >> 1, bool(k & 1)) in dirs]

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..decode.interface import PacketColumns, addr_to_str
 from ..flows.interface import PacketFlows
-from .keyed import leading
+from .keyed import direction_keys, leading
 from .streams import Meta
 
 
@@ -124,7 +124,7 @@ Head = tuple[int, int, str, str]  # (sport, dport, src, dst)
 def first_heads(cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> dict[int, Head]:
     """Row -> (sport, dport, src, dst) for the first row of each direction in ``rows``: what a new
     direction's ``Meta`` needs, read in bulk (one address text per distinct address)."""
-    keys = pf.flow_id[rows].astype(np.int64) * 2 + pf.from_a[rows].astype(np.int64)
+    keys = direction_keys(pf.flow_id[rows], pf.from_a[rows])
     first = rows[np.unique(keys, return_index=True)[1]]
     src = addresses(cols.src_hi[first], cols.src_lo[first])
     dst = addresses(cols.dst_hi[first], cols.dst_lo[first])
