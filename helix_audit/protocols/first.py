@@ -140,17 +140,12 @@ def _quick_head(d: Direction, payload: bytes, frame: int) -> tuple[Observation, 
             return (obs, "detect", pos, True) if pos == n else None
         if status == 101:
             return obs, "done", pos, False
-        body = _body_length(te, cl, None)
+        body = http.body_length(te, cl, None)
     else:
         method = payload[: s[2]].decode("latin-1")
         target = payload[s[3] : s[4]].decode("latin-1")
         version = "HTTP/0.9" if s[5] < 0 else payload[s[5] : s[5] + 8].decode("latin-1")
-        if s[6] >= 0:
-            host: str | None = payload[s[6] : s[7]].decode("latin-1")
-        elif "://" in target and not target.startswith("/"):  # ``http.host_of``: an absolute-form target
-            host = target.split("://", 1)[1].split("/", 1)[0]
-        else:
-            host = None
+        host = payload[s[6] : s[7]].decode("latin-1") if s[6] >= 0 else http.authority_of(target)
         agent = None if s[8] < 0 else payload[s[8] : s[9]].decode("latin-1")
         fields = (method, host, target, version, agent)
         if method == "CONNECT":
@@ -160,23 +155,13 @@ def _quick_head(d: Direction, payload: bytes, frame: int) -> tuple[Observation, 
         if s[10] >= 0 and "websocket" in payload[s[10] : s[11]].decode("latin-1").lower():
             return _WEBSOCKET(meta, frames, "websocket_upgrade", *fields), "done", pos, False
         obs = _HTTP_REQUEST(meta, frames, "http_request", *fields)
-        body = _body_length(te, cl, 0)
+        body = http.body_length(te, cl, 0)
     if body is None:
         return obs, "resync", pos, False
     pos += body
     if pos < n:
         return None  # another head follows in this segment (pipelining)
     return obs, "detect", pos, False
-
-
-def _body_length(te: str, cl: str | None, absent: int | None) -> int | None:
-    """``http._content_length`` from the first Transfer-Encoding and Content-Length values."""
-    if "chunked" in te.lower():
-        return None
-    if cl is None:
-        return absent
-    cl = cl.strip()
-    return int(cl) if cl.isascii() and cl.isdigit() and len(cl) <= 18 else None
 
 
 def _read_head(d: Direction, payload: bytes, frame: int) -> tuple[Observation, str, int, bool] | None:

@@ -56,7 +56,7 @@ class RequestHead:
     @property
     def is_absolute(self) -> bool:
         """Absolute-form target (a proxy request: ``GET http://host/path``)."""
-        return "://" in self.target and not self.target.startswith("/")
+        return is_absolute(self.target)
 
     @property
     def body_length(self) -> int | None:
@@ -89,13 +89,19 @@ def _first(headers: tuple[tuple[str, str], ...], key: str) -> str | None:
 
 
 def _content_length(head: RequestHead | ResponseHead) -> int | None:
-    if "chunked" in (_first(head.headers, "transfer-encoding") or "").lower():
+    te, cl = _first(head.headers, "transfer-encoding") or "", _first(head.headers, "content-length")
+    return body_length(te, cl, 0 if isinstance(head, RequestHead) else None)
+
+
+def body_length(te: str, cl: str | None, absent: int | None) -> int | None:
+    """A body's length from the first Transfer-Encoding and Content-Length values: None when chunked
+    or not a plain number, ``absent`` without a Content-Length."""
+    if "chunked" in te.lower():
         return None
-    value = _first(head.headers, "content-length")
-    if value is None:
-        return 0 if isinstance(head, RequestHead) else None
-    value = value.strip()
-    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None  # [0-9]{1,18}
+    if cl is None:
+        return absent
+    cl = cl.strip()
+    return int(cl) if cl.isascii() and cl.isdigit() and len(cl) <= 18 else None  # [0-9]{1,18}
 
 
 def starts_like_http(data: bytes) -> bool:
@@ -205,9 +211,17 @@ def connect_target(head: RequestHead) -> str:
 def host_of(head: RequestHead) -> str | None:
     """Host header, else the authority of an absolute-form target."""
     host = _first(head.headers, "host")
-    if host is None and head.is_absolute:
-        host = head.target.split("://", 1)[1].split("/", 1)[0]
-    return host
+    return host if host is not None else authority_of(head.target)
+
+
+def is_absolute(target: str) -> bool:
+    """Absolute-form target (a proxy request: ``GET http://host/path``)."""
+    return "://" in target and not target.startswith("/")
+
+
+def authority_of(target: str) -> str | None:
+    """The authority of an absolute-form target (None for any other form)."""
+    return target.split("://", 1)[1].split("/", 1)[0] if is_absolute(target) else None
 
 
 def request_fields(head: RequestHead) -> tuple[str, str | None, str, str, str | None]:
