@@ -29,6 +29,7 @@ from helix_audit.report.rowtext import (
     identities,
     int_cells,
     read_cells,
+    stored_objects,
 )
 from helix_audit.report.tabular import (
     bool_cells,
@@ -141,12 +142,8 @@ def _object_cells(values: np.ndarray, ids: np.ndarray | None) -> Cells | None:
 def _string_view(column: pd.Series) -> np.ndarray | None:
     """The objects an object or python-string column stores (the same objects, for identity codes:
     a contiguous copy of the pointers if strided), else None (other arrays make new objects)."""
-    array = column.array
-    stored = isinstance(array, pd.arrays.StringArray) or (
-        isinstance(array, pd.arrays.NumpyExtensionArray) and array.dtype.numpy_dtype == np.dtype(object)
-    )
-    values = array.to_numpy(dtype=object) if stored else None
-    return np.ascontiguousarray(values) if values is not None and values.ndim == 1 else None
+    values = stored_objects(column.array)
+    return np.ascontiguousarray(values) if values is not None else None
 
 
 def _csv_reader(flows: pd.DataFrame, name: str) -> Reader:

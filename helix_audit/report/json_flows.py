@@ -29,6 +29,7 @@ from helix_audit.report.rowtext import (
     number_cells,
     quoted_cells,
     read_cells,
+    stored_objects,
     text_cells,
 )
 
@@ -118,11 +119,8 @@ def _reader(flows: pd.DataFrame, name: str) -> Reader:
 def _object_view(array: Any) -> np.ndarray | None:
     """An object or python-string column's values as the object array it stores (no copy), else
     None (other arrays make objects when asked: they are converted a chunk at a time)."""
-    stored = isinstance(array, pd.arrays.StringArray) or (
-        isinstance(array, pd.arrays.NumpyExtensionArray) and array.dtype.numpy_dtype == np.dtype(object)
-    )
-    values = array.to_numpy(dtype=object) if stored else None
-    return values if values is not None and values.ndim == 1 and values.flags.c_contiguous else None
+    values = stored_objects(array)
+    return values if values is not None and values.flags.c_contiguous else None
 
 
 def _joined(readers: Sequence[Reader], keys: Sequence[str], start: int, stop: int) -> np.ndarray | None:

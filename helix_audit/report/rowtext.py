@@ -20,9 +20,10 @@ them): every buffer the kernel reads carries ``PAD`` bytes of slack, and so does
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from .rowkernel import INT, NULLABLE, PAD, TEXT, assemble, identity_codes, splice_kernel
 
@@ -176,6 +177,16 @@ def _constant(c: Cells) -> bytes | None:
     if c.b is not None and c.b.any():
         return b"null" if c.b.all() else None
     return None if (c.a != c.a[0]).any() else str(int(c.a[0])).encode("ascii")
+
+
+def stored_objects(array: Any) -> np.ndarray | None:  # noqa: ANN401
+    """The objects an object or python-string column stores, as a 1-d object array of those same
+    objects (for identity codes), else None (other arrays make new objects when asked)."""
+    stored = isinstance(array, pd.arrays.StringArray) or (
+        isinstance(array, pd.arrays.NumpyExtensionArray) and array.dtype.numpy_dtype == np.dtype(object)
+    )
+    values = array.to_numpy(dtype=object) if stored else None
+    return values if values is not None and values.ndim == 1 else None
 
 
 #: A column's cells for rows ``[start, stop)``, or None when the kernel cannot write them.
