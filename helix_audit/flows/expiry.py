@@ -7,7 +7,7 @@ or that is no longer its tuple's current segment (a pure SYN opened a newer one)
 itself stays in the hash with its current segment id, so a later packet of the 5-tuple revives the
 segment under the same id (``add_rows``): provisional flow ids, joins and aggregates are exactly
 those of a table that never expires (aggregates are mergeable: the stored row and the revived one
-fold together). What is bounded is the per-segment state (~330 B a segment); a tuple costs ~100 B.
+fold together). What is bounded is the per-segment state (~300 B a segment); a tuple costs ~90 B.
 
 Timeouts (capture time; they trade memory for revivals, never results), after Zeek's defaults:
 TCP 5 min idle (``tcp_inactivity_timeout``), 5 s once closed (FIN both ways or a RST:
@@ -34,15 +34,17 @@ from numba import njit
 
 from .join import events_into, last_into, sum_into
 from .state import (
-    A_ICMP,
-    AUX_OF,
-    NAUX,
+    A_FIRST,
     NEV,
     NONE,
     NSUM,
+    NTS,
+    NVAL,
     S_FIN,
     S_PKTS,
     S_RST,
+    TS_ICMP,
+    VAL_OF,
     SegmentArrays,
     fold_events,
 )
@@ -58,8 +60,8 @@ MIN_SHARE = 0.25  # an expiry pass moves segments out only when at least this sh
 C_GID, C_TUP, C_SUMS = 0, 1, 2
 C_EV = C_SUMS + NSUM
 C_TS = C_EV + NEV
-C_VAL = C_TS + NAUX
-C_LAST = C_VAL + NAUX
+C_VAL = C_TS + NTS
+C_LAST = C_VAL + NVAL
 WIDTH = C_LAST + 2
 
 
@@ -72,7 +74,7 @@ def _idle(tk_i64, tup_live, seg_tup, sums, ev_ts, last, nlive, now, limits, out)
         if tup_live[t] != ls:
             gone = True
         else:
-            seen = last[ls, 1] if last[ls, 0] >= 0 else ev_ts[ls, A_ICMP]
+            seen = last[ls, 1] if last[ls, 0] >= 0 else ev_ts[ls, TS_ICMP]
             if tk_i64[t, 0] == 6:
                 closed = sums[ls, S_FIN] > 0 and sums[ls, S_FIN + 1] > 0
                 done = closed or sums[ls, S_RST] + sums[ls, S_RST + 1] > 0
@@ -105,8 +107,8 @@ def _move_out(
             rows[k, C_TUP] = t
             rows[k, C_SUMS : C_SUMS + NSUM] = sums[ls]
             rows[k, C_EV : C_EV + NEV] = ev[ls]
-            rows[k, C_TS : C_TS + NAUX] = ev_ts[ls]
-            rows[k, C_VAL : C_VAL + NAUX] = ev_val[ls]
+            rows[k, C_TS : C_TS + NTS] = ev_ts[ls]
+            rows[k, C_VAL : C_VAL + NVAL] = ev_val[ls]
             rows[k, C_LAST : C_LAST + 2] = last[ls]
             k += 1
             if current:
@@ -208,6 +210,15 @@ class SegmentStore:
 
 
 @njit(cache=True)
+def _is_range(a: np.ndarray) -> bool:  # pragma: no cover - compiled
+    """``a`` is 0, 1, 2 ... len(a) - 1."""
+    for i in range(a.shape[0]):  # noqa: SIM110 - a compiled loop, no generator
+        if a[i] != i:
+            return False
+    return True
+
+
+@njit(cache=True)
 def _events_into(dest, n, ev, ev_ts, ev_val, out_ev, out_ts, out_val):  # pragma: no cover - compiled
     """Events of rows ``0..n`` merged by min order into rows ``dest`` of ``out_*``, as ``fold`` does."""
     for s in range(n):
@@ -224,7 +235,7 @@ def materialize(st: SegmentArrays, store: SegmentStore) -> SegmentArrays:
     out.tup_live[:] = out.tup_cur  # every current segment lives in the row of its id
     out.ntup, out.nseg, out.nlive = st.ntup, n, n
     out.seg_gid = np.arange(n, dtype=np.int64)
-    out.seg_file = np.full(n, -1, dtype=np.int64)
+    out.seg_file = np.full(n, -1, dtype=np.int32)
     out.seg_tup = np.zeros(n, dtype=np.int64)
     for rows in store.blocks():
         out.seg_tup[rows[:, C_GID]] = rows[:, C_TUP]
@@ -241,10 +252,10 @@ def materialize(st: SegmentArrays, store: SegmentStore) -> SegmentArrays:
     last_into(live, nl, st.last, out.last)
     st.drop("last")
     out.ev = np.full((n, NEV), NONE, dtype=np.int64)
-    out.ev_ts, out.ev_val = np.zeros((n, NAUX), dtype=np.int64), np.zeros((n, NAUX), dtype=np.int64)
+    out.ev_ts, out.ev_val = np.zeros((n, NTS), dtype=np.int64), np.zeros((n, NVAL), dtype=np.int64)
     targets = (out.ev, out.ev_ts, out.ev_val)
     for rows in store.blocks():
-        ev, ts, val = rows[:, C_EV : C_EV + NEV], rows[:, C_TS : C_TS + NAUX], rows[:, C_VAL : C_VAL + NAUX]
+        ev, ts, val = rows[:, C_EV : C_EV + NEV], rows[:, C_TS : C_TS + NTS], rows[:, C_VAL : C_VAL + NVAL]
         _events_into(rows[:, C_GID], len(rows), ev, ts, val, *targets)
     _events_into(live, nl, st.ev, st.ev_ts, st.ev_val, *targets)
     st.drop("ev", "ev_ts", "ev_val", "seg_gid")
@@ -261,7 +272,7 @@ def _view_into(gid, n, tup, ev, ev_val, out_tup, out_ev, out_val):  # pragma: no
         for k in range(ev.shape[1]):
             if ev[s, k] < out_ev[d, k]:
                 out_ev[d, k] = ev[s, k]
-                a = AUX_OF[k]
+                a = VAL_OF[k]
                 if a >= 0:
                     out_val[d, a] = ev_val[s, a]
 
@@ -269,16 +280,16 @@ def _view_into(gid, n, tup, ev, ev_val, out_tup, out_ev, out_val):  # pragma: no
 def join_view(st: SegmentArrays, store: SegmentStore) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What ``finish`` groups segments into flows by, indexed by segment id: (tuple, events, event
     values). Views of the live arrays when every segment is live in the row of its id (nothing ever
-    expired); else made from the live rows and one read of the store, ~150 B a segment where
-    :func:`materialize` makes every aggregate (~330 B)."""
+    expired); else made from the live rows and one read of the store, ~140 B a segment where
+    :func:`materialize` makes every aggregate (~300 B)."""
     n, nl = st.nseg, st.nlive
     if not store.rows and nl == n:  # no row ever moved out: row = id
         return st.seg_tup[:n], st.ev[:n], st.ev_val[:n]
     tup = np.zeros(n, dtype=np.int64)
     ev = np.full((n, NEV), NONE, dtype=np.int64)
-    val = np.zeros((n, NAUX), dtype=np.int64)
+    val = np.zeros((n, NVAL), dtype=np.int64)
     for rows in store.blocks():
-        r_ev, r_val = rows[:, C_EV : C_EV + NEV], rows[:, C_VAL : C_VAL + NAUX]
+        r_ev, r_val = rows[:, C_EV : C_EV + NEV], rows[:, C_VAL : C_VAL + NVAL]
         _view_into(rows[:, C_GID], len(rows), rows[:, C_TUP], r_ev, r_val, tup, ev, val)
     _view_into(st.seg_gid[:nl], nl, st.seg_tup[:nl], st.ev[:nl], st.ev_val[:nl], tup, ev, val)
     return tup, ev, val
@@ -289,10 +300,20 @@ def fold_flows(st: SegmentArrays, store: SegmentStore, dest: np.ndarray, ng: int
     -> flow row): the flows' sums, last, ev, ts and val (see ``join.events_into``), column-major
     (``build_frame`` reads them a column at a time). Live rows first, each of ``st``'s arrays dropped
     once folded, then one read of the store, which is closed. Folding is by sum and by min and max
-    order, so rows fold in any order to the aggregates of the segments they make."""
+    order, so rows fold in any order to the aggregates of the segments they make.
+
+    When every segment is live and is its own flow in the row of that flow (a scan's one-packet
+    flows), the live arrays are the aggregates already: they are handed over as they are (row-major
+    views, not ~260 B a flow of copies made next to them)."""
     nl = st.nlive
     to = dest[st.seg_gid[:nl]]
     st.drop("seg_gid", "seg_tup", "seg_file")
+    if not store.rows and nl == ng and _is_range(to):
+        agg = {"sums": st.sums[:nl], "last": st.last[:nl], "ev": st.ev[:nl], "ts": st.ev_ts[:nl]}
+        agg["val"] = st.ev_val[:nl, A_FIRST].copy()  # and ev_val's 24 B a flow go
+        st.drop("sums", "last", "ev", "ev_ts", "ev_val")
+        store.close()
+        return agg
     sums = np.zeros((ng, NSUM), dtype=np.int64, order="F")
     sum_into(to, nl, st.sums, sums)
     st.drop("sums")
@@ -309,7 +330,7 @@ def fold_flows(st: SegmentArrays, store: SegmentStore, dest: np.ndarray, ng: int
         k = len(rows)
         sum_into(to, k, rows[:, C_SUMS : C_SUMS + NSUM], sums)
         last_into(to, k, rows[:, C_LAST : C_LAST + 2], last)
-        r_ev, r_ts = rows[:, C_EV : C_EV + NEV], rows[:, C_TS : C_TS + NAUX]
-        events_into(to, k, r_ev, r_ts, rows[:, C_VAL : C_VAL + NAUX], ev, ts, val)
+        r_ev, r_ts = rows[:, C_EV : C_EV + NEV], rows[:, C_TS : C_TS + NTS]
+        events_into(to, k, r_ev, r_ts, rows[:, C_VAL : C_VAL + NVAL], ev, ts, val)
     store.close()
     return {"sums": sums, "last": last, "ev": ev, "ts": ts, "val": val}

@@ -13,7 +13,6 @@ from numba import njit
 
 from .state import (
     A_FIRST,
-    A_ICMP,
     A_SYN,
     EV_FIRST,
     EV_ICMP,
@@ -21,6 +20,8 @@ from .state import (
     K_RST,
     K_SYN,
     NONE,
+    TS_FIRST,
+    TS_ICMP,
     fold,
     lookup_insert,
     starts_with_syn,
@@ -157,10 +158,10 @@ def events_into(dest, nseg, ev, ev_ts, ev_val, out_ev, out_ts, out_val):
             if ev[s, k] < out_ev[d, k]:
                 out_ev[d, k] = ev[s, k]
                 if k == EV_FIRST:
-                    out_ts[d, 0] = ev_ts[s, A_FIRST]
+                    out_ts[d, 0] = ev_ts[s, TS_FIRST]
                     out_val[d] = ev_val[s, A_FIRST]
                 elif k == EV_ICMP:
-                    out_ts[d, 1] = ev_ts[s, A_ICMP]
+                    out_ts[d, 1] = ev_ts[s, TS_ICMP]
 
 
 @njit(cache=True)

@@ -8,7 +8,8 @@ a later partition's segments fold into the earlier table without needing its pac
 
 Every aggregate is mergeable: ``sums`` add; ``ev`` holds the *order* (file index << 40 | frame) of the
 first occurrence of each event per direction, merged by min order; for the few events whose timestamp or
-value is used (first packet, first ICMP error, SYN ISNs) ``ev_ts``/``ev_val`` hold them (``AUX_OF``);
+value is used (first packet, first ICMP error, SYN ISNs) ``ev_ts``/``ev_val`` hold them (``TS_OF``,
+``VAL_OF``: only the columns finish reads; ~300 B a segment in all);
 ``last`` holds the last packet's order and timestamp, merged by max.
 No Python object per flow: a million one-packet flows are a few arrays of a million rows.
 
@@ -32,12 +33,16 @@ NSUM = 14
 K_SYN, K_SYNACK, K_ACK, K_DATA, K_FIN, K_RST = 0, 1, 2, 3, 4, 5
 NKIND = 6
 EV_FIRST = 12  # first packet; ev_val = vlan | encap << 16 | direction << 24
-EV_ICMP = 13  # first ICMP error quoting the segment; ev_val = index in the ICMP error table
+EV_ICMP = 13  # first ICMP error quoting the segment (its timestamp only)
 NEV = 14
-# ev_ts / ev_val keep the timestamp and value of only the events that need them ("aux" columns)
-A_SYN, A_FIRST, A_ICMP = 0, 2, 3  # A_SYN + direction: the SYN's sequence number (ISN)
-NAUX = 4
-AUX_OF = np.array([0, 1] + [-1] * 10 + [A_FIRST, A_ICMP], dtype=np.int64)  # ev column -> aux column
+# ev_ts keeps the timestamp of the first packet and of the first ICMP error, ev_val the value of the
+# first packet and of each direction's first SYN (its ISN): what finish reads, nothing more
+TS_FIRST, TS_ICMP = 0, 1
+NTS = 2
+TS_OF = np.array([-1] * 12 + [TS_FIRST, TS_ICMP], dtype=np.int64)  # ev column -> ev_ts column
+A_SYN, A_FIRST = 0, 2  # ev_val columns; A_SYN + direction: the SYN's sequence number (ISN)
+NVAL = 3
+VAL_OF = np.array([0, 1] + [-1] * 10 + [A_FIRST, -1], dtype=np.int64)  # ev column -> ev_val column
 NONE = np.iinfo(np.int64).max
 LADDER_FROM = 1 << 18  # rows (~0.1 GB of segments) past which arrays grow by a half or a third
 T_CUR, T_LIVE = 3, 4  # tk_i64 columns after the key's (proto, a_port, b_port)
@@ -58,16 +63,16 @@ class SegmentArrays:
         self.tk_u64 = np.zeros((cap, 4), dtype=np.uint64)  # a_hi, a_lo, b_hi, b_lo
         # proto, a_port, b_port, current segment's id, its row (-1: expired): the two a packet reads
         # after its key's comparison share the key's cache line
-        self.tk_i64 = _tuple_ints(np.zeros((cap, 5), dtype=np.int64), 0)
-        self.slots = np.full(4 * cap, -1, dtype=np.int64)
+        self.tk_i64 = np.zeros((cap, 5), dtype=np.int64)  # a row's ints are set when it is taken
+        self.slots = _slots(4 * cap, cap)
         self.seg_gid = np.full(cap, -1, dtype=np.int64)
         self.seg_tup = np.zeros(cap, dtype=np.int64)
         self.sums = np.zeros((cap, NSUM), dtype=np.int64)
         self.ev = np.full((cap, NEV), NONE, dtype=np.int64)
-        self.ev_ts = np.zeros((cap, NAUX), dtype=np.int64)
-        self.ev_val = np.zeros((cap, NAUX), dtype=np.int64)
+        self.ev_ts = np.zeros((cap, NTS), dtype=np.int64)
+        self.ev_val = np.zeros((cap, NVAL), dtype=np.int64)
         self.last = np.full((cap, 2), -1, dtype=np.int64)  # order, ts_ns
-        self.seg_file = np.full(cap, -1, dtype=np.int64)  # last file index the segment was noted in
+        self.seg_file = np.full(cap, -1, dtype=np.int32)  # last file index the segment was noted in
 
     def kernel_args(self) -> tuple:
         """The state as ``add_rows`` takes it."""
@@ -109,16 +114,17 @@ class SegmentArrays:
 
         Large arrays grow along 2^k, 1.5 * 2^k (by a half or a third, not double, see ``_ladder``): a
         table overshoots what it holds by half at most, and one array's old and new copies are alive
-        at a time only. The
-        segment arrays' new rows are left unwritten (no memory is touched until a row is used):
-        ``add_rows`` clears a row when it takes it; ``clean`` clears them all now (``merge_rows``)."""
+        at a time only. New rows are left unwritten or zero pages (no memory is touched until a row
+        is used): ``add_rows`` sets a tuple's row and clears a segment's when it takes them; ``clean``
+        clears the segment rows now (``merge_rows``)."""
         need_t, need_s = self.ntup + more, self.nlive + (more if more_live is None else more_live)
         if need_t > self.tk_u64.shape[0]:
             cap = _ladder(max(need_t, self.tk_u64.shape[0] + 1))
             self.tk_u64 = _grow(self.tk_u64, cap, 0)
-            self.tk_i64 = _tuple_ints(_grow(self.tk_i64, cap, 0), self.tk_i64.shape[0])
+            self.tk_i64 = _grow(self.tk_i64, cap, 0)
         if 4 * self.tk_u64.shape[0] > self.slots.shape[0]:  # the hash at most a quarter full
-            self.slots = rehash(self.tk_u64, self.tk_i64, self.ntup, _pow2(4 * self.tk_u64.shape[0]))
+            cap = self.tk_u64.shape[0]
+            self.slots = rehash(self.tk_u64, self.tk_i64, self.ntup, _slots(_pow2(4 * cap), cap))
         if need_s > self.seg_tup.shape[0]:
             cap = _ladder(max(need_s, self.seg_tup.shape[0] + 1))
             for name in ("seg_gid", "seg_tup", "sums", "ev", "ev_ts", "ev_val", "last", "seg_file"):
@@ -129,9 +135,10 @@ class SegmentArrays:
             self.sums[n:], self.ev[n:], self.ev_ts[n:], self.ev_val[n:], self.last[n:] = 0, NONE, 0, 0, -1
 
 
-def _tuple_ints(arr: np.ndarray, start: int) -> np.ndarray:
-    arr[start:, T_CUR:] = -1
-    return arr
+def _slots(n: int, tuples: int) -> np.ndarray:
+    """An empty hash of ``n`` slots for up to ``tuples`` tuple ids: int32 (16 B a tuple at a quarter
+    full, where int64 took 32) unless ids could pass 2^31."""
+    return np.full(n, -1, dtype=np.int32 if tuples < 2**31 else np.int64)
 
 
 def _ladder(n: int) -> int:
@@ -181,9 +188,9 @@ def _hash(u: np.ndarray, i: np.ndarray) -> np.uint64:
 
 
 @njit(cache=True)
-def rehash(tk_u64: np.ndarray, tk_i64: np.ndarray, ntup: int, cap: int) -> np.ndarray:
-    slots = np.full(cap, -1, dtype=np.int64)
-    mask = np.uint64(cap - 1)
+def rehash(tk_u64: np.ndarray, tk_i64: np.ndarray, ntup: int, slots: np.ndarray) -> np.ndarray:
+    """The first ``ntup`` tuples into ``slots`` (empty: -1); returns it."""
+    mask = np.uint64(slots.shape[0] - 1)
     for t in range(ntup):
         s = _hash(tk_u64[t], tk_i64[t]) & mask
         while slots[s] >= 0:
@@ -227,13 +234,15 @@ def lookup_insert(slots, tk_u64, tk_i64, ntup, u, i):  # noqa: ANN001, ANN201
 @njit(cache=True, inline="always")
 def fold_events(ev, ev_ts, ev_val, d, s_ev, s_ev_ts, s_ev_val, s):  # noqa: ANN001, ANN201
     """Events of source row ``s`` into row ``d`` by min order, with the timestamp and value of the
-    events that keep them (``AUX_OF``)."""
+    events that keep them (``TS_OF``, ``VAL_OF``)."""
     for k in range(ev.shape[1]):
         if s_ev[s, k] < ev[d, k]:
             ev[d, k] = s_ev[s, k]
-            a = AUX_OF[k]
+            a = TS_OF[k]
             if a >= 0:
                 ev_ts[d, a] = s_ev_ts[s, a]
+            a = VAL_OF[k]
+            if a >= 0:
                 ev_val[d, a] = s_ev_val[s, a]
 
 
@@ -252,9 +261,11 @@ def fold(sums, ev, ev_ts, ev_val, last, d, s_sums, s_ev, s_ev_ts, s_ev_val, s_la
 def _event(ev, ev_ts, ev_val, sid, k, order, ts, val):
     if order < ev[sid, k]:
         ev[sid, k] = order
-        a = AUX_OF[k]
+        a = TS_OF[k]
         if a >= 0:
             ev_ts[sid, a] = ts
+        a = VAL_OF[k]
+        if a >= 0:
             ev_val[sid, a] = val
 
 

@@ -48,6 +48,7 @@ from .state import (
 
 STATUS_NAMES = {0: "ok", 1: "not_ip", 2: "truncated", 3: "malformed", 4: "unknown_link", 5: "fragment"}
 ICMP_UNQUOTED = "icmp_error_unquoted"
+NO_FILE, MANY = -1, -2  # FlowTable._sole: no batch yet; batches from several files (or merged)
 
 
 class FlowTable:
@@ -71,6 +72,9 @@ class FlowTable:
         self._st = SegmentArrays()
         self._pool = ArrayPool()
         self._file_pairs: list[np.ndarray] = []  # sid << 20 | file index, one per (segment, file)
+        # index of the one file every batch so far came from, whose pairs are left implicit (every
+        # segment id is in it: 8 B a segment saved); NO_FILE before the first batch; MANY once spelled
+        self._sole = NO_FILE
         self._icmp: list[IcmpErrors] = []
         self._non_flow: Counter[tuple[int, str]] = Counter()
         self._finished = False
@@ -101,6 +105,8 @@ class FlowTable:
         ov_i64 = np.stack([kind, *quotes.int_columns()], 1)
         ov_u64 = np.stack(quotes.addr_columns(), 1)
         self._count_non_flow(cols, int(err.shape[0] - quotes.ok.sum()))
+        if self._sole != fidx:
+            self._sole = fidx if self._sole == NO_FILE else self._spell_out_files()
         sid, from_a = self._pool.empty(n, np.int64, "sid"), self._pool.empty(n, np.bool_, "from_a")
         noted = self._pool.empty(n, np.int64, "noted")
         st, row = self._st, 0
@@ -112,7 +118,7 @@ class FlowTable:
                 *(cols.frame, cols.vlan, cols.encap, icmp.COUNTERPART_V4, icmp.COUNTERPART_V6),
                 *(err, ov_u64, ov_i64, fidx, sid, from_a, noted, row),
             )
-            if m:
+            if m and self._sole == MANY:
                 self._file_pairs.append((noted[:m] << 20) | fidx)
             if row >= n:
                 break
@@ -151,6 +157,13 @@ class FlowTable:
         if unquoted:
             self._non_flow[(0, ICMP_UNQUOTED)] += unquoted
 
+    def _spell_out_files(self) -> int:
+        """List the (segment, file) pairs left implicit while every batch came from one file; MANY."""
+        if self._sole >= 0 and self._st.nseg:
+            self._file_pairs.insert(0, (np.arange(self._st.nseg, dtype=np.int64) << 20) | self._sole)
+        self._sole = MANY
+        return MANY
+
     def _note_files(self, sids: np.ndarray, fidx: int) -> None:
         out = np.empty(len(sids), dtype=np.int64)
         m = mark_files(sids, self._st.seg_file, fidx, out)
@@ -182,6 +195,8 @@ class FlowTable:
         """Fold a later partition's table in; returns other's provisional ids -> this table's ids."""
         if self._finished or other._finished:
             raise RuntimeError("FlowTable.merge: a table already finished")
+        self._spell_out_files()
+        other._spell_out_files()
         self._materialize()
         other._materialize()
         self._expired |= other._expired
