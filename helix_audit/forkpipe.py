@@ -1,14 +1,18 @@
 """A forked process's outcome through a pipe: its value, or its exception raised in the parent.
 
 ``--jobs`` workers (``localjobs``) and the bundle's evidence process (``report.bundle``) both run a
-function in a forked child and hand back what it returned or raised, the same way."""
+function in a forked child (``fork_child``), hand back what it returned or raised the same way,
+and are reaped the same way (``reap``)."""
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing as mp
 import pickle
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from .gcpause import paused_gc
@@ -44,3 +48,33 @@ def receive(conn: Connection, who: str) -> Any:  # noqa: ANN401
     if kind == "err":
         raise value
     return value
+
+
+@dataclass
+class Child:
+    """A forked process and this process's (reading) end of its pipe."""
+
+    proc: BaseProcess
+    conn: Connection
+
+
+def fork_child(target: Callable[..., None], *args: Any) -> Child:  # noqa: ANN401
+    """``target(*args, conn)`` in a forked process (it sees this process's memory as it is: nothing
+    is pickled on the way in); ``conn`` is the pipe's writing end, closed here once it is forked."""
+    ctx = mp.get_context("fork")
+    mine, theirs = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=target, args=(*args, theirs), daemon=True)
+    proc.start()
+    theirs.close()
+    return Child(proc, mine)
+
+
+def reap(child: Child, patience: float | None = None) -> None:
+    """Close the pipe and wait for the child to end: ``patience`` seconds at most (None: as long as
+    it takes), then it is killed."""
+    child.conn.close()
+    proc = child.proc
+    proc.join(timeout=0 if proc.exitcode is not None else patience)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()

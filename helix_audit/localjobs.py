@@ -6,8 +6,9 @@ offsets (re-synchronised onto record headers, ``_resync``) and nothing is walked
 
 - the parent reads the first partition itself, from the file's start: its frame numbers are the
   serial ones, and its state *is* the serial running state (``Merged.adopt``: nothing to ship or
-  merge). It stops at the first serial batch boundary at or after the first record whose header
-  starts at or after the next cut (``Part.until``);
+  merge; it is parsed by the plain ``Extractor``, see ``parallel.running_state``). It stops at the
+  first serial batch boundary at or after the first record whose header starts at or after the
+  next cut (``Part.until``);
 - worker ``k`` (a forked process) counts the records before its cut itself (a header walk from the
   file's start, ~0.2 s per GB, on its own core), so it knows the absolute frame number there and
   starts at the same batch boundary; it ends like the parent, at its own next cut;
@@ -38,9 +39,10 @@ from .capture import open_capture
 from .capture.partition import _resync
 from .capture.pcap import GLOBAL_HDR_LEN
 from .digest import file_sha256
-from .forkpipe import outcome, receive, send
+from .forkpipe import Child, fork_child, outcome, reap, receive, send
 from .gcpause import paused_gc
-from .parallel import Merged, Part, PartResult, _align, _Meter, drain_progress, landings, run_part
+from .parallel import Merged, PartResult, _Meter, drain_progress, lean, run_part
+from .partitions import Part, _align, landings
 
 #: Share of the file's bytes the parent reads when ``jobs`` is 2 (more jobs: each worker's part
 #: keeps its size against the parent's).
@@ -103,7 +105,7 @@ def run_counted(part: Part, batch_size: int, report: Callable[[int, int], None] 
 # ------------------------------------------------------------------------------------------ processes
 
 
-def _child(part: Part, batch_size: int, conn: Connection, queue: Any, hash_after: bool) -> None:  # noqa: ANN401
+def _child(part: Part, batch_size: int, queue: Any, hash_after: bool, conn: Connection) -> None:  # noqa: ANN401
     """In the forked worker: result (or error) down ``conn``, then the file's digest if asked."""
 
     def report(packets: int, nbytes: int) -> None:
@@ -111,7 +113,7 @@ def _child(part: Part, batch_size: int, conn: Connection, queue: Any, hash_after
             queue.put((packets, nbytes))
 
     with paused_gc():  # as the serial scan: ~10^5 live parser objects, no cycles to find
-        blob, ok = outcome(lambda: run_counted(part, batch_size, report))
+        blob, ok = outcome(lambda: lean(run_counted(part, batch_size, report)))
     hash_after = hash_after and ok
     sender = threading.Thread(target=send, args=(conn, blob))
     sender.start()  # the parent may still be busy with its own partition: hash meanwhile
@@ -133,13 +135,7 @@ def run_local(
     ctx = mp.get_context("fork")
     meter = _Meter(progress)
     queue = ctx.SimpleQueue() if progress is not None else None
-    workers = []
-    for p in parts[1:]:
-        mine, theirs = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(p, batch_size, theirs, queue, p is parts[-1]), daemon=True)
-        proc.start()
-        theirs.close()
-        workers.append((proc, mine))
+    workers = [fork_child(_child, p, batch_size, queue, p is parts[-1]) for p in parts[1:]]
     drain = (
         threading.Thread(target=drain_progress, args=(queue, meter), daemon=True)
         if queue is not None
@@ -150,16 +146,19 @@ def run_local(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     try:
-        first = run_part(parts[0], batch_size, meter.add)
+        first = run_part(parts[0], batch_size, meter.add, running=True)
         t1 = time.perf_counter()
-        merged, hi = Merged.adopt(first), first.hi
+        # the pools go before the worker's state arrives: the parent's peak is the merge
+        merged, hi = Merged.adopt(lean(first)), first.hi
         del first  # its table and extractor are the merged ones; its decoder goes below
-        _drop_pools(merged)  # before the worker's state arrives: the parent's peak is the merge
-        for (_proc, conn), p in zip(workers, parts[1:], strict=True):
+        for child, p in zip(workers, parts[1:], strict=True):
             t2 = time.perf_counter()
-            res: PartResult = receive(conn, f"--jobs worker for bytes from {p.start}")
+            child.conn.poll(None)  # the worker late: this process idles (wall time; ~0 when balanced)
             t3 = time.perf_counter()
-            timings["wait+load"] = timings.get("wait+load", 0.0) + t3 - t2  # worker late + unpickling
+            res: PartResult = receive(child.conn, f"--jobs worker for bytes from {p.start}")
+            t4 = time.perf_counter()
+            timings["wait"] = timings.get("wait", 0.0) + t3 - t2
+            timings["load"] = timings.get("load", 0.0) + t4 - t3  # receiving and unpickling
             timings["worker"] = max(timings.get("worker", 0.0), res.timings["worker"])
             hi = _check(hi, res)
             merged.add(res, batch_size)
@@ -175,14 +174,14 @@ def run_local(
 class Pending:
     """The input's SHA-256, which the last worker computes after sending its partition."""
 
-    def __init__(self, path: str, workers: list, queue: Any, drain: threading.Thread | None) -> None:  # noqa: ANN401
+    def __init__(self, path: str, workers: list[Child], queue: Any, drain: threading.Thread | None) -> None:  # noqa: ANN401
         self.path, self._workers, self._queue, self._drain = path, workers, queue, drain
 
     def digests(self) -> list[str]:
         """The input's digest, [hex]: waits for the worker's (or hashes here if the worker is gone),
         then reaps the workers."""
         try:
-            value = self._workers[-1][1].recv_bytes().decode()
+            value = self._workers[-1].conn.recv_bytes().decode()
         except (EOFError, OSError):
             value = file_sha256(self.path)
         _stop(self._workers, self._queue, self._drain)
@@ -191,15 +190,6 @@ class Pending:
     def abandon(self) -> None:
         """The audit failed after the merge: end the workers now, without waiting for the hash."""
         _stop(self._workers, self._queue, self._drain, patience=0)
-
-
-def _drop_pools(merged: Merged) -> None:
-    """Free the batch-sized arrays pooled by the parent's decoder and flow table (~10 MB; a later
-    batch, e.g. a re-run, allocates anew), as ``FlowTable.finish`` would, before the merge."""
-    for owner in (merged._decoder, merged.table):  # noqa: SLF001
-        pool = getattr(owner, "_pool", None)
-        if pool is not None:
-            pool.clear()
 
 
 def _check(hi: int | None, res: PartResult) -> int | None:
@@ -213,14 +203,10 @@ def _check(hi: int | None, res: PartResult) -> int | None:
     return res.hi
 
 
-def _stop(workers: list, queue: Any, drain: threading.Thread | None, patience: float = 5) -> None:  # noqa: ANN401
+def _stop(workers: list[Child], queue: Any, drain: threading.Thread | None, patience: float = 5) -> None:  # noqa: ANN401
     """Reap the workers: each gets ``patience`` seconds to end by itself, then is killed."""
-    for proc, conn in workers:
-        conn.close()
-        proc.join(timeout=0 if proc.exitcode is not None else patience)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+    for child in workers:
+        reap(child, patience)
     if queue is not None and drain is not None and drain.is_alive():
         queue.put(None)
         drain.join(timeout=5)

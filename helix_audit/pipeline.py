@@ -17,12 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from . import __version__
 from .capture import expand_inputs, open_capture
-from .capture.interface import CaptureInfo
 from .capture.source import DEFAULT_BATCH
 from .decode.core import Decoder
 from .digest import file_sha256
@@ -31,6 +29,7 @@ from .flows.table import FlowTable
 from .gcpause import paused_gc
 from .model import Anomaly, AuditResult, InputInfo, Observation
 from .protocols.extract import Extractor
+from .scanresult import capture_anomalies, input_info, non_flow_counts, remap_flow_ids, with_quality_warnings
 
 if TYPE_CHECKING:  # pragma: no cover
     from .localjobs import Pending
@@ -101,30 +100,6 @@ class _Hasher(threading.Thread):
         self.digest = file_sha256(self.path)
 
 
-def _input_info(info: CaptureInfo, sha256: str) -> InputInfo:
-    def sec(ns: int | None) -> float | None:
-        return None if ns is None else ns / 1e9
-
-    return InputInfo(
-        path=info.path,
-        sha256=sha256,
-        format=info.format,
-        gzip=info.gzip,
-        packets=info.packets,
-        bytes=info.size,
-        first_ts=sec(info.first_ts_ns),
-        last_ts=sec(info.last_ts_ns),
-        link_types=tuple(info.link_types),
-        ts_resolution=info.ts_resolution,
-        snaplen=info.snaplen,
-        warnings=tuple(info.warnings),
-    )
-
-
-def _capture_anomalies(info: CaptureInfo) -> list[Anomaly]:
-    return [Anomaly(name="capture_damaged", file=info.path, detail=w) for w in info.warnings]
-
-
 def scan(
     paths: Iterable[str | Path],
     *,
@@ -190,8 +165,8 @@ def _scan_serial(files: list[Path], batch_size: int, progress: Progress | None) 
             hasher.join()
         digest = hasher.digest if hasher is not None else cap.sha256 or file_sha256(path)
         clock.lap("sha256 wait")
-        inputs.append(_input_info(cap.info, digest))
-        anomalies += _capture_anomalies(cap.info)
+        inputs.append(input_info(cap.info, digest))
+        anomalies += capture_anomalies(cap.info)
         del cap, decoder  # the decoder's pooled batch arrays go before the finish stages
     flows, remap = table.finish()
     clock.lap("flows finish")
@@ -200,48 +175,19 @@ def _scan_serial(files: list[Path], batch_size: int, progress: Progress | None) 
     return Scan(
         inputs=inputs,
         flows=flows,
-        observations=_remap_flow_ids(observations, remap),
+        observations=remap_flow_ids(observations, remap),
         anomalies=anomalies + obs_anomalies,
-        non_flow=_non_flow_counts(table.non_flow_summary()),
+        non_flow=non_flow_counts(table.non_flow_summary()),
         timings=clock.spent,
     )
-
-
-#: Snaplens below this cut most packets' payloads: names in TLS/HTTP may be missing.
-SHORT_SNAPLEN = 1500
-#: Share of two-way-capable TCP flows seen in one direction only that makes a capture one-sided.
-ONE_SIDED_SHARE, ONE_SIDED_MIN = 0.5, 5
-
-
-def with_quality_warnings(result: Scan) -> Scan:
-    """Add capture-quality warnings to each input: a short snaplen, one-sided TCP traffic."""
-    tcp = result.flows[(result.flows["transport"] == "tcp")] if len(result.flows) else result.flows
-    inputs = []
-    for info in result.inputs:
-        extra = []
-        if info.snaplen is not None and 0 < info.snaplen < SHORT_SNAPLEN:
-            extra.append(
-                f"snaplen {info.snaplen}: packets were cut short when captured, so names in TLS and "
-                "HTTP payloads may be missing"
-            )
-        mine = tcp[tcp["file"] == info.path] if len(tcp) else tcp
-        busy = mine[(mine["orig_pkts"] + mine["resp_pkts"]) >= 2] if len(mine) else mine
-        one_way = int(((busy["orig_pkts"] == 0) | (busy["resp_pkts"] == 0)).sum()) if len(busy) else 0
-        if one_way >= ONE_SIDED_MIN and one_way >= ONE_SIDED_SHARE * len(busy):
-            extra.append(
-                f"one-sided traffic: {one_way} of {len(busy)} TCP flows show packets in one direction "
-                "only (a one-way mirror port or asymmetric routing): 'no answer' outcomes may be wrong"
-            )
-        inputs.append(dataclasses.replace(info, warnings=info.warnings + tuple(extra)) if extra else info)
-    result.inputs = inputs
-    return result
 
 
 def _scan_parallel(
     files: list[Path], batch_size: int, progress: Progress | None, jobs: int, dask: str | None,
     split_min: int | None, pieces: int,
 ) -> Scan:  # fmt: skip
-    from .parallel import SPLIT_MIN_BYTES, execute, plan
+    from .parallel import execute
+    from .partitions import SPLIT_MIN_BYTES, plan
 
     if dask is None and not pieces:
         least = SPLIT_MIN_BYTES if split_min is None else split_min
@@ -293,8 +239,8 @@ def _merged_scan(
     inputs, anomalies = [], []
     for path, digest in zip(files, digests, strict=True):
         info = merged.infos[str(path)]
-        inputs.append(_input_info(info, digest))
-        anomalies += _capture_anomalies(info)
+        inputs.append(input_info(info, digest))
+        anomalies += capture_anomalies(info)
     flows, remap = merged.table.finish()
     clock.lap("flows finish")
     observations, obs_anomalies = merged.extractor.finish()
@@ -302,9 +248,9 @@ def _merged_scan(
     return Scan(
         inputs=inputs,
         flows=flows,
-        observations=_remap_flow_ids(observations, remap),
+        observations=remap_flow_ids(observations, remap),
         anomalies=anomalies + obs_anomalies,
-        non_flow=_non_flow_counts(merged.table.non_flow_summary()),
+        non_flow=non_flow_counts(merged.table.non_flow_summary()),
         timings=dict(clock.spent, **timings, reruns=float(merged.reruns)),
     )
 
@@ -313,35 +259,6 @@ def _hash_all(hashers: list[_Hasher]) -> None:
     """Hash the inputs one after another (``run`` on this thread, not a thread each)."""
     for h in hashers:
         h.run()
-
-
-_ETHERTYPES = {0x0800: "ipv4", 0x86DD: "ipv6", 0x0806: "arp", 0x88CC: "lldp", 0x8035: "rarp", 0: "link"}
-
-
-def _non_flow_counts(summary: pd.DataFrame) -> dict[str, int]:
-    """``{"arp/not_ip": 12, "ipv4/truncated": 1}`` from the flow table's non-flow summary."""
-    out: dict[str, int] = {}
-    for eth, status, n in summary.itertuples(index=False):
-        name = _ETHERTYPES.get(int(eth), f"0x{int(eth):04x}")
-        key = f"{name}/{status}"
-        out[key] = out.get(key, 0) + int(n)
-    return out
-
-
-def _remap_flow_ids(observations: list[Observation], remap: np.ndarray) -> list[Observation]:
-    """Final flow ids on the observations (which ``Extractor.finish`` sorted by (file, frame)).
-
-    The observations were just built by the protocols stage and nobody else holds them yet, so
-    the id is set in place (``object.__setattr__`` on the frozen dataclass) instead of copying
-    120k objects with ``dataclasses.replace``.
-    """
-    final = remap.tolist()
-    n = len(final)
-    for obs in observations:
-        fid = obs.flow_id
-        if fid is not None and 0 <= fid < n:
-            object.__setattr__(obs, "flow_id", final[fid])
-    return observations
 
 
 def scan_with(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from helix_audit.digest import file_sha256
-from helix_audit.forkpipe import outcome, receive, send
+from helix_audit.forkpipe import fork_child, outcome, reap, receive, send
 from helix_audit.gcpause import paused_gc
 from helix_audit.heap import roomy_heap, trim
 from helix_audit.report.atomic import atomic_write_text
@@ -190,29 +190,19 @@ class _Aside:
     pickling); its files and their digests come back through a pipe."""
 
     def __init__(self, name: str, result: AuditResult, out: Path) -> None:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("fork")
         self.name = name
-        self._conn, theirs = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_aside_child, args=(name, result, out, theirs), daemon=True)
-        self._proc.start()
-        theirs.close()
+        self._child = fork_child(_aside_child, name, result, out)
 
     def join(self, known: Known) -> list[Path]:
         """The files it wrote (its digests go into ``known``); its error is raised here."""
-        paths, theirs = receive(self._conn, f"the {self.name} writer")
-        self._proc.join()
-        self._conn.close()
+        paths, theirs = receive(self._child.conn, f"the {self.name} writer")
+        reap(self._child)
         known.update(theirs)
         return paths
 
     def stop(self) -> None:
         """This process failed: end the other one now."""
-        self._conn.close()
-        if self._proc.is_alive():
-            self._proc.kill()
-        self._proc.join()
+        reap(self._child, patience=0)
 
 
 def _aside_child(name: str, result: AuditResult, out: Path, conn: Connection) -> None:

@@ -12,7 +12,8 @@ import pytest
 from helix_audit import localjobs
 from helix_audit.localjobs import Mismatch, _check, parts_at, run_counted
 from helix_audit.parallel import Merged, run_part
-from helix_audit.pipeline import _remap_flow_ids, scan
+from helix_audit.pipeline import scan
+from helix_audit.scanresult import remap_flow_ids
 from tests.conftest import CORPUS_FILES, needs_corpus
 
 from .helpers import BENCH, BENCH_SCRIPT, SAMPLE_FILES, assert_same_scan, bench_slice
@@ -20,12 +21,13 @@ from .helpers import BENCH, BENCH_SCRIPT, SAMPLE_FILES, assert_same_scan, bench_
 PCAPS = [p for p in SAMPLE_FILES if p.suffix == ".pcap"]
 
 
-def in_process(path: Path, fractions: list[float], batch_size: int) -> Merged | None:
-    """The partitions run here, one after another, merged as ``run_local`` merges them."""
+def in_process(path: Path, fractions: list[float], batch_size: int, running: bool = True) -> Merged | None:
+    """The partitions run here, one after another, merged as ``run_local`` merges them (the first
+    by the plain extractor, ``running``, or as any other partition)."""
     parts = parts_at(path, fractions)
     if parts is None:
         return None
-    first = run_part(parts[0], batch_size)
+    first = run_part(parts[0], batch_size, running=running)
     merged, hi = Merged.adopt(first), first.hi
     for p in parts[1:]:
         res = run_counted(p, batch_size)
@@ -36,18 +38,18 @@ def in_process(path: Path, fractions: list[float], batch_size: int) -> Merged | 
 
 def check_cuts(path: Path, trials: int) -> None:
     rnd = random.Random(path.name)
-    for _ in range(trials):
+    for trial in range(trials):
         batch_size = rnd.choice((1, 2, 5, 13, 64, 500))
         fractions = sorted(rnd.random() for _ in range(rnd.randint(1, 6)))
         serial = scan([path], batch_size=batch_size)
-        merged = in_process(path, fractions, batch_size)
+        merged = in_process(path, fractions, batch_size, running=trial % 4 != 3)
         if merged is None:  # no record boundary found past the cuts: the planned path runs
             continue
         what = (path.name, batch_size, fractions)
         flows, remap = merged.table.finish()
         assert flows.equals(serial.flows), what
         obs, anomalies = merged.extractor.finish()
-        records = [o.to_record() for o in _remap_flow_ids(obs, remap)]
+        records = [o.to_record() for o in remap_flow_ids(obs, remap)]
         assert records == [o.to_record() for o in serial.observations], what
         lead = len(serial.anomalies) - len(anomalies)  # the capture's own (damage) come first
         assert lead >= 0 and serial.anomalies[lead:] == anomalies, what
@@ -64,6 +66,21 @@ def test_samples_cut_anywhere(path: Path) -> None:
 @pytest.mark.parametrize("name", [n for n in CORPUS_FILES if n.endswith(".pcap")])
 def test_corpus_cut_anywhere(corpus: Path, name: str) -> None:
     check_cuts(corpus / name, trials=3)
+
+
+@pytest.mark.parametrize("path", PCAPS, ids=lambda p: p.name)
+def test_running_state_is_the_tagged_one(path: Path) -> None:
+    """The parent's first partition, parsed by the plain extractor (``running``), holds what a
+    tagging ``PartitionExtractor`` holds, with a tag per observation and anomaly."""
+    parts = parts_at(path, [0.5])
+    if parts is None:
+        pytest.skip("no cut")
+    plain, tagged = run_part(parts[0], 5, running=True).extractor, run_part(parts[0], 5).extractor
+    assert [o.to_record() for o in plain.observations] == [o.to_record() for o in tagged.observations]
+    assert plain.anomalies == tagged.anomalies
+    assert len(plain.tags) == len(plain.observations) and len(plain.atags) == len(plain.anomalies)
+    assert sorted(plain._dirs) == sorted(tagged._dirs) and plain._births == tagged._births
+    assert (plain._done == tagged._done).all() and set(plain._quic.conns) == set(tagged._quic.conns)
 
 
 @pytest.mark.parametrize("jobs", [2, 3, 5])
@@ -154,9 +171,9 @@ def test_counting_worker_hashes_the_file(tmp_path: Path, monkeypatch: pytest.Mon
     reads on past a record longer than its chunk."""
     import hashlib
 
-    from helix_audit import parallel
+    from helix_audit import partitions
 
-    monkeypatch.setattr(parallel, "PLAN_CHUNK", 4 << 20)
+    monkeypatch.setattr(partitions, "PLAN_CHUNK", 4 << 20)
     path = with_big_record(tmp_path, 9 << 20)  # longer than a counting chunk
     want = hashlib.sha256(path.read_bytes()).hexdigest()
     serial = scan([path], batch_size=7)
@@ -176,7 +193,7 @@ def test_mid_file_reads_release_no_page_still_in_use(tmp_path: Path, monkeypatch
     a record touched after its page was released stays mapped (session 4: 620 MB workers)."""
     from dataclasses import replace
 
-    from helix_audit import parallel
+    from helix_audit import partitions
     from helix_audit.capture import open_capture, source
     from helix_audit.capture.pcap import Tally
     from tests.capture import builders as b
@@ -196,9 +213,9 @@ def test_mid_file_reads_release_no_page_still_in_use(tmp_path: Path, monkeypatch
         released.clear()
         cap = open_capture(path)
         cap._mm = Recording()  # type: ignore[assignment]
-        part = replace(parts[1], first_frame=first_frame, lo=parallel._align(first_frame, 64), until=None)
+        part = replace(parts[1], first_frame=first_frame, lo=partitions._align(first_frame, 64), until=None)
         count = 0
-        for batch in parallel._range_batches(cap, part, 64, Tally()):
+        for batch in partitions._range_batches(cap, part, 64, Tally()):
             assert int(batch.frame[0]) % 64 == 1
             assert not released or int(batch.offset.min()) - 16 >= max(released), first_frame
             count += len(batch)
@@ -228,7 +245,7 @@ def test_failed_classification_ends_the_worker(tmp_path: Path, monkeypatch: pyte
     import multiprocessing
     import time
 
-    from helix_audit import parallel, pipeline
+    from helix_audit import partitions, pipeline
     from helix_audit.policy import classify as classify_mod
 
     def slow_hash(path: object) -> str:
@@ -240,7 +257,7 @@ def test_failed_classification_ends_the_worker(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(localjobs, "file_sha256", slow_hash)
     monkeypatch.setattr(classify_mod, "classify", broken)
-    monkeypatch.setattr(parallel, "SPLIT_MIN_BYTES", 0)  # split this small file
+    monkeypatch.setattr(partitions, "SPLIT_MIN_BYTES", 0)  # split this small file
     path = with_big_record(tmp_path, 1 << 20)
     t0 = time.monotonic()
     with pytest.raises(RuntimeError, match="classification failed"):
