@@ -19,7 +19,7 @@ import functools
 import operator
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import ParamSpec, TypeVar, cast
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
@@ -37,12 +37,13 @@ from .keyed import direction_keys
 from .keystate import KeyState, marked
 from .quicconn import QuicTracker
 from .reassembly import SEQ_MOD
-from .rows import Head, addr, first_heads, first_payload_rows, meta_of, payloads
+from .rows import Head, addr, first_heads, first_payload_rows, meta_of, payload_spans
 from .selection import DNS_PORTS, PHASES, SYN, Selection, is_done, select, union_rows
 from .streams import Direction, Meta, parse_direction
 
 _tuple_new = tuple.__new__
 _LOOK_UP = object()  # ``_tcp``'s default: find the row's direction itself
+_HEADS, _HEAD_MAX = http.PREFIXES, max(map(len, http.PREFIXES))  # what a standalone head starts with
 _MAY_LEAVE = ("tls", "http")  # the modes ``Direction.leftover_anomalies`` reports from
 _BIRTH, _FRAME = operator.attrgetter("birth"), operator.attrgetter("frame")
 _FILE_FRAME = operator.attrgetter("file", "frame")
@@ -98,9 +99,9 @@ class Extractor(KeyState):
         self._files.add(cols.source)
         dirs = self._dirs
         waiting = [k[0] * 2 + int(k[1]) for k in self._partial if getattr(dirs.get(k), "partial", None)]
-        self._finish_unparsed(cols, pf)
-        sel = select(cols, pf, self._done, self.dns_ports, self.limit, self._gone, self._keys_of(pf))
-        self._batch_keys = None  # ``sel.keys`` from here on; the batch's arrays are not kept past it
+        keys = direction_keys(pf.flow_id, pf.from_a)  # every row's direction key, for every step below
+        self._finish_unparsed(cols, pf, keys)
+        sel = select(cols, pf, self._done, self.dns_ports, self.limit, self._gone, keys)
         self._udp_dns_rows(cols, pf, sel.udp_dns)
         for i in sel.quic.tolist():
             try:
@@ -114,7 +115,7 @@ class Extractor(KeyState):
                 rows = union_rows(len(cols), rows, sel.syn)
             rows = rows[~is_done(self._done, sel.keys[rows])]
             seen[rows] = True
-            self._tcp_rows(cols, pf, rows)
+            self._tcp_rows(cols, pf, rows, sel.keys)
         for key in sel.over.tolist():  # bytes went past what this batch let us rebuild: stop here
             d = self._dirs.get((key >> 1, bool(key & 1)))
             if d is not None and not d.done:
@@ -123,7 +124,7 @@ class Extractor(KeyState):
                 if not d.accepts_standalone:
                     self._forget(d, (key >> 1, bool(key & 1)))
         http = sel.http if not waiting else np.union1d(sel.http, first_payload_rows(cols, sel.keys, waiting))
-        self._tcp_rows(cols, pf, http[~seen[http]])
+        self._tcp_rows(cols, pf, http[~seen[http]], sel.keys)
         gone = self._gone_keys
         if gone:  # ``_gone`` is read by the next batch's selection only
             self._gone = marked(self._gone, gone)
@@ -180,43 +181,54 @@ class Extractor(KeyState):
             return
         self.observations.append(dns_observation(msg, meta, (meta.frame,)))
 
-    def _tcp_rows(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> None:
-        """Rows in batch order; a direction born here is ranked by its row's place (``_base + j``)."""
+    def _tcp_rows(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray, keys: np.ndarray) -> None:
+        """Rows in batch order; a direction born here is ranked by its row's place (``_base + j``).
+
+        ``keys``: the direction key of every row of the batch (``Selection.keys``). A row's payload
+        is copied out of the batch only when something reads it (most rows of finished directions
+        are passed over on their key alone).
+        """
         columns = (pf.flow_id, pf.from_a, cols.seq, cols.tcp_flags, cols.frame, cols.ts_ns)
         dirs, syn = self._dirs, self._syn
         self._base = self._births
         self._births += len(rows)
-        todo = self._early_syns(cols, pf, rows)
+        todo = self._early_syns(cols, pf, rows, keys)
         left = rows[todo]
-        self._heads = (cols, first_heads(cols, pf, left))
+        self._heads = (cols, first_heads(cols, left, keys))
         # ``_done`` at the call's start, read in bulk (a numpy scalar read a row cost as much as the
         # rest of the row's checks); directions finished since are in ``_fresh_done``
-        was_done = is_done(self._done, direction_keys(pf.flow_id[left], pf.from_a[left])).tolist()
+        lkeys = keys[left]
+        was_done = is_done(self._done, lkeys).tolist()
+        view, offs, lens = payload_spans(cols, left)
         fresh = self._fresh_done
         fresh.clear()
-        for j, i, payload, fid, from_a, seq, flags, frame, ts_ns, gone in zip(
-            todo.tolist(), left.tolist(), payloads(cols, left), *(c[left].tolist() for c in columns),
+        for j, i, k, off, n, fid, from_a, seq, flags, frame, ts_ns, gone in zip(
+            todo.tolist(), left.tolist(), lkeys.tolist(), offs, lens, *(c[left].tolist() for c in columns),
             was_done, strict=True,
         ):  # fmt: skip
             key = (fid, from_a)
             d = dirs.get(key)
             if d is None:
-                k = fid * 2 + from_a
-                if not payload and flags & SYN:  # a SYN of no direction yet: only its ISN matters until data
+                if not n and flags & SYN:  # a SYN of no direction yet: only its ISN matters until data
                     if not (gone or k in fresh) and k not in syn:
                         self._pending_syn(k, seq, self._base + j)
                     continue
                 if gone or k in fresh:
                     continue  # finished and forgotten: ``_tcp`` would read nothing here
             elif d.mode == "done" and (
-                not d.http_seen or d.tunnel or (d.partial is None and not payload.startswith(http.PREFIXES))
+                not d.http_seen
+                or d.tunnel
+                or (
+                    d.partial is None and not view[off : off + min(n, _HEAD_MAX)].tobytes().startswith(_HEADS)
+                )
             ):
                 continue  # finished, and no standalone head here: ``_tcp`` would read nothing either
+            payload = view[off : off + n].tobytes()
             try:
                 self._tcp(cols, pf, i, key, seq, flags, frame, ts_ns / 1e9, payload, j, d)
             except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
                 self._internal_error(cols, i, exc)
-                self._mark_done(fid * 2 + int(from_a))
+                self._mark_done(k)
         fresh.clear()
         self._heads = None
 
@@ -236,11 +248,11 @@ class Extractor(KeyState):
             if d is None and k < self._done.size and self._done[k]:
                 return  # finished and forgotten: nothing more to read here
         else:
-            d = cast("Direction | None", found)
+            d = found  # type: ignore[assignment]  # (``cast`` is a call per row)
         if d is None:
             d = self._new_direction(cols, i, key, j, frame, ts)
             got = None if flags & SYN else first_segment(d, seq, payload, frame, ts, self.anomalies)
-        elif d.done:
+        elif d.mode == "done":  # ``done``, without the property call
             if d.accepts_standalone and (d.partial is not None or payload.startswith(http.PREFIXES)):
                 self._http.handle(parse_standalone(d, seq, payload, frame, ts, self.anomalies))
                 if d.partial is not None:
@@ -255,9 +267,9 @@ class Extractor(KeyState):
             got = parse_direction(d, self.anomalies)
         for obs in got:
             self._http.handle(obs)
-        if d.done:
+        if d.mode == "done":
             self._mark_done(key[0] * 2 + int(key[1]))
-            if not d.accepts_standalone:
+            if not d.http_seen or d.tunnel:  # not ``accepts_standalone``
                 self._forget(d, key)  # bounded memory: only directions still useful stay
 
     def _forget(self, d: Direction, key: tuple[int, bool]) -> None:
@@ -288,7 +300,7 @@ class Extractor(KeyState):
             src = addr(cols.src_hi.item(i), cols.src_lo.item(i))
             dst = addr(cols.dst_hi.item(i), cols.dst_lo.item(i))
         meta = _tuple_new(Meta, (cols.source, frame, ts, src, sport, dst, dport, "tcp", key[0]))
-        dns_port = sport in self.dns_ports or dport in self.dns_ports
+        dns_port = sport in self._dns_set or dport in self._dns_set
         d = self._dirs[key] = Direction(meta, self.limit, dns_port)
         k = key[0] * 2 + int(key[1])
         self._entered.append(k)

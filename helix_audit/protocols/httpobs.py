@@ -97,9 +97,18 @@ class HttpPairing:
                 continue  # nothing to pair with
             if len(indexes) == 2:  # most flows: one request, one response (``sorted`` is stable)
                 a, b = indexes
-                ordered = indexes if observations[a].frame <= observations[b].frame else [b, a]
-            else:
-                ordered = sorted(indexes, key=frame_of)
+                first, second = observations[a], observations[b]
+                if second.frame < first.frame:
+                    a, first, second = b, second, first
+                # the loop below on two: a request, then a response that answers it
+                if (
+                    isinstance(first, HttpRequest)
+                    and isinstance(second, HttpResponse)
+                    and not 100 <= second.status < 101
+                ):
+                    self._answer(a, second)
+                continue
+            ordered = sorted(indexes, key=frame_of)
             waiting: deque[int] = deque()
             for idx in ordered:
                 obs = observations[idx]

@@ -115,4 +115,65 @@ def leading(groups: np.ndarray, syn_only: np.ndarray) -> np.ndarray | None:
     return _leading(groups, syn_only, lo, hi - lo + 1)
 
 
-__all__ = ["direction_keys", "first_index", "leading", "mask_at", "unique_first"]
+def _span(keys: np.ndarray, rows: np.ndarray) -> tuple[int, int] | None:
+    """(lowest key, key range) of ``keys[rows]`` when a counting table over it is cheap, else None."""
+    if rows.size == 0 or keys.dtype != np.int64:
+        return None
+    sel = keys[rows]
+    lo, hi = int(sel.min()), int(sel.max())
+    return None if hi - lo >= 4 * rows.size + 4096 else (lo, hi - lo + 1)
+
+
+@njit(cache=True)
+def _ranks(keys, rows, size, lo, span, max_rows, limit):  # noqa: ANN001, ANN202
+    count = np.zeros(span, dtype=np.int64)
+    before = np.zeros(span, dtype=np.int64)
+    rank = np.empty(rows.shape[0], dtype=np.int64)
+    keep = np.empty(rows.shape[0], dtype=np.bool_)
+    for j in range(rows.shape[0]):
+        g = keys[rows[j]] - lo
+        rank[j] = count[g]
+        keep[j] = count[g] < max_rows and before[g] < limit
+        count[g] += 1
+        before[g] += size[rows[j]]
+    return rank, keep
+
+
+def ranks(
+    keys: np.ndarray, rows: np.ndarray, size: np.ndarray, max_rows: int, limit: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per row of ``rows`` (batch order): its rank among the rows of its key, and whether it is
+    among the first ``max_rows`` of them with fewer than ``limit`` bytes (``size``) before it. None
+    when the keys' range is too wide for a counting pass (the caller sorts instead)."""
+    got = _span(keys, rows)
+    if got is None or size.dtype.kind not in "iu":
+        return None
+    return _ranks(keys, rows.astype(np.int64, copy=False), size, got[0], got[1], max_rows, limit)
+
+
+@njit(cache=True)
+def _next_rows(keys, rows, head, lo, span):  # noqa: ANN001, ANN202
+    nxt = np.full(span, -1, dtype=np.int64)
+    out = np.empty(rows.shape[0], dtype=np.int64)
+    m = 0
+    for j in range(rows.shape[0] - 1, -1, -1):
+        r = rows[j]
+        g = keys[r] - lo
+        if head[r] and nxt[g] >= 0:
+            out[m] = nxt[g]
+            m += 1
+        nxt[g] = r
+    return out[:m]
+
+
+def next_rows(keys: np.ndarray, rows: np.ndarray, head: np.ndarray) -> np.ndarray | None:
+    """For each row of ``rows`` (ascending) marked in ``head`` (a mask by row), the next row of
+    ``rows`` with the same key, if any (in no particular order). None when the keys' range is too
+    wide for a counting pass."""
+    got = _span(keys, rows)
+    if got is None or head.dtype != np.bool_:
+        return None
+    return _next_rows(keys, rows.astype(np.int64, copy=False), head, got[0], got[1])
+
+
+__all__ = ["direction_keys", "first_index", "leading", "mask_at", "next_rows", "ranks", "unique_first"]

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..decode.interface import ST_OK, PacketColumns
 from ..flows.interface import PacketFlows
-from .keyed import direction_keys, unique_first
+from .keyed import unique_first
 from .prefilter import HEAD, unparsed_keys
 from .rows import leading_syns
 from .selection import DNS_PORTS, TCP, is_done
@@ -38,6 +38,7 @@ class KeyState:
     def __init__(self, limit: int = 64 * 1024, dns_ports: tuple[int, ...] = DNS_PORTS) -> None:
         self.limit = limit
         self.dns_ports = tuple(dns_ports)
+        self._dns_set = frozenset(self.dns_ports)  # a hash look-up per new direction, not a scan
         self._dirs: dict[tuple[int, bool], Direction] = {}
         self._done = np.zeros(1024, dtype=bool)  # by direction key: no longer parsed
         self._fresh_done: set[int] = set()  # keys marked in ``_done`` since ``_tcp_rows`` began
@@ -55,31 +56,24 @@ class KeyState:
         self._entered: list[int] = []
         self._births = 0  # directions (and pending SYNs) so far: their order is the table's order
         self._base = 0  # ``_births`` before the current ``_tcp_rows`` call
-        #: While ``add`` runs: (its flows, their direction keys), computed once for the batch.
-        self._batch_keys: tuple[PacketFlows, np.ndarray] | None = None
-
-    def _keys_of(self, pf: PacketFlows) -> np.ndarray:
-        """Direction key (flow_id * 2 + from_a) of every row of the batch ``pf`` belongs to."""
-        got = self._batch_keys
-        if got is not None and got[0] is pf:
-            return got[1]
-        keys = direction_keys(pf.flow_id, pf.from_a)
-        self._batch_keys = (pf, keys)
-        return keys
 
     def _mark_done(self, key: int) -> None:
-        self._done = marked(self._done, key)
+        done = self._done
+        if 0 <= key < done.size:  # the common case, without ``marked``'s checks
+            done[key] = True
+        else:
+            self._done = marked(done, key)
         self._fresh_done.add(key)
 
-    def _finish_unparsed(self, cols: PacketColumns, pf: PacketFlows) -> None:
-        """Mark done, without Python per row, the new directions whose first segment ends their parsing."""
+    def _finish_unparsed(self, cols: PacketColumns, pf: PacketFlows, keys: np.ndarray) -> None:
+        """Mark done, without Python per row, the new directions whose first segment ends their parsing
+        (``keys``: every batch row's direction key)."""
         if self._entered:
             self._known = marked(self._known, self._entered)
             self._entered = []
         if self.limit < HEAD:
             return
         ok = (cols.status == ST_OK) & (pf.flow_id >= 0) & (cols.proto == TCP)
-        keys = self._keys_of(pf)
         found = unparsed_keys(cols, keys, ok & ~is_done(self._done, keys), self.dns_ports)
         fresh = found[~is_done(self._known, found)].tolist()  # not built, no SYN kept
         if fresh:
@@ -90,9 +84,12 @@ class KeyState:
     def _skipped(self, keys: list[int]) -> None:
         """Hook: direction keys finished by :meth:`_finish_unparsed` (as if parsed one row at a time)."""
 
-    def _early_syns(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> np.ndarray:
+    def _early_syns(
+        self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray, keys: np.ndarray
+    ) -> np.ndarray:
         """Settle, in bulk, the payload-less SYNs that come before any other row of their flow in
-        ``rows``; returns the places of the rows left for the loop.
+        ``rows`` (``keys``: every batch row's direction key); returns the places of the rows left
+        for the loop.
 
         Such a SYN's verdict depends only on the state before this call: only rows of its own
         direction change whether that direction is built or done, and only rows of its flow read
@@ -101,9 +98,8 @@ class KeyState:
         early = leading_syns(cols, pf, rows)
         if not early.any():
             return np.arange(rows.size)
-        fids = pf.flow_id[rows]
         at = np.flatnonzero(early)
-        keys = direction_keys(fids[at], pf.from_a[rows[at]])
+        keys = keys[rows[at]]
         dirs, syn, base = self._dirs, self._syn, self._base
         held = self._maybe_held(unique_first(keys)[0])  # only these can be in ``_dirs`` or ``_syn``
         built = [k for k in held.tolist() if (k >> 1, bool(k & 1)) in dirs]

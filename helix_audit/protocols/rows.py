@@ -6,11 +6,13 @@ every helper here slices the columns for all its rows at once and converts them 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ..decode.interface import PacketColumns, addr_to_str
 from ..flows.interface import PacketFlows
-from .keyed import direction_keys, leading
+from .keyed import first_index, leading
 from .streams import Meta
 
 
@@ -85,10 +87,25 @@ def addr(hi: int, lo: int) -> str:
     return text
 
 
+#: Text of IPv4 addresses (``hi`` 0: IPv4-mapped) by their low half: a look-up by one small int.
+V4_CACHE: dict[int, str] = {}
+
+
+def _v4(lo: int) -> str:
+    if len(V4_CACHE) > 1 << 16:
+        V4_CACHE.clear()
+    text = V4_CACHE[lo] = addr(0, lo)
+    return text
+
+
 def addresses(hi: np.ndarray, lo: np.ndarray) -> list[str]:
-    """:func:`addr` of each (hi, lo): one call per distinct address."""
+    """:func:`addr` of each (hi, lo): for IPv4 alone, a look-up by ``lo`` a row, else one call per
+    distinct address."""
     if hi.size == 0:
         return []
+    if not hi.any():  # all IPv4 (or ``::`` ...): ``addr(0, lo)`` is a function of ``lo`` alone
+        known = V4_CACHE.get
+        return [known(x) or _v4(x) for x in lo.tolist()]
     uniq, first, inv = np.unique(lo, return_index=True, return_inverse=True)
     inv = inv.reshape(-1)
     his = hi[first]
@@ -121,11 +138,11 @@ def ports(col: np.ndarray) -> list[int]:
 Head = tuple[int, int, str, str]  # (sport, dport, src, dst)
 
 
-def first_heads(cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> dict[int, Head]:
-    """Row -> (sport, dport, src, dst) for the first row of each direction in ``rows``: what a new
-    direction's ``Meta`` needs, read in bulk (one address text per distinct address)."""
-    keys = direction_keys(pf.flow_id[rows], pf.from_a[rows])
-    first = rows[np.unique(keys, return_index=True)[1]]
+def first_heads(cols: PacketColumns, rows: np.ndarray, keys: np.ndarray) -> dict[int, Head]:
+    """Row -> (sport, dport, src, dst) for the first row of each direction in ``rows`` (``keys``:
+    the direction key of every row of the batch): what a new direction's ``Meta`` needs, read in
+    bulk (one address text per distinct address)."""
+    first = rows[first_index(keys, rows)[1]]
     src = addresses(cols.src_hi[first], cols.src_lo[first])
     dst = addresses(cols.dst_hi[first], cols.dst_lo[first])
     heads = zip(ports(cols.sport[first]), ports(cols.dport[first]), src, dst, strict=True)
@@ -147,8 +164,8 @@ def meta_of(cols: PacketColumns, pf: PacketFlows, i: int, transport: str) -> Met
 
 
 __all__ = [
-    "Head", "addr", "addresses", "first_heads", "leading_syns", "meta_of", "metas", "payloads", "ports",
-    "udp_payload", "udp_payloads",
+    "Head", "addr", "addresses", "first_heads", "leading_syns", "meta_of", "metas", "payload_spans",
+    "payloads", "ports", "udp_payload", "udp_payloads",
 ]  # fmt: skip
 
 
@@ -178,3 +195,15 @@ def leading_syns(cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> np.n
     others = np.flatnonzero(~syn_only)
     np.minimum.at(first_other, inv[others], others)
     return syn_only & (np.arange(n) < first_other[inv])
+
+
+def payload_spans(cols: PacketColumns, rows: np.ndarray) -> tuple[memoryview, list[int], list[int]]:
+    """(buffer, offsets, lengths): ``payloads(cols, rows)[k]`` is ``buffer[offs[k] : offs[k] + lens[k]]``
+    as bytes, for a caller that copies only the payloads it reads. The batch buffer itself, unless
+    a row's payload came from IP reassembly (then one buffer of all the rows' payloads)."""
+    if cols.reassembled and not cols.reassembled.keys().isdisjoint(rows.tolist()):
+        got = payloads(cols, rows)
+        lens = [len(p) for p in got]
+        return memoryview(b"".join(got)), list(itertools.accumulate(lens, initial=0))[:-1], lens
+    off = cols.pay_off[rows]
+    return cols.data.data, off.tolist(), np.where(off >= 0, cols.pay_len[rows], 0).tolist()

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ..decode.interface import ST_OK, PacketColumns
 from ..flows.interface import PacketFlows
 from . import quic
-from .keyed import direction_keys, mask_at
+from .keyed import direction_keys, mask_at, next_rows, ranks
 from .prefilter import http_prefix_rows
 
 DNS_PORTS = (53, 5353, 5355)
@@ -74,7 +75,11 @@ def _group_order(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _within_budget(cols: PacketColumns, keys: np.ndarray, rows: np.ndarray, limit: int) -> np.ndarray:
-    """Per row of ``rows`` (in key order): (rank, payload bytes before it in its direction, this batch)."""
+    """Per row of ``rows``: (row, rank, payload bytes before it in its direction within ``limit``),
+    this batch: in batch order by one counting pass, else (a wide range of keys) in key order."""
+    got = ranks(keys, rows, cols.pay_len, MAX_ROWS_PER_DIRECTION, limit)
+    if got is not None:
+        return np.stack([rows, got[0], got[1].astype(np.int64)])
     order, starts = _group_order(keys, rows)
     idx = np.arange(order.size)
     first = np.maximum.accumulate(np.where(starts, idx, 0)) if order.size else idx
@@ -89,6 +94,11 @@ def _continuations(keys: np.ndarray, pay_rows: np.ndarray, heads: np.ndarray) ->
     """For each row of ``heads``, the next payload row of the same direction (a head split in two)."""
     if heads.size == 0:
         return np.zeros(0, dtype=np.int64)
+    head = np.zeros(keys.size, dtype=bool)
+    head[heads] = True
+    got = next_rows(keys, pay_rows, head)
+    if got is not None:
+        return got
     pay_rows = pay_rows[np.isin(keys[pay_rows], keys[heads])]  # whole groups of the heads' keys only
     order, starts = _group_order(keys, pay_rows)
     pos = np.flatnonzero(np.isin(order, heads))
@@ -114,10 +124,59 @@ class Selection:
     quic: np.ndarray
     keys: np.ndarray  # per row of the batch: flow_id * 2 + from_a
     syn: np.ndarray  # SYNs of directions still parsed
-    payload: np.ndarray  # payload rows of directions still parsed, within the per-batch budget
+    payload: np.ndarray  # payload rows of directions still parsed, within the per-batch budget (any order)
     rank: np.ndarray  # per payload row: its position within its direction in this batch
     over: np.ndarray  # keys of directions with payload past that budget in this batch
     http: np.ndarray  # TCP payload rows that start like an HTTP head, and the row after each
+
+
+@njit(cache=True)
+def _row_masks(status, flow_id, proto, pay_len, sport, dport, flags, keys, on_port, done, gone):  # noqa: ANN001, ANN202
+    n = status.shape[0]
+    udp_dns, udp_other = np.zeros(n, np.bool_), np.zeros(n, np.bool_)
+    live_pay, syn, tcp_pay = np.zeros(n, np.bool_), np.zeros(n, np.bool_), np.zeros(n, np.bool_)
+    for i in range(n):
+        if status[i] != ST_OK or flow_id[i] < 0:
+            continue
+        has_pay = pay_len[i] > 0
+        if proto[i] == UDP:
+            if has_pay:
+                if on_port[sport[i]] or on_port[dport[i]]:
+                    udp_dns[i] = True
+                else:
+                    udp_other[i] = True
+        elif proto[i] == TCP:
+            k = keys[i]
+            if not (0 <= k < done.shape[0] and done[k]):
+                live_pay[i] = has_pay
+                syn[i] = (flags[i] & SYN) != 0
+            tcp_pay[i] = has_pay and not (0 <= k < gone.shape[0] and gone[k])
+    return udp_dns, udp_other, live_pay, syn, tcp_pay
+
+
+def row_masks(
+    cols: PacketColumns, pf: PacketFlows, keys: np.ndarray, on_port: np.ndarray, done: np.ndarray,
+    gone: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Per row of the batch (decoded, in a flow): UDP with payload on a DNS port (``on_port``, a
+    table by port), other UDP with payload, payload and SYN of TCP directions not ``done``, and
+    TCP payload of directions not ``gone``. One pass (numba), or the numpy expressions for
+    columns of other types than the decoder's."""
+    cs = (cols.status, pf.flow_id, cols.proto, cols.pay_len, cols.sport, cols.dport, cols.tcp_flags)
+    gone = np.zeros(0, dtype=bool) if gone is None else gone
+    plain = all(c.ndim == 1 and c.dtype.kind in "iu" for c in cs) and keys.dtype == np.int64
+    if plain and cols.sport.dtype == cols.dport.dtype == np.uint16 and done.dtype == gone.dtype == np.bool_:
+        got: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+        got = _row_masks(*cs, keys, on_port, done, gone)
+        return got
+    ok = (cols.status == ST_OK) & (pf.flow_id >= 0)
+    has_pay = cols.pay_len > 0
+    udp = ok & (cols.proto == UDP) & has_pay
+    tcp = ok & (cols.proto == TCP)
+    dns_port = on_port[cols.sport] | on_port[cols.dport]
+    live = tcp & ~is_done(done, keys)
+    return (udp & dns_port, udp & ~dns_port, live & has_pay, live & ((cols.tcp_flags & SYN) != 0),
+            tcp & has_pay & ~is_done(gone, keys))  # fmt: skip
 
 
 def is_done(done: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -137,29 +196,19 @@ def select(
     """Vectorised choice of rows; ``done[key]`` marks directions no longer parsed, ``gone[key]``
     (optional) those of them whose rows change nothing (not kept for later HTTP heads either);
     ``keys``: the rows' direction keys when the caller has them already."""
-    ok = (cols.status == ST_OK) & (pf.flow_id >= 0)
-    has_pay = cols.pay_len > 0
-    udp = ok & (cols.proto == UDP) & has_pay
-    tcp = ok & (cols.proto == TCP)
     on_port = np.zeros(1 << 16, dtype=bool)  # a table lookup: far cheaper than two isin over the batch
     on_port[[p for p in dns_ports if 0 <= p < 1 << 16]] = True
-    dns_port = on_port[cols.sport] | on_port[cols.dport]
     if keys is None:
         keys = direction_keys(pf.flow_id, pf.from_a)
-    live = tcp & ~is_done(done, keys)
-    order, rank, keep = _within_budget(cols, keys, np.flatnonzero(live & has_pay), limit)
+    udp_dns, udp_other, live_pay, syn, tcp_pay = row_masks(cols, pf, keys, on_port, done, gone)
+    order, rank, keep = _within_budget(cols, keys, np.flatnonzero(live_pay), limit)
     keep = keep.astype(bool)
-    tcp_pay = tcp & has_pay
-    if gone is not None:  # the rows of directions gone for good can hold no head that matters
-        tcp_pay &= ~is_done(gone, keys)
     heads = np.flatnonzero(http_prefix_rows(cols, tcp_pay))
     return Selection(
-        udp_dns=np.flatnonzero(udp & dns_port),
-        quic=np.union1d(
-            np.flatnonzero(_quic_mask(cols, udp & ~dns_port)), _reassembled_quic(cols, udp & ~dns_port)
-        ),
+        udp_dns=np.flatnonzero(udp_dns),
+        quic=np.union1d(np.flatnonzero(_quic_mask(cols, udp_other)), _reassembled_quic(cols, udp_other)),
         keys=keys,
-        syn=np.flatnonzero(live & ((cols.tcp_flags & SYN) != 0)),
+        syn=np.flatnonzero(syn),
         payload=order[keep],
         rank=rank[keep],
         over=np.unique(keys[order[~keep]]),

@@ -19,20 +19,30 @@ class SynTable:
     """Direction key -> (ISN, birth), for keys >= 0; grows (doubling) to the largest key put."""
 
     def __init__(self, size: int = 1024) -> None:
-        self._seq = np.zeros(size, dtype=np.uint32)
-        self._birth = np.full(size, _ABSENT, dtype=np.int64)
-        self._count = 0
+        self._columns(np.zeros(size, dtype=np.uint32), np.full(size, _ABSENT, dtype=np.int64), 0)
+
+    def _columns(self, seq: np.ndarray, birth: np.ndarray, count: int) -> None:
+        """Set the columns, and the memoryviews over them that the one-key methods read (an item
+        of a memoryview costs half a numpy ``item``, and these run once a new direction or so)."""
+        self._seq, self._birth, self._count = seq, birth, count
+        self._sv, self._bv, self._size = seq.data, birth.data, birth.size
+
+    def __getstate__(self) -> tuple[np.ndarray, np.ndarray, int]:
+        return self._seq, self._birth, self._count  # memoryviews do not pickle: rebuilt on load
+
+    def __setstate__(self, state: tuple[np.ndarray, np.ndarray, int]) -> None:
+        self._columns(*state)
 
     def _grow(self, key: int) -> None:
-        if key < self._birth.size:
+        if key < self._size:
             return
-        n = max(key + 1, 2 * self._birth.size)
-        self._seq = np.concatenate([self._seq, np.zeros(n - self._seq.size, dtype=np.uint32)])
-        self._birth = np.concatenate([self._birth, np.full(n - self._birth.size, _ABSENT, dtype=np.int64)])
+        n = max(key + 1, 2 * self._size)
+        seq = np.concatenate([self._seq, np.zeros(n - self._seq.size, dtype=np.uint32)])
+        self._columns(seq, np.concatenate([self._birth, np.full(n - self._size, _ABSENT, dtype=np.int64)]),
+                      self._count)  # fmt: skip
 
     def __contains__(self, key: int) -> bool:
-        birth = self._birth
-        return 0 <= key < birth.size and birth.item(key) != _ABSENT
+        return 0 <= key < self._size and self._bv[key] != _ABSENT
 
     def __len__(self) -> int:
         return self._count
@@ -40,7 +50,7 @@ class SynTable:
     def __getitem__(self, key: int) -> tuple[int, int]:
         if key not in self:
             raise KeyError(key)
-        return self._seq.item(key), self._birth.item(key)
+        return self._sv[key], self._bv[key]
 
     def __setitem__(self, key: int, value: tuple[int, int]) -> None:
         seq, birth = value
@@ -61,15 +71,15 @@ class SynTable:
         self._birth[keys] = births
 
     def pop(self, key: int, default: tuple[int, int] | None = None) -> tuple[int, int] | None:
-        birth = self._birth
-        if not 0 <= key < birth.size:
+        if not 0 <= key < self._size:
             return default
-        got = birth.item(key)
+        birth = self._bv
+        got = birth[key]
         if got == _ABSENT:
             return default
         birth[key] = _ABSENT
         self._count -= 1
-        return self._seq.item(key), got
+        return self._sv[key], got
 
     def pending(self, keys: np.ndarray) -> np.ndarray:
         """Mask: which of ``keys`` (>= 0) have a pending SYN."""
@@ -91,9 +101,7 @@ class SynTable:
 
     def clear(self) -> None:
         """Forget every key and give the columns' memory back."""
-        self._seq = np.zeros(1, dtype=np.uint32)
-        self._birth = np.full(1, _ABSENT, dtype=np.int64)
-        self._count = 0
+        self._columns(np.zeros(1, dtype=np.uint32), np.full(1, _ABSENT, dtype=np.int64), 0)
 
 
 __all__ = ["SynTable"]

@@ -34,7 +34,9 @@ from .builders import client_hello_body, handshake, records, sni_ext
 class GeneralExtractor(Extractor):
     """The reference: no short cut, every SYN through the row loop."""
 
-    def _early_syns(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> np.ndarray:
+    def _early_syns(
+        self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray, keys: np.ndarray
+    ) -> np.ndarray:
         return np.arange(rows.size)
 
 

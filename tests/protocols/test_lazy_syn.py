@@ -31,7 +31,7 @@ from .pipeline import drive
 class EagerExtractor(Extractor):
     """Every selected row through ``_tcp``: a SYN builds its Direction at once (the reference)."""
 
-    def _tcp_rows(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> None:
+    def _tcp_rows(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray, keys: np.ndarray) -> None:
         self._base = self._births  # noqa: SLF001
         self._births += len(rows)  # noqa: SLF001
         columns = (pf.flow_id, pf.from_a, cols.seq, cols.tcp_flags, cols.frame, cols.ts_ns)

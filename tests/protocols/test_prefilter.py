@@ -61,7 +61,7 @@ def _run(path: Path, batch: int | None, prefilter: bool, **kwargs: object) -> tu
     skipped: list[int] = []
     ex._skipped = skipped.extend  # type: ignore[method-assign]  # noqa: SLF001
     if not prefilter:
-        ex._finish_unparsed = lambda cols, pf: None  # type: ignore[method-assign]  # noqa: SLF001
+        ex._finish_unparsed = lambda cols, pf, keys: None  # type: ignore[method-assign]  # noqa: SLF001
     obs, anomalies, done = drive(ex, [path], batch)
     return [o.to_record() for o in obs], anomalies, done, len(skipped)
 

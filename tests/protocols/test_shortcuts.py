@@ -40,10 +40,10 @@ class PlainExtractor(Extractor):
         super().add(cols, pf)
         self._filed = -1  # noqa: SLF001  finish reads every observation's file
 
-    def _tcp_rows(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray) -> None:
+    def _tcp_rows(self, cols: PacketColumns, pf: PacketFlows, rows: np.ndarray, keys: np.ndarray) -> None:
         self._base = self._births  # noqa: SLF001
         self._births += len(rows)  # noqa: SLF001
-        todo = self._early_syns(cols, pf, rows)  # noqa: SLF001
+        todo = self._early_syns(cols, pf, rows, keys)  # noqa: SLF001
         left = rows[todo]
         columns = (pf.flow_id, pf.from_a, cols.seq, cols.tcp_flags, cols.frame, cols.ts_ns)
         for j, i, fid, from_a, seq, flags, frame, ts_ns in zip(
