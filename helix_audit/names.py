@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .model import DnsResponse, HttpConnect, HttpRequest, Observation, TlsClientHello, WebSocketUpgrade
-from .policy.flowcodes import dense_codes
+from .policy.flowcodes import dense_codes, store
 from .policy.observed import Observed, observed
 from .policy.site import parse_ip
 
@@ -118,17 +118,22 @@ def attribute(
         choices[i, 0], choices[i, 1], choices[i, 2] = _choose(
             dict(found_of[f]), bool(is_proxy), chain[0] if chain else None, chain
         )
-    hostnames, names = (choices[inverse.reshape(-1), j] for j in (0, 2))
-    ports = flows["resp_p"].to_numpy(dtype=np.int64)
-    out["hostname"] = pd.Series(hostnames, index=out.index, dtype=object)
+    del found_code, chain_code, key
+    inverse = inverse.reshape(-1)
+    store(out, "hostname", choices[inverse, 0])
     # one source text per combination, taken per flow: the text column without per-row inference
     if n:
-        out["name_source"] = pd.array(choices[:, 1], dtype="str").take(inverse.reshape(-1))
+        store(out, "name_source", pd.array(choices[:, 1], dtype="str").take(inverse))
     else:
         out["name_source"] = np.full(0, "none", dtype=object)
-    out["names"] = pd.Series(names, index=out.index, dtype=object)
-    out["proxied"] = proxied
-    out["target_port"] = np.where(proxied & (target > 0), target, ports)
+    store(out, "names", choices[inverse, 2])
+    del inverse
+    store(out, "proxied", proxied)
+    ports = flows["resp_p"]
+    if ports.dtype == np.int64 and not (proxied & (target > 0)).any():
+        out["target_port"] = ports  # the responder port everywhere: the column itself, shared
+    else:
+        store(out, "target_port", np.where(proxied & (target > 0), target, ports.to_numpy(dtype=np.int64)))
     return out
 
 
@@ -339,15 +344,17 @@ def _dns_chains(flows: pd.DataFrame, seen: Observed) -> tuple[np.ndarray, list[t
     if a_ts.shape[0] == 0 or n == 0:
         return none, chains
     f_ts = flows["first_ts"].to_numpy(dtype=float)
-    hosts = np.concatenate([np.asarray(a_addr, dtype=object), np.asarray(a_client, dtype=object)])
-    f_hosts = np.concatenate([flows[c].astype(str).to_numpy(dtype=object) for c in ("resp_h", "orig_h")])
-    codes, _ = pd.factorize(np.concatenate([hosts, f_hosts]))
+    # the flows' addresses are coded already (one code space for both columns; -1: missing, which
+    # no answer names); the answers' addresses and clients join that space, new ones after it
+    f_client_c, f_addr_c, addresses = seen.codes.hosts()
+    code_of = {a: i for i, a in enumerate(addresses)}
+    a_addr_c = np.fromiter((code_of.setdefault(a, len(code_of)) for a in a_addr), np.int64, len(a_addr))
+    a_client_c = np.fromiter((code_of.setdefault(c, len(code_of)) for c in a_client), np.int64, len(a_client))
+    span = len(code_of) + 1  # a missing address: code span - 1, which no answer has
+    f_addr_c, f_client_c = (np.where(c < 0, span - 1, c).astype(np.int64) for c in (f_addr_c, f_client_c))
     m = a_ts.shape[0]
-    a_addr_c, a_client_c = codes[:m], codes[m : 2 * m]
-    f_addr_c, f_client_c = codes[2 * m : 2 * m + n], codes[2 * m + n :]
     _, rank = np.unique(np.concatenate([a_ts, f_ts]), return_inverse=True)
     rank = rank.reshape(-1)
-    span = int(codes.max()) + 1
     own = _latest(a_addr_c * span + a_client_c, rank[:m], f_addr_c * span + f_client_c, rank[m:])
     anyone = _latest(a_addr_c, rank[:m], f_addr_c, rank[m:])
     best = np.where(own >= 0, own, anyone)

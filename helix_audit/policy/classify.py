@@ -24,13 +24,13 @@ from ..names import attribute
 from .coverage import build_coverage
 from .dnsfind import lookup_drafts
 from .findings import Draft, build_all, group, order
-from .flowcodes import FlowCodes, TextColumn, dense_codes
+from .flowcodes import FlowCodes, TextColumn, dense_codes, store
 from .flowfind import blocked_drafts, destination_drafts, inbound_drafts, resolver_drafts
 from .flowrows import Columns
 from .infra import dns_mask, infrastructure_mask
 from .match import Match, Matcher
 from .observed import Observed
-from .outcome import failure_how, flow_notes, lookups, succeeded
+from .outcome import FlowNotes, failure_how, flow_notes, lookups, succeeded
 from .roles import assign_roles, host_components
 from .rules import CORE_GROUPS, Ruleset
 from .scan import scan_findings
@@ -82,30 +82,18 @@ def _classify(
     roles = assign_roles(named, seen, site, codes)
     components = {r.address: r.component for r in roles}
     host_comps = host_components(components, codes)  # per distinct address
-    named["orig_component"], named["resp_component"] = (
-        codes.per_host(host_comps, "orig"),
-        codes.per_host(host_comps, "resp"),
-    )
+    for side in ("orig", "resp"):
+        store(named, f"{side}_component", codes.per_host_text(host_comps.tolist(), side).column())
     matcher = Matcher(ruleset, site, [r.address for r in roles if r.component == "control_plane"])
     notes = flow_notes(named, seen)
-    verdict = _verdicts(named, matcher, site, codes, host_comps)
-    how = failure_how(named, notes, codes)
-    named["success"] = succeeded(named, how, codes)
-    allowed = verdict.mask("allowed")
-    named["fail_how"] = pd.Series(how, index=named.index, dtype=object)
-    allowed_how = how.copy()
-    allowed_how[~allowed] = None
-    named["how"] = pd.Series(allowed_how, index=named.index, dtype=object)
-    at = np.flatnonzero(allowed)
-    at = at[pd.notna(how[at])]
-    if at.shape[0]:
-        verdict.set(at, ["blocked"])
-        named["verdict"] = verdict.column()
-    named["connect_status"] = _by_flow(named, notes.connect_status)
-    named["tls_alert"] = _by_flow(named, notes.tls_alert)
+    dns = dns_mask(named, codes)
+    verdict = _verdicts(named, matcher, site, codes, host_comps, dns)
+    _failures(named, notes, codes, verdict)
+    _flow_notes(named, notes)
     end = float(named["last_ts"].max()) if len(named) else 0.0
     found = lookups(named, seen, end)
-    drafts, scans = _flow_drafts(named, matcher, site, codes, host_comps, verdict)
+    drafts, scans = _flow_drafts(named, matcher, site, codes, host_comps, verdict, dns)
+    del dns
     drafts += lookup_drafts(found, named, matcher, components)
     drafts += websocket_drafts(named, seen, matcher, components)
     findings = order(build_all(group(drafts)) + scans)
@@ -114,27 +102,54 @@ def _classify(
     return Classification(named[keep], findings, coverage, roles)
 
 
-def _by_flow(named: pd.DataFrame, table: dict[int, int] | dict[int, str]) -> pd.Series | np.ndarray:
-    """``named["flow_id"].map(table)`` (float NaN everywhere when the table is empty: most are)."""
-    if not table:
-        return np.full(len(named), np.nan)
-    return named["flow_id"].map(table)
+def _failures(named: pd.DataFrame, notes: FlowNotes, codes: FlowCodes, verdict: TextColumn) -> None:
+    """Adds success, fail_how (every failure) and how (the allowed flows' failures, which become
+    ``blocked``: marked in ``verdict`` and the verdict column)."""
+    how = failure_how(named, notes, codes)
+    store(named, "success", succeeded(named, how, codes))
+    allowed = verdict.mask("allowed")
+    store(named, "fail_how", how)
+    allowed_how = how.copy()
+    allowed_how[~allowed] = None
+    store(named, "how", allowed_how)
+    at = np.flatnonzero(allowed)
+    at = at[pd.notna(how[at])]
+    if at.shape[0]:
+        verdict.set(at, ["blocked"])
+        store(named, "verdict", verdict.column())
+
+
+def _flow_notes(named: pd.DataFrame, notes: FlowNotes) -> None:
+    """Adds connect_status and tls_alert: ``named["flow_id"].map(table)``, float NaN everywhere
+    when the table is empty (most are; one all-NaN array then serves both columns)."""
+    empty: pd.Series | None = None
+    for name, table in (("connect_status", notes.connect_status), ("tls_alert", notes.tls_alert)):
+        if table:
+            named[name] = named["flow_id"].map(table)
+            continue
+        if empty is None:
+            empty = pd.Series(np.full(len(named), np.nan), index=named.index, copy=False)
+        named[name] = empty  # shared as pandas shares a column: copied on a write to either
 
 
 def _verdicts(
-    named: pd.DataFrame, matcher: Matcher, site: SiteProfile | None, codes: FlowCodes, components: np.ndarray
+    named: pd.DataFrame,
+    matcher: Matcher,
+    site: SiteProfile | None,
+    codes: FlowCodes,
+    components: np.ndarray,
+    dns_rows: np.ndarray,
 ) -> TextColumn:
     """Adds verdict, rule, category and explanation; returns the verdicts (the caller marks the
-    blocked ones). ``components``: :func:`host_components`."""
+    blocked ones). ``components``: :func:`host_components`; ``dns_rows``: :func:`dns_mask`."""
     n = len(named)
     verdict, rule, category, notes = TextColumn(n, "unknown"), TextColumn(n), TextColumn(n), TextColumn(n)
     oc, rc, _ = codes.hosts()
     to_sandbox = codes.per_host(components == "sandbox", "resp")
     tcp = codes.equals("transport", "tcp")
-    dns_rows = dns_mask(named, codes)
     # DNS and TCP towards a sandbox are connections into it, never resolver or LLMNR infrastructure
     into_sandbox = to_sandbox & (dns_rows | tcp)
-    infra = infrastructure_mask(named, site, codes) & ~into_sandbox
+    infra = infrastructure_mask(named, site, codes, dns_rows) & ~into_sandbox
     inbound = ~infra & to_sandbox & ((oc != rc) | (oc < 0))  # a missing address equals none
     dns = ~infra & ~inbound & dns_rows
     no_target = np.zeros(n, dtype=bool)
@@ -166,8 +181,13 @@ def _verdicts(
     at = at[codes.per_host(components == "other", "orig")[at]]
     verdict.set(at, ["unknown"])
     category.set(at[category.mask(None)[at]], ["unlisted"])
-    named["verdict"], named["rule"], named["category"] = verdict.column(), rule.column(), category.column()
-    named["explanation"] = notes.column()
+    for name, column in (
+        ("verdict", verdict),
+        ("rule", rule),
+        ("category", category),
+        ("explanation", notes),
+    ):
+        store(named, name, column.column())
     return verdict
 
 
@@ -267,54 +287,80 @@ def _flow_drafts(
     codes: FlowCodes,
     host_comps: np.ndarray,
     verdicts: TextColumn,
+    dns: np.ndarray,
 ) -> tuple[list[Draft], list[Finding]]:
-    """Drafts of the flow findings, and the inbound scans (already findings: :mod:`.scan`)."""
-    hostname = named["hostname"].to_numpy(dtype=object)
-    dest = np.where(pd.isna(hostname), named["resp_h"].to_numpy(dtype=object), hostname)
+    """Drafts of the flow findings, and the inbound scans (already findings: :mod:`.scan`).
+    ``dns``: :func:`dns_mask`."""
+    # the scan first, before the per-row texts below exist: a SYN scan's peak is its work
     tcp = codes.equals("transport", "tcp")
     answered = np.where(tcp, named["synack"].to_numpy() > 0, named["resp_pkts"].to_numpy() > 0)
-    success = named["success"].to_numpy()
+    del tcp
     is_verdict = verdicts.mask
+    inbound = is_verdict("inbound")
+    base = Columns(named)
+    scanned, scans = scan_findings(base, inbound, answered, codes)
+    inbound &= ~scanned
+    del scanned
+    hostname = named["hostname"].to_numpy(dtype=object)
+    dest = np.where(pd.isna(hostname), named["resp_h"].to_numpy(dtype=object), hostname)
+    success = named["success"].to_numpy()
     category = named["category"].to_numpy()
-    helix = codes.per_host(np.isin(host_comps, HELIX), "orig")
     suspect = is_verdict("violation", "unknown")
-    dns = dns_mask(named, codes)
     has_category = pd.notna(category)
     dest_rows = (is_verdict("violation") & ~(dns & suspect & ~has_category)) | (
         is_verdict("unknown") & has_category
     )
-    inbound = is_verdict("inbound")
+    cols = base.replace(dest=dest, state=_texts(("attempted", "established"), success))
+    drafts = destination_drafts(cols, dest_rows, _dest_severity())
+    del dest_rows, has_category
+    drafts += inbound_drafts(cols.replace(state=_texts(("attempted", "accepted"), answered)), inbound)
+    del inbound, answered
     blocked = is_verdict("blocked")
-    state = np.array(["attempted", "established"], dtype=object)[success.astype(np.intp)]
-    cols = Columns(named, {"dest": dest, "state": state})
     purposes = {r.id: r.purpose for r in matcher.ruleset.rules}
     core = {r.id for r in matcher.ruleset.rules if r.group in CORE_GROUPS and r.provider is None}
-    listed = tuple(str(a) for a in site.dns_servers) if site is not None else ()
-    resolvers = dns & (helix | is_verdict("unknown")) & suspect
-    inbound_state = np.array(["attempted", "accepted"], dtype=object)[answered.astype(np.intp)]
-    scanned, scans = scan_findings(cols, inbound, answered, codes)
-    drafts = (
-        destination_drafts(cols, dest_rows, _dest_severity())
-        + inbound_drafts(cols.replace(state=inbound_state), inbound & ~scanned)
-        + blocked_drafts(
-            cols.replace(recovered=_recovered(named, dest, success, blocked)), blocked, purposes, core
-        )
-        + resolver_drafts(cols, resolvers, listed)
+    drafts += blocked_drafts(
+        cols.replace(recovered=_recovered(named, dest, success & is_verdict("allowed"), blocked, codes)),
+        blocked,
+        purposes,
+        core,
     )
+    listed = tuple(str(a) for a in site.dns_servers) if site is not None else ()
+    helix = codes.per_host(np.isin(host_comps, HELIX), "orig")
+    resolvers = dns & (helix | is_verdict("unknown")) & suspect
+    drafts += resolver_drafts(cols, resolvers, listed)
     return drafts, scans
 
 
-def _recovered(named: pd.DataFrame, dest: np.ndarray, success: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+def _texts(texts: tuple[str, str], which: np.ndarray) -> np.ndarray:
+    """Per row, ``texts[1]`` where ``which`` else ``texts[0]`` (object array of the two texts)."""
+    return np.array(texts, dtype=object)[which.astype(np.uint8)]
+
+
+def _recovered(
+    named: pd.DataFrame, dest: np.ndarray, ok: np.ndarray, blocked: np.ndarray, codes: FlowCodes
+) -> np.ndarray:
     """Per flow (meaningful for blocked ones): did a later flow from the same host to the same
-    destination succeed?"""
+    destination and port succeed (``ok``: succeeded and allowed)?
+
+    ``groupby(["orig_h", "dest", "target_port"])["first_ts"].max()`` of the ok rows, read at the
+    blocked rows, on integer codes: a row with a missing host or destination is in no group (as
+    the group-by drops it), a group's NaN times are skipped and an all-NaN group is never later."""
     out = np.zeros(len(named), dtype=bool)
-    if not blocked.any():
+    bad = np.flatnonzero(blocked)
+    if bad.shape[0] == 0:
         return out
-    df = named[["orig_h", "target_port", "first_ts", "verdict"]].assign(dest=dest)
-    ok = df[success & (df["verdict"] == "allowed").to_numpy()]
-    last_ok = ok.groupby(["orig_h", "dest", "target_port"])["first_ts"].max()
-    part = df[blocked]
-    keys = pd.MultiIndex.from_frame(part[["orig_h", "dest", "target_port"]])
-    later = last_ok.reindex(keys).to_numpy()
-    out[blocked] = np.nan_to_num(later, nan=-np.inf) > part["first_ts"].to_numpy()
+    good = np.flatnonzero(ok)
+    rows = np.concatenate([good, bad])
+    host = codes.hosts()[0][rows].astype(np.int64)
+    dest_code, dests = pd.factorize(dest[rows])
+    port_code, _ = pd.factorize(named["target_port"].to_numpy()[rows])
+    pair, _ = pd.factorize((host + 1) * (len(dests) + 1) + dest_code + 1)
+    group, keys = pd.factorize(pair.astype(np.int64) * (int(port_code.max()) + 1) + port_code)
+    valid = (host >= 0) & (dest_code >= 0)
+    first = named["first_ts"].to_numpy(dtype=float)
+    latest = np.full(len(keys), -np.inf)
+    m = good.shape[0]
+    np.fmax.at(latest, group[:m][valid[:m]], first[good][valid[:m]])
+    later = np.where(valid[m:], latest[group[m:]], -np.inf)
+    out[bad] = later > first[bad]
     return out

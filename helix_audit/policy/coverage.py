@@ -49,6 +49,9 @@ def build_coverage(
     for lk in found:
         if lk.outcome in FAILED_LOOKUPS:
             failed_by_comp.setdefault(components.get(lk.query.src), []).append(lk)
+    # each component's failed lookups' names read once, not once per rule
+    names_by_comp = {comp: [lk.name for lk in lks] for comp, lks in failed_by_comp.items()}
+    distinct = {comp: set(names) for comp, names in names_by_comp.items()}
     out = []
     for rule in matcher.enabled:
         comps = sorted(present) if rule.component == "any" else [rule.component]
@@ -59,8 +62,13 @@ def build_coverage(
             if part is not None:
                 part = part[part["orig_component"] == comp]
             lookups = failed_by_comp.get(comp, [])
-            named_here = {name: _names_rule(rule, name, matcher) for name in {lk.name for lk in lookups}}
-            failed = [lk for lk in lookups if named_here[lk.name]]  # names repeat: each judged once
+            # names repeat: each judged once
+            named_here = {name: _names_rule(rule, name, matcher) for name in distinct.get(comp, ())}
+            failed = []
+            if any(named_here.values()):
+                failed = [
+                    lk for lk, name in zip(lookups, names_by_comp[comp], strict=True) if named_here[name]
+                ]
             out.append(_entry(rule, comp, part, failed, matcher))
     return out
 

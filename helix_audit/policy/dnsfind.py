@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..model import Evidence, Severity
 from .dnsevidence import filter_string
-from .findings import Draft
+from .findings import Draft, key_of
 from .flowfind import LABEL
 from .match import Matcher, canon_ip
 from .outcome import FAILED_LOOKUPS, Lookup
@@ -136,9 +136,9 @@ def lookup_drafts(
 
 
 def _group_key(kind: str, comp: str, lk: Lookup, how: str | None, state: str | None) -> tuple[object, ...]:
-    """The key :func:`.findings.group` gives the lookup's draft (``Draft.key`` with the kind)."""
+    """The key :func:`.findings.group` gives the lookup's draft (:func:`_base`'s fields)."""
     q = lk.query
-    return (kind, comp, lk.name or q.dst, q.dport, q.transport, how, state)
+    return key_of(kind, comp, lk.name, q.dst, q.dport, q.transport, how, state)
 
 
 class _Merging:

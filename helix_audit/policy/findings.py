@@ -41,6 +41,7 @@ __all__ = [
     "flow_evidence",
     "group",
     "isna",
+    "key_of",
     "key_frames_of",
     "merge_evidence",
     "new_finding",
@@ -52,6 +53,24 @@ __all__ = [
 def finding_id(kind: str, *parts: object) -> str:
     digest = hashlib.sha256("|".join([kind, *map(str, parts)]).encode()).hexdigest()
     return f"{kind}-{digest[:12]}"
+
+
+def key_of(
+    kind: str,
+    component: str,
+    hostname: str | None,
+    dst: str,
+    dst_port: int | None,
+    transport: str,
+    how: str | None = None,
+    state: str | None = None,
+    id_parts: tuple[object, ...] = (),
+) -> tuple[object, ...]:
+    """The group key of a draft with these fields (:meth:`Draft.group_key`): drafts with equal
+    keys are one finding, whose id hashes the key. Code that merges drafts as it makes them
+    (DNS lookups, WebSocket upgrades) keys its groups with this too, so it cannot drift from
+    :func:`group`."""
+    return (kind, component, hostname or dst, dst_port, transport, how, state, *id_parts)
 
 
 @dataclass
@@ -77,6 +96,7 @@ class Draft:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> tuple[object, ...]:
+        """:func:`key_of` without the kind and the id parts."""
         return (
             self.component,
             self.hostname or self.dst,
@@ -84,6 +104,20 @@ class Draft:
             self.transport,
             self.how,
             self.state,
+        )
+
+    def group_key(self) -> tuple[object, ...]:
+        """What :func:`group` merges by and the finding id hashes: :func:`key_of` of the draft."""
+        return key_of(
+            self.kind,
+            self.component,
+            self.hostname,
+            self.dst,
+            self.dst_port,
+            self.transport,
+            self.how,
+            self.state,
+            self.extra.get("id_parts", ()),
         )
 
     def build(self, flow_ev: tuple[Evidence, ...] | None = None) -> Finding:
@@ -101,7 +135,7 @@ class Draft:
         else:
             sources = tuple(sorted(set(self.sources), key=_addr_key))
         return new_finding(
-            id=finding_id(self.kind, *self.key(), *self.extra.get("id_parts", ())),
+            id=finding_id(self.kind, *self.group_key()[1:]),  # the group key hashed
             kind=self.kind,
             severity=self.severity,
             component=self.component,
@@ -162,7 +196,7 @@ def group(drafts: Iterable[Draft]) -> list[Draft]:
     """Merge drafts with the same kind and key: sources and rows add up, the worst severity wins."""
     merged: dict[tuple[object, ...], Draft] = {}
     for draft in drafts:
-        key = (draft.kind, *draft.key(), *draft.extra.get("id_parts", ()))
+        key = draft.group_key()
         have = merged.get(key)
         if have is None:
             merged[key] = draft

@@ -58,6 +58,12 @@ class FlowCodes:
         oc, rc, _ = self.hosts()
         return values[oc if side == "orig" else rc]
 
+    def per_host_text(self, values: list[str | None], side: str = "resp") -> TextColumn:
+        """:meth:`per_host` of texts, as the column pandas infers from it (:class:`TextColumn`)."""
+        oc, rc, _ = self.hosts()
+        at = oc if side == "orig" else rc
+        return TextColumn.of(values, np.where(at < 0, np.array(len(values) - 1, dtype=at.dtype), at))
+
 
 def _factorized(column: pd.Series) -> tuple[np.ndarray, list[object]]:
     codes, uniques = pd.factorize(column.to_numpy(dtype=object))
@@ -91,6 +97,15 @@ def _through(codes: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return np.append(lut.astype(kind), np.array([-1], dtype=kind))[codes]  # -1 reads the last entry
 
 
+def store(frame: pd.DataFrame, name: str, values: np.ndarray | pd.api.extensions.ExtensionArray) -> None:
+    """``frame[name] = values`` for an array made for it, without the copy that assignment makes
+    of an array (a Series wrapping it is stored as it is): a SYN scan's object column is 8 MB, and
+    the copy doubled it while the original lived. An object array stays object (the constructor
+    would infer a text dtype where the assignment does not)."""
+    dtype = values.dtype if isinstance(values, np.ndarray) else None
+    frame[name] = pd.Series(values, index=frame.index, dtype=dtype, copy=False)
+
+
 class TextColumn:
     """A text column being built as codes into its few distinct values (``None``: missing), set a
     group of rows at a time; :meth:`column` is what assigning the object array ``values[codes]``
@@ -99,6 +114,13 @@ class TextColumn:
     def __init__(self, n: int, initial: str | None = None) -> None:
         self.values: list[str | None] = [initial]
         self.codes = np.zeros(n, dtype=np.int32 if n < 1 << 31 else np.int64)
+
+    @classmethod
+    def of(cls, values: list[str | None], codes: np.ndarray) -> TextColumn:
+        """The column ``values[codes]`` (``codes`` >= 0, kept as they are)."""
+        out = cls(0)
+        out.values, out.codes = values, codes
+        return out
 
     def set(self, rows: np.ndarray, texts: list[str | None], group_of: np.ndarray | None = None) -> None:
         """Row ``rows[i]`` gets ``texts[group_of[i]]`` (``group_of`` None: ``texts`` is one text)."""

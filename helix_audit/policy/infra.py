@@ -33,9 +33,13 @@ def dns_mask(flows: pd.DataFrame, codes: FlowCodes | None = None) -> np.ndarray:
 
 
 def infrastructure_mask(
-    flows: pd.DataFrame, site: SiteProfile | None, codes: FlowCodes | None = None
+    flows: pd.DataFrame,
+    site: SiteProfile | None,
+    codes: FlowCodes | None = None,
+    dns: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``codes``: the table's :class:`FlowCodes` (made here when not given)."""
+    """``codes``: the table's :class:`FlowCodes`, ``dns``: its :func:`dns_mask` (each made here
+    when not given)."""
     codes = codes if codes is not None else FlowCodes(flows)
     orig_p = flows["orig_p"].to_numpy()
     resp_p = flows["resp_p"].to_numpy()
@@ -46,7 +50,8 @@ def infrastructure_mask(
     mask |= udp & ((resp_p == MDNS_PORT) | (orig_p == MDNS_PORT))
     mask |= codes.equals("transport", "udp", "tcp") & ((resp_p == LLMNR_PORT) | (orig_p == LLMNR_PORT))
     mask |= _per_address(codes, _local_broadcast)
-    dns = dns_mask(flows, codes)
+    if dns is None:
+        dns = dns_mask(flows, codes)
     if dns.any():
         mask |= dns & _per_address(codes, lambda a: _known_resolver(a, site))
     return mask

@@ -58,8 +58,7 @@ def _addresses(named: pd.DataFrame) -> np.ndarray:
 
 
 def _from_profile(addresses: Sequence[object], site: SiteProfile, roles: dict[str, Role]) -> None:
-    for addr in addresses:
-        component = site.component_of(str(addr))
+    for addr, component in zip(addresses, site.components_of([str(a) for a in addresses]), strict=True):
         if component is not None:
             key = "control_plane.addresses" if component == "control_plane" else "sandboxes.addresses"
             roles[str(addr)] = Role(str(addr), component, "profile", f"site profile {key}")

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from ..errors import SiteError
@@ -104,6 +106,30 @@ class SiteProfile:
         if any(ip in net for net in self.sandbox_addresses):
             return "sandbox"
         return None
+
+    def components_of(self, addresses: Sequence[str]) -> list[str | None]:
+        """:meth:`component_of` of each address: the IPv4 ones against the IPv4 networks as
+        integer arrays (a capture has thousands of addresses, a profile a few networks)."""
+        ips = [parse_ip(a) for a in addresses]
+        out: list[str | None] = [None] * len(ips)
+        v4 = [i for i, ip in enumerate(ips) if isinstance(ip, ipaddress.IPv4Address)]
+        if v4:
+            value = np.fromiter((int(ips[i]) for i in v4), dtype=np.uint64, count=len(v4))  # type: ignore[arg-type]
+            # the control plane wins where both place an address (as in component_of): set last
+            for component, nets in (
+                ("sandbox", self.sandbox_addresses),
+                ("control_plane", self.control_plane_addresses),
+            ):
+                hit = np.zeros(len(v4), dtype=bool)
+                for net in nets:
+                    if net.version == 4:
+                        hit |= (value & np.uint64(int(net.netmask))) == np.uint64(int(net.network_address))
+                for j in np.flatnonzero(hit).tolist():
+                    out[v4[j]] = component
+        for i, ip in enumerate(ips):
+            if ip is not None and not isinstance(ip, ipaddress.IPv4Address):
+                out[i] = self.component_of(addresses[i])
+        return out
 
     def is_dns_server(self, address: str) -> bool:
         ip = parse_ip(address)

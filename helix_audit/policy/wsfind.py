@@ -19,7 +19,7 @@ import pandas as pd
 from ..model import Evidence, Observation, Severity, TlsClientHello, WebSocketUpgrade
 from ..names import clean_name
 from .evidence import MAX_FRAMES
-from .findings import Draft
+from .findings import Draft, key_of
 from .flowfind import LABEL
 from .match import Matcher
 from .observed import Observed, observed
@@ -74,16 +74,7 @@ def websocket_drafts(
             kind, id_parts = "plaintext_control_channel", ()
         else:
             continue
-        key: tuple[object, ...] = (
-            kind,
-            comp,
-            clean_name(obs.host) or obs.dst,
-            obs.dport,
-            "tcp",
-            None,
-            None,
-            *id_parts,
-        )
+        key = key_of(kind, comp, clean_name(obs.host), obs.dst, obs.dport, "tcp", id_parts=id_parts)
         have = out.get(key)
         if have is None:
             draft = out[key] = (

@@ -53,3 +53,21 @@ def test_failed_and_other_record_answers_do_not_name():
     )
     fid = c.flow(HOST, 5000, "192.0.2.30", 443, t=1)
     assert attribute(c.frame_df(), c.obs).loc[fid, "name_source"] == "none"
+
+
+def test_a_flow_with_a_missing_address_is_named_only_by_an_answer_to_anyone():
+    """A missing originator is no client: no answer is its own, an answer to anyone still names
+    the responder; a missing responder is named by none."""
+    c = Capture()
+    c.resolve(HOST, DNS, "a.example", "192.0.2.10", t=0)
+    c.resolve(OTHER, DNS, "b.example", "192.0.2.11", t=1)
+    c.resolve(HOST, DNS, "c.example", "192.0.2.11", t=2)
+    no_orig = c.flow(HOST, 5000, "192.0.2.11", 443, t=3)
+    no_resp = c.flow(HOST, 5001, "192.0.2.10", 443, t=3)
+    own = c.flow(OTHER, 5002, "192.0.2.11", 443, t=3)
+    c.rows[no_orig]["orig_h"] = None
+    c.rows[no_resp]["resp_h"] = None
+    out = attribute(c.frame_df(), c.obs).set_index("flow_id")
+    assert out.loc[no_orig, "hostname"] == "c.example"  # the latest answer to anyone
+    assert out.loc[no_resp, "name_source"] == "none"
+    assert out.loc[own, "hostname"] == "b.example"  # its own answer, though c.example is later
