@@ -88,6 +88,10 @@ class SynTable:
         out[inside] = self._birth[keys[inside]] != _ABSENT
         return out
 
+    def columns(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ISNs, births) of ``keys`` (each pending), for a bulk read."""
+        return self._seq[keys], self._birth[keys]
+
     def keys(self) -> np.ndarray:
         return np.flatnonzero(self._birth != _ABSENT)
 
