@@ -297,30 +297,36 @@ def join_view(st: SegmentArrays, store: SegmentStore) -> tuple[np.ndarray, np.nd
 
 def fold_flows(st: SegmentArrays, store: SegmentStore, dest: np.ndarray, ng: int) -> dict[str, np.ndarray]:
     """Every segment row, live or stored, folded straight into its flow's row (``dest``: segment id
-    -> flow row): the flows' sums, last, ev, ts and val (see ``join.events_into``), column-major
-    (``build_frame`` reads them a column at a time). Live rows first, each of ``st``'s arrays dropped
-    once folded, then one read of the store, which is closed. Folding is by sum and by min and max
-    order, so rows fold in any order to the aggregates of the segments they make.
+    -> flow row): the flows' sums, last, ev, ts and val (see ``join.events_into``). Live rows first,
+    each of ``st``'s arrays dropped once folded, then one read of the store, which is closed. Folding
+    is by sum and by min and max order, so rows fold in any order to the aggregates of the segments
+    they make.
 
-    When every segment is live and is its own flow in the row of that flow (a scan's one-packet
-    flows), the live arrays are the aggregates already: they are handed over as they are (row-major
-    views, not ~260 B a flow of copies made next to them)."""
+    ``sums`` comes one row per column, shape (NSUM, ng), and ``ev`` (ng, NEV), arrays of their own:
+    ``build_frame`` makes the frame's sum columns of ``sums`` in place and cuts ``ev`` down as it
+    reads it (not ~100 B a flow of copies made next to them). When every segment is live and is its
+    own flow in the row of that flow (a scan's one-packet flows), the live arrays are the aggregates
+    already: handed over as they are (row-major; views for last and ts), but for the sums, moved
+    into their own layout a block at a time from the end, the live array cut as it goes."""
     nl = st.nlive
     to = dest[st.seg_gid[:nl]]
     st.drop("seg_gid", "seg_tup", "seg_file")
     if not store.rows and nl == ng and _is_range(to):
-        agg = {"sums": st.sums[:nl], "last": st.last[:nl], "ev": st.ev[:nl], "ts": st.ev_ts[:nl]}
-        agg["val"] = st.ev_val[:nl, A_FIRST].copy()  # and ev_val's 24 B a flow go
-        st.drop("sums", "last", "ev", "ev_ts", "ev_val")
+        del to
+        val = st.ev_val[:nl, A_FIRST].copy()  # and ev_val's 24 B a flow go before the copies come
+        st.drop("ev_val")
+        sums, ev = _by_column(_take(st, "sums"), nl), _first_rows(_take(st, "ev"), nl)
+        agg = {"sums": sums, "last": st.last[:nl], "ev": ev, "ts": st.ev_ts[:nl], "val": val}
+        st.drop("last", "ev_ts")
         store.close()
         return agg
-    sums = np.zeros((ng, NSUM), dtype=np.int64, order="F")
-    sum_into(to, nl, st.sums, sums)
+    sums = np.zeros((NSUM, ng), dtype=np.int64)
+    sum_into(to, nl, st.sums, sums.T)
     st.drop("sums")
     last = np.full((ng, 2), -1, dtype=np.int64, order="F")
     last_into(to, nl, st.last, last)
     st.drop("last")
-    ev = np.full((ng, NEV), NONE, dtype=np.int64, order="F")
+    ev = np.full((ng, NEV), NONE, dtype=np.int64)
     ts, val = np.zeros((ng, 2), dtype=np.int64, order="F"), np.zeros(ng, dtype=np.int64)
     events_into(to, nl, st.ev, st.ev_ts, st.ev_val, ev, ts, val)
     st.drop("ev", "ev_ts", "ev_val")
@@ -328,9 +334,37 @@ def fold_flows(st: SegmentArrays, store: SegmentStore, dest: np.ndarray, ng: int
     for rows in store.blocks():
         to = dest[rows[:, C_GID]]
         k = len(rows)
-        sum_into(to, k, rows[:, C_SUMS : C_SUMS + NSUM], sums)
+        sum_into(to, k, rows[:, C_SUMS : C_SUMS + NSUM], sums.T)
         last_into(to, k, rows[:, C_LAST : C_LAST + 2], last)
         r_ev, r_ts = rows[:, C_EV : C_EV + NEV], rows[:, C_TS : C_TS + NTS]
         events_into(to, k, r_ev, r_ts, rows[:, C_VAL : C_VAL + NVAL], ev, ts, val)
     store.close()
     return {"sums": sums, "last": last, "ev": ev, "ts": ts, "val": val}
+
+
+def _take(st: SegmentArrays, name: str) -> np.ndarray:
+    """``st``'s array ``name``, which ``st`` lets go of (the caller holds its only reference)."""
+    arr = getattr(st, name)
+    st.drop(name)
+    return arr
+
+
+def _first_rows(a: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` rows of ``a``: ``a`` itself cut to them when it is an array of its own (the
+    rows past them go), else a copy."""
+    if not (a.flags.owndata and a.flags.c_contiguous):
+        return a[:n].copy()
+    a.resize((n, *a.shape[1:]), refcheck=False)  # no views of it are left (see ``_take``)
+    return a
+
+
+def _by_column(a: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` rows of ``a`` transposed into an array of their own, a block at a time from
+    the end, ``a`` cut after each (when it is an array of its own): no second copy at any time."""
+    a = _first_rows(a, n)
+    out = np.empty((a.shape[1], n), dtype=a.dtype)
+    for hi in range(n, 0, -BLOCK_ROWS):
+        lo = max(0, hi - BLOCK_ROWS)
+        out[:, lo:hi] = a[lo:hi].T
+        a.resize((lo, a.shape[1]), refcheck=False)
+    return out

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from ..arrays import sorted_unique
 from ..decode.interface import addr_to_str
@@ -36,7 +37,7 @@ from .state import (
     S_SYN,
     S_SYNACK,
 )
-from .text import frames_text, ipv4_text
+from .text import frames_text, host_columns
 from .zeek import conn_state_tcp, conn_state_udp, history_text, replay
 
 EPHEMERAL_MIN = 49152
@@ -48,6 +49,7 @@ HANDSHAKES = np.array(
 )
 CONFIDENCE = np.array(["high", "low"], dtype=object)
 CHUNK_ROWS = 1 << 16  # rows per pass where a pass makes wide temporaries
+KEY_EVENTS = [2 * k + d for k in (K_SYN, K_SYNACK, K_DATA, K_FIN, K_RST) for d in (0, 1)]  # ev columns
 # (column, sums column pair, 0: the originator's value / 1: the responder's)
 _SUM_COLUMNS = [
     ("orig_pkts", S_PKTS, 0),
@@ -101,6 +103,25 @@ def _col(arr2: np.ndarray, base: int, d: np.ndarray) -> np.ndarray:
     return np.where(d == 0, arr2[:, base], arr2[:, base + 1])
 
 
+def _sum_columns(sums: np.ndarray, o: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``_SUM_COLUMNS`` made of ``sums`` ((NSUM, ng), an array of its own) in place: each
+    direction pair swapped where B is the originator, the rows kept moved to the front, the two
+    never read (the responder's SYNs, the originator's SYN-ACKs) cut off its end. The frame takes
+    views of it: no copies next to the aggregates (96 B a flow, ~290 MB on 3M flows)."""
+    nsum, ng = sums.shape
+    for lo in range(0, ng, CHUNK_ROWS):
+        flip = np.flatnonzero(o[lo : lo + CHUNK_ROWS] == 1) + lo
+        for base in range(0, nsum, 2):
+            a = sums[base, flip]
+            sums[base, flip] = sums[base + 1, flip]
+            sums[base + 1, flip] = a
+    for i, (_, base, d) in enumerate(_SUM_COLUMNS):  # sources ascend and are >= i: no overwrites
+        if base + d != i:
+            sums[i] = sums[base + d]
+    sums.resize((len(_SUM_COLUMNS), ng), refcheck=False)  # the caller holds no view of it
+    return {name: sums[i] for i, (name, _, _) in enumerate(_SUM_COLUMNS)}
+
+
 def _orientation(
     ev: np.ndarray, first_val: np.ndarray, ki: np.ndarray, err: IcmpErrors
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +167,15 @@ def _orientation_part(
 
 
 def _handshake(ev: np.ndarray, o: np.ndarray, is_tcp: np.ndarray) -> np.ndarray:
+    """Handshake name per flow, ``CHUNK_ROWS`` flows at a time (~7 row-sized temporaries)."""
+    out = np.empty(len(o), dtype=object)
+    for lo in range(0, len(o), CHUNK_ROWS):
+        at = slice(lo, lo + CHUNK_ROWS)
+        out[at] = _handshake_part(ev[at], o[at], is_tcp[at])
+    return out
+
+
+def _handshake_part(ev: np.ndarray, o: np.ndarray, is_tcp: np.ndarray) -> np.ndarray:
     r = 1 - o
     syn, sa, rst_r = _col(ev, 2 * K_SYN, o), _col(ev, 2 * K_SYNACK, r), _col(ev, 2 * K_RST, r)
     after = np.zeros(len(o), dtype=bool)
@@ -228,19 +258,23 @@ def _states_part(
 def _stream_index(first_file: np.ndarray, mask: np.ndarray) -> pd.array:
     """tshark-style per-file stream numbers (0-based, by first packet) for flows in ``mask`` (rows
     in final order, i.e. by first packet): the rank of each flow among its file's, counted with a
-    stable sort by file (one file, the usual case: 0, 1, 2 ...)."""
+    stable sort by file; one file, the usual case: a running count (no row-sized temporaries)."""
+    if not mask.any():
+        return pd.arrays.IntegerArray(np.zeros(len(mask), dtype=np.int64), np.ones(len(mask), dtype=bool))
+    if (first_file == first_file[0]).all():
+        values = np.cumsum(mask, dtype=np.int64)
+        values -= 1
+        values[~mask] = 0
+        return pd.arrays.IntegerArray(values, ~mask.astype(bool))
     values = np.zeros(len(mask), dtype=np.int64)
     ordered = np.flatnonzero(mask)
     ff = first_file[ordered]
-    if len(ff) and (ff != ff[0]).any():
-        by_file = np.argsort(ff, kind="stable")
-        sf = ff[by_file]
-        start = np.searchsorted(sf, sf)  # each row's file's first position in sf
-        ranks = np.empty(len(ff), dtype=np.int64)
-        ranks[by_file] = np.arange(len(ff)) - start
-        values[ordered] = ranks
-    else:
-        values[ordered] = np.arange(len(ff))
+    by_file = np.argsort(ff, kind="stable")
+    sf = ff[by_file]
+    start = np.searchsorted(sf, sf)  # each row's file's first position in sf
+    ranks = np.empty(len(ff), dtype=np.int64)
+    ranks[by_file] = np.arange(len(ff)) - start
+    values[ordered] = ranks
     return pd.arrays.IntegerArray(values, ~mask.astype(bool))
 
 
@@ -263,24 +297,49 @@ def _icmp_columns(err: IcmpErrors, ng: int, files: list[str]) -> dict[str, np.nd
     return {"icmp_errors": count, "icmp_error": name, "icmp_from": sender, "icmp_frames": frames}
 
 
-def _key_frames(ev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: list[str]) -> np.ndarray:
-    """Comma-separated key frames per flow: sorted and rendered by :func:`.text.frames_text`, a
-    chunk of rows at a time (a million flows' event matrix copied whole was ~0.5 GB of temporaries);
-    Python only for the rare flows with frames in another file (prefixed ``file:``)."""
-    ng = ev.shape[0]
+def _key_events(ev: np.ndarray) -> np.ndarray:
+    """``ev`` ((ng, NEV), an array of its own) cut in place to its ``KEY_EVENTS`` columns, in that
+    order, (ng, len(KEY_EVENTS)): what ``_key_frames`` reads (the others' 32 B a flow go before its
+    texts come)."""
+    ng, keep = ev.shape[0], len(KEY_EVENTS)
+    flat = ev.reshape(-1)
+    _compact_rows(flat, ng, ev.shape[1], np.array(KEY_EVENTS, dtype=np.int64))
+    del flat
+    ev.resize((ng, keep), refcheck=False)  # the caller holds no view of it
+    return ev
+
+
+@njit(cache=True)
+def _compact_rows(flat, n, width, keep):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """Rows of ``width`` values in ``flat`` made rows of their ``keep`` columns, in place: a row's
+    new place ends before its old one, so rows move down in order without overwriting any."""
+    k = keep.shape[0]
+    for r in range(n):
+        for j in range(k):
+            flat[r * k + j] = flat[r * width + keep[j]]
+
+
+def _key_frames(kev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: list[str]) -> np.ndarray:
+    """Comma-separated key frames per flow from ``kev`` (the ``KEY_EVENTS`` columns): sorted and
+    rendered by :func:`.text.frames_text`, a chunk of rows at a time from the end; when ``kev`` is
+    an array of its own, cut after each chunk (its rows go as their texts come). Python only for
+    the rare flows with frames in another file (prefixed ``file:``)."""
+    ng = kev.shape[0]
+    own = kev.flags.owndata and kev.flags.c_contiguous
     o = np.lexsort((err.order, err.sid))
     sid, order = err.sid[o], err.order[o]
     rank = np.arange(len(sid)) - np.searchsorted(sid, sid)
     keep = rank < 4
     sid, order, rank = sid[keep], order[keep], rank[keep]
-    wanted = [2 * k + d for k in (K_SYN, K_SYNACK, K_DATA, K_FIN, K_RST) for d in (0, 1)]
     out = np.empty(ng, dtype=object)
-    for lo in range(0, ng, CHUNK_ROWS):
-        hi = min(ng, lo + CHUNK_ROWS)
+    for hi in range(ng, 0, -CHUNK_ROWS):
+        lo = max(0, hi - CHUNK_ROWS)
         extra = np.full((hi - lo, 4), NONE, dtype=np.int64)
         at = slice(np.searchsorted(sid, lo), np.searchsorted(sid, hi))
         extra[sid[at] - lo, rank[at]] = order[at]
-        m = np.concatenate([ev[lo:hi, wanted], extra], axis=1)
+        m = np.concatenate([kev[lo:hi], extra], axis=1)
+        if own:
+            kev.resize((lo, kev.shape[1]), refcheck=False)
         out[lo:hi], other = frames_text(m, NONE, KEY_FRAMES_MAX, ORDER_SHIFT, first_file[lo:hi])
         for i in np.flatnonzero(other).tolist():  # frames in another file than the first's
             f = first_file[lo + i]
@@ -289,20 +348,6 @@ def _key_frames(ev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: 
                 (f"{files[v >> ORDER_SHIFT]}:" if v >> ORDER_SHIFT != f else "") + str(v & FRAME_MASK)
                 for v in row[row != NONE].tolist()
             )
-    return out
-
-
-def _addr_strings(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Text addresses: IPv4-mapped ones rendered in bulk, the (rarer) IPv6 ones once per address."""
-    out = np.empty(len(hi), dtype=object)
-    v4 = (hi == 0) & ((lo >> np.uint64(32)) == 0xFFFF)
-    out[v4] = ipv4_text(lo[v4] & np.uint64(0xFFFFFFFF))
-    rest = np.flatnonzero(~v4)
-    if len(rest):
-        pairs = np.stack([hi[rest], lo[rest]], axis=1)
-        uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
-        text = np.array([addr_to_str(h, lo_) for h, lo_ in uniq.tolist()], dtype=object)
-        out[rest] = text[inv.reshape(-1)]
     return out
 
 
@@ -322,10 +367,11 @@ def _files_column(
 
 
 def _encap_text(bits: np.ndarray) -> np.ndarray:
+    """Encapsulation names per flow of its bits (< 256)."""
     table = np.array(
         ["+".join(n for k, n in enumerate(ENCAP_NAMES) if b >> k & 1) for b in range(256)], dtype=object
     )
-    return table[bits & 0xFF]
+    return table[bits]
 
 
 def build_frame(
@@ -339,16 +385,14 @@ def build_frame(
 
     ``agg`` (see ``FlowTable.finish``: ku, ki tuple keys; sums; last; ev; ts = first packet's and
     first ICMP error's timestamps; val = first packet's value) is emptied as its arrays are used, so
-    that the inputs go while the columns come. The frame takes the columns as they are (``copy=False``
-    keeps pandas from consolidating them into blocks: another copy of the whole table)."""
-    ki, ev, val = agg.pop("ki"), agg["ev"], agg.pop("val")
+    that the inputs go while the columns come; sums, ev and val (arrays of their own, see
+    ``fold_flows``) are made into columns or cut in place. The frame takes the columns as they are
+    (``copy=False`` keeps pandas from consolidating them into blocks: another copy of the whole
+    table)."""
+    ki, ev, val = agg.pop("ki"), agg.pop("ev"), agg.pop("val")
     o, init = _orientation(ev, val, ki, err)
     cols: dict[str, object] = {"flow_id": np.arange(ng, dtype=np.int64)}
-    ku = agg.pop("ku")
-    a_txt, b_txt = _addr_strings(ku[:, 0], ku[:, 1]), _addr_strings(ku[:, 2], ku[:, 3])
-    del ku
-    cols["orig_h"], cols["resp_h"] = np.where(o == 0, a_txt, b_txt), np.where(o == 0, b_txt, a_txt)
-    del a_txt, b_txt
+    cols["orig_h"], cols["resp_h"] = host_columns(agg.pop("ku"), o)
     proto = ki[:, 0].copy()
     transport = np.array([f"ip-{p}" for p in range(256)], dtype=object)
     transport[[6, 17, 1, 58]] = ["tcp", "udp", "icmp", "icmp6"]
@@ -356,12 +400,9 @@ def build_frame(
     cols["orig_p"] = np.where(o == 0, ki[:, 1], ki[:, 2])
     cols["resp_p"] = np.where(o == 0, ki[:, 2], ki[:, 1])
     del ki
-    sums = agg.pop("sums")  # its columns first: it goes before the frame has most of its others
-    from_a = o == 0
-    for name, base, d in _SUM_COLUMNS:
-        cols[name] = np.where(from_a, sums[:, base + d], sums[:, base + 1 - d])
-    del from_a
-    cols["conn_state"], cols["history"] = _states(ev, sums, o, proto)
+    sums = agg.pop("sums")
+    cols["conn_state"], cols["history"] = _states(ev, sums.T, o, proto)
+    cols.update(_sum_columns(sums, o))
     del sums
     cols["initiator"] = np.array(["syn", "synack", "first_packet", "port_heuristic"], dtype=object)[init]
     cols["confidence"] = CONFIDENCE[(init > 1).view(np.int8)]
@@ -379,13 +420,17 @@ def build_frame(
     first_file = first_order >> ORDER_SHIFT
     cols["first_frame"] = first_order & FRAME_MASK
     del first_order
-    cols["key_frames"] = _key_frames(ev, err, first_file, files)
-    del agg["ev"], ev
+    cols["key_frames"] = _key_frames(_key_events(ev), err, first_file, files)
+    del ev
     cols.update(_icmp_columns(err, ng, files))
     cols["file"] = np.array(files or [""], dtype=object)[first_file]
     cols["files"] = _files_column(first_file, file_pairs, files)
     cols["tcp_stream"] = _stream_index(first_file, (proto == 6) & ~no_pkts)
     cols["udp_stream"] = _stream_index(first_file, (proto == 17) & ~no_pkts)
-    cols["vlan"] = (val & 0xFFFF).astype(np.int64)
-    cols["encap"] = _encap_text((val >> 16) & 0xFF)
+    del first_file, proto, no_pkts
+    cols["vlan"] = val & 0xFFFF
+    val >>= 16  # val is ours (a copy made by fold_flows)
+    val &= 0xFF
+    cols["encap"] = _encap_text(val)
+    del val
     return pd.DataFrame({k: cols.pop(k) for k in FLOW_COLUMNS}, copy=False)

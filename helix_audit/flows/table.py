@@ -27,6 +27,7 @@ from .expiry import (
     SPILL_BYTES,
     TIMEOUTS_NS,
     SegmentStore,
+    _is_range,
     expire,
     fold_flows,
     join_view,
@@ -278,7 +279,10 @@ class FlowTable:
         tup = np.zeros(ng, dtype=np.int64)
         tup[dest] = seg_tup
         del seg_tup
-        agg = {"ku": st.tk_u64[tup], "ki": st.tk_i64[tup, :3]}
+        if _is_range(tup):  # flow i is tuple i (a scan's): views, not ~56 B a flow of copies
+            agg = {"ku": st.tk_u64[:ng], "ki": st.tk_i64[:ng, :3]}
+        else:
+            agg = {"ku": st.tk_u64[tup], "ki": st.tk_i64[tup, :3]}
         del tup
         st.drop("tk_u64", "tk_i64")
         agg.update(fold_flows(st, store, dest, ng))
