@@ -32,6 +32,7 @@ from typing import IO
 import numpy as np
 from numba import njit
 
+from .folding import fold_events
 from .join import events_into, last_into, sum_into
 from .state import (
     A_FIRST,
@@ -46,7 +47,6 @@ from .state import (
     TS_ICMP,
     VAL_OF,
     SegmentArrays,
-    fold_events,
 )
 
 SEC = 1_000_000_000

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .folding import fold, starts_with_syn
 from .state import (
     A_FIRST,
     A_SYN,
@@ -22,9 +23,7 @@ from .state import (
     NONE,
     TS_FIRST,
     TS_ICMP,
-    fold,
     lookup_insert,
-    starts_with_syn,
 )
 
 

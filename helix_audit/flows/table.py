@@ -34,18 +34,10 @@ from .expiry import (
     materialize,
 )
 from .finish import IcmpErrors, build_frame
+from .folding import ROW_ICMP_ERROR, ROW_SKIP, add_rows, mark_files
 from .interface import PacketFlows
 from .join import group_first, join_segments, merge_rows
-from .state import (
-    FRAME_MASK,
-    NONE,
-    ORDER_SHIFT,
-    ROW_ICMP_ERROR,
-    ROW_SKIP,
-    SegmentArrays,
-    add_rows,
-    mark_files,
-)
+from .state import FRAME_MASK, NONE, ORDER_SHIFT, SegmentArrays
 
 STATUS_NAMES = {0: "ok", 1: "not_ip", 2: "truncated", 3: "malformed", 4: "unknown_link", 5: "fragment"}
 ICMP_UNQUOTED = "icmp_error_unquoted"

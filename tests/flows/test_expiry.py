@@ -16,6 +16,7 @@ import pytest
 
 from helix_audit.decode.interface import PacketColumns
 from helix_audit.flows import finish as finish_mod
+from helix_audit.flows import orient as orient_mod
 from helix_audit.flows import text as text_mod
 from helix_audit.flows.expiry import WIDTH
 from helix_audit.flows.table import FlowTable
@@ -144,6 +145,7 @@ def test_chunked_text_equals_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     feed(whole, work)
     frame_a = whole.finish()[0]
     monkeypatch.setattr(finish_mod, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(orient_mod, "CHUNK_ROWS", 3)
     monkeypatch.setattr(text_mod, "CHUNK_ROWS", 2)
     chunked = FlowTable(FILES)
     feed(chunked, work)

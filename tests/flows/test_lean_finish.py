@@ -12,15 +12,14 @@ from helix_audit.decode.interface import addr_to_str
 from helix_audit.flows import text as text_mod
 from helix_audit.flows.expiry import _by_column, _first_rows
 from helix_audit.flows.finish import (
-    _SUM_COLUMNS,
     CHUNK_ROWS,
     KEY_EVENTS,
     IcmpErrors,
     _key_events,
     _key_frames,
     _stream_index,
-    _sum_columns,
 )
+from helix_audit.flows.orient import _SUM_COLUMNS, _sum_columns
 from helix_audit.flows.state import NEV, NONE, NSUM, ORDER_SHIFT
 from helix_audit.flows.text import host_columns
 
