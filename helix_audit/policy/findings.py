@@ -95,17 +95,6 @@ class Draft:
     evidence: tuple[Evidence, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def key(self) -> tuple[object, ...]:
-        """:func:`key_of` without the kind and the id parts."""
-        return (
-            self.component,
-            self.hostname or self.dst,
-            self.dst_port,
-            self.transport,
-            self.how,
-            self.state,
-        )
-
     def group_key(self) -> tuple[object, ...]:
         """What :func:`group` merges by and the finding id hashes: :func:`key_of` of the draft."""
         return key_of(

@@ -98,7 +98,9 @@ class SiteProfile:
 
     def component_of(self, address: str) -> str | None:
         """``control_plane`` / ``sandbox`` for an address the profile places, else None."""
-        ip = parse_ip(address)
+        return self._placed(parse_ip(address))
+
+    def _placed(self, ip: IPAddress | None) -> str | None:
         if ip is None:
             return None
         if any(ip in net for net in self.control_plane_addresses):
@@ -128,7 +130,7 @@ class SiteProfile:
                     out[v4[j]] = component
         for i, ip in enumerate(ips):
             if ip is not None and not isinstance(ip, ipaddress.IPv4Address):
-                out[i] = self.component_of(addresses[i])
+                out[i] = self._placed(ip)
         return out
 
     def is_dns_server(self, address: str) -> bool:
