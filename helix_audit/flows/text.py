@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..arrays import sorted_unique
 from ..decode.interface import addr_to_str
 
 _NL = 10
@@ -174,7 +175,10 @@ def host_columns(ku: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     n = len(o)
     sides = [(ku[:, 0], ku[:, 1]), (ku[:, 2], ku[:, 3])]
     v4 = [(hi == 0) & ((lo >> np.uint64(32)) == 0xFFFF) for hi, lo in sides]
-    uniq = np.unique(np.concatenate([lo[m].astype(np.uint32) for (_, lo), m in zip(sides, v4, strict=True)]))
+    # numpy 2's ``np.unique`` of a flow-sized array takes its superlinear hash path: sort instead
+    v4_lo = np.concatenate([lo[m].astype(np.uint32) for (_, lo), m in zip(sides, v4, strict=True)])
+    uniq = sorted_unique(v4_lo, in_place=True).copy()  # compact: the flow-sized buffer goes
+    del v4_lo
     text = np.empty(len(uniq), dtype=object)
     for c in range(0, len(uniq), CHUNK_ROWS):
         text[c : c + CHUNK_ROWS] = ipv4_text(uniq[c : c + CHUNK_ROWS])
