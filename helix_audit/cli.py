@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from . import __version__
+from .cli_live import capture_command, live_inputs, live_options
 from .errors import HelixAuditError
 from .gcpause import paused_gc
 from .heap import bound_heap
@@ -175,7 +176,7 @@ def _tshark_warnings() -> Iterator[None]:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--site", type=click.Path(path_type=Path), help="Site profile (YAML).")
 @click.option(
     "--rules",
@@ -209,6 +210,7 @@ def _tshark_warnings() -> Iterator[None]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @engine_options
 @scale_options
+@live_options
 @_guard
 def audit(
     paths: tuple[Path, ...],
@@ -223,8 +225,11 @@ def audit(
     decode_as: tuple[str, ...],
     jobs: int,
     dask_address: str | None,
+    **live: Any,
 ) -> None:
-    """Audit PATH... (pcap, pcapng, gzip, or directories of them) and write a report bundle."""
+    """Audit PATH... (pcap, pcapng, gzip, or directories of them), or a --live capture, and write a
+    report bundle."""
+    paths = live_inputs(paths, out, quiet, **live)  # with --live: captures into OUT/capture/ first
     with _heavy_imports():
         from .model import Severity
         from .pipeline import audit as run_audit
@@ -418,6 +423,8 @@ def diff_cmd(old: Path, new: Path, fmt: str, fail_on: str) -> None:
         click.echo(format_text(result).rstrip("\n"))
     sys.exit(exit_code(result, fail_on))
 
+
+main.add_command(capture_command(_guard))
 
 if __name__ == "__main__":  # pragma: no cover
     main()

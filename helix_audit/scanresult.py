@@ -48,7 +48,8 @@ ONE_SIDED_SHARE, ONE_SIDED_MIN = 0.5, 5
 
 
 def with_quality_warnings(result: Scan) -> Scan:
-    """Add capture-quality warnings to each input: a short snaplen, one-sided TCP traffic."""
+    """Add capture-quality warnings to each input: a short snaplen, one-sided TCP traffic, packets
+    the kernel dropped while capturing (a pcapng's trailing Interface Statistics Blocks)."""
     tcp = result.flows[(result.flows["transport"] == "tcp")] if len(result.flows) else result.flows
     inputs = []
     for info in result.inputs:
@@ -66,6 +67,10 @@ def with_quality_warnings(result: Scan) -> Scan:
                 f"one-sided traffic: {one_way} of {len(busy)} TCP flows show packets in one direction "
                 "only (a one-way mirror port or asymmetric routing): 'no answer' outcomes may be wrong"
             )
+        if info.format == "pcapng" and not info.gzip:
+            from .live.ngfile import drop_warnings  # only pcapng files can carry them
+
+            extra += drop_warnings(info.path)
         inputs.append(dataclasses.replace(info, warnings=info.warnings + tuple(extra)) if extra else info)
     result.inputs = inputs
     return result
