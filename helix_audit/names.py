@@ -93,8 +93,7 @@ def attribute(
     out = flows.copy(deep=False)  # copy-on-write: the new columns never reach ``flows``
     n = len(flows)
     direct, proxy = _direct_names(seen)
-    fids = pd.Index(flows["flow_id"].to_numpy()) if direct else None  # a scan's flows: no names
-    rows = fids.get_indexer(list(direct)) if fids is not None else np.zeros(0, dtype=np.intp)
+    rows = seen.rows(list(direct))  # a scan's flows: no names, nothing to look up
     kept = rows >= 0
     found_code = np.zeros(n, dtype=np.int64)  # index in ``kinds`` (0: no direct name)
     kinds: dict[tuple[tuple[str, str], ...], int] = {(): 0}
@@ -103,7 +102,7 @@ def attribute(
     target = np.zeros(n, dtype=np.int64)
     proxied = _proxy_mask(flows, site)
     if proxy.ports:
-        at = pd.Index(flows["flow_id"].to_numpy()).get_indexer(list(proxy.ports))
+        at = seen.rows(list(proxy.ports))
         target[at[at >= 0]] = np.asarray(list(proxy.ports.values()), dtype=np.int64)[at >= 0]
         proxied[at[at >= 0]] = True
     chain_code, chains = _dns_chains(flows, seen)

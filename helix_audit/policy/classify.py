@@ -57,6 +57,10 @@ def _dest_severity() -> dict[tuple[str, str, str], Severity]:
 
 @dataclass(frozen=True)
 class Classification:
+    """``flows``: the input table plus the policy columns the report writes (hostname,
+    name_source, orig_component, resp_component, verdict, rule); the working columns are
+    dropped (:data:`INTERNAL`)."""
+
     flows: pd.DataFrame
     findings: list[Finding]
     coverage: list[CoverageEntry]
@@ -89,47 +93,36 @@ def _classify(
     dns = dns_mask(named, codes)
     verdict = _verdicts(named, matcher, site, codes, host_comps, dns)
     _failures(named, notes, codes, verdict)
-    _flow_notes(named, notes)
     end = float(named["last_ts"].max()) if len(named) else 0.0
     found = lookups(named, seen, end)
-    drafts, scans = _flow_drafts(named, matcher, site, codes, host_comps, verdict, dns)
+    drafts, scans = _flow_drafts(named, matcher, site, codes, host_comps, verdict, dns, notes)
     del dns
     drafts += lookup_drafts(found, named, matcher, components)
     drafts += websocket_drafts(named, seen, matcher, components)
     findings = order(build_all(group(drafts)) + scans)
     coverage = build_coverage(named, found, matcher, roles, site)
-    keep = [c for c in named.columns if c not in ("category", "explanation", "dest", "state", "success")]
-    return Classification(named[keep], findings, coverage, roles)
+    return Classification(named.drop(columns=[c for c in INTERNAL if c in named]), findings, coverage, roles)
+
+
+#: Columns classification works with but no consumer of the classified table reads (the report
+#: writes the flow columns and :data:`report.json_report.POLICY_COLUMNS`): dropped from the table
+#: that leaves, which lives for the whole report (~32 B a flow on a SYN scan). The names, proxied and
+#: target_port of a flow are :func:`names.attribute`'s output, to ask of it when wanted.
+INTERNAL = ("names", "proxied", "target_port", "success", "fail_how", "category", "explanation")
 
 
 def _failures(named: pd.DataFrame, notes: FlowNotes, codes: FlowCodes, verdict: TextColumn) -> None:
-    """Adds success, fail_how (every failure) and how (the allowed flows' failures, which become
-    ``blocked``: marked in ``verdict`` and the verdict column)."""
+    """Adds success and fail_how (every failure); the allowed flows that failed become
+    ``blocked`` (marked in ``verdict`` and the verdict column): their fail_how is how they were
+    blocked (no separate column of the allowed flows' failures)."""
     how = failure_how(named, notes, codes)
     store(named, "success", succeeded(named, how, codes))
-    allowed = verdict.mask("allowed")
     store(named, "fail_how", how)
-    allowed_how = how.copy()
-    allowed_how[~allowed] = None
-    store(named, "how", allowed_how)
-    at = np.flatnonzero(allowed)
+    at = np.flatnonzero(verdict.mask("allowed"))
     at = at[pd.notna(how[at])]
     if at.shape[0]:
         verdict.set(at, ["blocked"])
         store(named, "verdict", verdict.column())
-
-
-def _flow_notes(named: pd.DataFrame, notes: FlowNotes) -> None:
-    """Adds connect_status and tls_alert: ``named["flow_id"].map(table)``, float NaN everywhere
-    when the table is empty (most are; one all-NaN array then serves both columns)."""
-    empty: pd.Series | None = None
-    for name, table in (("connect_status", notes.connect_status), ("tls_alert", notes.tls_alert)):
-        if table:
-            named[name] = named["flow_id"].map(table)
-            continue
-        if empty is None:
-            empty = pd.Series(np.full(len(named), np.nan), index=named.index, copy=False)
-        named[name] = empty  # shared as pandas shares a column: copied on a write to either
 
 
 def _verdicts(
@@ -205,16 +198,25 @@ def _legacy_notes(
     """:meth:`Matcher.legacy` of the rows, asked once per distinct (component, port, transport): a
     SYN scan is a million inbound rows over a few thousand such keys. (The notes, each row's.)"""
     comps, c_code = np.unique(components, return_inverse=True)  # per address: its component's code
-    c_of = c_code.reshape(-1)[resp_code[rows]]
+    c_of = c_code.reshape(-1).astype(np.int32)[resp_code[rows]]
     port = named["resp_p"].to_numpy()[rows]
     t_all, transports = codes.column("transport")
-    t_of = t_all[rows] + 1  # 0: missing
     span = len(transports) + 1
     size = len(comps) * _PORTS * span
     if port.shape[0] > _PORTS and size <= 1 << 22 and port.min() >= 0 and port.max() < _PORTS:
-        code, keys = dense_codes((c_of.astype(np.int64) * _PORTS + port) * span + t_of, size)
-        ports = np.arange(_PORTS)  # many rows: keys as dense small integers, no hashing
+        # many rows (a SYN scan: every row): keys as dense small integers, no hashing, built in
+        # place in four bytes a row (the peak of this stage is its temporaries per row)
+        dense = c_of
+        dense *= _PORTS
+        dense += port
+        del port
+        dense *= span
+        dense += t_all[rows]
+        dense += 1  # transport code 0: missing
+        code, keys = dense_codes(dense, size)
+        ports = np.arange(_PORTS)
     else:
+        t_of = t_all[rows] + 1  # 0: missing
         p_code, ports = pd.factorize(port)
         code, keys = pd.factorize((c_of.astype(np.int64) * len(ports) + p_code) * span + t_of)
     notes: list[str | None] = []
@@ -288,21 +290,18 @@ def _flow_drafts(
     host_comps: np.ndarray,
     verdicts: TextColumn,
     dns: np.ndarray,
+    notes: FlowNotes,
 ) -> tuple[list[Draft], list[Finding]]:
     """Drafts of the flow findings, and the inbound scans (already findings: :mod:`.scan`).
-    ``dns``: :func:`dns_mask`."""
+    ``dns``: :func:`dns_mask`; ``notes``: the CONNECT statuses and TLS alerts a failure cites."""
     # the scan first, before the per-row texts below exist: a SYN scan's peak is its work
-    tcp = codes.equals("transport", "tcp")
-    answered = np.where(tcp, named["synack"].to_numpy() > 0, named["resp_pkts"].to_numpy() > 0)
-    del tcp
+    answered = _answered(named, codes)
     is_verdict = verdicts.mask
     inbound = is_verdict("inbound")
     base = Columns(named)
     scanned, scans = scan_findings(base, inbound, answered, codes)
     inbound &= ~scanned
     del scanned
-    hostname = named["hostname"].to_numpy(dtype=object)
-    dest = np.where(pd.isna(hostname), named["resp_h"].to_numpy(dtype=object), hostname)
     success = named["success"].to_numpy()
     category = named["category"].to_numpy()
     suspect = is_verdict("violation", "unknown")
@@ -310,25 +309,40 @@ def _flow_drafts(
     dest_rows = (is_verdict("violation") & ~(dns & suspect & ~has_category)) | (
         is_verdict("unknown") & has_category
     )
-    cols = base.replace(dest=dest, state=_texts(("attempted", "established"), success))
-    drafts = destination_drafts(cols, dest_rows, _dest_severity())
-    del dest_rows, has_category
-    drafts += inbound_drafts(cols.replace(state=_texts(("attempted", "accepted"), answered)), inbound)
-    del inbound, answered
+    del has_category, category
     blocked = is_verdict("blocked")
-    purposes = {r.id: r.purpose for r in matcher.ruleset.rules}
-    core = {r.id for r in matcher.ruleset.rules if r.group in CORE_GROUPS and r.provider is None}
-    drafts += blocked_drafts(
-        cols.replace(recovered=_recovered(named, dest, success & is_verdict("allowed"), blocked, codes)),
-        blocked,
-        purposes,
-        core,
-    )
+    # the per-row texts (8 B a flow each) only for the findings that read them: a SYN scan's
+    # million inbound rows are its scans, and none of these is wanted
+    cols, dest = base, None
+    if dest_rows.any() or blocked.any():
+        hostname = named["hostname"].to_numpy(dtype=object)
+        dest = np.where(pd.isna(hostname), named["resp_h"].to_numpy(dtype=object), hostname)
+        del hostname
+        cols = base.replace(dest=dest)
+    drafts: list[Draft] = []
+    if dest_rows.any():
+        state = _texts(("attempted", "established"), success)
+        drafts += destination_drafts(cols.replace(state=state), dest_rows, _dest_severity(), notes)
+    del dest_rows
+    if inbound.any():
+        drafts += inbound_drafts(cols.replace(state=_texts(("attempted", "accepted"), answered)), inbound)
+    del inbound, answered
+    if dest is not None and blocked.any():
+        purposes = {r.id: r.purpose for r in matcher.ruleset.rules}
+        core = {r.id for r in matcher.ruleset.rules if r.group in CORE_GROUPS and r.provider is None}
+        recovered = _recovered(named, dest, success & is_verdict("allowed"), blocked, codes)
+        drafts += blocked_drafts(cols.replace(recovered=recovered), blocked, purposes, core, notes)
     listed = tuple(str(a) for a in site.dns_servers) if site is not None else ()
     helix = codes.per_host(np.isin(host_comps, HELIX), "orig")
     resolvers = dns & (helix | is_verdict("unknown")) & suspect
     drafts += resolver_drafts(cols, resolvers, listed)
     return drafts, scans
+
+
+def _answered(named: pd.DataFrame, codes: FlowCodes) -> np.ndarray:
+    """Per flow: did the responder answer (TCP: a SYN-ACK; else any packet)?"""
+    tcp = codes.equals("transport", "tcp")
+    return np.where(tcp, named["synack"].to_numpy() > 0, named["resp_pkts"].to_numpy() > 0)
 
 
 def _texts(texts: tuple[str, str], which: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ def build_coverage(
     components = {r.address: r.component for r in roles}
     # only the columns an entry reads: a group-by part copies every column it carries
     ruled = named.loc[
-        named["rule"].notna(), ["rule", "orig_component", "verdict", "success", "how", "flow_id"]
+        named["rule"].notna(), ["rule", "orig_component", "verdict", "success", "fail_how", "flow_id"]
     ]
     by_rule = {rule: part for rule, part in ruled.groupby("rule")}
     failed_by_comp: dict[str | None, list[Lookup]] = {}
@@ -101,7 +101,7 @@ def _entry(
             return CoverageEntry(status="ok", flow_ids=_ids(ok), **base)
         bad = part[part["verdict"] == "blocked"]
         if not bad.empty:
-            how = Counter(bad["how"]).most_common(1)[0][0]
+            how = Counter(bad["fail_how"]).most_common(1)[0][0]  # a blocked flow's failure
             return CoverageEntry(status="blocked", how=how, flow_ids=_ids(bad), **base)
     if failed:
         how = Counter(lk.outcome for lk in failed).most_common(1)[0][0]

@@ -86,7 +86,7 @@ def dense_codes(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     present = np.zeros(size, dtype=bool)
     present[values] = True
     keys = np.flatnonzero(present)
-    lut = np.zeros(size, dtype=np.intp)
+    lut = np.zeros(size, dtype=np.int32 if keys.shape[0] < 1 << 31 else np.intp)  # codes: 4 B a row
     lut[keys] = np.arange(keys.shape[0])
     return lut[values], keys
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,9 @@ from ..model import Severity
 from .evidence import isna
 from .findings import Draft
 from .flowrows import Columns, FlowRows, group_positions, value_counts
+
+if TYPE_CHECKING:
+    from .outcome import FlowNotes
 
 LABEL = {"control_plane": "Control plane", "sandbox": "Sandbox", "other": "Host"}
 _NAME_SOURCE = {
@@ -55,7 +58,7 @@ def _groups(cols: Columns, mask: np.ndarray, keys: list[str]) -> list[tuple[Mapp
 
 
 def destination_drafts(
-    cols: Columns, mask: np.ndarray, severity: dict[tuple[str, str, str], Severity]
+    cols: Columns, mask: np.ndarray, severity: dict[tuple[str, str, str], Severity], notes: FlowNotes
 ) -> list[Draft]:
     out = []
     for first, part in _groups(cols, mask, _DEST_KEYS):
@@ -72,7 +75,7 @@ def destination_drafts(
         failed = first.get("fail_how")
         how = failed if state != "established" and isinstance(failed, str) else None
         if how is not None:
-            msg += f" It failed: {_how_text(first, part, how)}."
+            msg += f" It failed: {_how_text(first, part, how, notes)}."
         out.append(_draft("unexpected_destination", sev, first, part, msg, state=state, how=how))
     return out
 
@@ -156,21 +159,24 @@ def _inbound_one(values: tuple[Any, ...], part: FlowRows) -> Draft:
     )
 
 
-def blocked_drafts(cols: Columns, mask: np.ndarray, purposes: dict[str, str], core: set[str]) -> list[Draft]:
+def blocked_drafts(
+    cols: Columns, mask: np.ndarray, purposes: dict[str, str], core: set[str], notes: FlowNotes
+) -> list[Draft]:
+    """``mask``: the blocked flows (allowed, and failed: ``fail_how`` says how)."""
     out = []
-    keys = ["orig_component", "dest", "target_port", "transport", "how", "rule"]
+    keys = ["orig_component", "dest", "target_port", "transport", "fail_how", "rule"]
     for first, part in _groups(cols, mask, keys):
         recovered = bool(part.col("recovered").all())
         sev = Severity.MEDIUM if first["rule"] in core else Severity.LOW
         msg = (
             f"{LABEL[first['orig_component']]} {who(part)} could not reach {where(first)} on "
             f"{first['transport']}/{int(first['target_port'])}, allowed by rule {first['rule']} "
-            f"({purposes.get(first['rule'], '')}): {_how_text(first, part, first['how'])}."
+            f"({purposes.get(first['rule'], '')}): {_how_text(first, part, first['fail_how'], notes)}."
         )
         if recovered:
             sev = Severity.LOW
             msg += " A later connection from the same host to the same endpoint succeeded."
-        out.append(_draft("blocked", sev, first, part, msg, how=first["how"]))
+        out.append(_draft("blocked", sev, first, part, msg, how=first["fail_how"]))
     return out
 
 
@@ -229,7 +235,9 @@ def _state_one(state: object) -> str:
     return f"{'-' if isna(state) else state} x1"
 
 
-def _how_text(first: Mapping[str, Any], part: FlowRows, how: str) -> str:
+def _how_text(first: Mapping[str, Any], part: FlowRows, how: str, notes: FlowNotes) -> str:
+    """``notes``: the first flow's TLS alert or CONNECT status, when that is how it failed (kept
+    per flow id, not as two all-but-empty columns of the table)."""
     span = float(np.max(part.col("last_ts")) - np.min(part.col("first_ts")))
     src, dst = who(part), first["resp_h"]
     if how == "no_answer":
@@ -245,8 +253,9 @@ def _how_text(first: Mapping[str, Any], part: FlowRows, how: str) -> str:
     if how == "icmp_unreachable":
         return f"ICMP {first['icmp_error']} from {first['icmp_from']}: a router or firewall rejected it"
     if how == "tls_alert":
-        return f"the TLS handshake ended with a fatal alert ({first['tls_alert']}) from {dst}"
+        alert = notes.tls_alert[int(first["flow_id"])]
+        return f"the TLS handshake ended with a fatal alert ({alert}) from {dst}"
     if how == "proxy_denied":
-        status = int(first["connect_status"])
+        status = int(notes.connect_status[int(first["flow_id"])])
         return f"proxy {dst}:{int(first['resp_p'])} refused the CONNECT with HTTP {status}"
     return str(how)

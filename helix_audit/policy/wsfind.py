@@ -39,7 +39,7 @@ def websocket_drafts(
     tls_flows = set(seen.flow_ids(TlsClientHello))
     fids = seen.flow_ids(WebSocketUpgrade)
     known = [f for f in fids if f is not None]
-    rows = pd.Index(named["flow_id"].to_numpy()).get_indexer(known).tolist()
+    rows = seen.rows(known).tolist()
     where = dict(zip(known, rows, strict=True))
     flow_names = named["names"].to_numpy(dtype=object)
     flow_resp = named["resp_component"].to_numpy(dtype=object)

@@ -385,3 +385,26 @@ def test_inbound_one_flow_drafts_equal_the_row_by_row_path():
         return (tuple(sorted(fields.items(), key=lambda kv: kv[0])), rows.pos.tolist())
 
     assert [plain(d) for d in got] == [plain(d) for d in want]
+
+
+def test_observed_rows_equal_the_index_lookup():
+    """Flow ids are row positions when the flow stage numbered the table (no hashing); any other
+    table (reordered, gaps, another dtype, empty) is looked up as a pandas Index would."""
+    rng = random.Random(5)
+    c = Capture()
+    for i in range(40):
+        c.flow(f"10.0.0.{i % 9}", 40000 + i, "192.0.2.9", 443)
+    base = c.frame_df()
+    tables = {
+        "numbered": base,
+        "reordered": base.iloc[rng.sample(range(len(base)), len(base))].reset_index(drop=True),
+        "gaps": base.assign(flow_id=base["flow_id"] * 3 + 1),
+        "floats": base.assign(flow_id=base["flow_id"].astype(float)),
+        "empty": base.iloc[:0],
+    }
+    for name, frame in tables.items():
+        seen = Observed(frame, [])
+        for _ in range(3):
+            fids = [rng.randrange(-3, 130) for _ in range(rng.randrange(0, 60))]
+            want = pd.Index(frame["flow_id"].to_numpy()).get_indexer(fids)
+            assert seen.rows(fids).tolist() == want.tolist(), name

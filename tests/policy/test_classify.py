@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from helix_audit.model import DnsAnswer, HttpConnect, HttpRequest, Severity, TlsClientHello, WebSocketUpgrade
+from helix_audit.model import (
+    DnsAnswer,
+    HttpConnect,
+    HttpRequest,
+    Severity,
+    TlsAlert,
+    TlsClientHello,
+    WebSocketUpgrade,
+)
+from helix_audit.names import attribute
 from helix_audit.policy.classify import classify
 from helix_audit.policy.rules import load_rules
 from helix_audit.policy.site import SiteProfile, load_site
@@ -77,7 +86,9 @@ def test_compliant_sandbox_has_no_findings_and_full_runtime_coverage(site):
     assert flows.loc[reg, "verdict"] == "allowed" and flows.loc[reg, "rule"] == "sb-install-registry"
     assert flows.loc[s3, "name_source"] == "dns_answer" and flows.loc[s3, "rule"] == "sb-install-s3"
     assert flows.loc[s3, "hostname"] == "helix-registry-europe.s3.eu-west-2.amazonaws.com"
-    assert "s3-r-w.eu-west-2.amazonaws.com" in flows.loc[s3, "names"]
+    assert "names" not in flows  # internal: names.attribute's, not kept in the classified table
+    named = attribute(c.frame_df(), c.obs, site).set_index("flow_id")
+    assert "s3-r-w.eu-west-2.amazonaws.com" in named.loc[s3, "names"]
     assert set(flows["verdict"]) == {"allowed", "infrastructure"}
     status = {(e.rule, e.component): e.status for e in result.coverage}
     assert status[("sb-runtime-control-plane", "sandbox")] == "ok"
@@ -240,13 +251,29 @@ def test_proxy_denied_connect_attributed_to_target(site):
         443,
     )
     assert "refused the CONNECT with HTTP 403" in finding.message
-    row = result.flows.iloc[0]
+    row = attribute(c.frame_df(), c.obs, site).iloc[0]
+    assert result.flows.iloc[0][["hostname", "name_source"]].tolist() == ["registry.helixml.tech", "connect"]
     assert (row["hostname"], row["name_source"], row["target_port"], bool(row["proxied"])) == (
         "registry.helixml.tech",
         "connect",
         443,
         True,
     )
+
+
+def test_tls_alert_blocked_names_the_alert_and_the_table_keeps_only_report_columns(site):
+    c = Capture()
+    fid = tls(c, SB, "203.0.113.10", "registry.helixml.tech", t=1)
+    c.add(TlsAlert, fid, t=0.2, reply=True, level="fatal", description="handshake_failure")
+    frame = c.frame_df()
+    result = classify(frame, c.obs, RULES, site)
+    [finding] = result.findings
+    assert (finding.kind, finding.how, finding.rule) == ("blocked", "tls_alert", "sb-install-registry")
+    assert "ended with a fatal alert (handshake_failure) from 203.0.113.10" in finding.message
+    # the classified table: the flow columns and the policy columns, no internal working columns
+    policy = ["hostname", "name_source", "orig_component", "resp_component", "verdict", "rule"]
+    assert list(result.flows.columns) == list(frame.columns) + policy
+    assert result.flows.iloc[0][["verdict", "rule"]].tolist() == ["blocked", "sb-install-registry"]
 
 
 def test_proxy_tunnel_to_allowed_and_absolute_uri_to_unlisted(site):
@@ -276,7 +303,8 @@ def test_proxy_tunnel_to_allowed_and_absolute_uri_to_unlisted(site):
     result = classify(c.frame_df(), c.obs, RULES, site)
     flows = result.flows.set_index("flow_id")
     assert flows.loc[ok, "verdict"] == "allowed" and flows.loc[ok, "rule"] == "opt-pkg-pip"
-    assert (flows.loc[bad, "hostname"], flows.loc[bad, "target_port"]) == ("mirror.ox.ac.uk", 80)
+    named = attribute(c.frame_df(), c.obs, site).set_index("flow_id")
+    assert flows.loc[bad, "hostname"] == "mirror.ox.ac.uk" and named.loc[bad, "target_port"] == 80
     [finding] = result.findings
     assert finding.hostname == "mirror.ox.ac.uk" and finding.dst == PROXY and finding.dst_port == 80
     assert "via proxy 10.0.0.3:3128" in finding.message and "Default APT mirror" in finding.explanation
