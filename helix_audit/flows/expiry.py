@@ -7,7 +7,8 @@ or that is no longer its tuple's current segment (a pure SYN opened a newer one)
 itself stays in the hash with its current segment id, so a later packet of the 5-tuple revives the
 segment under the same id (``add_rows``): provisional flow ids, joins and aggregates are exactly
 those of a table that never expires (aggregates are mergeable: the stored row and the revived one
-fold together). What is bounded is the per-segment state (~300 B a segment); a tuple costs ~90 B.
+fold together). What is bounded is the per-segment state (~280 B a segment); a tuple costs 72 B and
+its hash slots (16-32 B).
 
 Timeouts (capture time; they trade memory for revivals, never results), after Zeek's defaults:
 TCP 5 min idle (``tcp_inactivity_timeout``), 5 s once closed (FIN both ways or a RST:
@@ -33,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from .folding import fold_events
-from .join import events_into, last_into, sum_into
+from .join import JOIN_EV, events_into, last_into, sum_into
 from .state import (
     A_FIRST,
     NEV,
@@ -44,6 +45,7 @@ from .state import (
     S_FIN,
     S_PKTS,
     S_RST,
+    T_KEY,
     TS_ICMP,
     VAL_OF,
     SegmentArrays,
@@ -53,8 +55,11 @@ SEC = 1_000_000_000
 #: (TCP idle, TCP closed or one side silent, other protocols idle), ns
 TIMEOUTS_NS = (300 * SEC, 5 * SEC, 60 * SEC)
 LIVE_ROWS = 1 << 18  # live segments before the first expiry pass (~86 MB of segment state)
-SPILL_BYTES = 64 << 20  # stored rows held in memory before they go to the file
+# stored rows held in memory before they go to the file: what the store adds to the streaming peak
+# (with a pass's block); 16 MB: the 3M scan's passes, ~150 MB each, held up to 83 MB at 64 MB
+SPILL_BYTES = 16 << 20
 BLOCK_ROWS = 1 << 16  # rows read back at a time
+MOVE_ROWS = 1 << 14  # rows an expiry pass moves out at a time (5 MB)
 MIN_SHARE = 0.25  # an expiry pass moves segments out only when at least this share of the live ones goes
 # store row: id, tuple, sums, events, event timestamps, event values, last (order, ts)
 C_GID, C_TUP, C_SUMS = 0, 1, 2
@@ -75,7 +80,7 @@ def _idle(tk_i64, tup_live, seg_tup, sums, ev_ts, last, nlive, now, limits, out)
             gone = True
         else:
             seen = last[ls, 1] if last[ls, 0] >= 0 else ev_ts[ls, TS_ICMP]
-            if tk_i64[t, 0] == 6:
+            if tk_i64[t, T_KEY] >> 32 == 6:  # TCP (the packed key's proto)
                 closed = sums[ls, S_FIN] > 0 and sums[ls, S_FIN + 1] > 0
                 done = closed or sums[ls, S_RST] + sums[ls, S_RST + 1] > 0
                 silent = sums[ls, S_PKTS] == 0 or sums[ls, S_PKTS + 1] == 0
@@ -129,17 +134,18 @@ def expire(
     st: SegmentArrays, now: int, store: SegmentStore, timeouts: tuple[int, int, int] = TIMEOUTS_NS
 ) -> int:
     """Move idle live segments out of ``st`` (``now``: latest capture time seen, ns) into ``store``
-    when they are at least ``MIN_SHARE`` of the live ones, ``BLOCK_ROWS`` at a time (a pass that
-    moves a million rows out holds 20 MB of them, not 320 MB); how many moved."""
+    when they are at least ``MIN_SHARE`` of the live ones, ``MOVE_ROWS`` at a time (a pass that
+    moves a million rows out holds 5 MB of them, not 300 MB); how many moved."""
     gone = np.zeros(st.nlive, dtype=np.bool_)
     limits = np.array(timeouts, dtype=np.int64)
     k = _idle(st.tk_i64, st.tup_live, st.seg_tup, st.sums, st.ev_ts, st.last, st.nlive, now, limits, gone)
     if k < st.nlive * MIN_SHARE:  # moving a few out saves little, and merge/finish then fold them back
         return 0
+    st.spell_out_gid()
     ls = w = 0
     left = k
     while ls < st.nlive:  # the call that takes the last row that goes runs on to the end
-        rows = np.empty((min(left, BLOCK_ROWS), WIDTH), dtype=np.int64)
+        rows = np.empty((min(left, MOVE_ROWS), WIDTH), dtype=np.int64)
         ls, w, got = _move_out(
             gone, st.tup_live, st.seg_gid, st.seg_tup, st.sums, st.ev, st.ev_ts, st.ev_val, st.last,
             st.seg_file, st.nlive, rows, ls, w,
@@ -229,14 +235,14 @@ def materialize(st: SegmentArrays, store: SegmentStore) -> SegmentArrays:
     """The segment arrays indexed by segment id again (row = id, every segment live): the stored rows
     and the live ones folded together, one aggregate at a time, each of ``st``'s live arrays dropped
     once folded (its tuple arrays are shared). ``st`` is spent."""
-    n, nl, live = st.nseg, st.nlive, st.seg_gid[: st.nlive]
+    n, nl, live = st.nseg, st.nlive, st.gid()
     out = SegmentArrays(0)
     out.tk_u64, out.tk_i64, out.slots = st.tk_u64, st.tk_i64, st.slots
     out.tup_live[:] = out.tup_cur  # every current segment lives in the row of its id
     out.ntup, out.nseg, out.nlive = st.ntup, n, n
-    out.seg_gid = np.arange(n, dtype=np.int64)
+    out.forget_gid()  # row = id
     out.seg_file = np.full(n, -1, dtype=np.int32)
-    out.seg_tup = np.zeros(n, dtype=np.int64)
+    out.seg_tup = np.zeros(n, dtype=st.seg_tup.dtype)
     for rows in store.blocks():
         out.seg_tup[rows[:, C_GID]] = rows[:, C_TUP]
     out.seg_tup[live] = st.seg_tup[:nl]
@@ -252,7 +258,7 @@ def materialize(st: SegmentArrays, store: SegmentStore) -> SegmentArrays:
     last_into(live, nl, st.last, out.last)
     st.drop("last")
     out.ev = np.full((n, NEV), NONE, dtype=np.int64)
-    out.ev_ts, out.ev_val = np.zeros((n, NTS), dtype=np.int64), np.zeros((n, NVAL), dtype=np.int64)
+    out.ev_ts, out.ev_val = np.zeros((n, NTS), dtype=np.int64), np.zeros((n, NVAL), dtype=np.uint32)
     targets = (out.ev, out.ev_ts, out.ev_val)
     for rows in store.blocks():
         ev, ts, val = rows[:, C_EV : C_EV + NEV], rows[:, C_TS : C_TS + NTS], rows[:, C_VAL : C_VAL + NVAL]
@@ -263,36 +269,42 @@ def materialize(st: SegmentArrays, store: SegmentStore) -> SegmentArrays:
 
 
 @njit(cache=True)
-def _view_into(gid, n, tup, ev, ev_val, out_tup, out_ev, out_val):  # pragma: no cover - compiled
-    """Rows ``0..n`` (segments ``gid``) into the id-indexed join view: tuple, events by min order
-    with their values (a revived segment has rows in the store and a live one)."""
+def _view_into(gid, n, tup, ev, ev_val, cols, out_tup, out_ev, out_val):  # pragma: no cover - compiled
+    """Rows ``0..n`` (segments ``gid``) into the id-indexed join view: tuple, the events ``cols``
+    (``out_ev``'s columns) by min order with their values (a revived segment has rows in the store
+    and a live one)."""
     for s in range(n):
         d = gid[s]
         out_tup[d] = tup[s]
-        for k in range(ev.shape[1]):
-            if ev[s, k] < out_ev[d, k]:
-                out_ev[d, k] = ev[s, k]
+        for j in range(cols.shape[0]):
+            k = cols[j]
+            if ev[s, k] < out_ev[d, j]:
+                out_ev[d, j] = ev[s, k]
                 a = VAL_OF[k]
                 if a >= 0:
                     out_val[d, a] = ev_val[s, a]
 
 
-def join_view(st: SegmentArrays, store: SegmentStore) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def join_view(
+    st: SegmentArrays, store: SegmentStore
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What ``finish`` groups segments into flows by, indexed by segment id: (tuple, events, event
-    values). Views of the live arrays when every segment is live in the row of its id (nothing ever
-    expired); else made from the live rows and one read of the store, ~140 B a segment where
-    :func:`materialize` makes every aggregate (~300 B)."""
+    values, the ``JOIN_EV`` events' columns in that view's events). Views of the live arrays when
+    every segment is live in the row of its id (nothing ever expired); else made from the live rows
+    and one read of the store, of only the events the join reads: 80 B a segment (tuple int32 while
+    ids fit, 8 events, 3 uint32 values) where :func:`materialize` makes every aggregate (~280 B)."""
     n, nl = st.nseg, st.nlive
     if not store.rows and nl == n:  # no row ever moved out: row = id
-        return st.seg_tup[:n], st.ev[:n], st.ev_val[:n]
-    tup = np.zeros(n, dtype=np.int64)
-    ev = np.full((n, NEV), NONE, dtype=np.int64)
-    val = np.zeros((n, NVAL), dtype=np.int64)
+        return st.seg_tup[:n], st.ev[:n], st.ev_val[:n], JOIN_EV
+    cols = JOIN_EV
+    tup = np.zeros(n, dtype=st.seg_tup.dtype)
+    ev = np.full((n, len(cols)), NONE, dtype=np.int64)
+    val = np.zeros((n, NVAL), dtype=np.uint32)
     for rows in store.blocks():
         r_ev, r_val = rows[:, C_EV : C_EV + NEV], rows[:, C_VAL : C_VAL + NVAL]
-        _view_into(rows[:, C_GID], len(rows), rows[:, C_TUP], r_ev, r_val, tup, ev, val)
-    _view_into(st.seg_gid[:nl], nl, st.seg_tup[:nl], st.ev[:nl], st.ev_val[:nl], tup, ev, val)
-    return tup, ev, val
+        _view_into(rows[:, C_GID], len(rows), rows[:, C_TUP], r_ev, r_val, cols, tup, ev, val)
+    _view_into(st.gid(), nl, st.seg_tup[:nl], st.ev[:nl], st.ev_val[:nl], cols, tup, ev, val)
+    return tup, ev, val, np.arange(len(cols), dtype=np.int64)
 
 
 def fold_flows(st: SegmentArrays, store: SegmentStore, dest: np.ndarray, ng: int) -> dict[str, np.ndarray]:
@@ -309,11 +321,11 @@ def fold_flows(st: SegmentArrays, store: SegmentStore, dest: np.ndarray, ng: int
     already: handed over as they are (row-major; views for last and ts), but for the sums, moved
     into their own layout a block at a time from the end, the live array cut as it goes."""
     nl = st.nlive
-    to = dest[st.seg_gid[:nl]]
+    to = dest[:nl] if st.identity else dest[st.seg_gid[:nl]]  # row = id: a view, not 16 B a row
     st.drop("seg_gid", "seg_tup", "seg_file")
     if not store.rows and nl == ng and _is_range(to):
         del to
-        val = st.ev_val[:nl, A_FIRST].copy()  # and ev_val's 24 B a flow go before the copies come
+        val = st.ev_val[:nl, A_FIRST].astype(np.int64)  # and ev_val goes before the copies come
         st.drop("ev_val")
         sums, ev = _by_column(_take(st, "sums"), nl), _first_rows(_take(st, "ev"), nl)
         agg = {"sums": sums, "last": st.last[:nl], "ev": ev, "ts": st.ev_ts[:nl], "val": val}

@@ -34,6 +34,7 @@ from .state import (
     TS_OF,
     VAL_OF,
     lookup_key,
+    pack_key,
 )
 
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 1, 2, 4, 16
@@ -189,9 +190,9 @@ def add_rows(  # noqa: PLR0913
             continue
         a_first = _le(s_hi, s_lo, s_p, d_hi, d_lo, d_p)
         if a_first:
-            t, new = lookup_key(slots, tk_u64, tk_i64, ntup, pr, s_hi, s_lo, d_hi, d_lo, s_p, d_p)
+            t, new = lookup_key(slots, tk_u64, tk_i64, ntup, pack_key(pr, s_p, d_p), s_hi, s_lo, d_hi, d_lo)
         else:
-            t, new = lookup_key(slots, tk_u64, tk_i64, ntup, pr, d_hi, d_lo, s_hi, s_lo, d_p, s_p)
+            t, new = lookup_key(slots, tk_u64, tk_i64, ntup, pack_key(pr, d_p, s_p), d_hi, d_lo, s_hi, s_lo)
         pure_syn = kind == ROW_PACKET and pr == 6 and (flags[r] & (TH_SYN | TH_ACK)) == TH_SYN
         if new:
             ntup += 1
@@ -211,7 +212,8 @@ def add_rows(  # noqa: PLR0913
             ev_ts[ls, :] = 0
             ev_val[ls, :] = 0
             last[ls, 0], last[ls, 1], seg_file[ls] = -1, -1, -1
-            seg_gid[ls] = sid
+            if seg_gid.shape[0]:  # else row = id (SegmentArrays.identity)
+                seg_gid[ls] = sid
             seg_tup[ls] = t
             tk_i64[t, T_LIVE] = ls
         out_sid[r] = sid

@@ -26,6 +26,14 @@ from .state import (
     lookup_insert,
 )
 
+#: the events ``join_segments`` and ``group_first`` read (of NEV), in the order of their ``J_*``:
+#: a join view made for them (``expiry.join_view``) keeps 64 B of a segment's 112
+JOIN_EV = np.array(
+    [EV_FIRST, EV_ICMP, 2 * K_SYN, 2 * K_SYN + 1, 2 * K_FIN, 2 * K_FIN + 1, 2 * K_RST, 2 * K_RST + 1],
+    dtype=np.int64,
+)
+J_FIRST, J_ICMP, J_SYN, J_FIN, J_RST = 0, 1, 2, 4, 6  # + direction for the last three
+
 
 @njit(cache=True)
 def merge_rows(
@@ -83,8 +91,9 @@ def merge_rows(
 
 
 @njit(cache=True)
-def join_segments(order, seg_tup, ev, ev_val, group):
+def join_segments(order, seg_tup, ev, ev_val, group, cols):
     """Group segments (``order``: sorted by tuple, then creation) into flows; returns the flow count.
+    ``cols``: the ``JOIN_EV`` events' columns in ``ev`` (the full events, or a view of only those).
 
     A segment opening with a pure SYN starts a new flow when the flow so far had ended before it (FIN
     both ways, or a RST) and the SYN's ISN differs from the flow's first SYN in that direction
@@ -99,9 +108,10 @@ def join_segments(order, seg_tup, ev, ev_val, group):
     for s in order:
         t = seg_tup[s]
         fresh = t != prev
-        syn_start, d = starts_with_syn(ev, ev_val, s)
+        at = ev[s, cols[J_FIRST]]
+        d = (ev_val[s, A_FIRST] >> 24) & 1
+        syn_start = at != NONE and ev[s, cols[J_SYN + d]] == at  # as ``starts_with_syn``
         if not fresh and syn_start:
-            at = ev[s, EV_FIRST]
             ended = min(max(fin[0], fin[1]), rst[0], rst[1]) < at
             isn_differs = syn_ord[d] == NONE or syn_seq[d] != ev_val[s, A_SYN + d]
             fresh = ended and isn_differs
@@ -112,10 +122,10 @@ def join_segments(order, seg_tup, ev, ev_val, group):
             syn_ord[:] = NONE
             syn_seq[:] = -1
         for x in range(2):
-            fin[x] = min(fin[x], ev[s, 2 * K_FIN + x])
-            rst[x] = min(rst[x], ev[s, 2 * K_RST + x])
-            if ev[s, 2 * K_SYN + x] < syn_ord[x]:
-                syn_ord[x] = ev[s, 2 * K_SYN + x]
+            fin[x] = min(fin[x], ev[s, cols[J_FIN + x]])
+            rst[x] = min(rst[x], ev[s, cols[J_RST + x]])
+            if ev[s, cols[J_SYN + x]] < syn_ord[x]:
+                syn_ord[x] = ev[s, cols[J_SYN + x]]
                 syn_seq[x] = ev_val[s, A_SYN + x]
         group[s] = g
         prev = t
@@ -123,14 +133,16 @@ def join_segments(order, seg_tup, ev, ev_val, group):
 
 
 @njit(cache=True)
-def group_first(group, nseg, ev, ng):
-    """Per flow, the order it sorts by: its first packet's, or (no packets) its first ICMP error's."""
+def group_first(group, nseg, ev, ng, cols):
+    """Per flow, the order it sorts by: its first packet's, or (no packets) its first ICMP error's
+    (``cols`` as for ``join_segments``)."""
     first = np.full(ng, NONE, dtype=np.int64)
     err = np.full(ng, NONE, dtype=np.int64)
+    cf, ci = cols[J_FIRST], cols[J_ICMP]
     for s in range(nseg):
         g = group[s]
-        first[g] = min(first[g], ev[s, EV_FIRST])
-        err[g] = min(err[g], ev[s, EV_ICMP])
+        first[g] = min(first[g], ev[s, cf])
+        err[g] = min(err[g], ev[s, ci])
     for g in range(ng):
         if first[g] == NONE:
             first[g] = err[g]

@@ -9,7 +9,7 @@ a later partition's segments fold into the earlier table without needing its pac
 Every aggregate is mergeable: ``sums`` add; ``ev`` holds the *order* (file index << 40 | frame) of the
 first occurrence of each event per direction, merged by min order; for the few events whose timestamp or
 value is used (first packet, first ICMP error, SYN ISNs) ``ev_ts``/``ev_val`` hold them (``TS_OF``,
-``VAL_OF``: only the columns finish reads; ~300 B a segment in all);
+``VAL_OF``: only the columns finish reads; ~280 B a segment in all, see ``SegmentArrays``);
 ``last`` holds the last packet's order and timestamp, merged by max.
 No Python object per flow: a million one-packet flows are a few arrays of a million rows.
 
@@ -47,29 +47,38 @@ NVAL = 3
 VAL_OF = np.array([0, 1] + [-1] * 10 + [A_FIRST, -1], dtype=np.int64)  # ev column -> ev_val column
 NONE = np.iinfo(np.int64).max
 LADDER_FROM = 1 << 18  # rows (~0.1 GB of segments) past which arrays grow by a half or a third
-T_CUR, T_LIVE = 3, 4  # tk_i64 columns after the key's (proto, a_port, b_port)
+GROW_BLOCK = 8 << 20  # bytes copied at a time when an array grows (see ``_grow``)
+# tk_i64 columns: the key's packed (proto, a_port, b_port) (``pack_key``), current segment's id, its row
+T_KEY, T_CUR, T_LIVE = 0, 1, 2
+NTK = 3
 ORDER_SHIFT = 40
 FRAME_MASK = (1 << ORDER_SHIFT) - 1
 
 
 class SegmentArrays:
-    """Growable struct-of-arrays: tuples (5-tuple keys + hash index) and live segments."""
+    """Growable struct-of-arrays: tuples (5-tuple keys + hash index) and live segments.
+
+    A tuple costs 72 B plus its hash slots (int32, 16-32 B): the four address halves and three int64
+    (proto and both ports packed into one, the current segment's id and row). A live segment ~270 B:
+    ``ev_val`` is uint32 (ISNs, and the first packet's vlan | encap | direction: 25 bits),
+    ``seg_tup`` int32 while tuple ids fit, and ``seg_gid`` is empty (row = id, 0 B) until an expiry
+    pass first moves rows (a table that never expires, a SYN scan's, never needs it)."""
 
     def __init__(self, cap: int = 1024) -> None:
         self.ntup = 0
         self.nseg = 0  # segment ids given out
         self.nlive = 0  # rows in use in the per-segment arrays
         self.tk_u64 = np.zeros((cap, 4), dtype=np.uint64)  # a_hi, a_lo, b_hi, b_lo
-        # proto, a_port, b_port, current segment's id, its row (-1: expired): the two a packet reads
-        # after its key's comparison share the key's cache line
-        self.tk_i64 = np.zeros((cap, 5), dtype=np.int64)  # a row's ints are set when it is taken
+        # packed key, current segment's id, its row (-1: expired): the two a packet reads after its
+        # key's comparison share the key's cache line
+        self.tk_i64 = np.zeros((cap, NTK), dtype=np.int64)  # a row's ints are set when it is taken
         self.slots = _slots(4 * cap, cap)
-        self.seg_gid = np.full(cap, -1, dtype=np.int64)
-        self.seg_tup = np.zeros(cap, dtype=np.int64)
+        self.seg_gid = np.zeros(0, dtype=np.int64)  # empty: live row ls is segment ls (``identity``)
+        self.seg_tup: np.ndarray = np.zeros(cap, dtype=_tid_dtype(cap))
         self.sums = np.zeros((cap, NSUM), dtype=np.int64)
         self.ev = np.full((cap, NEV), NONE, dtype=np.int64)
         self.ev_ts = np.zeros((cap, NTS), dtype=np.int64)
-        self.ev_val = np.zeros((cap, NVAL), dtype=np.int64)
+        self.ev_val = np.zeros((cap, NVAL), dtype=np.uint32)
         self.last = np.full((cap, 2), -1, dtype=np.int64)  # order, ts_ns
         self.seg_file = np.full(cap, -1, dtype=np.int32)  # last file index the segment was noted in
 
@@ -102,6 +111,25 @@ class SegmentArrays:
         """Per tuple: its current segment's row, -1 when expired (a view)."""
         return self.tk_i64[:, T_LIVE]
 
+    @property
+    def identity(self) -> bool:
+        """Live row ``ls`` holds segment ``ls`` (and every segment is live): ``seg_gid`` is not kept."""
+        return self.seg_gid.shape[0] == 0
+
+    def gid(self) -> np.ndarray:
+        """Per live row: its segment's id (``seg_gid``, or the row itself while ``identity``)."""
+        return np.arange(self.nlive, dtype=np.int64) if self.identity else self.seg_gid[: self.nlive]
+
+    def spell_out_gid(self) -> None:
+        """Keep ``seg_gid`` from now on (before rows move: expiry compacts them)."""
+        if self.identity:
+            self.seg_gid = np.full(self.seg_tup.shape[0], -1, dtype=np.int64)
+            self.seg_gid[: self.nlive] = np.arange(self.nlive)
+
+    def forget_gid(self) -> None:
+        """Every segment is live in the row of its id again (``materialize``, ``merge``)."""
+        self.seg_gid = np.zeros(0, dtype=np.int64)
+
     def drop(self, *names: str) -> None:
         """Replace the named arrays by empty ones (finish frees them one by one as it goes)."""
         for name in names:
@@ -112,22 +140,26 @@ class SegmentArrays:
         """Make room for ``more`` new tuples and ``more_live`` (default ``more``) live segments.
 
         Large arrays grow along 2^k, 1.5 * 2^k (by a half or a third, not double, see ``_ladder``): a
-        table overshoots what it holds by half at most, and one array's old and new copies are alive
-        at a time only. New rows are left unwritten or zero pages (no memory is touched until a row
-        is used): ``add_rows`` sets a tuple's row and clears a segment's when it takes them; ``clean``
+        table overshoots what it holds by half at most, and one array grows at a time, its old rows
+        going as they are copied (``_grow``). New rows are left unwritten (no memory is touched until
+        a row is used): ``add_rows`` sets a tuple's row and clears a segment's when it takes them; ``clean``
         clears the segment rows now (``merge_rows``)."""
         need_t, need_s = self.ntup + more, self.nlive + (more if more_live is None else more_live)
         if need_t > self.tk_u64.shape[0]:
             cap = _ladder(max(need_t, self.tk_u64.shape[0] + 1))
-            self.tk_u64 = _grow(self.tk_u64, cap, 0)
-            self.tk_i64 = _grow(self.tk_i64, cap, 0)
+            _grow(self, "tk_u64", cap)
+            _grow(self, "tk_i64", cap)
+            if self.seg_tup.dtype != _tid_dtype(cap):
+                self.seg_tup = self.seg_tup.astype(_tid_dtype(cap))
         if 4 * self.tk_u64.shape[0] > self.slots.shape[0]:  # the hash at most a quarter full
             cap = self.tk_u64.shape[0]
+            self.drop("slots")  # rehash reads the tuples only: the old slots go before the new come
             self.slots = rehash(self.tk_u64, self.tk_i64, self.ntup, _slots(_pow2(4 * cap), cap))
         if need_s > self.seg_tup.shape[0]:
             cap = _ladder(max(need_s, self.seg_tup.shape[0] + 1))
             for name in ("seg_gid", "seg_tup", "sums", "ev", "ev_ts", "ev_val", "last", "seg_file"):
-                setattr(self, name, _grow(getattr(self, name), cap, None))
+                if name != "seg_gid" or not self.identity:
+                    _grow(self, name, cap)
         if clean:
             n = self.nlive
             self.seg_gid[n:], self.seg_tup[n:], self.seg_file[n:] = -1, 0, -1
@@ -138,6 +170,11 @@ def _slots(n: int, tuples: int) -> np.ndarray:
     """An empty hash of ``n`` slots for up to ``tuples`` tuple ids: int32 (16 B a tuple at a quarter
     full, where int64 took 32) unless ids could pass 2^31."""
     return np.full(n, -1, dtype=np.int32 if tuples < 2**31 else np.int64)
+
+
+def _tid_dtype(tuples: int) -> type:
+    """Tuple ids per segment (``seg_tup``): int32 (4 B a segment saved) unless ids could pass 2^31."""
+    return np.int32 if tuples < 2**31 else np.int64
 
 
 def _ladder(n: int) -> int:
@@ -151,17 +188,24 @@ def _pow2(n: int) -> int:
     return 1 << max(10, int(n - 1).bit_length())
 
 
-def _grow(arr: np.ndarray, cap: int, fill: int | None) -> np.ndarray:
-    """``arr`` in a larger array; the new rows filled (0: zero pages, untouched) or, None, unwritten."""
-    shape = (cap, *arr.shape[1:])
-    if fill is None:
-        out = np.empty(shape, dtype=arr.dtype)
-    elif fill == 0:
-        out = np.zeros(shape, dtype=arr.dtype)
-    else:
-        out = np.full(shape, fill, dtype=arr.dtype)
-    out[: arr.shape[0]] = arr
-    return out
+def _grow(st: SegmentArrays, name: str, cap: int) -> None:
+    """``st``'s array ``name`` made ``cap`` rows, the new ones unwritten (untouched: a tuple's and a
+    segment's row is written when taken). Copied a block at a time from the end, the old array cut
+    after each (``ndarray.resize`` shrinking a mapped block: mremap, its tail pages go): the old and
+    the new array are never both whole (the 1M scan's flows stage peak 583 -> 568 MiB). Where the
+    old array cannot be cut (another reference, or it does not own its data), it is copied whole."""
+    arr = getattr(st, name)
+    out = np.empty((cap, *arr.shape[1:]), dtype=arr.dtype)
+    setattr(st, name, None)  # the local is then its only reference: resize's check passes
+    rows = max(1, GROW_BLOCK // max(1, arr.itemsize * int(np.prod(arr.shape[1:]))))
+    try:
+        for hi in range(arr.shape[0], 0, -rows):
+            lo = max(0, hi - rows)
+            out[lo:hi] = arr[lo:hi]
+            arr.resize((lo, *arr.shape[1:]))  # refcheck: never leaves a view pointing at freed pages
+    except ValueError:
+        out[: arr.shape[0]] = arr
+    setattr(st, name, out)
 
 
 @njit(cache=True, inline="always")
@@ -173,17 +217,34 @@ def _mix(h: np.uint64, v: np.uint64) -> np.uint64:
 
 
 @njit(cache=True, inline="always")
-def _hash_key(proto, ahi, alo, bhi, blo, ap, bp):  # noqa: ANN001, ANN202
-    h = _mix(np.uint64(proto), ahi)
+def pack_key(proto, ap, bp):  # noqa: ANN001, ANN201
+    """(proto, a_port, b_port) as one int64 (proto < 256, ports < 65536: ICMP keys too), so that a
+    tuple keeps one word for them (16 B a tuple saved) and a lookup compares one."""
+    return (np.int64(proto) << 32) | (np.int64(ap) << 16) | np.int64(bp)
+
+
+def unpack_keys(ki: np.ndarray) -> None:
+    """Rows of ``tk_i64`` (at finish: the segment columns are no longer read) made (proto, a_port,
+    b_port) in place, the columns ``build_frame`` reads (numpy on column views: no temporaries, and
+    no compiled function to load for it)."""
+    key, a_port, b_port = ki[:, T_KEY], ki[:, 1], ki[:, 2]
+    np.bitwise_and(key, 0xFFFF, out=b_port)
+    np.right_shift(key, 16, out=a_port)
+    np.bitwise_and(a_port, 0xFFFF, out=a_port)
+    np.right_shift(key, 32, out=key)
+
+
+@njit(cache=True, inline="always")
+def _hash_key(pk, ahi, alo, bhi, blo):  # noqa: ANN001, ANN202
+    h = _mix(np.uint64(pk), ahi)
     h = _mix(h, alo)
     h = _mix(h, bhi)
-    h = _mix(h, blo)
-    return _mix(h, np.uint64((ap << 16) | bp))
+    return _mix(h, blo)
 
 
 @njit(cache=True)
 def _hash(u: np.ndarray, i: np.ndarray) -> np.uint64:
-    return _hash_key(i[0], u[0], u[1], u[2], u[3], i[1], i[2])
+    return _hash_key(i[T_KEY], u[0], u[1], u[2], u[3])
 
 
 @njit(cache=True)
@@ -199,22 +260,20 @@ def rehash(tk_u64: np.ndarray, tk_i64: np.ndarray, ntup: int, slots: np.ndarray)
 
 
 @njit(cache=True, inline="always")
-def lookup_key(slots, tk_u64, tk_i64, ntup, proto, ahi, alo, bhi, blo, ap, bp):  # noqa: ANN001, ANN201
-    """Tuple id of key (proto, A = (ahi, alo, ap), B = (bhi, blo, bp)), inserting it as ``ntup`` when
-    absent. Returns (id, inserted)."""
+def lookup_key(slots, tk_u64, tk_i64, ntup, pk, ahi, alo, bhi, blo):  # noqa: ANN001, ANN201
+    """Tuple id of key (``pk``: packed (proto, a_port, b_port), A = (ahi, alo), B = (bhi, blo)),
+    inserting it as ``ntup`` when absent. Returns (id, inserted)."""
     mask = np.uint64(slots.shape[0] - 1)
-    s = _hash_key(proto, ahi, alo, bhi, blo, ap, bp) & mask
+    s = _hash_key(pk, ahi, alo, bhi, blo) & mask
     while True:
         t = slots[s]
         if t < 0:
             slots[s] = ntup
             tk_u64[ntup, 0], tk_u64[ntup, 1], tk_u64[ntup, 2], tk_u64[ntup, 3] = ahi, alo, bhi, blo
-            tk_i64[ntup, 0], tk_i64[ntup, 1], tk_i64[ntup, 2] = proto, ap, bp
+            tk_i64[ntup, T_KEY] = pk
             return ntup, True
         if (
-            tk_i64[t, 0] == proto
-            and tk_i64[t, 1] == ap
-            and tk_i64[t, 2] == bp
+            tk_i64[t, T_KEY] == pk
             and tk_u64[t, 0] == ahi
             and tk_u64[t, 1] == alo
             and tk_u64[t, 2] == bhi
@@ -226,5 +285,5 @@ def lookup_key(slots, tk_u64, tk_i64, ntup, proto, ahi, alo, bhi, blo, ap, bp): 
 
 @njit(cache=True, inline="always")
 def lookup_insert(slots, tk_u64, tk_i64, ntup, u, i):  # noqa: ANN001, ANN201
-    """:func:`lookup_key` of the key held in arrays (u: the four address halves, i: proto, ports)."""
-    return lookup_key(slots, tk_u64, tk_i64, ntup, i[0], u[0], u[1], u[2], u[3], i[1], i[2])
+    """:func:`lookup_key` of the key held in arrays (u: the four address halves, i: a tk_i64 row)."""
+    return lookup_key(slots, tk_u64, tk_i64, ntup, i[T_KEY], u[0], u[1], u[2], u[3])

@@ -37,7 +37,7 @@ from .finish import IcmpErrors, build_frame
 from .folding import ROW_ICMP_ERROR, ROW_SKIP, add_rows, mark_files
 from .interface import PacketFlows
 from .join import group_first, join_segments, merge_rows
-from .state import FRAME_MASK, NONE, ORDER_SHIFT, SegmentArrays
+from .state import FRAME_MASK, NONE, ORDER_SHIFT, SegmentArrays, unpack_keys
 
 STATUS_NAMES = {0: "ok", 1: "not_ip", 2: "truncated", 3: "malformed", 4: "unknown_link", 5: "fragment"}
 ICMP_UNQUOTED = "icmp_error_unquoted"
@@ -228,7 +228,7 @@ class FlowTable:
         )
         st.nlive = st.nseg  # every segment in the row of its id, as after materialize
         self._expire_at = max(self._live_rows, 2 * st.nlive)  # no expiry pass straight after a merge
-        st.seg_gid[: st.nseg] = np.arange(st.nseg)
+        st.forget_gid()
         st.tup_live[: st.ntup] = st.tup_cur[: st.ntup]
         for chunk in other._icmp:
             self._icmp.append(chunk.remapped(remap, _reorder(chunk.order, fmap)))
@@ -258,10 +258,10 @@ class FlowTable:
         st, store = self._st, self._store
         nseg = st.nseg
         st.drop("slots", "seg_file")
-        seg_tup, seg_ev, seg_val = join_view(st, store)
+        seg_tup, seg_ev, seg_val, jcols = join_view(st, store)
         group = np.empty(nseg, dtype=np.int64)
-        ng = join_segments(np.argsort(seg_tup, kind="stable"), seg_tup, seg_ev, seg_val, group)
-        perm = np.argsort(group_first(group, nseg, seg_ev, ng), kind="stable")
+        ng = join_segments(np.argsort(seg_tup, kind="stable"), seg_tup, seg_ev, seg_val, group, jcols)
+        perm = np.argsort(group_first(group, nseg, seg_ev, ng, jcols), kind="stable")
         del seg_ev, seg_val
         final = np.empty(ng, dtype=np.int64)
         final[perm] = np.arange(ng)
@@ -272,10 +272,11 @@ class FlowTable:
         tup[dest] = seg_tup
         del seg_tup
         if _is_range(tup):  # flow i is tuple i (a scan's): views, not ~56 B a flow of copies
-            agg = {"ku": st.tk_u64[:ng], "ki": st.tk_i64[:ng, :3]}
+            agg = {"ku": st.tk_u64[:ng], "ki": st.tk_i64[:ng]}
         else:
-            agg = {"ku": st.tk_u64[tup], "ki": st.tk_i64[tup, :3]}
+            agg = {"ku": st.tk_u64[tup], "ki": st.tk_i64[tup]}
         del tup
+        unpack_keys(agg["ki"])  # (proto, a_port, b_port): st's tuples are no longer read
         st.drop("tk_u64", "tk_i64")
         agg.update(fold_flows(st, store, dest, ng))
         icmp_all = IcmpErrors.concat(self._icmp).remapped(dest, None)

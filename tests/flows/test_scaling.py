@@ -20,9 +20,11 @@ from .test_merge import FILES
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("kw", EXPIRING)
 def test_expiry_in_small_blocks_equals_plain(monkeypatch: pytest.MonkeyPatch, seed: int, kw: dict) -> None:
-    """An expiry pass moves rows out ``BLOCK_ROWS`` at a time (here 1 or 2: many blocks per pass,
-    the store read back in as many): ids and the frame are those of a table that never expires."""
+    """An expiry pass moves rows out ``MOVE_ROWS`` at a time and the store is read back
+    ``BLOCK_ROWS`` at a time (here 1 or 2: many blocks per pass and per read): ids and the frame
+    are those of a table that never expires."""
     monkeypatch.setattr(expiry_mod, "BLOCK_ROWS", 1 + seed % 2)
+    monkeypatch.setattr(expiry_mod, "MOVE_ROWS", 2 - seed % 2)
     work = crafted(seed)
     plain, exp = FlowTable(FILES), FlowTable(FILES, **kw)
     plain_ids, exp_ids = feed(plain, work), feed(exp, work)
@@ -77,7 +79,7 @@ def test_join_view_shares_live_arrays_when_nothing_expired() -> None:
     table = FlowTable(["x.pcap"])
     table.add(columns([tcp("10.0.0.1", 40000, "10.0.0.2", 80, "S", seq=1, ts=0.0)], "x.pcap"))
     st = table._st  # noqa: SLF001
-    tup, ev, val = join_view(st, table._store)  # noqa: SLF001
+    tup, ev, val, _ = join_view(st, table._store)  # noqa: SLF001
     assert (
         np.shares_memory(tup, st.seg_tup) and np.shares_memory(ev, st.ev) and np.shares_memory(val, st.ev_val)
     )
