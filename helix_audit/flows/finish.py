@@ -16,8 +16,9 @@ from numba import njit
 from ..arrays import sorted_unique
 from ..decode.interface import addr_to_str
 from . import icmp
+from .blob import TextBlobArray
 from .interface import FLOW_COLUMNS
-from .orient import CHUNK_ROWS, _handshake, _orientation, _states, _sum_columns
+from .orient import CHUNK_ROWS, HANDSHAKES, _handshake, _orientation, _states, _sum_columns
 from .state import (
     EV_FIRST,
     EV_ICMP,
@@ -30,11 +31,15 @@ from .state import (
     NONE,
     ORDER_SHIFT,
 )
-from .text import frames_text, host_columns
+from .text import categorical, frames_buffer, host_columns, narrow_int
 
 KEY_FRAMES_MAX = 12
 ENCAP_NAMES = ["vlan", "mpls", "vxlan", "geneve", "gre", "gtpu", "teredo", "ipip"]
-CONFIDENCE = np.array(["high", "low"], dtype=object)
+CONFIDENCE = ["high", "low"]
+INITIATORS = ["syn", "synack", "first_packet", "port_heuristic"]
+TRANSPORTS = [f"ip-{p}" for p in range(256)]
+TRANSPORTS[6], TRANSPORTS[17], TRANSPORTS[1], TRANSPORTS[58] = "tcp", "udp", "icmp", "icmp6"
+ENCAP_TEXTS = ["+".join(n for k, n in enumerate(ENCAP_NAMES) if b >> k & 1) for b in range(256)]
 KEY_EVENTS = [2 * k + d for k in (K_SYN, K_SYNACK, K_DATA, K_FIN, K_RST) for d in (0, 1)]  # ev columns
 
 
@@ -69,34 +74,38 @@ class IcmpErrors:
         return IcmpErrors(**{n: np.concatenate([getattr(c, n) for c in chunks]) for n in names})
 
 
-def _stream_index(first_file: np.ndarray, mask: np.ndarray) -> pd.array:
+def _stream_index(first_file: np.ndarray, mask: np.ndarray, narrow: bool = False) -> pd.array:
     """tshark-style per-file stream numbers (0-based, by first packet) for flows in ``mask`` (rows
     in final order, i.e. by first packet): the rank of each flow among its file's, counted with a
-    stable sort by file; one file, the usual case: a running count (no row-sized temporaries)."""
+    stable sort by file; one file, the usual case: a running count (no row-sized temporaries).
+    Int64; ``narrow``: Int32 (a rank is below the number of flows), unless there are 2^31 flows."""
+    kind: type[np.signedinteger] = np.int32 if narrow and len(mask) <= np.iinfo(np.int32).max else np.int64
     if not mask.any():
-        return pd.arrays.IntegerArray(np.zeros(len(mask), dtype=np.int64), np.ones(len(mask), dtype=bool))
+        return pd.arrays.IntegerArray(np.zeros(len(mask), dtype=kind), np.ones(len(mask), dtype=bool))
     if (first_file == first_file[0]).all():
-        values = np.cumsum(mask, dtype=np.int64)
+        values = np.cumsum(mask, dtype=kind)
         values -= 1
         values[~mask] = 0
         return pd.arrays.IntegerArray(values, ~mask.astype(bool))
-    values = np.zeros(len(mask), dtype=np.int64)
+    values = np.zeros(len(mask), dtype=kind)
     ordered = np.flatnonzero(mask)
     ff = first_file[ordered]
     by_file = np.argsort(ff, kind="stable")
     sf = ff[by_file]
     start = np.searchsorted(sf, sf)  # each row's file's first position in sf
-    ranks = np.empty(len(ff), dtype=np.int64)
+    ranks = np.empty(len(ff), dtype=kind)
     ranks[by_file] = np.arange(len(ff)) - start
     values[ordered] = ranks
     return pd.arrays.IntegerArray(values, ~mask.astype(bool))
 
 
-def _icmp_columns(err: IcmpErrors, ng: int, files: list[str]) -> dict[str, np.ndarray]:
-    count = np.bincount(err.sid, minlength=ng).astype(np.int64) if len(err.sid) else np.zeros(ng, np.int64)
+def _icmp_columns(err: IcmpErrors, ng: int, files: list[str]) -> dict[str, object]:
+    """The ICMP error columns: the first error's name and sender per flow (None if none: object
+    columns, as readers fill them in), and every error's frame (a Categorical, "" for none)."""
+    count = np.bincount(err.sid, minlength=ng) if len(err.sid) else np.zeros(ng, np.int64)
     name = np.full(ng, None, dtype=object)
     sender = np.full(ng, None, dtype=object)
-    frames = np.full(ng, "", dtype=object)
+    frames = np.zeros(ng, dtype=np.int64)  # codes into texts: "" (none), then each flow's own
     by_flow: dict[int, list[str]] = {}
     for j in np.lexsort((err.order, err.sid)).tolist():
         f = int(err.sid[j])
@@ -106,9 +115,16 @@ def _icmp_columns(err: IcmpErrors, ng: int, files: list[str]) -> dict[str, np.nd
             sender[f] = addr_to_str(err.from_hi[j], err.from_lo[j])
         o = int(err.order[j])
         lst.append(f"{files[o >> ORDER_SHIFT]}:{o & FRAME_MASK}")
+    texts = [""]
     for f, lst in by_flow.items():
-        frames[f] = ",".join(lst)
-    return {"icmp_errors": count, "icmp_error": name, "icmp_from": sender, "icmp_frames": frames}
+        frames[f] = len(texts)
+        texts.append(",".join(lst))
+    return {
+        "icmp_errors": narrow_int(count),
+        "icmp_error": name,
+        "icmp_from": sender,
+        "icmp_frames": categorical(frames, texts),
+    }
 
 
 def _key_events(ev: np.ndarray) -> np.ndarray:
@@ -133,11 +149,12 @@ def _compact_rows(flat, n, width, keep):  # noqa: ANN001, ANN202  # pragma: no c
             flat[r * k + j] = flat[r * width + keep[j]]
 
 
-def _key_frames(kev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: list[str]) -> np.ndarray:
+def _key_frames(kev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: list[str]) -> TextBlobArray:
     """Comma-separated key frames per flow from ``kev`` (the ``KEY_EVENTS`` columns): sorted and
-    rendered by :func:`.text.frames_text`, a chunk of rows at a time from the end; when ``kev`` is
-    an array of its own, cut after each chunk (its rows go as their texts come). Python only for
-    the rare flows with frames in another file (prefixed ``file:``)."""
+    rendered by :func:`.text.frames_buffer`, a chunk of rows at a time from the end; when ``kev`` is
+    an array of its own, cut after each chunk (its rows go as their texts come). The texts stay in
+    the kernel's buffer (:class:`.blob.TextBlobArray`: no str per flow). Python only for the rare
+    flows with frames in another file (prefixed ``file:``)."""
     ng = kev.shape[0]
     own = kev.flags.owndata and kev.flags.c_contiguous
     o = np.lexsort((err.order, err.sid))
@@ -145,7 +162,7 @@ def _key_frames(kev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files:
     rank = np.arange(len(sid)) - np.searchsorted(sid, sid)
     keep = rank < 4
     sid, order, rank = sid[keep], order[keep], rank[keep]
-    out = np.empty(ng, dtype=object)
+    parts: list[TextBlobArray] = []
     for hi in range(ng, 0, -CHUNK_ROWS):
         lo = max(0, hi - CHUNK_ROWS)
         extra = np.full((hi - lo, 4), NONE, dtype=np.int64)
@@ -154,38 +171,39 @@ def _key_frames(kev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files:
         m = np.concatenate([kev[lo:hi], extra], axis=1)
         if own:
             kev.resize((lo, kev.shape[1]), refcheck=False)
-        out[lo:hi], other = frames_text(m, NONE, KEY_FRAMES_MAX, ORDER_SHIFT, first_file[lo:hi])
-        for i in np.flatnonzero(other).tolist():  # frames in another file than the first's
-            f = first_file[lo + i]
-            row = m[i, :KEY_FRAMES_MAX]
-            out[lo + i] = ",".join(
-                (f"{files[v >> ORDER_SHIFT]}:" if v >> ORDER_SHIFT != f else "") + str(v & FRAME_MASK)
-                for v in row[row != NONE].tolist()
-            )
-    return out
+        buf, other = frames_buffer(m, NONE, KEY_FRAMES_MAX, ORDER_SHIFT, first_file[lo:hi])
+        part = TextBlobArray.from_buffer(buf)
+        if other.any():  # frames in another file than the first's
+            texts: list[str | None] = list(part.to_numpy().tolist())
+            for i in np.flatnonzero(other).tolist():
+                f = first_file[lo + i]
+                row = m[i, :KEY_FRAMES_MAX]
+                texts[i] = ",".join(
+                    (f"{files[v >> ORDER_SHIFT]}:" if v >> ORDER_SHIFT != f else "") + str(v & FRAME_MASK)
+                    for v in row[row != NONE].tolist()
+                )
+            part = TextBlobArray.from_texts(texts)
+        parts.append(part)
+    parts.reverse()
+    return TextBlobArray._concat_same_type(parts) if parts else TextBlobArray.from_texts([])
 
 
 def _files_column(
     first_file: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], files: list[str]
-) -> np.ndarray:
-    names = np.array(files or [""], dtype=object)
-    out = names[first_file]
+) -> pd.Categorical:
+    """Every input file of each flow, '|' separated: its first file's name unless it has packets in
+    several (few flows: joined one by one, each a text of its own)."""
+    names = list(files or [""])
+    codes = first_file.copy()
     g, f = pairs
-    multi = np.bincount(g, minlength=len(out))[g] > 1 if len(g) else np.zeros(0, dtype=bool)
+    multi = np.bincount(g, minlength=len(codes))[g] > 1 if len(g) else np.zeros(0, dtype=bool)
     if multi.any():
         uniq = sorted_unique((g[multi] << 20) | f[multi])
         gu = uniq >> 20
-        for i in sorted_unique(gu[np.bincount(gu, minlength=len(out))[gu] > 1]).tolist():
-            out[i] = "|".join(files[x] for x in sorted((uniq[gu == i] & 0xFFFFF).tolist()))
-    return out
-
-
-def _encap_text(bits: np.ndarray) -> np.ndarray:
-    """Encapsulation names per flow of its bits (< 256)."""
-    table = np.array(
-        ["+".join(n for k, n in enumerate(ENCAP_NAMES) if b >> k & 1) for b in range(256)], dtype=object
-    )
-    return table[bits]
+        for i in sorted_unique(gu[np.bincount(gu, minlength=len(codes))[gu] > 1]).tolist():
+            codes[i] = len(names)
+            names.append("|".join(files[x] for x in sorted((uniq[gu == i] & 0xFFFFF).tolist())))
+    return categorical(codes, names)
 
 
 def build_frame(
@@ -208,20 +226,20 @@ def build_frame(
     cols: dict[str, object] = {"flow_id": np.arange(ng, dtype=np.int64)}
     cols["orig_h"], cols["resp_h"] = host_columns(agg.pop("ku"), o)
     proto = ki[:, 0].copy()
-    transport = np.array([f"ip-{p}" for p in range(256)], dtype=object)
-    transport[[6, 17, 1, 58]] = ["tcp", "udp", "icmp", "icmp6"]
-    cols["transport"] = transport[proto & 0xFF]
-    cols["orig_p"] = np.where(o == 0, ki[:, 1], ki[:, 2])
-    cols["resp_p"] = np.where(o == 0, ki[:, 2], ki[:, 1])
+    cols["transport"] = categorical(proto & 0xFF, TRANSPORTS)
+    cols["orig_p"] = np.where(o == 0, ki[:, 1], ki[:, 2]).astype(np.int32)  # ports, ICMP type/code
+    cols["resp_p"] = np.where(o == 0, ki[:, 2], ki[:, 1]).astype(np.int32)
     del ki
     sums = agg.pop("sums")
-    cols["conn_state"], cols["history"] = _states(ev, sums.T, o, proto)
-    cols.update(_sum_columns(sums, o))
+    state, history = _states(ev, sums.T, o, proto)
+    cols["conn_state"], cols["history"] = categorical(*state), categorical(*history)
+    del state, history
+    cols.update(_sum_columns(sums, o, narrow=True))
     del sums
-    cols["initiator"] = np.array(["syn", "synack", "first_packet", "port_heuristic"], dtype=object)[init]
-    cols["confidence"] = CONFIDENCE[(init > 1).view(np.int8)]
+    cols["initiator"] = categorical(init, INITIATORS)
+    cols["confidence"] = categorical((init > 1).view(np.int8), CONFIDENCE)
     del init
-    cols["handshake"] = _handshake(ev, o, proto == 6)
+    cols["handshake"] = categorical(_handshake(ev, o, proto == 6), HANDSHAKES)
     del o
     last, ts = agg.pop("last"), agg.pop("ts")
     no_pkts = ev[:, EV_FIRST] == NONE
@@ -237,14 +255,14 @@ def build_frame(
     cols["key_frames"] = _key_frames(_key_events(ev), err, first_file, files)
     del ev
     cols.update(_icmp_columns(err, ng, files))
-    cols["file"] = np.array(files or [""], dtype=object)[first_file]
+    cols["file"] = categorical(first_file, files or [""])
     cols["files"] = _files_column(first_file, file_pairs, files)
-    cols["tcp_stream"] = _stream_index(first_file, (proto == 6) & ~no_pkts)
-    cols["udp_stream"] = _stream_index(first_file, (proto == 17) & ~no_pkts)
+    cols["tcp_stream"] = _stream_index(first_file, (proto == 6) & ~no_pkts, narrow=True)
+    cols["udp_stream"] = _stream_index(first_file, (proto == 17) & ~no_pkts, narrow=True)
     del first_file, proto, no_pkts
-    cols["vlan"] = val & 0xFFFF
+    cols["vlan"] = (val & 0xFFFF).astype(np.int32)
     val >>= 16  # val is ours (a copy made by fold_flows)
     val &= 0xFF
-    cols["encap"] = _encap_text(val)
+    cols["encap"] = categorical(val, ENCAP_TEXTS)
     del val
     return pd.DataFrame({k: cols.pop(k) for k in FLOW_COLUMNS}, copy=False)

@@ -39,10 +39,8 @@ if TYPE_CHECKING:
     from .finish import IcmpErrors
 
 EPHEMERAL_MIN = 49152
-# shared str objects: one per name, not one per flow (a SYN scan's million flows: ~50 MB a column)
-HANDSHAKES = np.array(
-    ["none", "completed", "synack_only", "rejected", "no_answer", "midstream"], dtype=object
-)
+#: handshake names by code (the frame holds the codes: a Categorical)
+HANDSHAKES = ["none", "completed", "synack_only", "rejected", "no_answer", "midstream"]
 CHUNK_ROWS = 1 << 16  # rows per pass where a pass makes wide temporaries
 # (column, sums column pair, 0: the originator's value / 1: the responder's)
 _SUM_COLUMNS = [
@@ -59,6 +57,7 @@ _SUM_COLUMNS = [
     ("orig_rst", S_RST, 0),
     ("resp_rst", S_RST, 1),
 ]
+_WIDE_SUMS = 6  # the packet and byte counts, int64; the counters after them fit int32
 
 
 def _col(arr2: np.ndarray, base: int, d: np.ndarray) -> np.ndarray:
@@ -66,11 +65,13 @@ def _col(arr2: np.ndarray, base: int, d: np.ndarray) -> np.ndarray:
     return np.where(d == 0, arr2[:, base], arr2[:, base + 1])
 
 
-def _sum_columns(sums: np.ndarray, o: np.ndarray) -> dict[str, np.ndarray]:
+def _sum_columns(sums: np.ndarray, o: np.ndarray, narrow: bool = False) -> dict[str, np.ndarray]:
     """The ``_SUM_COLUMNS`` made of ``sums`` ((NSUM, ng), an array of its own) in place: each
     direction pair swapped where B is the originator, the rows kept moved to the front, the two
     never read (the responder's SYNs, the originator's SYN-ACKs) cut off its end. The frame takes
-    views of it: no copies next to the aggregates (96 B a flow, ~290 MB on 3M flows)."""
+    views of it: no copies next to the aggregates (96 B a flow, ~290 MB on 3M flows). ``narrow``:
+    the SYN, FIN and RST counters copied out as int32 (when they fit: a flow would need 2^31 of
+    them) and their rows cut off too, 24 B a flow less."""
     nsum, ng = sums.shape
     for lo in range(0, ng, CHUNK_ROWS):
         flip = np.flatnonzero(o[lo : lo + CHUNK_ROWS] == 1) + lo
@@ -81,8 +82,16 @@ def _sum_columns(sums: np.ndarray, o: np.ndarray) -> dict[str, np.ndarray]:
     for i, (_, base, d) in enumerate(_SUM_COLUMNS):  # sources ascend and are >= i: no overwrites
         if base + d != i:
             sums[i] = sums[base + d]
-    sums.resize((len(_SUM_COLUMNS), ng), refcheck=False)  # the caller holds no view of it
-    return {name: sums[i] for i, (name, _, _) in enumerate(_SUM_COLUMNS)}
+    counters = sums[_WIDE_SUMS : len(_SUM_COLUMNS)]
+    small = None
+    if narrow and (ng == 0 or int(counters.max()) <= np.iinfo(np.int32).max):
+        small = counters.astype(np.int32)
+    del counters
+    sums.resize((_WIDE_SUMS if small is not None else len(_SUM_COLUMNS), ng), refcheck=False)
+    out = {name: sums[i] for i, (name, _, _) in enumerate(_SUM_COLUMNS[:_WIDE_SUMS])}
+    rest = small if small is not None else sums[_WIDE_SUMS:]
+    out.update({name: rest[i] for i, (name, _, _) in enumerate(_SUM_COLUMNS[_WIDE_SUMS:])})
+    return out
 
 
 def _orientation(
@@ -130,8 +139,9 @@ def _orientation_part(
 
 
 def _handshake(ev: np.ndarray, o: np.ndarray, is_tcp: np.ndarray) -> np.ndarray:
-    """Handshake name per flow, ``CHUNK_ROWS`` flows at a time (~7 row-sized temporaries)."""
-    out = np.empty(len(o), dtype=object)
+    """Handshake code per flow (its name in ``HANDSHAKES``), ``CHUNK_ROWS`` flows at a time (~7
+    row-sized temporaries)."""
+    out = np.empty(len(o), dtype=np.int8)
     for lo in range(0, len(o), CHUNK_ROWS):
         at = slice(lo, lo + CHUNK_ROWS)
         out[at] = _handshake_part(ev[at], o[at], is_tcp[at])
@@ -151,25 +161,41 @@ def _handshake_part(ev: np.ndarray, o: np.ndarray, is_tcp: np.ndarray) -> np.nda
         [0, 1, 2, 3, 4],
         default=5,
     )
-    return HANDSHAKES[code]
+    return code
+
+
+class _Texts:
+    """Distinct texts numbered in order of first use: a column's codes and their texts."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self._code: dict[str, int] = {}
+
+    def code(self, text: str) -> int:
+        got = self._code.get(text)
+        if got is None:
+            got = self._code[text] = len(self.texts)
+            self.texts.append(text)
+        return got
 
 
 def _states(
     ev: np.ndarray, sums: np.ndarray, o: np.ndarray, proto: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """conn_state and history per flow, ``CHUNK_ROWS`` flows at a time (the distinct-value passes
-    over a million flows at once made ~70 MB of temporaries); texts are made once per distinct
-    history and state across chunks."""
+) -> tuple[tuple[np.ndarray, list[str]], tuple[np.ndarray, list[str]]]:
+    """conn_state and history per flow, each as (codes, texts), ``CHUNK_ROWS`` flows at a time (the
+    distinct-value passes over a million flows at once made ~70 MB of temporaries); texts are made
+    once per distinct history and state across chunks."""
     n = len(o)
-    state, hist_txt = np.empty(n, dtype=object), np.empty(n, dtype=object)
+    state, hist_code = np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int32)
     texts: dict[tuple[int, bool], str] = {}
     names: dict[tuple[int, int, int, bool], str] = {}
+    state_t, hist_t = _Texts(), _Texts()
     for lo in range(0, n, CHUNK_ROWS):
         hi = min(n, lo + CHUNK_ROWS)
-        state[lo:hi], hist_txt[lo:hi] = _states_part(
-            ev[lo:hi], sums[lo:hi], o[lo:hi], proto[lo:hi], texts, names
+        state[lo:hi], hist_code[lo:hi] = _states_part(
+            ev[lo:hi], sums[lo:hi], o[lo:hi], proto[lo:hi], texts, names, state_t, hist_t
         )
-    return state, hist_txt
+    return (state, state_t.texts), (hist_code, hist_t.texts)
 
 
 def _states_part(
@@ -179,6 +205,8 @@ def _states_part(
     proto: np.ndarray,
     texts: dict[tuple[int, bool], str],
     names: dict[tuple[int, int, int, bool], str],
+    state_t: _Texts,
+    hist_t: _Texts,
 ) -> tuple[np.ndarray, np.ndarray]:
     def text(code: int, tcp: bool) -> str:
         got = texts.get((code, tcp))
@@ -196,12 +224,12 @@ def _states_part(
     st = np.zeros((len(o), 2), dtype=np.int64)
     hist = np.zeros(len(o), dtype=np.int64)
     replay(ev, o, is_tcp, st, hist)
-    hist_txt = np.empty(len(o), dtype=object)
+    hist_code = np.empty(len(o), dtype=np.int32)
     for tcp in (True, False):
         m = is_tcp == tcp
         codes, inv = np.unique(hist[m], return_inverse=True)
-        hist_txt[m] = np.array([text(c, tcp) for c in codes.tolist()] + [""], dtype=object)[inv]
-    state = np.full(len(o), "OTH", dtype=object)
+        hist_code[m] = np.array([hist_t.code(text(c, tcp)) for c in codes.tolist()], dtype=np.int32)[inv]
+    state = np.full(len(o), state_t.code("OTH"), dtype=np.int32)
     zero = (sums[:, S_PAY] == 0) & (sums[:, S_PAY + 1] == 0)
     if is_tcp.any():  # conn_state_tcp once per distinct (states, zero sizes, history)
         hists, hist_id = np.unique(hist[is_tcp], return_inverse=True)
@@ -209,10 +237,12 @@ def _states_part(
         key = ((hist_id.reshape(-1) * 8 + s[:, 0]) * 8 + s[:, 1]) * 2 + zero[is_tcp]
         uniq, inv = np.unique(key, return_inverse=True)
         h = hists.tolist()
-        got = [name(h[k >> 7], k >> 4 & 7, k >> 1 & 7, bool(k & 1)) for k in uniq.tolist()]
-        state[is_tcp] = np.array(got, dtype=object)[inv.reshape(-1)]
+        got = [state_t.code(name(h[k >> 7], k >> 4 & 7, k >> 1 & 7, bool(k & 1))) for k in uniq.tolist()]
+        state[is_tcp] = np.array(got, dtype=np.int32)[inv.reshape(-1)]
     udp = proto == 17
     op, rp = _col(sums, S_PKTS, o)[udp] > 0, _col(sums, S_PKTS, 1 - o)[udp] > 0
-    udp_names = np.array([conn_state_udp(a, b) for a in (False, True) for b in (False, True)], dtype=object)
-    state[udp] = udp_names[2 * op + rp]
-    return state, hist_txt
+    udp_codes = np.array(
+        [state_t.code(conn_state_udp(a, b)) for a in (False, True) for b in (False, True)], dtype=np.int32
+    )
+    state[udp] = udp_codes[2 * op + rp]
+    return state, hist_code

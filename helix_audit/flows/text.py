@@ -7,7 +7,10 @@ and Python makes all the strings with a single ``split``: one pass, no per-row i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pandas as pd
 from numba import njit
 
 from ..arrays import sorted_unique
@@ -107,6 +110,39 @@ def rows_text(m: np.ndarray, sep: str, skip: int | None = None) -> np.ndarray:
     return arr
 
 
+def code_dtype(n: int) -> type[np.signedinteger]:
+    """The smallest signed integer type holding codes 0 .. ``n`` - 1 (and pandas' -1)."""
+    for kind in (np.int8, np.int16, np.int32):
+        if n < np.iinfo(kind).max:
+            return kind
+    return np.int64
+
+
+def categorical(codes: np.ndarray, texts: Sequence[str]) -> pd.Categorical:
+    """The column ``texts[codes]`` as a Categorical (code -1: missing): a flow column of few
+    distinct texts is a byte a flow, not an 8-byte pointer. Its categories are the texts used,
+    distinct and ascending, so that anything ordering or grouping by them orders as it did the
+    texts themselves (and ``value_counts`` lists no unused category)."""
+    codes = np.asarray(codes)
+    present = codes[codes >= 0] if len(codes) and codes.min() < 0 else codes
+    used = np.flatnonzero(np.bincount(present, minlength=len(texts))) if len(present) else present[:0]
+    names = [texts[i] for i in used.tolist()]
+    uniq = sorted(set(names))
+    rank = {t: k for k, t in enumerate(uniq)}
+    kind = code_dtype(len(uniq))
+    lut = np.full(len(texts) + 1, -1, dtype=kind)  # the last entry: code -1's
+    lut[used] = np.array([rank[t] for t in names], dtype=kind)
+    return pd.Categorical.from_codes(lut[codes], pd.Index(uniq, dtype=object), validate=False)
+
+
+def narrow_int(values: np.ndarray) -> np.ndarray:
+    """``values`` (integers >= 0) as int32 when they fit (counters of a flow: 4 bytes, not 8), else
+    as they are: an int32 column never overflows, it only stays int64 on an absurd capture."""
+    if len(values) == 0 or int(values.max()) <= np.iinfo(np.int32).max:
+        return values.astype(np.int32)
+    return values
+
+
 def ipv4_text(values: np.ndarray) -> np.ndarray:
     """Dotted-quad text of 32-bit addresses (each distinct address rendered once)."""
     uniq, inv = np.unique(np.asarray(values, dtype=np.uint64), return_inverse=True)
@@ -150,20 +186,29 @@ def frames_text(
     renders those rows itself). ``m`` is left sorted and deduplicated (as ``sorted_unique_rows``
     returns it). The fused form of ``rows_text(where(present, sorted_unique_rows(m) & mask, skip))``
     for the key frames of a million flows: one pass, no row-sized temporaries."""
+    buf, other = frames_buffer(m, fill, keep, shift, first_file, sep)
+    texts = buf.tobytes().decode("ascii").split("\n")
+    texts.pop()  # after the last newline
+    arr = np.empty(len(other), dtype=object)
+    arr[:] = texts
+    return arr, other
+
+
+def frames_buffer(
+    m: np.ndarray, fill: int, keep: int, shift: int, first_file: np.ndarray, sep: str = ","
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`frames_text` as the kernel writes it: the rows' texts, each ended by a newline, in one
+    ASCII buffer (uint8, of its own) - what :class:`.blob.TextBlobArray` holds - and the flags."""
     if m.dtype != np.int64 or m.ndim != 2 or not (m.flags.c_contiguous and m.flags.writeable):
         raise ValueError("frames_text: m must be a writable C-contiguous 2-D int64 array (sorted in place)")
     rows = m.shape[0]
     other = np.zeros(rows, dtype=np.bool_)
     if rows == 0:
-        return np.empty(0, dtype=object), other
+        return np.zeros(0, dtype=np.uint8), other
     out = np.empty(rows * (min(keep, m.shape[1]) * 21 + 1), dtype=np.uint8)
     first = np.ascontiguousarray(first_file, dtype=np.int64)
     end = _frames(m, fill, keep, shift, first, ord(sep), out, other)
-    texts = out[:end].tobytes().decode("ascii").split("\n")
-    texts.pop()  # after the last newline
-    arr = np.empty(rows, dtype=object)
-    arr[:] = texts
-    return arr, other
+    return out[:end].copy(), other  # the buffer is sized for the widest rows: not kept
 
 
 def host_columns(ku: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from helix_audit.flows.blob import TextBlobArray
 from helix_audit.model import AuditResult, Finding, Severity
 from helix_audit.report.atomic import atomic_write_chunks, atomic_write_text
 from helix_audit.report.common import iso_time
@@ -25,6 +26,7 @@ from helix_audit.report.rowtext import (
     Cells,
     Reader,
     addresses,
+    category_parts,
     constant_cells,
     identities,
     int_cells,
@@ -167,6 +169,12 @@ def _csv_reader(flows: pd.DataFrame, name: str) -> Reader:
         return lambda start, stop: fixed_cells(
             array[start:stop].to_numpy(dtype=np.int64, na_value=0).astype("S"), array[start:stop].isna()
         )
+    if isinstance(dtype, pd.CategoricalDtype):
+        cats, codes = category_parts(column)
+        return lambda start, stop: _object_cells(cats[codes[start:stop]], None)
+    if isinstance(column.array, TextBlobArray):  # key_frames: a chunk's strs made when written
+        blob = column.array
+        return lambda start, stop: _object_cells(blob[start:stop].to_numpy(), None)
     whole = _string_view(column)
     if whole is None:
         return lambda start, stop: None

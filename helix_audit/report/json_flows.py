@@ -16,11 +16,14 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from helix_audit.flows.blob import TextBlobArray
 from helix_audit.report.json_stream import _ORJSON, _SEP, compact, fast_compact
+from helix_audit.report.rowkernel import TEXT
 from helix_audit.report.rowtext import (
     Cells,
     Reader,
     addresses,
+    category_parts,
     constant_cells,
     identities,
     int_cells,
@@ -33,6 +36,7 @@ from helix_audit.report.rowtext import (
     text_cells,
 )
 
+_NL = 10
 FLOW_CHUNK = 4096  # flow rows encoded column-wise at a time (sized with ``json_stream.CHUNK``)
 
 
@@ -104,9 +108,16 @@ def _reader(flows: pd.DataFrame, name: str) -> Reader:
     if isinstance(dtype, np.dtype) and kind in "iufb":
         values = column.to_numpy()
         if kind in "iu" and not wide:
+            if dtype.itemsize < 8:  # int32 ports and counters: the kernel takes int64
+                return lambda start, stop: int_cells(values[start:stop].astype(np.int64))
             return lambda start, stop: int_cells(values[start:stop])
         return lambda start, stop: _number_cells(values[start:stop], column.name)
+    if isinstance(dtype, pd.CategoricalDtype):
+        cats, codes = category_parts(column)
+        return lambda start, stop: _object_cells(cats[codes[start:stop]])
     array = column.array
+    if isinstance(array, TextBlobArray):  # key_frames: cells straight from its buffer
+        return lambda start, stop: _blob_cells(array[start:stop])
     if kind in "iu" and not wide and isinstance(dtype, pd.api.extensions.ExtensionDtype):
         return lambda start, stop: _nullable_ints(array[start:stop])
     whole = _object_view(array)
@@ -114,6 +125,23 @@ def _reader(flows: pd.DataFrame, name: str) -> Reader:
         ids = addresses(whole)  # a view: valid while ``whole``, held by the closure, lives
         return lambda start, stop: _object_cells(whole[start:stop], ids[start:stop])
     return lambda start, stop: _object_cells(array[start:stop].to_numpy(dtype=object))
+
+
+def _blob_cells(part: TextBlobArray) -> Cells | None:
+    """Cells of a chunk of a :class:`.TextBlobArray` quoted in its buffer (each row's newline made
+    the closing and the next opening quote) when every text is plain (printable ASCII but ``"``
+    and ``\\``: key frames are digits and commas), else from its strs."""
+    got = part.rows()
+    if got is None or len(part) == 0:
+        return _object_cells(part.to_numpy())
+    data, offs = got
+    ends = data == _NL
+    odd = ((data - np.uint8(0x20)) >= 0x5F) | (data == 0x5C) | (data == 0x22)
+    if np.count_nonzero(ends) != len(part) or (odd & ~ends).any():  # a newline or escape in a text
+        return _object_cells(part.to_numpy())
+    quoted = b'"' + data.tobytes().replace(b"\n", b'""')[:-1]
+    i = np.arange(len(part), dtype=np.int64)
+    return Cells(TEXT, quoted, offs[:-1] + i, offs[1:] + i + 1)
 
 
 def _object_view(array: Any) -> np.ndarray | None:

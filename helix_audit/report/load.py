@@ -93,13 +93,12 @@ def finding_from(rec: dict[str, Any]) -> Finding:
 
 
 def _dtype(column: str) -> str | None:
+    """The loaded column's dtype: int64 for the int32 columns too (a report may hold counts past
+    int32; loaded tables are small), text and category columns as pandas infers them."""
     spec = FLOW_COLUMNS.get(column, "str")
-    if spec.startswith("int64"):
-        return "int64"
-    if spec.startswith("Int64"):
-        return "Int64"
-    if spec.startswith("float64"):
-        return "float64"
+    for kind in ("int64", "Int64", "int32", "Int32", "float64"):
+        if spec.startswith(kind):
+            return kind.replace("32", "64")
     return None
 
 

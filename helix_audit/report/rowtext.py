@@ -189,6 +189,16 @@ def stored_objects(array: Any) -> np.ndarray | None:  # noqa: ANN401
     return values if values is not None and values.ndim == 1 else None
 
 
+def category_parts(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(category objects then None, codes) of a Categorical column: ``cats[codes[rows]]`` is the
+    rows' values as an object array of the categories' own objects (code -1, missing: None), made
+    a chunk at a time instead of the whole column's."""
+    names = column.cat.categories.tolist()
+    cats = np.empty(len(names) + 1, dtype=object)  # the last entry, None: code -1's
+    cats[: len(names)] = names
+    return cats, np.asarray(column.cat.codes)
+
+
 #: A column's cells for rows ``[start, stop)``, or None when the kernel cannot write them.
 Reader = Callable[[int, int], "Cells | None"]
 

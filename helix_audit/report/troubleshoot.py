@@ -32,6 +32,12 @@ def _num(row: dict[str, Any], key: str, default: float = 0) -> float:
     return default if value is None else float(value)
 
 
+def _text(row: dict[str, Any], key: str) -> Any:  # noqa: ANN401
+    """The row's value, None when missing (a Categorical column's missing value reads NaN)."""
+    value = row.get(key)
+    return None if isinstance(value, float) and value != value else value
+
+
 def _no_answer(f: Finding, row: dict[str, Any], ep: str) -> str:
     syns = int(_num(row, "syn", 1)) or 1
     span = _num(row, "duration")
@@ -51,10 +57,10 @@ def _reset(f: Finding, row: dict[str, Any], ep: str) -> str:
 
 
 def _icmp(f: Finding, row: dict[str, Any], ep: str) -> str:
-    error = str(row.get("icmp_error") or "unreachable")
+    error = str(_text(row, "icmp_error") or "unreachable")
     code = error.rsplit("/", 1)[-1]
     meaning = _UNREACHABLE.get(code, f"ICMP {error}")
-    sender = row.get("icmp_from") or "a router"
+    sender = _text(row, "icmp_from") or "a router"
     return (
         f"{sender} returned ICMP {meaning} for {ep}: the router or firewall at {sender} "
         f"refuses to forward it. Ask its owner to allow {f.src} to {f.dst} port {f.dst_port}."

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helix_audit.flows.blob import TextBlobArray
 from helix_audit.report import atomic, json_flows
 from helix_audit.report.atomic import atomic_write_chunks
 from helix_audit.report.json_flows import _encoded_column, _kernel_chunk, flow_lines
@@ -131,6 +132,41 @@ def test_strided_object_column_and_missing_column() -> None:
     assert not frame["a"].to_numpy().flags.c_contiguous
     expected = _by_value(frame.reindex(columns=["a", "b", "absent", "c"]))
     assert _kernel(frame, ["a", "b", "absent", "c"]) == expected
+
+
+@pytest.mark.parametrize("rows", [1, 5, 4100])
+def test_finished_frame_dtypes(rows: int) -> None:
+    """Categoricals (odd texts, missing values, unused categories), int32 and Int32 columns: the
+    kernel writes what the per-value encoding writes."""
+    rng = np.random.default_rng(rows)
+    texts = [*HOSTILE[:5], "tcp"]
+    frame = pd.DataFrame(
+        {
+            "cat": pd.Categorical(
+                [texts[i] if i < len(texts) else None for i in rng.integers(0, len(texts) + 1, rows)],
+                categories=sorted({*texts, "unused"}),
+            ),
+            "one": pd.Categorical(["x.pcap"] * rows),
+            "port": rng.integers(-(2**31), 2**31, rows).astype(np.int32),
+            "stream": pd.array([None if i % 3 == 0 else i for i in range(rows)], dtype="Int32"),
+        }
+    )
+    assert _kernel(frame) == _by_value(frame) == _by_column(frame)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 4100])
+@pytest.mark.parametrize("odd", [None, 'a"b', "x\\y", "new\nline", "del\x7f", "é", "\u2028", "NA"])
+def test_text_blob_column(rows: int, odd: str | None) -> None:
+    """key_frames held as a TextBlobArray: quoted in its buffer when plain, else (an escape, a
+    newline, non-ASCII, a missing row) from its strs; the same bytes as the per-value encoding."""
+    texts: list[str | None] = [",".join(str(7 * i + k) for k in range(i % 4)) for i in range(rows)]
+    if odd is not None:
+        texts[rows // 2] = None if odd == "NA" else odd
+    frame = pd.DataFrame({"id": np.arange(rows), "key_frames": TextBlobArray.from_texts(texts)}, copy=False)
+    assert _kernel(frame) == _by_value(frame) == _by_column(frame)
+    if odd is None and rows > 1:
+        got = json_flows._blob_cells(frame["key_frames"].array[1:])
+        assert got is not None and got.codes is None  # from the buffer, no strs
 
 
 def test_identities() -> None:
