@@ -231,12 +231,16 @@ def _proxy_mask(flows: pd.DataFrame, site: SiteProfile | None) -> np.ndarray:
     """Per flow: is its responder a profile proxy? (asked once per distinct address and port)"""
     if site is None or not site.proxies or flows.empty:
         return np.zeros(len(flows), dtype=bool)
-    addr, addrs = pd.factorize(flows["resp_h"].to_numpy(dtype=object))
+    resp = flows["resp_h"]
+    if isinstance(resp.dtype, pd.CategoricalDtype):  # coded already: no hashing of a column
+        addr, addrs = np.asarray(resp.array.codes), resp.array.categories.to_numpy(dtype=object)
+    else:
+        addr, addrs = pd.factorize(resp.to_numpy(dtype=object))
     port = flows["resp_p"].to_numpy(dtype=np.int64)
     if (addr >= 0).all():  # the profile's few proxies against each distinct address
         return _proxy_hits(site, addr, addrs.tolist(), port)
     span = int(port.max()) + 1
-    pairs, inverse = np.unique(addr * span + port, return_inverse=True)
+    pairs, inverse = np.unique(addr.astype(np.int64) * span + port, return_inverse=True)
     hits = [site.is_proxy(addrs[k // span], k % span) for k in pairs.tolist()]
     return np.asarray(hits, dtype=bool)[inverse.reshape(-1)]
 

@@ -211,12 +211,14 @@ def frames_buffer(
     return out[:end].copy(), other  # the buffer is sized for the widest rows: not kept
 
 
-def host_columns(ku: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def host_columns(ku: np.ndarray, o: np.ndarray) -> tuple[pd.Categorical, pd.Categorical]:
     """(orig_h, resp_h): text addresses of the tuples' A and B (``ku``: a_hi, a_lo, b_hi, b_lo),
-    swapped in place where B is the originator. IPv4-mapped ones: each distinct address rendered
-    once (one str shared by both columns), placed ``CHUNK_ROWS`` rows at a time by a search of the
+    swapped where B is the originator, as two Categoricals of one dtype: the distinct addresses of
+    both columns, ascending as texts (what ordering or grouping by the texts expects), and int32
+    codes (4 B a flow and column, where object columns of shared strs were 8). Each distinct
+    IPv4-mapped address is rendered once, rows coded ``CHUNK_ROWS`` at a time by a search of the
     sorted distinct ones (one pass over 3M flows at once made ~165 MB of temporaries); the (rarer)
-    IPv6 ones once per address and column."""
+    IPv6 ones once per address."""
     n = len(o)
     sides = [(ku[:, 0], ku[:, 1]), (ku[:, 2], ku[:, 3])]
     v4 = [(hi == 0) & ((lo >> np.uint64(32)) == 0xFFFF) for hi, lo in sides]
@@ -224,27 +226,42 @@ def host_columns(ku: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     v4_lo = np.concatenate([lo[m].astype(np.uint32) for (_, lo), m in zip(sides, v4, strict=True)])
     uniq = sorted_unique(v4_lo, in_place=True).copy()  # compact: the flow-sized buffer goes
     del v4_lo
-    text = np.empty(len(uniq), dtype=object)
+    texts: list[str] = []
     for c in range(0, len(uniq), CHUNK_ROWS):
-        text[c : c + CHUNK_ROWS] = ipv4_text(uniq[c : c + CHUNK_ROWS])
-    cols = [np.empty(n, dtype=object), np.empty(n, dtype=object)]
-    for (hi, lo), m, out in zip(sides, v4, cols, strict=True):
+        texts += ipv4_text(uniq[c : c + CHUNK_ROWS]).tolist()
+    rest = [np.flatnonzero(~m) for m in v4]
+    v6_inv: list[np.ndarray] = []
+    if any(len(r) for r in rest):  # both sides' IPv6 addresses in one code space
+        pairs = np.concatenate(
+            [np.stack([hi[r], lo[r]], axis=1) for (hi, lo), r in zip(sides, rest, strict=True)]
+        )
+        got, inv = np.unique(pairs, axis=0, return_inverse=True)
+        inv = inv.reshape(-1) + len(texts)
+        v6_inv = [inv[: len(rest[0])], inv[len(rest[0]) :]]
+        texts += [addr_to_str(h, lo_) for h, lo_ in got.tolist()]
+    kind = np.int32 if len(texts) < np.iinfo(np.int32).max else np.int64
+    order = sorted(range(len(texts)), key=texts.__getitem__)  # distinct texts: a strict order
+    rank = np.empty(len(texts), dtype=kind)
+    rank[order] = np.arange(len(texts), dtype=kind)
+    v4_rank = rank[: len(uniq)]
+    cols = [np.empty(n, dtype=kind), np.empty(n, dtype=kind)]
+    for k, ((_, lo), m, out) in enumerate(zip(sides, v4, cols, strict=True)):
         for c in range(0, n, CHUNK_ROWS):
             at = slice(c, c + CHUNK_ROWS)
             vals = lo[at][m[at]].astype(np.uint32)
             if len(uniq) > SEARCH_MAX:  # many addresses: search a chunk's distinct ones only
                 vals, inv = np.unique(vals, return_inverse=True)
-                out[at][m[at]] = text[np.searchsorted(uniq, vals)][inv.reshape(-1)]
+                out[at][m[at]] = v4_rank[np.searchsorted(uniq, vals)][inv.reshape(-1)]
             else:
-                out[at][m[at]] = text[np.searchsorted(uniq, vals)]
-        rest = np.flatnonzero(~m)
-        if len(rest):
-            pairs = np.stack([hi[rest], lo[rest]], axis=1)
-            got, inv = np.unique(pairs, axis=0, return_inverse=True)
-            v6 = np.array([addr_to_str(h, lo_) for h, lo_ in got.tolist()], dtype=object)
-            out[rest] = v6[inv.reshape(-1)]
+                out[at][m[at]] = v4_rank[np.searchsorted(uniq, vals)]
+        if len(rest[k]):
+            out[rest[k]] = rank[v6_inv[k]]
     orig, resp = cols
     for c in range(0, n, CHUNK_ROWS):
         flip = np.flatnonzero(o[c : c + CHUNK_ROWS] == 1) + c
         orig[flip], resp[flip] = resp[flip], orig[flip]
-    return orig, resp
+    dtype = pd.CategoricalDtype(pd.Index([texts[i] for i in order], dtype=object))
+    return (
+        pd.Categorical.from_codes(orig, dtype=dtype, validate=False),
+        pd.Categorical.from_codes(resp, dtype=dtype, validate=False),
+    )

@@ -24,7 +24,7 @@ from ..names import attribute
 from .coverage import build_coverage
 from .dnsfind import lookup_drafts
 from .findings import Draft, build_all, group, order
-from .flowcodes import FlowCodes, TextColumn, dense_codes, store
+from .flowcodes import FlowCodes, TextColumn, dense_codes, objects_at, store
 from .flowfind import blocked_drafts, destination_drafts, inbound_drafts, resolver_drafts
 from .flowrows import Columns
 from .infra import dns_mask, infrastructure_mask
@@ -252,7 +252,7 @@ def _evaluate(
     idx = np.flatnonzero(mask)
     if len(idx) == 0:
         return idx, idx, []
-    part = {c: named[c].to_numpy(dtype=object)[idx] for c in _KEY_COLUMNS}
+    part = {c: objects_at(named[c], idx) for c in _KEY_COLUMNS}
     group_of = np.zeros(len(idx), dtype=np.int64)
     span = 1  # group_of < span: codes combine as mixed-radix numbers, re-coded densely before overflow
     for values in part.values():  # missing values: code 0 (one group, as in the sentinel-free codes)

@@ -20,6 +20,7 @@ import pandas as pd
 from ..model import Evidence, Severity
 from .dnsevidence import filter_string
 from .findings import Draft, key_of
+from .flowcodes import objects_at
 from .flowfind import LABEL
 from .match import Matcher, canon_ip
 from .outcome import FAILED_LOOKUPS, Lookup
@@ -57,7 +58,7 @@ def _latest_flows(
     counts = np.fromiter(map(len, per_row), dtype=np.int64, count=len(per_row))
     part = pd.DataFrame(
         {
-            "orig_h": np.repeat(named["orig_h"].to_numpy(dtype=object)[rows], counts),
+            "orig_h": np.repeat(objects_at(named["orig_h"], rows), counts),
             "names": [n for found in per_row for n in found],
             "first_ts": np.repeat(named["first_ts"].to_numpy(dtype=float)[rows], counts),
         }
@@ -176,9 +177,9 @@ def _pairs(named: pd.DataFrame, clients: set[str]) -> set[tuple[str, str]]:
     """(originator, responder) of every flow from one of ``clients``."""
     if not clients:
         return set()
-    orig = named["orig_h"].to_numpy(dtype=object)
     rows = np.flatnonzero(named["orig_h"].isin(clients).to_numpy())
-    return set(zip(orig[rows].tolist(), named["resp_h"].to_numpy(dtype=object)[rows].tolist(), strict=True))
+    orig, resp = objects_at(named["orig_h"], rows), objects_at(named["resp_h"], rows)
+    return set(zip(orig.tolist(), resp.tolist(), strict=True))
 
 
 def _reached(lk: Lookup, pairs: set[tuple[str, str]]) -> bool:

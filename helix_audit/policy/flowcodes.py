@@ -42,14 +42,12 @@ class FlowCodes:
         return hit[codes]
 
     def hosts(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """(originator codes, responder codes, addresses): one code space for both columns, the
-        addresses in order of first appearance over ``orig_h`` then ``resp_h`` (what
-        ``pd.unique`` of the two columns concatenated gives); -1: missing."""
+        """(originator codes, responder codes, addresses): one code space for both columns; -1:
+        missing. The addresses: the columns' categories when they share them (the flow table's
+        own, ascending), else in order of first appearance over ``orig_h`` then ``resp_h`` (what
+        ``pd.unique`` of the two columns concatenated gives)."""
         if self._hosts is None:
-            oc, ou = _factorized(self.flows["orig_h"])
-            rc, ru = _factorized(self.flows["resp_h"])
-            lut, uniques = pd.factorize(np.asarray(ou + ru, dtype=object))  # codes < len(ou + ru)
-            self._hosts = (_through(oc, lut[: len(ou)]), _through(rc, lut[len(ou) :]), list(uniques))
+            self._hosts = _host_codes(self.flows["orig_h"], self.flows["resp_h"])
         return self._hosts
 
     def per_host(self, values: np.ndarray, side: str = "resp") -> np.ndarray:
@@ -65,9 +63,37 @@ class FlowCodes:
         return TextColumn.of(values, np.where(at < 0, np.array(len(values) - 1, dtype=at.dtype), at))
 
 
+def _host_codes(orig: pd.Series, resp: pd.Series) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """:meth:`FlowCodes.hosts` of the two address columns."""
+    oc, ou = _factorized(orig)
+    rc, ru = _factorized(resp)
+    if isinstance(orig.dtype, pd.CategoricalDtype) and orig.dtype == resp.dtype:
+        return oc, rc, ou  # type: ignore[return-value]  # one code space already (flows.text.host_columns)
+    lut, uniques = pd.factorize(np.asarray(ou + ru, dtype=object))  # codes < len(ou + ru)
+    return _through(oc, lut[: len(ou)]), _through(rc, lut[len(ou) :]), list(uniques)
+
+
 def _factorized(column: pd.Series) -> tuple[np.ndarray, list[object]]:
+    """Codes and distinct values of a column. A Categorical column already is both (its codes:
+    a byte a flow, read as they are; its categories may include unused ones, which no row's code
+    names): hashing its object values again cost ~47 ms and an 8-byte temporary per 10^6 flows."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        cat = column.array
+        codes = np.asarray(cat.codes)
+        uniques = list(cat.categories.to_numpy(dtype=object))
+        return codes.astype(code_type(len(uniques)), copy=False), uniques
     codes, uniques = pd.factorize(column.to_numpy(dtype=object))
     return codes.astype(code_type(len(uniques)), copy=False), list(uniques)
+
+
+def objects_at(column: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """``column.to_numpy(dtype=object)[rows]`` without the object array of the whole column (a
+    Categorical's, 8 B a flow, built by a take of its categories)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        cat = column.array
+        lut = np.append(cat.categories.to_numpy(dtype=object), np.array([np.nan], dtype=object))
+        return lut[np.asarray(cat.codes)[rows]]  # code -1 (missing) reads the last entry
+    return column.to_numpy(dtype=object)[rows]
 
 
 def code_type(n: int) -> type[np.signedinteger]:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..model import DnsQuery, DnsResponse, HttpConnect, Observation, TlsAlert
 from ..names import CleanNames
-from .flowcodes import FlowCodes
+from .flowcodes import FlowCodes, objects_at
 from .observed import Observed, observed
 
 DNS_TIMEOUT = 2.0
@@ -66,8 +66,9 @@ def _responders(flows: pd.DataFrame, fids: list[int]) -> dict[int, str]:
     if not fids:
         return {}
     rows = pd.Index(flows["flow_id"].to_numpy()).get_indexer(fids)
-    resp = flows["resp_h"].to_numpy(dtype=object)
-    return {f: resp[r] for f, r in zip(fids, rows.tolist(), strict=True) if r >= 0}
+    found = rows >= 0
+    resp = objects_at(flows["resp_h"], rows[found]).tolist()
+    return dict(zip([f for f, ok in zip(fids, found.tolist(), strict=True) if ok], resp, strict=True))
 
 
 def failure_how(flows: pd.DataFrame, notes: FlowNotes, codes: FlowCodes | None = None) -> np.ndarray:

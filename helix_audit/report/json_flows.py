@@ -114,7 +114,8 @@ def _reader(flows: pd.DataFrame, name: str) -> Reader:
         return lambda start, stop: _number_cells(values[start:stop], column.name)
     if isinstance(dtype, pd.CategoricalDtype):
         cats, codes = category_parts(column)
-        return lambda start, stop: _object_cells(cats[codes[start:stop]])
+        few = _category_reader(cats, codes) if len(cats) <= _FEW_CATEGORIES else None
+        return few or (lambda start, stop: _object_cells(cats[codes[start:stop]]))
     array = column.array
     if isinstance(array, TextBlobArray):  # key_frames: cells straight from its buffer
         return lambda start, stop: _blob_cells(array[start:stop])
@@ -125,6 +126,34 @@ def _reader(flows: pd.DataFrame, name: str) -> Reader:
         ids = addresses(whole)  # a view: valid while ``whole``, held by the closure, lives
         return lambda start, stop: _object_cells(whole[start:stop], ids[start:stop])
     return lambda start, stop: _object_cells(array[start:stop].to_numpy(dtype=object))
+
+
+#: A Categorical of up to this many categories has them quoted once for the whole table.
+_FEW_CATEGORIES = 1 << 10
+
+
+def _category_reader(cats: np.ndarray, codes: np.ndarray) -> Reader | None:
+    """Cells of a Categorical column's chunks from its categories quoted once (``cats``: the
+    categories then None), each chunk's texts the categories its codes use (one: the row-constant
+    column the kernel folds): no object gather and no identity hashing per chunk. None when a
+    category is not a plain string (the chunks go by :func:`_object_cells`)."""
+    whole = quoted_cells(cats[:-1].tolist(), np.zeros(0, dtype=np.int64))
+    if whole is None:
+        return None
+    assert whole.b is not None
+    starts, ends = np.roll(whole.a, 1), np.roll(whole.b, 1)  # entry 0: the null (code -1)
+    n = len(cats)
+
+    def read(start: int, stop: int) -> Cells:
+        at = codes[start:stop].astype(np.int64) + 1
+        used = np.flatnonzero(np.bincount(at, minlength=n))
+        if used.shape[0] == 1:  # one text in the chunk: no renumbering
+            return Cells(TEXT, whole.blob, starts[used], ends[used], np.zeros(at.shape[0], dtype=np.int64))
+        rank = np.zeros(n, dtype=np.int64)
+        rank[used] = np.arange(used.shape[0])
+        return Cells(TEXT, whole.blob, starts[used], ends[used], rank[at])
+
+    return read
 
 
 def _blob_cells(part: TextBlobArray) -> Cells | None:
