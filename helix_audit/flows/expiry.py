@@ -7,7 +7,7 @@ or that is no longer its tuple's current segment (a pure SYN opened a newer one)
 itself stays in the hash with its current segment id, so a later packet of the 5-tuple revives the
 segment under the same id (``add_rows``): provisional flow ids, joins and aggregates are exactly
 those of a table that never expires (aggregates are mergeable: the stored row and the revived one
-fold together). What is bounded is the per-segment state (~280 B a segment); a tuple costs 72 B and
+fold together). What is bounded is the per-segment state (244 B a segment); a tuple costs 72 B and
 its hash slots (16-32 B).
 
 Timeouts (capture time; they trade memory for revivals, never results), after Zeek's defaults:
@@ -37,11 +37,13 @@ from .folding import fold_events
 from .join import JOIN_EV, events_into, last_into, sum_into
 from .state import (
     A_FIRST,
+    NCNT,
     NEV,
     NONE,
     NSUM,
     NTS,
     NVAL,
+    NWIDE,
     S_FIN,
     S_PKTS,
     S_RST,
@@ -71,7 +73,7 @@ WIDTH = C_LAST + 2
 
 
 @njit(cache=True)
-def _idle(tk_i64, tup_live, seg_tup, sums, ev_ts, last, nlive, now, limits, out):  # pragma: no cover
+def _idle(tk_i64, tup_live, seg_tup, sums, cnt, ev_ts, last, nlive, now, limits, out):  # pragma: no cover
     """``out[ls]``: live row ``ls`` goes (idle, or superseded by a newer segment of its tuple)."""
     k = 0
     for ls in range(nlive):
@@ -81,8 +83,9 @@ def _idle(tk_i64, tup_live, seg_tup, sums, ev_ts, last, nlive, now, limits, out)
         else:
             seen = last[ls, 1] if last[ls, 0] >= 0 else ev_ts[ls, TS_ICMP]
             if tk_i64[t, T_KEY] >> 32 == 6:  # TCP (the packed key's proto)
-                closed = sums[ls, S_FIN] > 0 and sums[ls, S_FIN + 1] > 0
-                done = closed or sums[ls, S_RST] + sums[ls, S_RST + 1] > 0
+                f, r = S_FIN - NWIDE, S_RST - NWIDE  # (``cnt`` columns)
+                closed = cnt[ls, f] > 0 and cnt[ls, f + 1] > 0
+                done = closed or cnt[ls, r] + cnt[ls, r + 1] > 0
                 silent = sums[ls, S_PKTS] == 0 or sums[ls, S_PKTS + 1] == 0
                 limit = limits[1] if done or silent else limits[0]
             else:
@@ -96,7 +99,7 @@ def _idle(tk_i64, tup_live, seg_tup, sums, ev_ts, last, nlive, now, limits, out)
 
 @njit(cache=True)
 def _move_out(
-    gone, tup_live, seg_gid, seg_tup, sums, ev, ev_ts, ev_val, last, seg_file, nlive, rows, ls, w
+    gone, tup_live, seg_gid, seg_tup, sums, cnt, ev, ev_ts, ev_val, last, seg_file, nlive, rows, ls, w
 ):  # pragma: no cover - compiled
     """From live row ``ls`` on (``w`` rows kept so far): rows marked ``gone`` into ``rows`` until it
     is full, the others compacted to the front, in order. Returns (next row, rows kept, rows out):
@@ -110,7 +113,8 @@ def _move_out(
                 break
             rows[k, C_GID] = seg_gid[ls]
             rows[k, C_TUP] = t
-            rows[k, C_SUMS : C_SUMS + NSUM] = sums[ls]
+            rows[k, C_SUMS : C_SUMS + NWIDE] = sums[ls]
+            rows[k, C_SUMS + NWIDE : C_SUMS + NSUM] = cnt[ls]
             rows[k, C_EV : C_EV + NEV] = ev[ls]
             rows[k, C_TS : C_TS + NTS] = ev_ts[ls]
             rows[k, C_VAL : C_VAL + NVAL] = ev_val[ls]
@@ -123,6 +127,7 @@ def _move_out(
         if w != ls:
             seg_gid[w], seg_tup[w], seg_file[w] = seg_gid[ls], t, seg_file[ls]
             sums[w], ev[w], ev_ts[w], ev_val[w], last[w] = sums[ls], ev[ls], ev_ts[ls], ev_val[ls], last[ls]
+            cnt[w] = cnt[ls]
         if current:
             tup_live[t] = w
         w += 1
@@ -138,7 +143,9 @@ def expire(
     moves a million rows out holds 5 MB of them, not 300 MB); how many moved."""
     gone = np.zeros(st.nlive, dtype=np.bool_)
     limits = np.array(timeouts, dtype=np.int64)
-    k = _idle(st.tk_i64, st.tup_live, st.seg_tup, st.sums, st.ev_ts, st.last, st.nlive, now, limits, gone)
+    k = _idle(
+        st.tk_i64, st.tup_live, st.seg_tup, st.sums, st.cnt, st.ev_ts, st.last, st.nlive, now, limits, gone
+    )
     if k < st.nlive * MIN_SHARE:  # moving a few out saves little, and merge/finish then fold them back
         return 0
     st.spell_out_gid()
@@ -147,7 +154,7 @@ def expire(
     while ls < st.nlive:  # the call that takes the last row that goes runs on to the end
         rows = np.empty((min(left, MOVE_ROWS), WIDTH), dtype=np.int64)
         ls, w, got = _move_out(
-            gone, st.tup_live, st.seg_gid, st.seg_tup, st.sums, st.ev, st.ev_ts, st.ev_val, st.last,
+            gone, st.tup_live, st.seg_gid, st.seg_tup, st.sums, st.cnt, st.ev, st.ev_ts, st.ev_val, st.last,
             st.seg_file, st.nlive, rows, ls, w,
         )  # fmt: skip
         store.append(rows[:got])
@@ -247,11 +254,14 @@ def materialize(st: SegmentArrays, store: SegmentStore) -> SegmentArrays:
         out.seg_tup[rows[:, C_GID]] = rows[:, C_TUP]
     out.seg_tup[live] = st.seg_tup[:nl]
     st.drop("seg_tup", "seg_file")
-    out.sums = np.zeros((n, NSUM), dtype=np.int64)
+    out.sums = np.zeros((n, NWIDE), dtype=np.int64)
+    out.cnt = np.zeros((n, NCNT), dtype=st.cnt.dtype)
     for rows in store.blocks():
-        sum_into(rows[:, C_GID], len(rows), rows[:, C_SUMS : C_SUMS + NSUM], out.sums)
+        sum_into(rows[:, C_GID], len(rows), rows[:, C_SUMS : C_SUMS + NWIDE], out.sums)
+        sum_into(rows[:, C_GID], len(rows), rows[:, C_SUMS + NWIDE : C_SUMS + NSUM], out.cnt)
     sum_into(live, nl, st.sums, out.sums)
-    st.drop("sums")
+    sum_into(live, nl, st.cnt, out.cnt)
+    st.drop("sums", "cnt")
     out.last = np.full((n, 2), -1, dtype=np.int64)
     for rows in store.blocks():
         last_into(rows[:, C_GID], len(rows), rows[:, C_LAST : C_LAST + 2], out.last)
@@ -292,7 +302,7 @@ def join_view(
     values, the ``JOIN_EV`` events' columns in that view's events). Views of the live arrays when
     every segment is live in the row of its id (nothing ever expired); else made from the live rows
     and one read of the store, of only the events the join reads: 80 B a segment (tuple int32 while
-    ids fit, 8 events, 3 uint32 values) where :func:`materialize` makes every aggregate (~280 B)."""
+    ids fit, 8 events, 3 uint32 values) where :func:`materialize` makes every aggregate (244 B)."""
     n, nl = st.nseg, st.nlive
     if not store.rows and nl == n:  # no row ever moved out: row = id
         return st.seg_tup[:n], st.ev[:n], st.ev_val[:n], JOIN_EV
@@ -307,51 +317,63 @@ def join_view(
     return tup, ev, val, np.arange(len(cols), dtype=np.int64)
 
 
-def fold_flows(st: SegmentArrays, store: SegmentStore, dest: np.ndarray, ng: int) -> dict[str, np.ndarray]:
+def fold_flows(
+    st: SegmentArrays, store: SegmentStore, dest: np.ndarray, ng: int, narrow: bool = False
+) -> dict[str, np.ndarray]:
     """Every segment row, live or stored, folded straight into its flow's row (``dest``: segment id
-    -> flow row): the flows' sums, last, ev, ts and val (see ``join.events_into``). Live rows first,
-    each of ``st``'s arrays dropped once folded, then one read of the store, which is closed. Folding
-    is by sum and by min and max order, so rows fold in any order to the aggregates of the segments
-    they make.
+    -> flow row): the flows' sums, counts, last, ev, ts and val (see ``join.events_into``). Live rows
+    first, each of ``st``'s arrays dropped once folded, then one read of the store, which is closed.
+    Folding is by sum and by min and max order, so rows fold in any order to the aggregates of the
+    segments they make.
 
-    ``sums`` comes one row per column, shape (NSUM, ng), and ``ev`` (ng, NEV), arrays of their own:
-    ``build_frame`` makes the frame's sum columns of ``sums`` in place and cuts ``ev`` down as it
-    reads it (not ~100 B a flow of copies made next to them). When every segment is live and is its
-    own flow in the row of that flow (a scan's one-packet flows), the live arrays are the aggregates
-    already: handed over as they are (row-major; views for last and ts), but for the sums, moved
-    into their own layout a block at a time from the end, the live array cut as it goes."""
+    ``sums`` (the packet and byte counts, int64) and ``counts`` (the SYN, SYN-ACK, FIN and RST
+    counters) come one row per column, shapes (NWIDE, ng) and (NSUM - NWIDE, ng), and ``ev`` (ng,
+    NEV), arrays of their own: ``build_frame`` makes the frame's sum columns of them in place and cuts
+    ``ev`` down as it reads it (not ~100 B a flow of copies made next to them). ``narrow`` (the
+    caller knows fewer than 2^31 packets were counted: no flow's counter can reach 2^31): ``counts``
+    is int32 (32 B a flow less), else int64. ``val`` is the first packet's uint32 value; ``last``
+    (order, ts) and ``ts`` (first packet's, first ICMP error's) come (2, ng), a row each. When every
+    segment is live and is its own flow in the row of that flow (a scan's one-packet flows), the
+    live arrays are the aggregates already: handed over as they are (row-major; views for last and
+    ts), but for the sums, moved into their own layout a block at a time from the end, the live
+    array cut as it goes."""
     nl = st.nlive
+    cdt = np.int32 if narrow else np.int64
     to = dest[:nl] if st.identity else dest[st.seg_gid[:nl]]  # row = id: a view, not 16 B a row
     st.drop("seg_gid", "seg_tup", "seg_file")
     if not store.rows and nl == ng and _is_range(to):
         del to
-        val = st.ev_val[:nl, A_FIRST].astype(np.int64)  # and ev_val goes before the copies come
+        val = st.ev_val[:nl, A_FIRST].copy()  # and ev_val goes before the copies come
         st.drop("ev_val")
-        sums, ev = _by_column(_take(st, "sums"), nl), _first_rows(_take(st, "ev"), nl)
-        agg = {"sums": sums, "last": st.last[:nl], "ev": ev, "ts": st.ev_ts[:nl], "val": val}
+        sums, counts = _by_column(_take(st, "sums"), nl), _by_column(_take(st, "cnt"), nl, cdt)
+        ev = _first_rows(_take(st, "ev"), nl)
+        agg = {"sums": sums, "counts": counts, "last": st.last[:nl].T, "ev": ev, "ts": st.ev_ts[:nl].T}
+        agg["val"] = val
         st.drop("last", "ev_ts")
         store.close()
         return agg
-    sums = np.zeros((NSUM, ng), dtype=np.int64)
+    sums, counts = np.zeros((NWIDE, ng), dtype=np.int64), np.zeros((NSUM - NWIDE, ng), dtype=cdt)
     sum_into(to, nl, st.sums, sums.T)
-    st.drop("sums")
-    last = np.full((ng, 2), -1, dtype=np.int64, order="F")
-    last_into(to, nl, st.last, last)
+    sum_into(to, nl, st.cnt, counts.T)
+    st.drop("sums", "cnt")
+    last = np.full((2, ng), -1, dtype=np.int64)
+    last_into(to, nl, st.last, last.T)
     st.drop("last")
     ev = np.full((ng, NEV), NONE, dtype=np.int64)
-    ts, val = np.zeros((ng, 2), dtype=np.int64, order="F"), np.zeros(ng, dtype=np.int64)
-    events_into(to, nl, st.ev, st.ev_ts, st.ev_val, ev, ts, val)
+    ts, val = np.zeros((2, ng), dtype=np.int64), np.zeros(ng, dtype=np.uint32)
+    events_into(to, nl, st.ev, st.ev_ts, st.ev_val, ev, ts.T, val)
     st.drop("ev", "ev_ts", "ev_val")
     del to
     for rows in store.blocks():
         to = dest[rows[:, C_GID]]
         k = len(rows)
-        sum_into(to, k, rows[:, C_SUMS : C_SUMS + NSUM], sums.T)
-        last_into(to, k, rows[:, C_LAST : C_LAST + 2], last)
+        sum_into(to, k, rows[:, C_SUMS : C_SUMS + NWIDE], sums.T)
+        sum_into(to, k, rows[:, C_SUMS + NWIDE : C_SUMS + NSUM], counts.T)
+        last_into(to, k, rows[:, C_LAST : C_LAST + 2], last.T)
         r_ev, r_ts = rows[:, C_EV : C_EV + NEV], rows[:, C_TS : C_TS + NTS]
-        events_into(to, k, r_ev, r_ts, rows[:, C_VAL : C_VAL + NVAL], ev, ts, val)
+        events_into(to, k, r_ev, r_ts, rows[:, C_VAL : C_VAL + NVAL], ev, ts.T, val)
     store.close()
-    return {"sums": sums, "last": last, "ev": ev, "ts": ts, "val": val}
+    return {"sums": sums, "counts": counts, "last": last, "ev": ev, "ts": ts, "val": val}
 
 
 def _take(st: SegmentArrays, name: str) -> np.ndarray:
@@ -370,11 +392,12 @@ def _first_rows(a: np.ndarray, n: int) -> np.ndarray:
     return a
 
 
-def _by_column(a: np.ndarray, n: int) -> np.ndarray:
-    """The first ``n`` rows of ``a`` transposed into an array of their own, a block at a time from
-    the end, ``a`` cut after each (when it is an array of its own): no second copy at any time."""
+def _by_column(a: np.ndarray, n: int, dtype: type | None = None) -> np.ndarray:
+    """The first ``n`` rows of ``a`` transposed into an array of their own (as ``dtype``: the caller
+    knows the values fit), a block at a time from the end, ``a`` cut after each (when it is an array
+    of its own): no second copy at any time."""
     a = _first_rows(a, n)
-    out = np.empty((a.shape[1], n), dtype=a.dtype)
+    out = np.empty((a.shape[1], n), dtype=a.dtype if dtype is None else dtype)
     for hi in range(n, 0, -BLOCK_ROWS):
         lo = max(0, hi - BLOCK_ROWS)
         out[:, lo:hi] = a[lo:hi].T

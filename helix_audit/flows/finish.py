@@ -206,6 +206,19 @@ def _files_column(
     return categorical(codes, names)
 
 
+def _own(a: np.ndarray) -> bool:
+    """``a`` is an array of its own, C-ordered: ``build_frame`` may rewrite and cut it."""
+    return bool(a.flags.owndata and a.flags.c_contiguous and a.flags.writeable)
+
+
+def _to_seconds(ns: np.ndarray) -> None:
+    """The int64 nanoseconds ``ns`` (contiguous) rewritten in place as float64 seconds (``ns / 1e9``,
+    the same values), a chunk at a time: no flow-sized temporary."""
+    out = ns.view(np.float64)
+    for lo in range(0, len(ns), CHUNK_ROWS):
+        out[lo : lo + CHUNK_ROWS] = ns[lo : lo + CHUNK_ROWS] / 1e9
+
+
 def build_frame(
     agg: dict[str, np.ndarray],
     ng: int,
@@ -215,45 +228,67 @@ def build_frame(
 ) -> pd.DataFrame:
     """All FLOW_COLUMNS for ``ng`` flows from their aggregates, rows already in final order.
 
-    ``agg`` (see ``FlowTable.finish``: ku, ki tuple keys; sums; last; ev; ts = first packet's and
-    first ICMP error's timestamps; val = first packet's value) is emptied as its arrays are used, so
-    that the inputs go while the columns come; sums, ev and val (arrays of their own, see
-    ``fold_flows``) are made into columns or cut in place. The frame takes the columns as they are
+    ``agg`` (see ``FlowTable.finish``: ku, key: tuple addresses and packed key; sums, counts; last;
+    ev; ts = first packet's and first ICMP error's timestamps; val = first packet's value) is
+    emptied as its arrays are used, so that the inputs go while the columns come; sums, counts, ev,
+    key and val (arrays of their own, see ``fold_flows``) are made into columns or cut in place. The
+    frame takes the columns as they are
     (``copy=False`` keeps pandas from consolidating them into blocks: another copy of the whole
     table)."""
-    ki, ev, val = agg.pop("ki"), agg.pop("ev"), agg.pop("val")
-    o, init = _orientation(ev, val, ki, err)
-    cols: dict[str, object] = {"flow_id": np.arange(ng, dtype=np.int64)}
-    cols["orig_h"], cols["resp_h"] = host_columns(agg.pop("ku"), o)
-    proto = ki[:, 0].copy()
-    cols["transport"] = categorical(proto & 0xFF, TRANSPORTS)
-    cols["orig_p"] = np.where(o == 0, ki[:, 1], ki[:, 2]).astype(np.int32)  # ports, ICMP type/code
-    cols["resp_p"] = np.where(o == 0, ki[:, 2], ki[:, 1]).astype(np.int32)
-    del ki
-    sums = agg.pop("sums")
+    key, ev, val = agg.pop("key"), agg.pop("ev"), agg.pop("val")
+    proto = key >> 32  # the packed (proto, a_port, b_port) (``state.pack_key``), 8 B a flow, not 24
+    pa = (key >> 16).astype(np.int32)
+    pa &= 0xFFFF
+    key &= 0xFFFF
+    pb = key.astype(np.int32)
+    del key
+    o, init = _orientation(ev, val, proto, pa, pb, err)
+    cols: dict[str, object] = {"transport": categorical(proto, TRANSPORTS)}  # proto < 256 (pack_key)
+    cols["orig_p"] = np.where(o == 0, pa, pb)  # ports, ICMP type/code (int32)
+    cols["resp_p"] = np.where(o == 0, pb, pa)
+    del pa, pb
+    sums, counts = agg.pop("sums"), agg.pop("counts")
     state, history = _states(ev, sums.T, o, proto)
     cols["conn_state"], cols["history"] = categorical(*state), categorical(*history)
     del state, history
-    cols.update(_sum_columns(sums, o, narrow=True))
-    del sums
+    cols.update(_sum_columns(sums, o, counts=counts))
+    del sums, counts
     cols["initiator"] = categorical(init, INITIATORS)
     cols["confidence"] = categorical((init > 1).view(np.int8), CONFIDENCE)
     del init
     cols["handshake"] = categorical(_handshake(ev, o, proto == 6), HANDSHAKES)
-    del o
     last, ts = agg.pop("last"), agg.pop("ts")
     no_pkts = ev[:, EV_FIRST] == NONE
-    first_order = np.where(no_pkts, ev[:, EV_ICMP], ev[:, EV_FIRST])
-    cols["last_frame"] = np.where(no_pkts, ev[:, EV_ICMP], last[:, 0]) & FRAME_MASK
-    first_ts = np.where(no_pkts, ts[:, 1], ts[:, 0]) / 1e9
-    last_ts = np.where(no_pkts, ts[:, 1], last[:, 1]) / 1e9
-    del last, ts
-    cols["first_ts"], cols["last_ts"], cols["duration"] = first_ts, last_ts, last_ts - first_ts
-    first_file = first_order >> ORDER_SHIFT
-    cols["first_frame"] = first_order & FRAME_MASK
-    del first_order
-    cols["key_frames"] = _key_frames(_key_events(ev), err, first_file, files)
+    none = np.flatnonzero(no_pkts)  # flows known only from an ICMP error: few; their times are its
+    icmp_order = ev[none, EV_ICMP]
+    first_order = ev[:, EV_FIRST].copy()
+    first_order[none] = icmp_order
+    kev = _key_events(ev)  # ev's last reader of the other columns is done: 32 B a flow go now
     del ev
+    icmp_ts = ts[1, none] / 1e9
+    if _own(last) and _own(ts):  # fold_flows' rows: made the columns in place (32 B a flow saved)
+        last[0] &= FRAME_MASK
+        _to_seconds(last[1])
+        _to_seconds(ts[0])
+        ts.resize((1, ng), refcheck=False)  # the ICMP errors' times go; no view of ts is held
+        lf, last_ts, first_ts = last[0], last[1].view(np.float64), ts[0].view(np.float64)
+    else:  # views of the live arrays (a scan's): copies
+        lf, last_ts, first_ts = last[0] & FRAME_MASK, last[1] / 1e9, ts[0] / 1e9
+    del last, ts
+    lf[none], first_ts[none], last_ts[none] = icmp_order & FRAME_MASK, icmp_ts, icmp_ts
+    cols["last_frame"], cols["first_ts"], cols["last_ts"] = lf, first_ts, last_ts
+    cols["duration"] = last_ts - first_ts
+    del lf, first_ts, last_ts, icmp_order, icmp_ts, none
+    first_file = first_order >> ORDER_SHIFT
+    first_order &= FRAME_MASK
+    cols["first_frame"] = first_order
+    del first_order
+    cols["key_frames"] = _key_frames(kev, err, first_file, files)
+    del kev
+    # the address texts once the events have gone (the addresses, 32 B a flow, wait for them: the
+    # peak of a 3M scan's finish was here, next to every aggregate)
+    cols["orig_h"], cols["resp_h"] = host_columns(agg.pop("ku"), o)
+    del o
     cols.update(_icmp_columns(err, ng, files))
     cols["file"] = categorical(first_file, files or [""])
     cols["files"] = _files_column(first_file, file_pairs, files)
@@ -265,4 +300,5 @@ def build_frame(
     val &= 0xFF
     cols["encap"] = categorical(val, ENCAP_TEXTS)
     del val
+    cols["flow_id"] = np.arange(ng, dtype=np.int64)
     return pd.DataFrame({k: cols.pop(k) for k in FLOW_COLUMNS}, copy=False)

@@ -22,6 +22,7 @@ from .state import (
     K_SYN,
     K_SYNACK,
     NONE,
+    NWIDE,
     ORDER_SHIFT,
     S_FIN,
     S_IPB,
@@ -57,10 +58,12 @@ def fold_events(ev, ev_ts, ev_val, d, s_ev, s_ev_ts, s_ev_val, s):  # noqa: ANN0
 
 
 @njit(cache=True)
-def fold(sums, ev, ev_ts, ev_val, last, d, s_sums, s_ev, s_ev_ts, s_ev_val, s_last, s):
+def fold(sums, cnt, ev, ev_ts, ev_val, last, d, s_sums, s_cnt, s_ev, s_ev_ts, s_ev_val, s_last, s):
     """Merge segment ``s`` of the source arrays into segment ``d`` (sums add, events min, last max)."""
     for k in range(sums.shape[1]):
         sums[d, k] += s_sums[s, k]
+    for k in range(cnt.shape[1]):
+        cnt[d, k] += s_cnt[s, k]
     fold_events(ev, ev_ts, ev_val, d, s_ev, s_ev_ts, s_ev_val, s)
     if s_last[s, 0] > last[d, 0]:
         last[d, 0] = s_last[s, 0]
@@ -80,20 +83,20 @@ def _event(ev, ev_ts, ev_val, sid, k, order, ts, val):
 
 
 @njit(cache=True, inline="always")
-def _count_packet(sums, ev, ev_ts, ev_val, last, sid, d, fl, seq, iplen, pay, ts, order, fval):
+def _count_packet(sums, cnt, ev, ev_ts, ev_val, last, sid, d, fl, seq, iplen, pay, ts, order, fval):
     sums[sid, S_PKTS + d] += 1
     sums[sid, S_IPB + d] += iplen
     sums[sid, S_PAY + d] += pay
     syn, ack, fin, rst = fl & TH_SYN, fl & TH_ACK, fl & TH_FIN, fl & TH_RST
     if syn:
         kind = K_SYNACK if ack else K_SYN
-        sums[sid, S_SYN + 2 * (kind - K_SYN) + d] += 1
+        cnt[sid, S_SYN - NWIDE + 2 * (kind - K_SYN) + d] += 1
         _event(ev, ev_ts, ev_val, sid, 2 * kind + d, order, ts, seq)
     if fin:
-        sums[sid, S_FIN + d] += 1
+        cnt[sid, S_FIN - NWIDE + d] += 1
         _event(ev, ev_ts, ev_val, sid, 2 * K_FIN + d, order, ts, 0)
     if rst:
-        sums[sid, S_RST + d] += 1
+        cnt[sid, S_RST - NWIDE + d] += 1
         _event(ev, ev_ts, ev_val, sid, 2 * K_RST + d, order, ts, 0)
     if pay > 0:
         _event(ev, ev_ts, ev_val, sid, 2 * K_DATA + d, order, ts, 0)
@@ -164,7 +167,23 @@ def add_rows(  # noqa: PLR0913
     error). Segments of these rows not yet noted for file ``fidx`` are noted in ``seg_file`` and listed
     (by id) in ``out_files``.
     """
-    slots, tk_u64, tk_i64, seg_gid, seg_tup, sums, ev, ev_ts, ev_val, last, seg_file, ntup, nseg, nlive = st
+    (
+        slots,
+        tk_u64,
+        tk_i64,
+        seg_gid,
+        seg_tup,
+        sums,
+        cnt,
+        ev,
+        ev_ts,
+        ev_val,
+        last,
+        seg_file,
+        ntup,
+        nseg,
+        nlive,
+    ) = st
     high = np.int64(fidx) << ORDER_SHIFT
     nfiles = 0
     j = np.searchsorted(ov, start)
@@ -208,6 +227,7 @@ def add_rows(  # noqa: PLR0913
             ls = nlive
             nlive += 1
             sums[ls, :] = 0
+            cnt[ls, :] = 0
             ev[ls, :] = NONE
             ev_ts[ls, :] = 0
             ev_val[ls, :] = 0
@@ -223,7 +243,7 @@ def add_rows(  # noqa: PLR0913
             fval = np.int64(vlan[r]) | (np.int64(encap[r]) << 16)
             d = 0 if a_first else 1
             fl, sq, ipb, pb = flags[r], seq[r], iplen[r], pay[r]
-            _count_packet(sums, ev, ev_ts, ev_val, last, ls, d, fl, sq, ipb, pb, ts[r], order, fval)
+            _count_packet(sums, cnt, ev, ev_ts, ev_val, last, ls, d, fl, sq, ipb, pb, ts[r], order, fval)
         else:
             _event(ev, ev_ts, ev_val, ls, EV_ICMP, order, ts[r], 0)
         if seg_file[ls] != fidx:

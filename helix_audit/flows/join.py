@@ -43,6 +43,7 @@ def merge_rows(
     tup_cur,
     seg_tup,
     sums,
+    cnt,
     ev,
     ev_ts,
     ev_val,
@@ -54,6 +55,7 @@ def merge_rows(
     o_tup_cur,
     o_seg_tup,
     o_sums,
+    o_cnt,
     o_ev,
     o_ev_ts,
     o_ev_val,
@@ -83,7 +85,7 @@ def merge_rows(
             nseg += 1
             seg_tup[d] = tmap[t]
         prev = t
-        fold(sums, ev, ev_ts, ev_val, last, d, o_sums, o_ev, o_ev_ts, o_ev_val, o_last, s)
+        fold(sums, cnt, ev, ev_ts, ev_val, last, d, o_sums, o_cnt, o_ev, o_ev_ts, o_ev_val, o_last, s)
         remap[s] = d
     for t in range(o_ntup):
         tup_cur[tmap[t]] = remap[o_tup_cur[t]]

@@ -65,13 +65,19 @@ def _col(arr2: np.ndarray, base: int, d: np.ndarray) -> np.ndarray:
     return np.where(d == 0, arr2[:, base], arr2[:, base + 1])
 
 
-def _sum_columns(sums: np.ndarray, o: np.ndarray, narrow: bool = False) -> dict[str, np.ndarray]:
+def _sum_columns(
+    sums: np.ndarray, o: np.ndarray, narrow: bool = False, counts: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The ``_SUM_COLUMNS`` made of ``sums`` ((NSUM, ng), an array of its own) in place: each
     direction pair swapped where B is the originator, the rows kept moved to the front, the two
     never read (the responder's SYNs, the originator's SYN-ACKs) cut off its end. The frame takes
     views of it: no copies next to the aggregates (96 B a flow, ~290 MB on 3M flows). ``narrow``:
     the SYN, FIN and RST counters copied out as int32 (when they fit: a flow would need 2^31 of
-    them) and their rows cut off too, 24 B a flow less."""
+    them) and their rows cut off too, 24 B a flow less. ``counts``: the counters' rows folded apart
+    (``fold_flows``; already narrow when they fit), ``sums`` then holding only the ``_WIDE_SUMS``:
+    both made columns in place, no copies."""
+    if counts is not None:
+        return _split_sum_columns(sums, counts, o)
     nsum, ng = sums.shape
     for lo in range(0, ng, CHUNK_ROWS):
         flip = np.flatnonzero(o[lo : lo + CHUNK_ROWS] == 1) + lo
@@ -94,31 +100,65 @@ def _sum_columns(sums: np.ndarray, o: np.ndarray, narrow: bool = False) -> dict[
     return out
 
 
+def _split_sum_columns(sums: np.ndarray, counts: np.ndarray, o: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`_sum_columns` of the packet and byte counts ``sums`` (``_WIDE_SUMS`` rows) and the
+    counters ``counts`` (the rest) held apart: pairs swapped where B originates, rows compacted, the
+    two never read cut off ``counts``."""
+    ng = sums.shape[1]
+    for lo in range(0, ng, CHUNK_ROWS):
+        flip = np.flatnonzero(o[lo : lo + CHUNK_ROWS] == 1) + lo
+        for arr in (sums, counts):
+            for base in range(0, arr.shape[0], 2):
+                a = arr[base, flip]
+                arr[base, flip] = arr[base + 1, flip]
+                arr[base + 1, flip] = a
+    out: dict[str, np.ndarray] = {}
+    for i, (_, base, d) in enumerate(_SUM_COLUMNS):
+        if i < _WIDE_SUMS:
+            if base + d != i:
+                sums[i] = sums[base + d]
+            continue
+        j, src = i - _WIDE_SUMS, base + d - _WIDE_SUMS  # sources ascend and are >= j: no overwrites
+        if src != j:
+            counts[j] = counts[src]
+    counts.resize((len(_SUM_COLUMNS) - _WIDE_SUMS, ng), refcheck=False)
+    if counts.dtype != np.int32 and (ng == 0 or int(counts.max()) <= np.iinfo(np.int32).max):
+        counts = counts.astype(np.int32)  # folded wide (2^31 rows counted), yet they fit: as before
+    for i, (name, _, _) in enumerate(_SUM_COLUMNS):
+        out[name] = sums[i] if i < _WIDE_SUMS else counts[i - _WIDE_SUMS]
+    return out
+
+
 def _orientation(
-    ev: np.ndarray, first_val: np.ndarray, ki: np.ndarray, err: IcmpErrors
+    ev: np.ndarray, first_val: np.ndarray, proto: np.ndarray, pa: np.ndarray, pb: np.ndarray, err: IcmpErrors
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(orig direction 0=A/1=B, initiator code 0 syn 1 synack 2 first_packet 3 port_heuristic),
-    ``CHUNK_ROWS`` flows at a time (a pass over 3M flows at once made ~190 MB of temporaries)."""
+    """(orig direction 0=A/1=B, initiator code 0 syn 1 synack 2 first_packet 3 port_heuristic), int8
+    (a byte a flow each, not 8: they live through most of ``build_frame``), ``CHUNK_ROWS`` flows at a
+    time (a pass over 3M flows at once made ~190 MB of temporaries). ``pa``, ``pb``: A's and B's port."""
     ng = ev.shape[0]
     first_err = None  # per flow, the direction its first ICMP error quotes (-1: none)
     if len(err.sid) and (ev[:, EV_FIRST] == NONE).any():
         first_err = np.full(ng, -1, dtype=np.int64)
         o = np.argsort(err.order, kind="stable")[::-1]
         first_err[err.sid[o]] = np.where(err.quote_from_a[o], 0, 1)
-    orig, init = np.empty(ng, dtype=np.int64), np.empty(ng, dtype=np.int64)
+    orig, init = np.empty(ng, dtype=np.int8), np.empty(ng, dtype=np.int8)
     for lo in range(0, ng, CHUNK_ROWS):
         at = slice(lo, min(ng, lo + CHUNK_ROWS))
         errs = None if first_err is None else first_err[at]
-        orig[at], init[at] = _orientation_part(ev[at], first_val[at], ki[at], errs)
+        orig[at], init[at] = _orientation_part(ev[at], first_val[at], proto[at], pa[at], pb[at], errs)
     return orig, init
 
 
 def _orientation_part(
-    ev: np.ndarray, first_val: np.ndarray, ki: np.ndarray, first_err: np.ndarray | None
+    ev: np.ndarray,
+    first_val: np.ndarray,
+    proto: np.ndarray,
+    pa: np.ndarray,
+    pb: np.ndarray,
+    first_err: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     ng = ev.shape[0]
-    proto, pa, pb = ki[:, 0], ki[:, 1], ki[:, 2]
-    first_dir = (first_val >> 24) & 1
+    first_dir = ((first_val >> 24) & 1).astype(np.int64)
     no_pkts = ev[:, EV_FIRST] == NONE
     if first_err is not None:
         first_dir = np.where(no_pkts & (first_err >= 0), first_err, first_dir)

@@ -9,7 +9,7 @@ a later partition's segments fold into the earlier table without needing its pac
 Every aggregate is mergeable: ``sums`` add; ``ev`` holds the *order* (file index << 40 | frame) of the
 first occurrence of each event per direction, merged by min order; for the few events whose timestamp or
 value is used (first packet, first ICMP error, SYN ISNs) ``ev_ts``/``ev_val`` hold them (``TS_OF``,
-``VAL_OF``: only the columns finish reads; ~280 B a segment in all, see ``SegmentArrays``);
+``VAL_OF``: only the columns finish reads; 244 B a segment in all, see ``SegmentArrays``);
 ``last`` holds the last packet's order and timestamp, merged by max.
 No Python object per flow: a million one-packet flows are a few arrays of a million rows.
 
@@ -31,6 +31,8 @@ from numba import njit
 # sums columns (pairs are [A, B])
 S_PKTS, S_IPB, S_PAY, S_SYN, S_SYNACK, S_FIN, S_RST = 0, 2, 4, 6, 8, 10, 12
 NSUM = 14
+NWIDE = 6  # the packet and byte counts (int64 in a finished flow); the counters after them
+NCNT = NSUM - NWIDE  # the SYN, SYN-ACK, FIN, RST counters: ``cnt`` (int32 while they fit)
 # event kinds (ev column = 2 * kind + direction), then two direction-less events
 K_SYN, K_SYNACK, K_ACK, K_DATA, K_FIN, K_RST = 0, 1, 2, 3, 4, 5
 NKIND = 6
@@ -59,10 +61,13 @@ class SegmentArrays:
     """Growable struct-of-arrays: tuples (5-tuple keys + hash index) and live segments.
 
     A tuple costs 72 B plus its hash slots (int32, 16-32 B): the four address halves and three int64
-    (proto and both ports packed into one, the current segment's id and row). A live segment ~270 B:
-    ``ev_val`` is uint32 (ISNs, and the first packet's vlan | encap | direction: 25 bits),
-    ``seg_tup`` int32 while tuple ids fit, and ``seg_gid`` is empty (row = id, 0 B) until an expiry
-    pass first moves rows (a table that never expires, a SYN scan's, never needs it)."""
+    (proto and both ports packed into one, the current segment's id and row). A live segment 244 B:
+    ``sums`` 48 (packets and bytes each way), ``cnt`` 32 (SYN, SYN-ACK, FIN, RST each way: int32
+    while fewer than 2^31 rows were counted, see ``widen_counters``), ``ev`` 112, ``ev_ts`` 16,
+    ``last`` 16, ``ev_val`` 12 (uint32: ISNs, and the first packet's vlan | encap | direction: 25
+    bits), ``seg_tup`` 4 (int32 while tuple ids fit), ``seg_file`` 4; ``seg_gid`` is empty (row =
+    id, 0 B) until an expiry pass first moves rows (a table that never expires, a SYN scan's, never
+    needs it)."""
 
     def __init__(self, cap: int = 1024) -> None:
         self.ntup = 0
@@ -75,7 +80,10 @@ class SegmentArrays:
         self.slots = _slots(4 * cap, cap)
         self.seg_gid = np.zeros(0, dtype=np.int64)  # empty: live row ls is segment ls (``identity``)
         self.seg_tup: np.ndarray = np.zeros(cap, dtype=_tid_dtype(cap))
-        self.sums = np.zeros((cap, NSUM), dtype=np.int64)
+        self.sums = np.zeros((cap, NWIDE), dtype=np.int64)  # packets, IP bytes, payload bytes
+        # the counters (sums columns NWIDE on): int32 while fewer than 2^31 rows were counted (no
+        # segment's counter can then reach 2^31; ``widen_counters`` once more were), 16 B a segment
+        self.cnt = np.zeros((cap, NCNT), dtype=np.int32)
         self.ev = np.full((cap, NEV), NONE, dtype=np.int64)
         self.ev_ts = np.zeros((cap, NTS), dtype=np.int64)
         self.ev_val = np.zeros((cap, NVAL), dtype=np.uint32)
@@ -91,6 +99,7 @@ class SegmentArrays:
             self.seg_gid,
             self.seg_tup,
             self.sums,
+            self.cnt,
             self.ev,
             self.ev_ts,
             self.ev_val,
@@ -130,6 +139,12 @@ class SegmentArrays:
         """Every segment is live in the row of its id again (``materialize``, ``merge``)."""
         self.seg_gid = np.zeros(0, dtype=np.int64)
 
+    def widen_counters(self, rows: int) -> None:
+        """``cnt`` made int64 once ``rows`` (every row counted so far and about to be) could pass
+        int32 in one segment's counter (each row adds one at most to each)."""
+        if rows > np.iinfo(np.int32).max and self.cnt.dtype != np.int64:
+            self.cnt = self.cnt.astype(np.int64)
+
     def drop(self, *names: str) -> None:
         """Replace the named arrays by empty ones (finish frees them one by one as it goes)."""
         for name in names:
@@ -157,13 +172,14 @@ class SegmentArrays:
             self.slots = rehash(self.tk_u64, self.tk_i64, self.ntup, _slots(_pow2(4 * cap), cap))
         if need_s > self.seg_tup.shape[0]:
             cap = _ladder(max(need_s, self.seg_tup.shape[0] + 1))
-            for name in ("seg_gid", "seg_tup", "sums", "ev", "ev_ts", "ev_val", "last", "seg_file"):
+            for name in ("seg_gid", "seg_tup", "sums", "cnt", "ev", "ev_ts", "ev_val", "last", "seg_file"):
                 if name != "seg_gid" or not self.identity:
                     _grow(self, name, cap)
         if clean:
             n = self.nlive
             self.seg_gid[n:], self.seg_tup[n:], self.seg_file[n:] = -1, 0, -1
             self.sums[n:], self.ev[n:], self.ev_ts[n:], self.ev_val[n:], self.last[n:] = 0, NONE, 0, 0, -1
+            self.cnt[n:] = 0
 
 
 def _slots(n: int, tuples: int) -> np.ndarray:

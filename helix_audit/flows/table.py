@@ -37,7 +37,7 @@ from .finish import IcmpErrors, build_frame
 from .folding import ROW_ICMP_ERROR, ROW_SKIP, add_rows, mark_files
 from .interface import PacketFlows
 from .join import group_first, join_segments, merge_rows
-from .state import FRAME_MASK, NONE, ORDER_SHIFT, SegmentArrays, unpack_keys
+from .state import FRAME_MASK, NONE, ORDER_SHIFT, T_KEY, SegmentArrays
 
 STATUS_NAMES = {0: "ok", 1: "not_ip", 2: "truncated", 3: "malformed", 4: "unknown_link", 5: "fragment"}
 ICMP_UNQUOTED = "icmp_error_unquoted"
@@ -76,6 +76,7 @@ class FlowTable:
         self._timeouts = timeouts_ns
         self._now = np.iinfo(np.int64).min  # latest capture time seen (ns)
         self._expired = False  # ever: noted (segment, file) pairs may then repeat
+        self._rows = 0  # rows added (here and in merged tables): bounds every flow's counters
 
     def _file_id(self, path: str) -> int:
         idx = self._file_index.get(path)
@@ -91,6 +92,8 @@ class FlowTable:
         if self._finished:
             raise RuntimeError("FlowTable.add: already finished")
         n = len(cols)
+        self._rows += n
+        self._st.widen_counters(self._rows)
         fidx = self._file_id(cols.source)
         err = icmp.error_rows(cols)
         quotes = icmp.quoted_keys(cols, err)
@@ -193,6 +196,8 @@ class FlowTable:
         self._materialize()
         other._materialize()
         self._expired |= other._expired
+        self._rows += other._rows
+        self._st.widen_counters(self._rows)
         fmap = np.array([self._file_id(f) for f in other._files] or [0], dtype=np.int64)
         o, st = other._st, self._st
         o_ev, o_last = _reorder(o.ev[: o.nseg], fmap), o.last[: o.nseg].copy()
@@ -207,6 +212,7 @@ class FlowTable:
             st.tup_cur,
             st.seg_tup,
             st.sums,
+            st.cnt,
             st.ev,
             st.ev_ts,
             st.ev_val,
@@ -218,6 +224,7 @@ class FlowTable:
             o.tup_cur[: o.ntup],
             o.seg_tup[: o.nseg],
             o.sums[: o.nseg],
+            o.cnt[: o.nseg],
             o_ev,
             o.ev_ts[: o.nseg],
             o.ev_val[: o.nseg],
@@ -271,14 +278,13 @@ class FlowTable:
         tup = np.zeros(ng, dtype=np.int64)
         tup[dest] = seg_tup
         del seg_tup
-        if _is_range(tup):  # flow i is tuple i (a scan's): views, not ~56 B a flow of copies
-            agg = {"ku": st.tk_u64[:ng], "ki": st.tk_i64[:ng]}
+        if _is_range(tup):  # flow i is tuple i (a scan's): a view, not 32 B a flow of copies
+            agg = {"ku": st.tk_u64[:ng], "key": st.tk_i64[:ng, T_KEY].copy()}
         else:
-            agg = {"ku": st.tk_u64[tup], "ki": st.tk_i64[tup]}
+            agg = {"ku": st.tk_u64[tup], "key": st.tk_i64[tup, T_KEY]}
         del tup
-        unpack_keys(agg["ki"])  # (proto, a_port, b_port): st's tuples are no longer read
-        st.drop("tk_u64", "tk_i64")
-        agg.update(fold_flows(st, store, dest, ng))
+        st.drop("tk_u64", "tk_i64")  # of tk_i64, build_frame reads the packed key: 8 B a flow, not 24
+        agg.update(fold_flows(st, store, dest, ng, narrow=self._rows <= np.iinfo(np.int32).max))
         icmp_all = IcmpErrors.concat(self._icmp).remapped(dest, None)
         pairs = np.concatenate(self._file_pairs) if self._file_pairs else np.zeros(0, dtype=np.int64)
         if self._expired:  # a revived segment notes its file again

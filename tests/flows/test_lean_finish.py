@@ -20,7 +20,7 @@ from helix_audit.flows.finish import (
     _stream_index,
 )
 from helix_audit.flows.orient import _SUM_COLUMNS, _sum_columns
-from helix_audit.flows.state import NEV, NONE, NSUM, ORDER_SHIFT
+from helix_audit.flows.state import NEV, NONE, NSUM, NWIDE, ORDER_SHIFT
 from helix_audit.flows.text import host_columns
 
 SIZES = [0, 1, 5, CHUNK_ROWS + 7]
@@ -75,6 +75,12 @@ def test_live_arrays_moved_equal_their_rows(n: int, own: bool) -> None:
     base = rnd.integers(-5, 1 << 50, size=(n + 11, NSUM), dtype=np.int64)
     a = base.copy() if own else base[:]  # own: cut as it is read; a view: copied
     assert np.array_equal(_by_column(a, n), base[:n].T)
+    small = base.copy() if own else base[:]
+    small[:, NWIDE:] %= 1 << 31  # counters that fit int32, up to its top
+    small[0, NWIDE:] = (1 << 31) - 1
+    want = small[:n, NWIDE:].T.copy()
+    rest = _by_column(small[:, NWIDE:].copy() if own else small[:, NWIDE:], n, np.int32)
+    assert rest.dtype == np.int32 and np.array_equal(rest, want)
     b = base.copy() if own else base[:]
     rows = _first_rows(b, n)
     assert np.array_equal(rows, base[:n]) and rows.flags.owndata
