@@ -202,6 +202,10 @@ class Extractor(KeyState):
         view, offs, lens = payload_spans(cols, left)
         fresh = self._fresh_done
         fresh.clear()
+        # ``_tcp``'s steps run here (a call and its look-ups a row less), but for standalone heads
+        # and when a subclass hooks ``_tcp`` or ``_new_direction``
+        inline = type(self)._tcp is Extractor._tcp and type(self)._new_direction is Extractor._new_direction
+        anomalies, handle = self.anomalies, self._http.handle
         for j, i, k, off, n, fid, from_a, seq, flags, frame, ts_ns, gone in zip(
             todo.tolist(), left.tolist(), lkeys.tolist(), offs, lens, *(c[left].tolist() for c in columns),
             was_done, strict=True,
@@ -225,7 +229,24 @@ class Extractor(KeyState):
                 continue  # finished, and no standalone head here: ``_tcp`` would read nothing either
             payload = view[off : off + n].tobytes()
             try:
-                self._tcp(cols, pf, i, key, seq, flags, frame, ts_ns / 1e9, payload, j, d)
+                if not inline or (d is not None and d.mode == "done"):
+                    self._tcp(cols, pf, i, key, seq, flags, frame, ts_ns / 1e9, payload, j, d)
+                    continue
+                ts = ts_ns / 1e9  # ``_tcp``'s steps from here
+                if d is None:
+                    d = self._new_direction(cols, i, key, j, frame, ts)
+                    got = None if flags & SYN else first_segment(d, seq, payload, frame, ts, anomalies)
+                else:
+                    got = None if flags & SYN or d.mode != "tls" or not tls_appdata(d, seq, payload) else []
+                if got is None:
+                    d.add_segment(seq, flags, payload, frame, ts)
+                    got = parse_direction(d, anomalies)
+                for obs in got:
+                    handle(obs)
+                if d.mode == "done":
+                    self._mark_done(k)
+                    if not d.http_seen or d.tunnel:
+                        self._forget(d, key)
             except Exception as exc:  # a parser bug must not end the audit: it becomes an anomaly
                 self._internal_error(cols, i, exc)
                 self._mark_done(k)
@@ -299,10 +320,11 @@ class Extractor(KeyState):
             sport, dport = cols.sport.item(i), cols.dport.item(i)
             src = addr(cols.src_hi.item(i), cols.src_lo.item(i))
             dst = addr(cols.dst_hi.item(i), cols.dst_lo.item(i))
-        meta = _tuple_new(Meta, (cols.source, frame, ts, src, sport, dst, dport, "tcp", key[0]))
-        dns_port = sport in self._dns_set or dport in self._dns_set
-        d = self._dirs[key] = Direction(meta, self.limit, dns_port)
-        k = key[0] * 2 + int(key[1])
+        fid, from_a = key
+        meta = _tuple_new(Meta, (cols.source, frame, ts, src, sport, dst, dport, "tcp", fid))
+        dns, dirs = self._dns_set, self._dirs
+        d = dirs[key] = Direction(meta, self.limit, sport in dns or dport in dns)
+        k = fid * 2 + (1 if from_a else 0)
         self._entered.append(k)
         pending = self._syn.pop(k, None)
         if pending is None:
@@ -310,9 +332,11 @@ class Extractor(KeyState):
         else:
             d.birth = pending[1]
             d.stream.isn, d.stream.base = pending[0], (pending[0] + 1) % SEQ_MOD  # what add(ISN, SYN) does
-        d.peer = self._dirs.get((key[0], not key[1])) or self._orphans.pop(k, None)  # type: ignore[assignment]
-        if isinstance(d.peer, Direction):
-            d.peer.peer = d
+        peer = dirs.get((fid, not from_a))
+        if peer is not None:
+            d.peer, peer.peer = peer, d
+        elif self._orphans:
+            d.peer = self._orphans.pop(k, None)  # type: ignore[assignment]
         return d
 
 

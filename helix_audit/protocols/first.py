@@ -127,14 +127,15 @@ def _quick_head(d: Direction, payload: bytes, frame: int) -> tuple[Observation, 
     if not kind:
         return _read_head(d, payload, frame)
     n, pos = len(payload), s[1]
-    te = "" if s[14] < 0 else payload[s[14] : s[15]].decode("latin-1")
-    cl = None if s[12] < 0 else payload[s[12] : s[13]].decode("latin-1")
+    text = payload.decode("latin-1")  # one decode: a slice of it is the same slice of bytes decoded
+    te = "" if s[14] < 0 else text[s[14] : s[15]]
+    cl = None if s[12] < 0 else text[s[12] : s[13]]
     meta, frames = d.meta, (frame,)
     obs: Observation
     if kind == headfast.RESPONSE:
         status = s[2]
-        version = payload[:8].decode("latin-1")
-        reason = "" if s[3] < 0 else payload[s[3] : s[4]].decode("latin-1")
+        version = text[:8]
+        reason = "" if s[3] < 0 else text[s[3] : s[4]]
         obs = _HTTP_RESPONSE(meta, frames, "http_response", status, reason, version)
         if 200 <= status < 300 and d.peer_tunnel():
             return (obs, "detect", pos, True) if pos == n else None
@@ -142,17 +143,17 @@ def _quick_head(d: Direction, payload: bytes, frame: int) -> tuple[Observation, 
             return obs, "done", pos, False
         body = http.body_length(te, cl, None)
     else:
-        method = payload[: s[2]].decode("latin-1")
-        target = payload[s[3] : s[4]].decode("latin-1")
-        version = "HTTP/0.9" if s[5] < 0 else payload[s[5] : s[5] + 8].decode("latin-1")
-        host = payload[s[6] : s[7]].decode("latin-1") if s[6] >= 0 else http.authority_of(target)
-        agent = None if s[8] < 0 else payload[s[8] : s[9]].decode("latin-1")
+        method = text[: s[2]]
+        target = text[s[3] : s[4]]
+        version = "HTTP/0.9" if s[5] < 0 else text[s[5] : s[5] + 8]
+        host = text[s[6] : s[7]] if s[6] >= 0 else http.authority_of(target)
+        agent = None if s[8] < 0 else text[s[8] : s[9]]
         fields = (method, host, target, version, agent)
         if method == "CONNECT":
             if pos != n:
                 return None  # the tunnel's first bytes follow in this segment
             return _CONNECT(meta, frames, "http_connect", *fields, target=target), "detect", pos, True
-        if s[10] >= 0 and "websocket" in payload[s[10] : s[11]].decode("latin-1").lower():
+        if s[10] >= 0 and "websocket" in text[s[10] : s[11]].lower():
             return _WEBSOCKET(meta, frames, "websocket_upgrade", *fields), "done", pos, False
         obs = _HTTP_REQUEST(meta, frames, "http_request", *fields)
         body = http.body_length(te, cl, 0)

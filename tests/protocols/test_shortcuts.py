@@ -3,6 +3,8 @@
 * rows of finished directions are dropped before ``_tcp`` (no head looked for in ``select`` for a
   direction done and not kept; no call for a row ``_tcp`` would return on at once);
 * new directions read their ports and addresses from one bulk read per ``_tcp_rows`` call;
+* ``_tcp_rows`` runs ``_tcp``'s steps itself (but for standalone heads) unless a subclass hooks
+  ``_tcp`` or ``_new_direction``: the hooked path is the reference;
 * ``finish`` knows a one-file result from the batches' sources instead of reading every
   observation's file;
 * the pairing's answer is stored into the request in place (``amended``) rather than copied.
@@ -72,6 +74,28 @@ def _run(cls: type[Extractor], paths: list[Path], batch: int | None) -> tuple:
 def test_short_cuts_equal_plain_bookkeeping(tmp_path: Path, seed: int, batch: int | None) -> None:
     path = _capture(tmp_path / "c.pcap", seed)
     assert _run(Extractor, [path], batch) == _run(PlainExtractor, [path], batch)
+
+
+class HookedExtractor(Extractor):
+    """Hooks ``_tcp`` (as the partition extractor does): every row goes through it, not the loop's copy."""
+
+    def _tcp(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        return super()._tcp(*args, **kwargs)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 6])
+@pytest.mark.parametrize("batch", [None, 1, 64])
+def test_inlined_rows_equal_the_tcp_path(tmp_path: Path, seed: int, batch: int | None) -> None:
+    path = _capture(tmp_path / "c.pcap", seed)
+    assert _run(Extractor, [path], batch) == _run(HookedExtractor, [path], batch)
+
+
+@needs_corpus
+@pytest.mark.parametrize("name", CORPUS_FILES)
+def test_inlined_rows_equal_the_tcp_path_on_the_corpus(name: str) -> None:
+    assert CORPUS is not None
+    for batch in (None, 1000):
+        assert _run(Extractor, [CORPUS / name], batch) == _run(HookedExtractor, [CORPUS / name], batch)
 
 
 def test_several_files_keep_file_then_frame_order(tmp_path: Path) -> None:
