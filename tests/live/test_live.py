@@ -31,21 +31,17 @@ def _sums_ok(out: Path) -> str:
     return done.stdout
 
 
+def _live_audit(pair: Pair, out: Path, *opts: str) -> subprocess.Popen[str]:
+    """``helix-audit audit --live eth0 OPTS --site SITE --out OUT``, started in the sandbox namespace
+    (run from ``out``'s parent: relative paths in the report stay inside the test's directory)."""
+    args = ("audit", "--live", "eth0", *opts, "--site", str(pair.site), "--out", str(out))
+    return pair.start(*args, cwd=out.parent)
+
+
 def test_audit_live_finds_inbound_http_with_frames_in_the_written_pcapng(pair: Pair, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     started = time.monotonic()
-    proc = pair.start(
-        "audit",
-        "--live",
-        "eth0",
-        "--duration",
-        "2",
-        "--site",
-        str(pair.site),
-        "--out",
-        str(out),
-        cwd=tmp_path,
-    )
+    proc = _live_audit(pair, out, "--duration", "2")
     assert pair.curl("/hello") == "200"
     assert pair.curl("/missing", host="other.example.test") == "404"
     code, err = finish(proc)
@@ -109,22 +105,7 @@ def test_capture_count_and_filter(pair: Pair, tmp_path: Path) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_gracefully_and_the_bundle_is_complete(pair: Pair, tmp_path: Path, sig: int) -> None:
     out = tmp_path / "bundle"
-    proc = pair.start(
-        "audit",
-        "--live",
-        "eth0",
-        "--duration",
-        "120",
-        "--site",
-        str(pair.site),
-        "--out",
-        str(out),
-        "--format",
-        "json",
-        "--format",
-        "evidence",
-        cwd=tmp_path,
-    )
+    proc = _live_audit(pair, out, "--duration", "120", "--format", "json", "--format", "evidence")
     pair.curl("/hello")
     started = time.monotonic()
     proc.send_signal(sig)
@@ -141,20 +122,7 @@ def test_signal_stops_gracefully_and_the_bundle_is_complete(pair: Pair, tmp_path
 def test_kernel_drops_reach_the_isb_and_the_report(pair: Pair, tmp_path: Path) -> None:
     """The capture is stopped (SIGSTOP) while 200k datagrams arrive: the socket's queue overflows."""
     out = tmp_path / "bundle"
-    proc = pair.start(
-        "audit",
-        "--live",
-        "eth0",
-        "--duration",
-        "120",
-        "--site",
-        str(pair.site),
-        "--out",
-        str(out),
-        "--format",
-        "json",
-        cwd=tmp_path,
-    )
+    proc = _live_audit(pair, out, "--duration", "120", "--format", "json")
     wrapper = proc.pid  # ip netns exec execs python: same pid
     try:
         proc.send_signal(signal.SIGSTOP)
@@ -176,9 +144,7 @@ def test_kernel_drops_reach_the_isb_and_the_report(pair: Pair, tmp_path: Path) -
 def test_snaplen_cuts_packets_and_the_audit_says_so(pair: Pair, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     opts = ["--count", "8", "--snaplen", "96", "--filter", "tcp", "--format", "json"]
-    proc = pair.start(
-        "audit", "--live", "eth0", *opts, "--site", str(pair.site), "--out", str(out), cwd=tmp_path
-    )
+    proc = _live_audit(pair, out, *opts)
     assert pair.curl("/hello") == "200"
     code, err = finish(proc)
     assert code == 1, err
