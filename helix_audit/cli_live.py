@@ -27,7 +27,15 @@ DEFAULT_SNAPLEN = 262144
 
 
 def capture_options(fn: F) -> F:
-    """--duration, --count, --filter, --snaplen: shared by ``audit --live`` and ``capture``."""
+    """--duration, --count, --filter, --snaplen, --no-promisc: shared by ``audit --live`` and
+    ``capture``."""
+    fn = click.option(
+        "--no-promisc",
+        "no_promisc",
+        is_flag=True,
+        help="Live capture: leave the interface out of promiscuous mode (tcpdump -p): only the "
+        "host's own traffic and broadcasts, not a mirror port's.",
+    )(fn)
     fn = click.option(
         "--snaplen",
         type=click.IntRange(min=64, max=DEFAULT_SNAPLEN),
@@ -75,6 +83,7 @@ def _run(
     bpf: str | None,
     snaplen: int,
     quiet: bool,
+    no_promisc: bool = False,
 ) -> Any:  # noqa: ANN401 - a LiveResult, imported lazily
     if duration is None and count is None:
         raise UsageError(
@@ -83,7 +92,16 @@ def _run(
         )
     from .live.session import capture
 
-    result = capture(interfaces, path, duration=duration, count=count, bpf=bpf, snaplen=snaplen, quiet=quiet)
+    result = capture(
+        interfaces,
+        path,
+        duration=duration,
+        count=count,
+        bpf=bpf,
+        snaplen=snaplen,
+        quiet=quiet,
+        promisc=not no_promisc,
+    )
     if not quiet:
         click.echo(f"helix-audit: {result.summary()}", err=True)
     return result
@@ -98,6 +116,8 @@ def live_inputs(paths: tuple[Path, ...], out: Path, quiet: bool, **opts: Any) ->
         ]
         if opts.get("snaplen", DEFAULT_SNAPLEN) != DEFAULT_SNAPLEN:
             unused.append("--snaplen")
+        if opts.get("no_promisc"):
+            unused.append("--no-promisc")
         if unused:
             raise UsageError(f"{', '.join(unused)}: only for live capture (--live IFACE)")
         if not paths:
@@ -111,7 +131,16 @@ def live_inputs(paths: tuple[Path, ...], out: Path, quiet: bool, **opts: Any) ->
     from .live.session import live_file_name
 
     path = out / "capture" / live_file_name(list(dict.fromkeys(live)))
-    _run(list(live), path, opts.get("duration"), opts.get("count"), opts.get("bpf"), opts["snaplen"], quiet)
+    _run(
+        list(live),
+        path,
+        opts.get("duration"),
+        opts.get("count"),
+        opts.get("bpf"),
+        opts["snaplen"],
+        quiet,
+        bool(opts.get("no_promisc")),
+    )
     return (path,)
 
 
@@ -133,13 +162,14 @@ def capture_command(guard: Callable[[Callable[..., Any]], Callable[..., Any]]) -
         count: int | None,
         bpf: str | None,
         snaplen: int,
+        no_promisc: bool,
         quiet: bool,
     ) -> None:
         """Capture IFACE... (e.g. eth0; 'any' = all) into a pcapng file, to audit later.
 
         Stops after --duration or --count (one is required), or at Ctrl-C / SIGTERM. Kernel drops
         are recorded in the file's interface statistics and reported when it is audited."""
-        _run(list(interfaces), out, duration, count, bpf, snaplen, quiet)
+        _run(list(interfaces), out, duration, count, bpf, snaplen, quiet, no_promisc)
         sys.exit(0)
 
     return capture_cmd

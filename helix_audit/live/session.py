@@ -113,15 +113,18 @@ def capture(
     snaplen: int = 262144,
     quiet: bool = False,
     stream: TextIO | None = None,
+    promisc: bool = True,
 ) -> LiveResult:
-    """Capture from ``interfaces`` into the pcapng ``path`` until a stop condition (see module)."""
+    """Capture from ``interfaces`` into the pcapng ``path`` until a stop condition (see module);
+    ``promisc``: put the interfaces in promiscuous mode (a SPAN port's mirrored traffic is not
+    addressed to the host), as tcpdump does unless ``-p``."""
     stream = stream if stream is not None else sys.stderr
     names = list(dict.fromkeys(interfaces))
     taps: list[Tap] = []
     writer: PcapngWriter | None = None
     try:
         for name in names:
-            taps.append(open_tap(name, bpf, snaplen))
+            taps.append(open_tap(name, bpf, snaplen, promisc))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = PcapngWriter(path, [(t.name, t.linktype, t.snaplen) for t in taps], bpf)

@@ -102,6 +102,30 @@ def test_capture_count_and_filter(pair: Pair, tmp_path: Path) -> None:
     assert stats.name == "eth0" and stats.dropped == 0 and stats.received is not None and stats.received >= 6
 
 
+@pytest.mark.parametrize(("opts", "promiscuity"), [((), 1), (("--no-promisc",), 0)])
+def test_promiscuous_mode_is_on_unless_no_promisc(
+    pair: Pair, tmp_path: Path, opts: tuple[str, ...], promiscuity: int
+) -> None:
+    """The kernel's promiscuity count of the interface while the capture runs, and after it."""
+
+    def count() -> int:
+        shown = pair.run(pair.sandbox, ["ip", "-d", "-j", "link", "show", "eth0"])
+        assert shown.returncode == 0, shown.stderr
+        return int(json.loads(shown.stdout)[0]["promiscuity"])
+
+    assert count() == 0
+    proc = pair.start(
+        "capture", "eth0", *opts, "--duration", "30", "-o", str(tmp_path / "c.pcapng"), cwd=tmp_path
+    )
+    try:
+        assert count() == promiscuity
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code, err = finish(proc)
+    assert code == 0, err
+    assert count() == 0  # closing the socket leaves the interface as it was
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_gracefully_and_the_bundle_is_complete(pair: Pair, tmp_path: Path, sig: int) -> None:
     out = tmp_path / "bundle"

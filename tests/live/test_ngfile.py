@@ -103,6 +103,7 @@ def test_cli_option_errors_without_capturing(tmp_path: Path) -> None:
             "--duration, --filter: only",
         ),
         (["capture", "eth0", "-o", str(tmp_path / "x.pcapng")], "needs --duration"),
+        (["audit", str(tmp_path / "x.pcap"), "--no-promisc"], "--no-promisc: only"),
     ]
     for args, message in cases:
         res = runner.invoke(main, args)
