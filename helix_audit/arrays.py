@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Rows compacted per step by ``sorted_unique(in_place=True)``: its temporaries stay this small.
+#: Rows per step of ``sorted_unique(in_place=True)`` and ``swap_where``: their temporaries stay this small.
 _STEP = 1 << 16
 
 
@@ -33,3 +33,13 @@ def sorted_unique(values: np.ndarray, *, in_place: bool = False) -> np.ndarray:
         out[w : w + got.shape[0]] = got
         w += got.shape[0]
     return out[:w]
+
+
+def swap_where(flip: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Each (x, y) of ``pairs`` (1-D arrays as long as ``flip``) exchanged in place where ``flip``
+    is 1 (for flows: where B is the originator), ``_STEP`` rows at a time (an index of every
+    flipped row at once is a row-sized temporary)."""
+    for lo in range(0, len(flip), _STEP):
+        at = np.flatnonzero(flip[lo : lo + _STEP] == 1) + lo
+        for x, y in pairs:
+            x[at], y[at] = y[at], x[at]

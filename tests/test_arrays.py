@@ -1,4 +1,4 @@
-"""``arrays.sorted_unique``: ``np.unique`` by sorting, copied or in place."""
+"""``arrays.sorted_unique``: ``np.unique`` by sorting, copied or in place; ``arrays.swap_where``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from helix_audit import arrays
-from helix_audit.arrays import sorted_unique
+from helix_audit.arrays import sorted_unique, swap_where
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -31,3 +31,14 @@ def test_in_place_is_a_view_of_its_input() -> None:
     values = np.array([3, 1, 3, 2], dtype=np.int64)
     got = sorted_unique(values, in_place=True)
     assert got.tolist() == [1, 2, 3] and np.shares_memory(got, values)
+
+
+def test_swap_where_exchanges_the_flipped_rows_across_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arrays, "_STEP", 7)  # several steps and a partial one
+    rng = np.random.default_rng(7)
+    n = 3 * 7 + 5
+    flip = rng.integers(0, 2, n).astype(np.int8)
+    x, y = rng.integers(0, 1 << 40, n), rng.integers(0, 1 << 40, n)
+    want_x, want_y = np.where(flip == 1, y, x), np.where(flip == 1, x, y)
+    swap_where(flip, [(x, y)])
+    assert (x == want_x).all() and (y == want_y).all()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..arrays import swap_where
 from . import icmp
 from .state import (
     EV_FIRST,
@@ -25,6 +26,7 @@ from .state import (
     K_SYN,
     K_SYNACK,
     NONE,
+    NWIDE,
     S_FIN,
     S_IPB,
     S_PAY,
@@ -33,6 +35,7 @@ from .state import (
     S_SYN,
     S_SYNACK,
 )
+from .text import narrow_int
 from .zeek import conn_state_tcp, conn_state_udp, history_text, replay
 
 if TYPE_CHECKING:
@@ -57,7 +60,11 @@ _SUM_COLUMNS = [
     ("orig_rst", S_RST, 0),
     ("resp_rst", S_RST, 1),
 ]
-_WIDE_SUMS = 6  # the packet and byte counts, int64; the counters after them fit int32
+
+
+def _row_pairs(*arrays: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (A, B) direction pairs of aggregates laid out as rows 2k, 2k + 1."""
+    return [(arr[base], arr[base + 1]) for arr in arrays for base in range(0, arr.shape[0], 2)]
 
 
 def _col(arr2: np.ndarray, base: int, d: np.ndarray) -> np.ndarray:
@@ -74,58 +81,47 @@ def _sum_columns(
     views of it: no copies next to the aggregates (96 B a flow, ~290 MB on 3M flows). ``narrow``:
     the SYN, FIN and RST counters copied out as int32 (when they fit: a flow would need 2^31 of
     them) and their rows cut off too, 24 B a flow less. ``counts``: the counters' rows folded apart
-    (``fold_flows``; already narrow when they fit), ``sums`` then holding only the ``_WIDE_SUMS``:
+    (``fold_flows``; already narrow when they fit), ``sums`` then holding only the ``NWIDE``:
     both made columns in place, no copies."""
     if counts is not None:
         return _split_sum_columns(sums, counts, o)
-    nsum, ng = sums.shape
-    for lo in range(0, ng, CHUNK_ROWS):
-        flip = np.flatnonzero(o[lo : lo + CHUNK_ROWS] == 1) + lo
-        for base in range(0, nsum, 2):
-            a = sums[base, flip]
-            sums[base, flip] = sums[base + 1, flip]
-            sums[base + 1, flip] = a
+    ng = sums.shape[1]
+    swap_where(o, _row_pairs(sums))
     for i, (_, base, d) in enumerate(_SUM_COLUMNS):  # sources ascend and are >= i: no overwrites
         if base + d != i:
             sums[i] = sums[base + d]
-    counters = sums[_WIDE_SUMS : len(_SUM_COLUMNS)]
-    small = None
-    if narrow and (ng == 0 or int(counters.max()) <= np.iinfo(np.int32).max):
-        small = counters.astype(np.int32)
+    counters = sums[NWIDE : len(_SUM_COLUMNS)]
+    small = narrow_int(counters) if narrow else None
+    if small is not None and small.dtype != np.int32:
+        small = None  # they do not fit: the counters stay rows of ``sums``
     del counters
-    sums.resize((_WIDE_SUMS if small is not None else len(_SUM_COLUMNS), ng), refcheck=False)
-    out = {name: sums[i] for i, (name, _, _) in enumerate(_SUM_COLUMNS[:_WIDE_SUMS])}
-    rest = small if small is not None else sums[_WIDE_SUMS:]
-    out.update({name: rest[i] for i, (name, _, _) in enumerate(_SUM_COLUMNS[_WIDE_SUMS:])})
+    sums.resize((NWIDE if small is not None else len(_SUM_COLUMNS), ng), refcheck=False)
+    out = {name: sums[i] for i, (name, _, _) in enumerate(_SUM_COLUMNS[:NWIDE])}
+    rest = small if small is not None else sums[NWIDE:]
+    out.update({name: rest[i] for i, (name, _, _) in enumerate(_SUM_COLUMNS[NWIDE:])})
     return out
 
 
 def _split_sum_columns(sums: np.ndarray, counts: np.ndarray, o: np.ndarray) -> dict[str, np.ndarray]:
-    """:func:`_sum_columns` of the packet and byte counts ``sums`` (``_WIDE_SUMS`` rows) and the
+    """:func:`_sum_columns` of the packet and byte counts ``sums`` (``NWIDE`` rows) and the
     counters ``counts`` (the rest) held apart: pairs swapped where B originates, rows compacted, the
     two never read cut off ``counts``."""
     ng = sums.shape[1]
-    for lo in range(0, ng, CHUNK_ROWS):
-        flip = np.flatnonzero(o[lo : lo + CHUNK_ROWS] == 1) + lo
-        for arr in (sums, counts):
-            for base in range(0, arr.shape[0], 2):
-                a = arr[base, flip]
-                arr[base, flip] = arr[base + 1, flip]
-                arr[base + 1, flip] = a
+    swap_where(o, _row_pairs(sums, counts))
     out: dict[str, np.ndarray] = {}
     for i, (_, base, d) in enumerate(_SUM_COLUMNS):
-        if i < _WIDE_SUMS:
+        if i < NWIDE:
             if base + d != i:
                 sums[i] = sums[base + d]
             continue
-        j, src = i - _WIDE_SUMS, base + d - _WIDE_SUMS  # sources ascend and are >= j: no overwrites
+        j, src = i - NWIDE, base + d - NWIDE  # sources ascend and are >= j: no overwrites
         if src != j:
             counts[j] = counts[src]
-    counts.resize((len(_SUM_COLUMNS) - _WIDE_SUMS, ng), refcheck=False)
-    if counts.dtype != np.int32 and (ng == 0 or int(counts.max()) <= np.iinfo(np.int32).max):
-        counts = counts.astype(np.int32)  # folded wide (2^31 rows counted), yet they fit: as before
+    counts.resize((len(_SUM_COLUMNS) - NWIDE, ng), refcheck=False)
+    if counts.dtype != np.int32:
+        counts = narrow_int(counts)  # folded wide (2^31 rows counted), yet they may fit: as before
     for i, (name, _, _) in enumerate(_SUM_COLUMNS):
-        out[name] = sums[i] if i < _WIDE_SUMS else counts[i - _WIDE_SUMS]
+        out[name] = sums[i] if i < NWIDE else counts[i - NWIDE]
     return out
 
 

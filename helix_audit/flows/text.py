@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from ..arrays import sorted_unique
+from ..arrays import sorted_unique, swap_where
 from ..decode.interface import addr_to_str
 
 _NL = 10
@@ -138,7 +138,7 @@ def categorical(codes: np.ndarray, texts: Sequence[str]) -> pd.Categorical:
 def narrow_int(values: np.ndarray) -> np.ndarray:
     """``values`` (integers >= 0) as int32 when they fit (counters of a flow: 4 bytes, not 8), else
     as they are: an int32 column never overflows, it only stays int64 on an absurd capture."""
-    if len(values) == 0 or int(values.max()) <= np.iinfo(np.int32).max:
+    if values.size == 0 or int(values.max()) <= np.iinfo(np.int32).max:
         return values.astype(np.int32)
     return values
 
@@ -257,9 +257,7 @@ def host_columns(ku: np.ndarray, o: np.ndarray) -> tuple[pd.Categorical, pd.Cate
         if len(rest[k]):
             out[rest[k]] = rank[v6_inv[k]]
     orig, resp = cols
-    for c in range(0, n, CHUNK_ROWS):
-        flip = np.flatnonzero(o[c : c + CHUNK_ROWS] == 1) + c
-        orig[flip], resp[flip] = resp[flip], orig[flip]
+    swap_where(o, [(orig, resp)])
     dtype = pd.CategoricalDtype(pd.Index([texts[i] for i in order], dtype=object))
     return (
         pd.Categorical.from_codes(orig, dtype=dtype, validate=False),
