@@ -91,9 +91,14 @@ def objects_at(column: pd.Series, rows: np.ndarray) -> np.ndarray:
     Categorical's, 8 B a flow, built by a take of its categories)."""
     if isinstance(column.dtype, pd.CategoricalDtype):
         cat = column.array
-        lut = np.append(cat.categories.to_numpy(dtype=object), np.array([np.nan], dtype=object))
-        return lut[np.asarray(cat.codes)[rows]]  # code -1 (missing) reads the last entry
+        return category_lut(cat)[np.asarray(cat.codes)[rows]]
     return column.to_numpy(dtype=object)[rows]
+
+
+def category_lut(cat: pd.Categorical) -> np.ndarray:
+    """A Categorical's values by code as an object array: its categories, then NaN (what
+    ``to_numpy(dtype=object)`` gives a missing value) as the last entry, which code -1 reads."""
+    return np.append(cat.categories.to_numpy(dtype=object), np.array([np.nan], dtype=object))
 
 
 def code_type(n: int) -> type[np.signedinteger]:

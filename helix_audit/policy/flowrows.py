@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .flowcodes import category_lut
+
 
 class CodedColumn:
     """A Categorical flow column read as :class:`Columns` reads columns, without its object array.
@@ -31,7 +33,7 @@ class CodedColumn:
 
     def __init__(self, cat: pd.Categorical) -> None:
         self.codes = np.asarray(cat.codes)
-        self.lut = np.append(cat.categories.to_numpy(dtype=object), np.array([np.nan], dtype=object))
+        self.lut = category_lut(cat)
         self.shape = self.codes.shape
         self.ascending = bool(cat.categories.is_monotonic_increasing)  # codes sort as the values
 
