@@ -19,14 +19,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 
 from .model import DnsResponse, HttpConnect, HttpRequest, Observation, TlsClientHello, WebSocketUpgrade
-from .policy.flowcodes import dense_codes, store
+from .policy.flowcodes import dense_codes, factorized, store
 from .policy.observed import Observed, observed
 from .policy.site import parse_ip
 
@@ -231,14 +231,10 @@ def _proxy_mask(flows: pd.DataFrame, site: SiteProfile | None) -> np.ndarray:
     """Per flow: is its responder a profile proxy? (asked once per distinct address and port)"""
     if site is None or not site.proxies or flows.empty:
         return np.zeros(len(flows), dtype=bool)
-    resp = flows["resp_h"]
-    if isinstance(resp.dtype, pd.CategoricalDtype):  # coded already: no hashing of a column
-        addr, addrs = np.asarray(resp.array.codes), resp.array.categories.to_numpy(dtype=object)
-    else:
-        addr, addrs = pd.factorize(resp.to_numpy(dtype=object))
+    addr, addrs = factorized(flows["resp_h"])  # a Categorical's own codes: no hashing
     port = flows["resp_p"].to_numpy(dtype=np.int64)
     if (addr >= 0).all():  # the profile's few proxies against each distinct address
-        return _proxy_hits(site, addr, addrs.tolist(), port)
+        return _proxy_hits(site, addr, cast("list[str]", addrs), port)  # address texts
     span = int(port.max()) + 1
     pairs, inverse = np.unique(addr.astype(np.int64) * span + port, return_inverse=True)
     hits = [site.is_proxy(addrs[k // span], k % span) for k in pairs.tolist()]

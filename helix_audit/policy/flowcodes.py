@@ -26,7 +26,7 @@ class FlowCodes:
         whole classification) and the distinct values."""
         found = self._codes.get(name)
         if found is None:
-            found = self._codes[name] = _factorized(self.flows[name])
+            found = self._codes[name] = factorized(self.flows[name])
         return found
 
     def equals(self, name: str, *values: object) -> np.ndarray:
@@ -65,15 +65,15 @@ class FlowCodes:
 
 def _host_codes(orig: pd.Series, resp: pd.Series) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """:meth:`FlowCodes.hosts` of the two address columns."""
-    oc, ou = _factorized(orig)
-    rc, ru = _factorized(resp)
+    oc, ou = factorized(orig)
+    rc, ru = factorized(resp)
     if isinstance(orig.dtype, pd.CategoricalDtype) and orig.dtype == resp.dtype:
         return oc, rc, ou  # type: ignore[return-value]  # one code space already (flows.text.host_columns)
     lut, uniques = pd.factorize(np.asarray(ou + ru, dtype=object))  # codes < len(ou + ru)
     return _through(oc, lut[: len(ou)]), _through(rc, lut[len(ou) :]), list(uniques)
 
 
-def _factorized(column: pd.Series) -> tuple[np.ndarray, list[object]]:
+def factorized(column: pd.Series) -> tuple[np.ndarray, list[object]]:
     """Codes and distinct values of a column. A Categorical column already is both (its codes:
     a byte a flow, read as they are; its categories may include unused ones, which no row's code
     names): hashing its object values again cost ~47 ms and an 8-byte temporary per 10^6 flows."""
