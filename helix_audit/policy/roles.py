@@ -104,18 +104,11 @@ def _inferred(upgrades: Sequence[WebSocketUpgrade], site: SiteProfile | None, ro
 
 
 def component_columns(named: pd.DataFrame, roles: Sequence[Role]) -> tuple[np.ndarray, np.ndarray]:
-    """``orig_component`` and ``resp_component`` arrays (control_plane | sandbox | other), a lookup
-    per row (classification looks them up per distinct address: :func:`host_components`)."""
-    lookup = {r.address: r.component for r in roles}
-    return _components(named["orig_h"], lookup), _components(named["resp_h"], lookup)
-
-
-def _components(column: pd.Series, lookup: dict[str, str]) -> np.ndarray:
-    if isinstance(column.dtype, pd.CategoricalDtype):  # a lookup per distinct address
-        cat = column.array
-        found = [lookup.get(a, OTHER) for a in cat.categories.tolist()]
-        return np.array([*found, OTHER], dtype=object)[np.asarray(cat.codes)]  # -1 reads OTHER
-    return column.map(lookup).fillna(OTHER).to_numpy(dtype=object)
+    """``orig_component`` and ``resp_component`` arrays (control_plane | sandbox | other), looked
+    up per distinct address as classification does (:func:`host_components`)."""
+    codes = FlowCodes(named)
+    comps = host_components({r.address: r.component for r in roles}, codes)
+    return codes.per_host(comps, "orig"), codes.per_host(comps, "resp")
 
 
 def host_components(lookup: dict[str, str], codes: FlowCodes) -> np.ndarray:
