@@ -7,8 +7,9 @@ or that is no longer its tuple's current segment (a pure SYN opened a newer one)
 itself stays in the hash with its current segment id, so a later packet of the 5-tuple revives the
 segment under the same id (``add_rows``): provisional flow ids, joins and aggregates are exactly
 those of a table that never expires (aggregates are mergeable: the stored row and the revived one
-fold together). What is bounded is the per-segment state (244 B a segment); a tuple costs 72 B and
-its hash slots (16-32 B).
+fold together). What is bounded is the per-segment state (156 B a segment, see ``SegmentArrays``);
+a tuple costs 72 B and its hash slots (16-32 B). Stored rows hold true orders, not the
+live table's compact ones (``orders.OrderCodec``).
 
 Timeouts (capture time; they trade memory for revivals, never results), after Zeek's defaults:
 TCP 5 min idle (``tcp_inactivity_timeout``), 5 s once closed (FIN both ways or a RST:
@@ -35,11 +36,13 @@ from numba import njit
 
 from .folding import fold_events
 from .join import JOIN_EV, events_into, last_into, sum_into
+from .orders import (
+    NONE,
+)
 from .state import (
     A_FIRST,
     NCNT,
     NEV,
-    NONE,
     NSUM,
     NTS,
     NVAL,
@@ -48,7 +51,6 @@ from .state import (
     S_PKTS,
     S_RST,
     T_KEY,
-    TS_ICMP,
     VAL_OF,
     SegmentArrays,
 )
@@ -73,7 +75,7 @@ WIDTH = C_LAST + 2
 
 
 @njit(cache=True)
-def _idle(tk_i64, tup_live, seg_tup, sums, cnt, ev_ts, last, nlive, now, limits, out):  # pragma: no cover
+def _idle(tk_i64, tup_live, seg_tup, sums, cnt, last, nlive, now, limits, out):  # pragma: no cover
     """``out[ls]``: live row ``ls`` goes (idle, or superseded by a newer segment of its tuple)."""
     k = 0
     for ls in range(nlive):
@@ -81,7 +83,7 @@ def _idle(tk_i64, tup_live, seg_tup, sums, cnt, ev_ts, last, nlive, now, limits,
         if tup_live[t] != ls:
             gone = True
         else:
-            seen = last[ls, 1] if last[ls, 0] >= 0 else ev_ts[ls, TS_ICMP]
+            seen = last[ls, 1]  # the last packet's time, or (none) the first ICMP error's
             if tk_i64[t, T_KEY] >> 32 == 6:  # TCP (the packed key's proto)
                 f, r = S_FIN - NWIDE, S_RST - NWIDE  # (``cnt`` columns)
                 closed = cnt[ls, f] > 0 and cnt[ls, f + 1] > 0
@@ -125,7 +127,9 @@ def _move_out(
             ls += 1
             continue
         if w != ls:
-            seg_gid[w], seg_tup[w], seg_file[w] = seg_gid[ls], t, seg_file[ls]
+            seg_gid[w], seg_tup[w] = seg_gid[ls], t
+            if seg_file.shape[0]:
+                seg_file[w] = seg_file[ls]
             sums[w], ev[w], ev_ts[w], ev_val[w], last[w] = sums[ls], ev[ls], ev_ts[ls], ev_val[ls], last[ls]
             cnt[w] = cnt[ls]
         if current:
@@ -143,9 +147,7 @@ def expire(
     moves a million rows out holds 5 MB of them, not 300 MB); how many moved."""
     gone = np.zeros(st.nlive, dtype=np.bool_)
     limits = np.array(timeouts, dtype=np.int64)
-    k = _idle(
-        st.tk_i64, st.tup_live, st.seg_tup, st.sums, st.cnt, st.ev_ts, st.last, st.nlive, now, limits, gone
-    )
+    k = _idle(st.tk_i64, st.tup_live, st.seg_tup, st.sums, st.cnt, st.last, st.nlive, now, limits, gone)
     if k < st.nlive * MIN_SHARE:  # moving a few out saves little, and merge/finish then fold them back
         return 0
     st.spell_out_gid()
@@ -157,6 +159,8 @@ def expire(
             gone, st.tup_live, st.seg_gid, st.seg_tup, st.sums, st.cnt, st.ev, st.ev_ts, st.ev_val, st.last,
             st.seg_file, st.nlive, rows, ls, w,
         )  # fmt: skip
+        if st.ev.dtype != np.int64:  # the store keeps true orders (compact ones are the live table's)
+            rows[:got, C_EV : C_EV + NEV] = st.codec.decode(rows[:got, C_EV : C_EV + NEV])
         store.append(rows[:got])
         left -= got
     st.nlive = w
@@ -242,13 +246,15 @@ def materialize(st: SegmentArrays, store: SegmentStore) -> SegmentArrays:
     """The segment arrays indexed by segment id again (row = id, every segment live): the stored rows
     and the live ones folded together, one aggregate at a time, each of ``st``'s live arrays dropped
     once folded (its tuple arrays are shared). ``st`` is spent."""
+    st.widen_orders()
     n, nl, live = st.nseg, st.nlive, st.gid()
     out = SegmentArrays(0)
+    out.codec = st.codec
     out.tk_u64, out.tk_i64, out.slots = st.tk_u64, st.tk_i64, st.slots
     out.tup_live[:] = out.tup_cur  # every current segment lives in the row of its id
     out.ntup, out.nseg, out.nlive = st.ntup, n, n
     out.forget_gid()  # row = id
-    out.seg_file = np.full(n, -1, dtype=np.int32)
+    out.seg_file, out.one_file = np.full(n, -1, dtype=np.int32), False  # (a merge spelled files out)
     out.seg_tup = np.zeros(n, dtype=st.seg_tup.dtype)
     for rows in store.blocks():
         out.seg_tup[rows[:, C_GID]] = rows[:, C_TUP]
@@ -267,7 +273,7 @@ def materialize(st: SegmentArrays, store: SegmentStore) -> SegmentArrays:
         last_into(rows[:, C_GID], len(rows), rows[:, C_LAST : C_LAST + 2], out.last)
     last_into(live, nl, st.last, out.last)
     st.drop("last")
-    out.ev = np.full((n, NEV), NONE, dtype=np.int64)
+    out.ev = np.full((n, NEV), NONE, dtype=np.int64)  # true orders, as ``st``'s (widened above)
     out.ev_ts, out.ev_val = np.zeros((n, NTS), dtype=np.int64), np.zeros((n, NVAL), dtype=np.uint32)
     targets = (out.ev, out.ev_ts, out.ev_val)
     for rows in store.blocks():
@@ -301,20 +307,28 @@ def join_view(
     """What ``finish`` groups segments into flows by, indexed by segment id: (tuple, events, event
     values, the ``JOIN_EV`` events' columns in that view's events). Views of the live arrays when
     every segment is live in the row of its id (nothing ever expired); else made from the live rows
-    and one read of the store, of only the events the join reads: 80 B a segment (tuple int32 while
-    ids fit, 8 events, 3 uint32 values) where :func:`materialize` makes every aggregate (244 B)."""
+    and one read of the store, of only the events the join reads: 48 B a segment (tuple int32 while
+    ids fit, 8 compact events, 3 uint32 values; 80 with int64 events) where :func:`materialize` makes
+    every aggregate. Events in the table's orders: compact ones while it streamed narrow (the join
+    only compares them), the store's true ones encoded back (``_store_ev``)."""
     n, nl = st.nseg, st.nlive
     if not store.rows and nl == n:  # no row ever moved out: row = id
         return st.seg_tup[:n], st.ev[:n], st.ev_val[:n], JOIN_EV
     cols = JOIN_EV
     tup = np.zeros(n, dtype=st.seg_tup.dtype)
-    ev = np.full((n, len(cols)), NONE, dtype=np.int64)
+    ev = np.full((n, len(cols)), st.ev_none, dtype=st.ev.dtype)
     val = np.zeros((n, NVAL), dtype=np.uint32)
     for rows in store.blocks():
-        r_ev, r_val = rows[:, C_EV : C_EV + NEV], rows[:, C_VAL : C_VAL + NVAL]
+        r_ev, r_val = _store_ev(st, rows), rows[:, C_VAL : C_VAL + NVAL]
         _view_into(rows[:, C_GID], len(rows), rows[:, C_TUP], r_ev, r_val, cols, tup, ev, val)
     _view_into(st.gid(), nl, st.seg_tup[:nl], st.ev[:nl], st.ev_val[:nl], cols, tup, ev, val)
     return tup, ev, val, np.arange(len(cols), dtype=np.int64)
+
+
+def _store_ev(st: SegmentArrays, rows: np.ndarray) -> np.ndarray:
+    """The events of the store's ``rows`` (true orders) in ``st``'s orders: compact ones encoded."""
+    r_ev = rows[:, C_EV : C_EV + NEV]
+    return r_ev if st.ev.dtype == np.int64 else st.codec.encode(r_ev)
 
 
 def fold_flows(
@@ -332,11 +346,12 @@ def fold_flows(
     ``ev`` down as it reads it (not ~100 B a flow of copies made next to them). ``narrow`` (the
     caller knows fewer than 2^31 packets were counted: no flow's counter can reach 2^31): ``counts``
     is int32 (32 B a flow less), else int64. ``val`` is the first packet's uint32 value; ``last``
-    (order, ts) and ``ts`` (first packet's, first ICMP error's) come (2, ng), a row each. When every
+    (order, ts) comes (2, ng), a row each, ``ts`` (the first packet's) (1, ng). When every
     segment is live and is its own flow in the row of that flow (a scan's one-packet flows), the
     live arrays are the aggregates already: handed over as they are (row-major; views for last and
     ts), but for the sums, moved into their own layout a block at a time from the end, the live
-    array cut as it goes."""
+    array cut as it goes. ``ev`` comes in the table's orders either way: compact ones while it
+    streamed narrow (56 B a flow, not 112: ``build_frame`` reads them with the table's codec)."""
     nl = st.nlive
     cdt = np.int32 if narrow else np.int64
     to = dest[:nl] if st.identity else dest[st.seg_gid[:nl]]  # row = id: a view, not 16 B a row
@@ -345,7 +360,8 @@ def fold_flows(
         del to
         val = st.ev_val[:nl, A_FIRST].copy()  # and ev_val goes before the copies come
         st.drop("ev_val")
-        sums, counts = _by_column(_take(st, "sums"), nl), _by_column(_take(st, "cnt"), nl, cdt)
+        sums = _by_column(_take(st, "sums"), nl, np.int64)  # int64 in the frame, whatever they streamed as
+        counts = _by_column(_take(st, "cnt"), nl, cdt)
         ev = _first_rows(_take(st, "ev"), nl)
         agg = {"sums": sums, "counts": counts, "last": st.last[:nl].T, "ev": ev, "ts": st.ev_ts[:nl].T}
         agg["val"] = val
@@ -359,8 +375,8 @@ def fold_flows(
     last = np.full((2, ng), -1, dtype=np.int64)
     last_into(to, nl, st.last, last.T)
     st.drop("last")
-    ev = np.full((ng, NEV), NONE, dtype=np.int64)
-    ts, val = np.zeros((2, ng), dtype=np.int64), np.zeros(ng, dtype=np.uint32)
+    ev = np.full((ng, NEV), st.ev_none, dtype=st.ev.dtype)  # in the table's orders, as ``join_view``
+    ts, val = np.zeros((1, ng), dtype=np.int64), np.zeros(ng, dtype=np.uint32)
     events_into(to, nl, st.ev, st.ev_ts, st.ev_val, ev, ts.T, val)
     st.drop("ev", "ev_ts", "ev_val")
     del to
@@ -370,7 +386,7 @@ def fold_flows(
         sum_into(to, k, rows[:, C_SUMS : C_SUMS + NWIDE], sums.T)
         sum_into(to, k, rows[:, C_SUMS + NWIDE : C_SUMS + NSUM], counts.T)
         last_into(to, k, rows[:, C_LAST : C_LAST + 2], last.T)
-        r_ev, r_ts = rows[:, C_EV : C_EV + NEV], rows[:, C_TS : C_TS + NTS]
+        r_ev, r_ts = _store_ev(st, rows), rows[:, C_TS : C_TS + NTS]
         events_into(to, k, r_ev, r_ts, rows[:, C_VAL : C_VAL + NVAL], ev, ts.T, val)
     store.close()
     return {"sums": sums, "counts": counts, "last": last, "ev": ev, "ts": ts, "val": val}

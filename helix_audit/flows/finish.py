@@ -18,18 +18,22 @@ from ..decode.interface import addr_to_str
 from . import icmp
 from .blob import TextBlobArray
 from .interface import FLOW_COLUMNS
+from .orders import (
+    FRAME_MASK,
+    NONE,
+    NONE32,
+    ORDER_SHIFT,
+    OrderCodec,
+)
 from .orient import CHUNK_ROWS, HANDSHAKES, _handshake, _orientation, _states, _sum_columns
 from .state import (
     EV_FIRST,
     EV_ICMP,
-    FRAME_MASK,
     K_DATA,
     K_FIN,
     K_RST,
     K_SYN,
     K_SYNACK,
-    NONE,
-    ORDER_SHIFT,
 )
 from .text import categorical, frames_buffer, host_columns, narrow_int
 
@@ -149,12 +153,19 @@ def _compact_rows(flat, n, width, keep):  # noqa: ANN001, ANN202  # pragma: no c
             flat[r * k + j] = flat[r * width + keep[j]]
 
 
-def _key_frames(kev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files: list[str]) -> TextBlobArray:
-    """Comma-separated key frames per flow from ``kev`` (the ``KEY_EVENTS`` columns): sorted and
-    rendered by :func:`.text.frames_buffer`, a chunk of rows at a time from the end; when ``kev`` is
-    an array of its own, cut after each chunk (its rows go as their texts come). The texts stay in
-    the kernel's buffer (:class:`.blob.TextBlobArray`: no str per flow). Python only for the rare
-    flows with frames in another file (prefixed ``file:``)."""
+def _key_frames(
+    kev: np.ndarray,
+    err: IcmpErrors,
+    first_file: np.ndarray,
+    files: list[str],
+    codec: OrderCodec | None = None,
+) -> TextBlobArray:
+    """Comma-separated key frames per flow from ``kev`` (the ``KEY_EVENTS`` columns; with ``codec``,
+    compact orders, decoded a chunk at a time): sorted and rendered by
+    :func:`.text.frames_buffer`, a chunk of rows at a time from the end; when ``kev`` is an array of
+    its own, cut after each chunk (its rows go as their texts come). The texts stay in the kernel's
+    buffer (:class:`.blob.TextBlobArray`: no str per flow). Python only for the rare flows with
+    frames in another file (prefixed ``file:``)."""
     ng = kev.shape[0]
     own = kev.flags.owndata and kev.flags.c_contiguous
     o = np.lexsort((err.order, err.sid))
@@ -168,7 +179,9 @@ def _key_frames(kev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files:
         extra = np.full((hi - lo, 4), NONE, dtype=np.int64)
         at = slice(np.searchsorted(sid, lo), np.searchsorted(sid, hi))
         extra[sid[at] - lo, rank[at]] = order[at]
-        m = np.concatenate([kev[lo:hi], extra], axis=1)
+        rows = kev[lo:hi] if codec is None else codec.decode(kev[lo:hi])
+        m = np.concatenate([rows, extra], axis=1)
+        del rows
         if own:
             kev.resize((lo, kev.shape[1]), refcheck=False)
         buf, other = frames_buffer(m, NONE, KEY_FRAMES_MAX, ORDER_SHIFT, first_file[lo:hi])
@@ -186,6 +199,15 @@ def _key_frames(kev: np.ndarray, err: IcmpErrors, first_file: np.ndarray, files:
         parts.append(part)
     parts.reverse()
     return TextBlobArray._concat_same_type(parts) if parts else TextBlobArray.from_texts([])
+
+
+def _first_error_ns(err: IcmpErrors, flows: np.ndarray) -> np.ndarray:
+    """The time of each of ``flows``' (ascending, each with an ICMP error) first error (by order):
+    what a flow known only from ICMP errors takes as its times (the segments keep no such time)."""
+    if not len(flows):
+        return np.zeros(0, dtype=np.int64)
+    o = np.lexsort((err.order, err.sid))
+    return err.ts_ns[o[np.searchsorted(err.sid[o], flows)]]
 
 
 def _files_column(
@@ -225,18 +247,24 @@ def build_frame(
     err: IcmpErrors,
     files: list[str],
     file_pairs: tuple[np.ndarray, np.ndarray],
+    codec: OrderCodec | None = None,
 ) -> pd.DataFrame:
     """All FLOW_COLUMNS for ``ng`` flows from their aggregates, rows already in final order.
+    ``codec``: ``ev`` holds its compact (uint32) orders (56 B a flow where int64 orders held 112:
+    the SYN scans' finish peak was here): compared as they are, decoded only where frames are
+    read (first frame, key frames: a chunk at a time).
 
     ``agg`` (see ``FlowTable.finish``: ku, key: tuple addresses and packed key; sums, counts; last;
-    ev; ts = first packet's and first ICMP error's timestamps; val = first packet's value) is
+    ev; ts = first packet's timestamp; val = first packet's value) is
     emptied as its arrays are used, so that the inputs go while the columns come; sums, counts, ev,
     key and val (arrays of their own, see ``fold_flows``) are made into columns or cut in place. The
     frame takes the columns as they are
     (``copy=False`` keeps pandas from consolidating them into blocks: another copy of the whole
     table)."""
     key, ev, val = agg.pop("key"), agg.pop("ev"), agg.pop("val")
-    proto = key >> 32  # the packed (proto, a_port, b_port) (``state.pack_key``), 8 B a flow, not 24
+    # the packed (proto, a_port, b_port) (``state.pack_key``), 8 B a flow, not 24; proto < 256: int16
+    # (2 B a flow through the frame's making, not 8)
+    proto = (key >> 32).astype(np.int16)
     pa = (key >> 16).astype(np.int32)
     pa &= 0xFFFF
     key &= 0xFFFF
@@ -258,19 +286,18 @@ def build_frame(
     del init
     cols["handshake"] = categorical(_handshake(ev, o, proto == 6), HANDSHAKES)
     last, ts = agg.pop("last"), agg.pop("ts")
-    no_pkts = ev[:, EV_FIRST] == NONE
+    no_pkts = ev[:, EV_FIRST] == (NONE if codec is None else NONE32)
     none = np.flatnonzero(no_pkts)  # flows known only from an ICMP error: few; their times are its
-    icmp_order = ev[none, EV_ICMP]
-    first_order = ev[:, EV_FIRST].copy()
+    icmp_order = ev[none, EV_ICMP] if codec is None else codec.decode(ev[none, EV_ICMP])
+    first_order = ev[:, EV_FIRST].copy() if codec is None else codec.decode(ev[:, EV_FIRST])
     first_order[none] = icmp_order
-    kev = _key_events(ev)  # ev's last reader of the other columns is done: 32 B a flow go now
+    kev = _key_events(ev)  # ev's last reader of the other columns is done: 32 (compact: 16) B a flow go now
     del ev
-    icmp_ts = ts[1, none] / 1e9
+    icmp_ts = _first_error_ns(err, none) / 1e9
     if _own(last) and _own(ts):  # fold_flows' rows: made the columns in place (32 B a flow saved)
         last[0] &= FRAME_MASK
         _to_seconds(last[1])
         _to_seconds(ts[0])
-        ts.resize((1, ng), refcheck=False)  # the ICMP errors' times go; no view of ts is held
         lf, last_ts, first_ts = last[0], last[1].view(np.float64), ts[0].view(np.float64)
     else:  # views of the live arrays (a scan's): copies
         lf, last_ts, first_ts = last[0] & FRAME_MASK, last[1] / 1e9, ts[0] / 1e9
@@ -283,7 +310,7 @@ def build_frame(
     first_order &= FRAME_MASK
     cols["first_frame"] = first_order
     del first_order
-    cols["key_frames"] = _key_frames(kev, err, first_file, files)
+    cols["key_frames"] = _key_frames(kev, err, first_file, files, codec)
     del kev
     # the address texts once the events have gone (the addresses, 32 B a flow, wait for them: the
     # peak of a 3M scan's finish was here, next to every aggregate)

@@ -11,6 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .orders import (
+    ORDER_SHIFT,
+    none_of,
+)
 from .state import (
     A_FIRST,
     EV_FIRST,
@@ -21,9 +25,7 @@ from .state import (
     K_RST,
     K_SYN,
     K_SYNACK,
-    NONE,
     NWIDE,
-    ORDER_SHIFT,
     S_FIN,
     S_IPB,
     S_PAY,
@@ -65,9 +67,16 @@ def fold(sums, cnt, ev, ev_ts, ev_val, last, d, s_sums, s_cnt, s_ev, s_ev_ts, s_
     for k in range(cnt.shape[1]):
         cnt[d, k] += s_cnt[s, k]
     fold_events(ev, ev_ts, ev_val, d, s_ev, s_ev_ts, s_ev_val, s)
-    if s_last[s, 0] > last[d, 0]:
+    if later(s_last, s, last, d):
         last[d, 0] = s_last[s, 0]
         last[d, 1] = s_last[s, 1]
+
+
+@njit(cache=True, inline="always")
+def later(s_last, s, last, d):  # noqa: ANN001, ANN201
+    """Row ``s`` of ``s_last`` is the later (order, timestamp): by order; without packets (order -1)
+    both, by time (their first ICMP errors'); equal orders are one packet, one time."""
+    return s_last[s, 0] > last[d, 0] or (s_last[s, 0] == last[d, 0] and s_last[s, 1] > last[d, 1])
 
 
 @njit(cache=True, inline="always")
@@ -83,7 +92,7 @@ def _event(ev, ev_ts, ev_val, sid, k, order, ts, val):
 
 
 @njit(cache=True, inline="always")
-def _count_packet(sums, cnt, ev, ev_ts, ev_val, last, sid, d, fl, seq, iplen, pay, ts, order, fval):
+def _count_packet(sums, cnt, ev, ev_ts, ev_val, sid, d, fl, seq, iplen, pay, ts, order, fval):
     sums[sid, S_PKTS + d] += 1
     sums[sid, S_IPB + d] += iplen
     sums[sid, S_PAY + d] += pay
@@ -103,9 +112,6 @@ def _count_packet(sums, cnt, ev, ev_ts, ev_val, last, sid, d, fl, seq, iplen, pa
     elif ack and not (syn or fin or rst):
         _event(ev, ev_ts, ev_val, sid, 2 * K_ACK + d, order, ts, 0)
     _event(ev, ev_ts, ev_val, sid, EV_FIRST, order, ts, fval | (d << 24))
-    if order > last[sid, 0]:
-        last[sid, 0] = order
-        last[sid, 1] = ts
 
 
 @njit(cache=True, inline="always")
@@ -122,7 +128,7 @@ def starts_with_syn(ev, ev_val, s):
     """(True, direction) when segment ``s`` begins with a pure SYN."""
     f = ev[s, EV_FIRST]
     d = (ev_val[s, A_FIRST] >> 24) & 1
-    return f != NONE and ev[s, 2 * K_SYN + d] == f, d
+    return f != none_of(ev) and ev[s, 2 * K_SYN + d] == f, d
 
 
 @njit(cache=True)
@@ -151,6 +157,7 @@ def add_rows(  # noqa: PLR0913
     ov_u64,
     ov_i64,
     fidx,
+    shift,
     out_sid,
     out_from_a,
     out_files,
@@ -165,7 +172,8 @@ def add_rows(  # noqa: PLR0913
     ``ov_i64[j]`` = (kind, proto, sport, dport) and ``ov_u64[j]`` = the quoted addresses; a
     ROW_ICMP_ERROR row only marks the segment it quotes (``out_sid`` gets it; the caller records the
     error). Segments of these rows not yet noted for file ``fidx`` are noted in ``seg_file`` and listed
-    (by id) in ``out_files``.
+    (by id) in ``out_files``. ``ev`` takes the orders ``shift + frame`` (compact ones while it is
+    uint32: ``orders.OrderCodec``), ``last`` the true ones.
     """
     (
         slots,
@@ -185,6 +193,7 @@ def add_rows(  # noqa: PLR0913
         nlive,
     ) = st
     high = np.int64(fidx) << ORDER_SHIFT
+    ev_none = none_of(ev)
     nfiles = 0
     j = np.searchsorted(ov, start)
     n = status.shape[0]
@@ -228,25 +237,32 @@ def add_rows(  # noqa: PLR0913
             nlive += 1
             sums[ls, :] = 0
             cnt[ls, :] = 0
-            ev[ls, :] = NONE
+            ev[ls, :] = ev_none
             ev_ts[ls, :] = 0
             ev_val[ls, :] = 0
-            last[ls, 0], last[ls, 1], seg_file[ls] = -1, -1, -1
+            last[ls, 0], last[ls, 1] = -1, -1
+            if seg_file.shape[0]:  # else the table reads one file (SegmentArrays.spell_out_files)
+                seg_file[ls] = -1
             if seg_gid.shape[0]:  # else row = id (SegmentArrays.identity)
                 seg_gid[ls] = sid
             seg_tup[ls] = t
             tk_i64[t, T_LIVE] = ls
         out_sid[r] = sid
         out_from_a[r] = a_first
-        order = high | frame[r]
+        order, true = shift + frame[r], high | frame[r]  # ev's (maybe compact) and last's order
         if kind == ROW_PACKET:
             fval = np.int64(vlan[r]) | (np.int64(encap[r]) << 16)
             d = 0 if a_first else 1
             fl, sq, ipb, pb = flags[r], seq[r], iplen[r], pay[r]
-            _count_packet(sums, cnt, ev, ev_ts, ev_val, last, ls, d, fl, sq, ipb, pb, ts[r], order, fval)
+            _count_packet(sums, cnt, ev, ev_ts, ev_val, ls, d, fl, sq, ipb, pb, ts[r], order, fval)
+            if true > last[ls, 0]:
+                last[ls, 0] = true
+                last[ls, 1] = ts[r]
         else:
+            if order < ev[ls, EV_ICMP] and last[ls, 0] < 0:  # no packet yet: expiry's clock
+                last[ls, 1] = ts[r]
             _event(ev, ev_ts, ev_val, ls, EV_ICMP, order, ts[r], 0)
-        if seg_file[ls] != fidx:
+        if seg_file.shape[0] and seg_file[ls] != fidx:
             seg_file[ls] = fidx
             out_files[nfiles] = sid
             nfiles += 1

@@ -11,7 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .folding import fold, starts_with_syn
+from .folding import fold, later, starts_with_syn
+from .orders import (
+    none_of,
+)
 from .state import (
     A_FIRST,
     A_SYN,
@@ -20,9 +23,7 @@ from .state import (
     K_FIN,
     K_RST,
     K_SYN,
-    NONE,
     TS_FIRST,
-    TS_ICMP,
     lookup_insert,
 )
 
@@ -100,7 +101,9 @@ def join_segments(order, seg_tup, ev, ev_val, group, cols):
     A segment opening with a pure SYN starts a new flow when the flow so far had ended before it (FIN
     both ways, or a RST) and the SYN's ISN differs from the flow's first SYN in that direction
     (TCP connection reuse, as tshark's tcp.stream and Zeek split it); otherwise it continues the flow.
+    Orders are only compared: compact ones (``orders.OrderCodec``) group as the true ones.
     """
+    none = none_of(ev)
     g = -1
     prev = -1
     fin = np.empty(2, dtype=np.int64)
@@ -112,16 +115,16 @@ def join_segments(order, seg_tup, ev, ev_val, group, cols):
         fresh = t != prev
         at = ev[s, cols[J_FIRST]]
         d = (ev_val[s, A_FIRST] >> 24) & 1
-        syn_start = at != NONE and ev[s, cols[J_SYN + d]] == at  # as ``starts_with_syn``
+        syn_start = at != none and ev[s, cols[J_SYN + d]] == at  # as ``starts_with_syn``
         if not fresh and syn_start:
             ended = min(max(fin[0], fin[1]), rst[0], rst[1]) < at
-            isn_differs = syn_ord[d] == NONE or syn_seq[d] != ev_val[s, A_SYN + d]
+            isn_differs = syn_ord[d] == none or syn_seq[d] != ev_val[s, A_SYN + d]
             fresh = ended and isn_differs
         if fresh:
             g += 1
-            fin[:] = NONE
-            rst[:] = NONE
-            syn_ord[:] = NONE
+            fin[:] = none
+            rst[:] = none
+            syn_ord[:] = none
             syn_seq[:] = -1
         for x in range(2):
             fin[x] = min(fin[x], ev[s, cols[J_FIN + x]])
@@ -137,16 +140,17 @@ def join_segments(order, seg_tup, ev, ev_val, group, cols):
 @njit(cache=True)
 def group_first(group, nseg, ev, ng, cols):
     """Per flow, the order it sorts by: its first packet's, or (no packets) its first ICMP error's
-    (``cols`` as for ``join_segments``)."""
-    first = np.full(ng, NONE, dtype=np.int64)
-    err = np.full(ng, NONE, dtype=np.int64)
+    (``cols`` as for ``join_segments``), in ``ev``'s orders (compact ones sort as the true ones)."""
+    none = none_of(ev)
+    first = np.full(ng, none, dtype=np.int64)
+    err = np.full(ng, none, dtype=np.int64)
     cf, ci = cols[J_FIRST], cols[J_ICMP]
     for s in range(nseg):
         g = group[s]
         first[g] = min(first[g], ev[s, cf])
         err[g] = min(err[g], ev[s, ci])
     for g in range(ng):
-        if first[g] == NONE:
+        if first[g] == none:
             first[g] = err[g]
     return first
 
@@ -163,8 +167,8 @@ def sum_into(dest, nseg, src, out):
 @njit(cache=True)
 def events_into(dest, nseg, ev, ev_ts, ev_val, out_ev, out_ts, out_val):
     """Events merged by min order into rows ``dest``, as ``fold`` does, keeping only the auxiliary
-    values a finished flow reads: ``out_ts`` = (first packet's, first ICMP error's) timestamp,
-    ``out_val`` = the first packet's value (vlan | encap << 16 | direction << 24)."""
+    values a finished flow reads: ``out_ts`` = the first packet's timestamp, ``out_val`` = the first
+    packet's value (vlan | encap << 16 | direction << 24)."""
     for s in range(nseg):
         d = dest[s]
         for k in range(ev.shape[1]):
@@ -173,8 +177,6 @@ def events_into(dest, nseg, ev, ev_ts, ev_val, out_ev, out_ts, out_val):
                 if k == EV_FIRST:
                     out_ts[d, 0] = ev_ts[s, TS_FIRST]
                     out_val[d] = ev_val[s, A_FIRST]
-                elif k == EV_ICMP:
-                    out_ts[d, 1] = ev_ts[s, TS_ICMP]
 
 
 @njit(cache=True)
@@ -182,6 +184,6 @@ def last_into(dest, nseg, last, out):
     """Last packet (order, timestamp) merged by max order into rows ``dest``."""
     for s in range(nseg):
         d = dest[s]
-        if last[s, 0] > out[d, 0]:
+        if later(last, s, out, d):
             out[d, 0] = last[s, 0]
             out[d, 1] = last[s, 1]

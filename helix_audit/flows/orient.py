@@ -17,6 +17,11 @@ import numpy as np
 
 from ..arrays import swap_where
 from . import icmp
+from .orders import (
+    NONE,
+    NONE32,
+    order_none,
+)
 from .state import (
     EV_FIRST,
     K_ACK,
@@ -25,7 +30,7 @@ from .state import (
     K_RST,
     K_SYN,
     K_SYNACK,
-    NONE,
+    NKIND,
     NWIDE,
     S_FIN,
     S_IPB,
@@ -125,15 +130,33 @@ def _split_sum_columns(sums: np.ndarray, counts: np.ndarray, o: np.ndarray) -> d
     return out
 
 
+def _rows(ev: np.ndarray, at: slice) -> np.ndarray:
+    """Rows ``at`` of the flows' ``ev`` (the ``2 * NKIND`` event columns ``zeek.replay`` reads) as
+    int64 orders of the same rank, NONE for none: compact ones converted a chunk at a time (the whole
+    of ``ev`` stays compact: 56 B a flow where int64 held 112)."""
+    if ev.dtype == np.int64:
+        return ev[at]
+    part = ev[at, : 2 * NKIND]
+    out = part.astype(np.int64)
+    out[part == NONE32] = NONE
+    return out
+
+
 def _orientation(
-    ev: np.ndarray, first_val: np.ndarray, proto: np.ndarray, pa: np.ndarray, pb: np.ndarray, err: IcmpErrors
+    ev: np.ndarray,
+    first_val: np.ndarray,
+    proto: np.ndarray,
+    pa: np.ndarray,
+    pb: np.ndarray,
+    err: IcmpErrors,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(orig direction 0=A/1=B, initiator code 0 syn 1 synack 2 first_packet 3 port_heuristic), int8
     (a byte a flow each, not 8: they live through most of ``build_frame``), ``CHUNK_ROWS`` flows at a
-    time (a pass over 3M flows at once made ~190 MB of temporaries). ``pa``, ``pb``: A's and B's port."""
+    time (a pass over 3M flows at once made ~190 MB of temporaries). ``pa``, ``pb``: A's and B's port;
+    ``ev`` in true or compact orders (see ``_none``)."""
     ng = ev.shape[0]
     first_err = None  # per flow, the direction its first ICMP error quotes (-1: none)
-    if len(err.sid) and (ev[:, EV_FIRST] == NONE).any():
+    if len(err.sid) and (ev[:, EV_FIRST] == order_none(ev)).any():
         first_err = np.full(ng, -1, dtype=np.int64)
         o = np.argsort(err.order, kind="stable")[::-1]
         first_err[err.sid[o]] = np.where(err.quote_from_a[o], 0, 1)
@@ -153,9 +176,9 @@ def _orientation_part(
     pb: np.ndarray,
     first_err: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    ng = ev.shape[0]
+    ng, none = ev.shape[0], order_none(ev)
     first_dir = ((first_val >> 24) & 1).astype(np.int64)
-    no_pkts = ev[:, EV_FIRST] == NONE
+    no_pkts = ev[:, EV_FIRST] == none
     if first_err is not None:
         first_dir = np.where(no_pkts & (first_err >= 0), first_err, first_dir)
     is_icmp = (proto == icmp.PROTO_ICMP) | (proto == icmp.PROTO_ICMP6)
@@ -165,7 +188,7 @@ def _orientation_part(
     port_rule = ~is_icmp & (pa != pb) & ((lo < 1024) | ((lo < EPHEMERAL_MIN) & (hi >= EPHEMERAL_MIN)))
     syn_a, syn_b = ev[:, 2 * K_SYN], ev[:, 2 * K_SYN + 1]
     sa_a, sa_b = ev[:, 2 * K_SYNACK], ev[:, 2 * K_SYNACK + 1]
-    has_syn, has_sa = (syn_a != NONE) | (syn_b != NONE), (sa_a != NONE) | (sa_b != NONE)
+    has_syn, has_sa = (syn_a != none) | (syn_b != none), (sa_a != none) | (sa_b != none)
     conds = [has_syn, has_sa, is_icmp & req & ~no_pkts, is_icmp & req_b & ~no_pkts, port_rule & ~no_pkts]
     zeros, ones = np.zeros(ng, dtype=np.int64), np.ones(ng, dtype=np.int64)
     dirs = [np.where(syn_b < syn_a, 1, 0), np.where(sa_a <= sa_b, 1, 0), zeros, ones, np.where(pa < pb, 1, 0)]
@@ -185,15 +208,15 @@ def _handshake(ev: np.ndarray, o: np.ndarray, is_tcp: np.ndarray) -> np.ndarray:
 
 
 def _handshake_part(ev: np.ndarray, o: np.ndarray, is_tcp: np.ndarray) -> np.ndarray:
-    r = 1 - o
+    r, none = 1 - o, order_none(ev)
     syn, sa, rst_r = _col(ev, 2 * K_SYN, o), _col(ev, 2 * K_SYNACK, r), _col(ev, 2 * K_RST, r)
     after = np.zeros(len(o), dtype=bool)
     for k in (K_ACK, K_DATA, K_FIN):
         e = _col(ev, 2 * k, o)
-        after |= (e != NONE) & (e > sa)
-    has_syn, has_sa = syn != NONE, sa != NONE
+        after |= (e != none) & (e > sa)
+    has_syn, has_sa = syn != none, sa != none
     code = np.select(
-        [~is_tcp, has_syn & has_sa & after, has_sa, has_syn & (rst_r != NONE), has_syn],
+        [~is_tcp, has_syn & has_sa & after, has_sa, has_syn & (rst_r != none), has_syn],
         [0, 1, 2, 3, 4],
         default=5,
     )
@@ -229,7 +252,14 @@ def _states(
     for lo in range(0, n, CHUNK_ROWS):
         hi = min(n, lo + CHUNK_ROWS)
         state[lo:hi], hist_code[lo:hi] = _states_part(
-            ev[lo:hi], sums[lo:hi], o[lo:hi], proto[lo:hi], texts, names, state_t, hist_t
+            _rows(ev, slice(lo, hi)),
+            sums[lo:hi],
+            o[lo:hi],
+            proto[lo:hi],
+            texts,
+            names,
+            state_t,
+            hist_t,
         )
     return (state, state_t.texts), (hist_code, hist_t.texts)
 

@@ -7,10 +7,12 @@ packet itself, never on earlier state; ``finish`` then joins consecutive segment
 a later partition's segments fold into the earlier table without needing its packets again.
 
 Every aggregate is mergeable: ``sums`` add; ``ev`` holds the *order* (file index << 40 | frame) of the
-first occurrence of each event per direction, merged by min order; for the few events whose timestamp or
-value is used (first packet, first ICMP error, SYN ISNs) ``ev_ts``/``ev_val`` hold them (``TS_OF``,
-``VAL_OF``: only the columns finish reads; 244 B a segment in all, see ``SegmentArrays``);
-``last`` holds the last packet's order and timestamp, merged by max.
+first occurrence of each event per direction, merged by min order (while a table streams, a 32-bit
+*compact* order of the same rank: ``OrderCodec``); for the few events whose timestamp or
+value is used (first packet, SYN ISNs) ``ev_ts``/``ev_val`` hold them (``TS_OF``, ``VAL_OF``: only
+the columns finish reads; 156 B a segment in all, see ``SegmentArrays``); ``last`` holds the last
+packet's order and timestamp, merged by max (a segment without packets: its first ICMP error's
+time, the clock of its expiry; finish takes the error's time from the errors it keeps).
 No Python object per flow: a million one-packet flows are a few arrays of a million rows.
 
 Segment ids (``sid``, the provisional flow ids handed to the protocols stage) are global and numbered in
@@ -27,6 +29,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .orders import NONE32, OrderCodec, order_none
+
 # direction: 0 = sent by endpoint A (the lower (addr, port)), 1 = sent by B
 # sums columns (pairs are [A, B])
 S_PKTS, S_IPB, S_PAY, S_SYN, S_SYNACK, S_FIN, S_RST = 0, 2, 4, 6, 8, 10, 12
@@ -37,37 +41,38 @@ NCNT = NSUM - NWIDE  # the SYN, SYN-ACK, FIN, RST counters: ``cnt`` (int32 while
 K_SYN, K_SYNACK, K_ACK, K_DATA, K_FIN, K_RST = 0, 1, 2, 3, 4, 5
 NKIND = 6
 EV_FIRST = 12  # first packet; ev_val = vlan | encap << 16 | direction << 24
-EV_ICMP = 13  # first ICMP error quoting the segment (its timestamp only)
+EV_ICMP = 13  # first ICMP error quoting the segment (its order only)
 NEV = 14
-# ev_ts keeps the timestamp of the first packet and of the first ICMP error, ev_val the value of the
-# first packet and of each direction's first SYN (its ISN): what finish reads, nothing more
-TS_FIRST, TS_ICMP = 0, 1
-NTS = 2
-TS_OF = np.array([-1] * 12 + [TS_FIRST, TS_ICMP], dtype=np.int64)  # ev column -> ev_ts column
+# ev_ts keeps the timestamp of the first packet, ev_val the value of the first packet and of each
+# direction's first SYN (its ISN): what finish reads, nothing more (an ICMP error's time is in the
+# table's list of errors, and a packet-less segment's in ``last``)
+TS_FIRST = 0
+NTS = 1
+TS_OF = np.array([-1] * 12 + [TS_FIRST, -1], dtype=np.int64)  # ev column -> ev_ts column
 A_SYN, A_FIRST = 0, 2  # ev_val columns; A_SYN + direction: the SYN's sequence number (ISN)
 NVAL = 3
 VAL_OF = np.array([0, 1] + [-1] * 10 + [A_FIRST, -1], dtype=np.int64)  # ev column -> ev_val column
-NONE = np.iinfo(np.int64).max
 LADDER_FROM = 1 << 18  # rows (~0.1 GB of segments) past which arrays grow by a half or a third
 GROW_BLOCK = 8 << 20  # bytes copied at a time when an array grows (see ``_grow``)
 # tk_i64 columns: the key's packed (proto, a_port, b_port) (``pack_key``), current segment's id, its row
 T_KEY, T_CUR, T_LIVE = 0, 1, 2
 NTK = 3
-ORDER_SHIFT = 40
-FRAME_MASK = (1 << ORDER_SHIFT) - 1
 
 
 class SegmentArrays:
     """Growable struct-of-arrays: tuples (5-tuple keys + hash index) and live segments.
 
     A tuple costs 72 B plus its hash slots (int32, 16-32 B): the four address halves and three int64
-    (proto and both ports packed into one, the current segment's id and row). A live segment 244 B:
-    ``sums`` 48 (packets and bytes each way), ``cnt`` 32 (SYN, SYN-ACK, FIN, RST each way: int32
-    while fewer than 2^31 rows were counted, see ``widen_counters``), ``ev`` 112, ``ev_ts`` 16,
-    ``last`` 16, ``ev_val`` 12 (uint32: ISNs, and the first packet's vlan | encap | direction: 25
-    bits), ``seg_tup`` 4 (int32 while tuple ids fit), ``seg_file`` 4; ``seg_gid`` is empty (row =
-    id, 0 B) until an expiry pass first moves rows (a table that never expires, a SYN scan's, never
-    needs it)."""
+    (proto and both ports packed into one, the current segment's id and row). A live segment 156 B:
+    ``sums`` 24 (packets and bytes each way: int32 while the table's rows and bytes fit, see
+    ``widen_sums``; 48 after), ``cnt`` 32 (SYN, SYN-ACK, FIN, RST each way: int32
+    while fewer than 2^31 rows were counted, see ``widen_counters``), ``ev`` 56 (uint32 compact
+    orders, see ``OrderCodec``; 112 once ``widen_orders`` made them int64: merge, finish, or a
+    capture past 2^32 packets), ``ev_ts`` 8, ``last`` 16, ``ev_val`` 12 (uint32: ISNs, and the
+    first packet's vlan | encap | direction: 25 bits), ``seg_tup`` 4 (int32 while tuple ids fit),
+    ``seg_file`` 4 once the table reads a second file (empty before, 0 B: ``spell_out_files``);
+    ``seg_gid`` is empty (row = id, 0 B) until an expiry pass first moves rows (a table that never
+    expires, a SYN scan's, never needs it). 152 B while the table reads one file."""
 
     def __init__(self, cap: int = 1024) -> None:
         self.ntup = 0
@@ -80,15 +85,21 @@ class SegmentArrays:
         self.slots = _slots(4 * cap, cap)
         self.seg_gid = np.zeros(0, dtype=np.int64)  # empty: live row ls is segment ls (``identity``)
         self.seg_tup: np.ndarray = np.zeros(cap, dtype=_tid_dtype(cap))
-        self.sums = np.zeros((cap, NWIDE), dtype=np.int64)  # packets, IP bytes, payload bytes
+        # packets, IP bytes, payload bytes: int32 while the table's rows and bytes fit (no segment's
+        # sum can then reach 2^31; ``widen_sums`` once they could), 24 B a segment
+        self.sums = np.zeros((cap, NWIDE), dtype=np.int32)
         # the counters (sums columns NWIDE on): int32 while fewer than 2^31 rows were counted (no
         # segment's counter can then reach 2^31; ``widen_counters`` once more were), 16 B a segment
         self.cnt = np.zeros((cap, NCNT), dtype=np.int32)
-        self.ev = np.full((cap, NEV), NONE, dtype=np.int64)
+        self.codec = OrderCodec()
+        self.ev: np.ndarray = np.full((cap, NEV), NONE32, dtype=np.uint32)  # compact until ``widen_orders``
         self.ev_ts = np.zeros((cap, NTS), dtype=np.int64)
         self.ev_val = np.zeros((cap, NVAL), dtype=np.uint32)
         self.last = np.full((cap, 2), -1, dtype=np.int64)  # order, ts_ns
-        self.seg_file = np.full(cap, -1, dtype=np.int32)  # last file index the segment was noted in
+        # last file index the segment was noted in; empty while the table reads one file (every
+        # segment is in it: FlowTable._sole), 4 B a segment saved
+        self.seg_file = np.zeros(0, dtype=np.int32)
+        self.one_file = True  # seg_file is not kept
 
     def kernel_args(self) -> tuple:
         """The state as ``add_rows`` takes it."""
@@ -135,6 +146,13 @@ class SegmentArrays:
             self.seg_gid = np.full(self.seg_tup.shape[0], -1, dtype=np.int64)
             self.seg_gid[: self.nlive] = np.arange(self.nlive)
 
+    def spell_out_files(self, sole: int) -> None:
+        """Keep ``seg_file`` from now on: every live segment noted in file ``sole`` (-1: none yet)."""
+        if self.one_file:
+            self.one_file = False
+            self.seg_file = np.full(self.seg_tup.shape[0], -1, dtype=np.int32)
+            self.seg_file[: self.nlive] = sole
+
     def forget_gid(self) -> None:
         """Every segment is live in the row of its id again (``materialize``, ``merge``)."""
         self.seg_gid = np.zeros(0, dtype=np.int64)
@@ -144,6 +162,40 @@ class SegmentArrays:
         int32 in one segment's counter (each row adds one at most to each)."""
         if rows > np.iinfo(np.int32).max and self.cnt.dtype != np.int64:
             self.cnt = self.cnt.astype(np.int64)
+
+    @property
+    def ev_none(self) -> int:
+        """``ev``'s NONE: NONE32 while compact, else NONE."""
+        return order_none(self.ev)
+
+    def widen_orders(self) -> None:
+        """``ev`` made int64 (file index << 40 | frame) orders, for good: before a merge (a table's
+        compact orders are its own), or when a batch's orders would not fit the compact ones
+        (``OrderCodec.shift``). The live rows are converted a block at a time from the end, the
+        compact array cut after each (no second whole copy)."""
+        if self.ev.dtype == np.int64:
+            return
+        arr, n = self.ev, self.nlive
+        out = np.empty(arr.shape, dtype=np.int64)  # rows past the live ones left unwritten, as ``_grow``
+        self.ev = None  # type: ignore[assignment]  # the local is its only reference: resize may cut it
+        rows = max(1, GROW_BLOCK // (8 * NEV))
+        try:
+            arr.resize((n, NEV))
+            for hi in range(n, 0, -rows):
+                lo = max(0, hi - rows)
+                out[lo:hi] = self.codec.decode(arr[lo:hi])
+                arr.resize((lo, NEV))
+        except ValueError:  # another reference holds it: the rows not yet cut off converted whole
+            k = min(n, arr.shape[0])
+            out[:k] = self.codec.decode(arr[:k])
+        self.ev = out
+        self.codec.wide = True
+
+    def widen_sums(self, bound: int) -> None:
+        """``sums`` made int64 once ``bound`` (the rows counted so far and about to be, and their IP
+        and payload bytes: each bounds every segment's sum of it) could pass int32."""
+        if bound > np.iinfo(np.int32).max and self.sums.dtype != np.int64:
+            self.sums = self.sums.astype(np.int64)
 
     def drop(self, *names: str) -> None:
         """Replace the named arrays by empty ones (finish frees them one by one as it goes)."""
@@ -173,12 +225,13 @@ class SegmentArrays:
         if need_s > self.seg_tup.shape[0]:
             cap = _ladder(max(need_s, self.seg_tup.shape[0] + 1))
             for name in ("seg_gid", "seg_tup", "sums", "cnt", "ev", "ev_ts", "ev_val", "last", "seg_file"):
-                if name != "seg_gid" or not self.identity:
-                    _grow(self, name, cap)
+                if not ((name == "seg_gid" and self.identity) or (name == "seg_file" and self.one_file)):
+                    _grow(self, name, cap)  # (arrays not kept stay empty)
         if clean:
             n = self.nlive
             self.seg_gid[n:], self.seg_tup[n:], self.seg_file[n:] = -1, 0, -1
-            self.sums[n:], self.ev[n:], self.ev_ts[n:], self.ev_val[n:], self.last[n:] = 0, NONE, 0, 0, -1
+            self.sums[n:], self.ev_ts[n:], self.ev_val[n:], self.last[n:] = 0, 0, 0, -1
+            self.ev[n:] = self.ev_none
             self.cnt[n:] = 0
 
 

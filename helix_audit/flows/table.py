@@ -37,7 +37,15 @@ from .finish import IcmpErrors, build_frame
 from .folding import ROW_ICMP_ERROR, ROW_SKIP, add_rows, mark_files
 from .interface import PacketFlows
 from .join import group_first, join_segments, merge_rows
-from .state import FRAME_MASK, NONE, ORDER_SHIFT, T_KEY, SegmentArrays
+from .orders import (
+    FRAME_MASK,
+    NONE,
+    ORDER_SHIFT,
+)
+from .state import (
+    T_KEY,
+    SegmentArrays,
+)
 
 STATUS_NAMES = {0: "ok", 1: "not_ip", 2: "truncated", 3: "malformed", 4: "unknown_link", 5: "fragment"}
 ICMP_UNQUOTED = "icmp_error_unquoted"
@@ -77,6 +85,7 @@ class FlowTable:
         self._now = np.iinfo(np.int64).min  # latest capture time seen (ns)
         self._expired = False  # ever: noted (segment, file) pairs may then repeat
         self._rows = 0  # rows added (here and in merged tables): bounds every flow's counters
+        self._bytes = 0  # their IP or payload bytes (the larger): bounds every segment's byte sums
 
     def _file_id(self, path: str) -> int:
         idx = self._file_index.get(path)
@@ -93,7 +102,9 @@ class FlowTable:
             raise RuntimeError("FlowTable.add: already finished")
         n = len(cols)
         self._rows += n
+        self._bytes += max(_total(cols.ip_len), _total(cols.pay_wire))
         self._st.widen_counters(self._rows)
+        self._st.widen_sums(max(self._rows, self._bytes))
         fidx = self._file_id(cols.source)
         err = icmp.error_rows(cols)
         quotes = icmp.quoted_keys(cols, err)
@@ -106,13 +117,14 @@ class FlowTable:
         sid, from_a = self._pool.empty(n, np.int64, "sid"), self._pool.empty(n, np.bool_, "from_a")
         noted = self._pool.empty(n, np.int64, "noted")
         st, row = self._st, 0
+        shift = self._shift(cols, fidx)
         while True:
             st.ntup, st.nseg, st.nlive, row, m = add_rows(
                 st.kernel_args(),
                 *(cols.status, cols.ipver, cols.proto, cols.src_hi, cols.src_lo, cols.dst_hi, cols.dst_lo),
                 *(cols.sport, cols.dport, cols.tcp_flags, cols.seq, cols.ip_len, cols.pay_wire, cols.ts_ns),
                 *(cols.frame, cols.vlan, cols.encap, icmp.COUNTERPART_V4, icmp.COUNTERPART_V6),
-                *(err, ov_u64, ov_i64, fidx, sid, from_a, noted, row),
+                *(err, ov_u64, ov_i64, fidx, shift, sid, from_a, noted, row),
             )
             if m and self._sole == MANY:
                 self._file_pairs.append((noted[:m] << 20) | fidx)
@@ -129,6 +141,18 @@ class FlowTable:
         if st.nlive >= self._expire_at:
             self._expire()
         return PacketFlows(flow_id=sid, from_a=from_a)
+
+    def _shift(self, cols: PacketColumns, fidx: int) -> int:
+        """The batch's ``ev`` orders as ``shift + frame``: compact ones while they fit (see
+        ``orders.OrderCodec``), else ``ev`` is widened here, once, and they are true ones."""
+        if not len(cols):
+            return 0
+        frame = cols.frame
+        shift = self._st.codec.shift(fidx, int(frame.min()), int(frame.max()))
+        if shift is None:
+            self._st.widen_orders()
+            shift = fidx << ORDER_SHIFT
+        return shift
 
     def _expire(self) -> None:
         """Idle segments out to the store; the next pass once the live rows have doubled."""
@@ -155,6 +179,7 @@ class FlowTable:
 
     def _spell_out_files(self) -> int:
         """List the (segment, file) pairs left implicit while every batch came from one file; MANY."""
+        self._st.spell_out_files(self._sole)
         if self._sole >= 0 and self._st.nseg:
             self._file_pairs.insert(0, (np.arange(self._st.nseg, dtype=np.int64) << 20) | self._sole)
         self._sole = MANY
@@ -193,11 +218,15 @@ class FlowTable:
             raise RuntimeError("FlowTable.merge: a table already finished")
         self._spell_out_files()
         other._spell_out_files()
+        self._st.widen_orders()  # merge reads true orders (a table's compact ones are its own)
+        other._st.widen_orders()
         self._materialize()
         other._materialize()
         self._expired |= other._expired
         self._rows += other._rows
+        self._bytes += other._bytes
         self._st.widen_counters(self._rows)
+        self._st.widen_sums(max(self._rows, self._bytes))
         fmap = np.array([self._file_id(f) for f in other._files] or [0], dtype=np.int64)
         o, st = other._st, self._st
         o_ev, o_last = _reorder(o.ev[: o.nseg], fmap), o.last[: o.nseg].copy()
@@ -292,7 +321,18 @@ class FlowTable:
         self._icmp, self._file_pairs = [], []
         file_pairs = (dest[pairs >> 20], pairs & 0xFFFFF)
         del pairs
-        return build_frame(agg, ng, icmp_all, self._files, file_pairs), dest
+        codec = st.codec if agg["ev"].dtype == np.uint32 else None  # compact orders (a scan's)
+        return build_frame(agg, ng, icmp_all, self._files, file_pairs, codec), dest
+
+
+def _total(values: np.ndarray) -> int:
+    """A bound on what ``values`` (int64) add to any sum: their magnitudes' total (each clipped at
+    2^32 first, so that neither it nor the total can wrap; one that large passes int32 either way)."""
+    if not len(values):
+        return 0
+    if values.min() >= 0 and values.max() <= 1 << 32:  # the usual case: summed as they are
+        return int(values.sum())
+    return int(np.abs(np.clip(values, -(1 << 32), 1 << 32)).sum())
 
 
 def _reorder(orders: np.ndarray, fmap: np.ndarray) -> np.ndarray:

@@ -117,10 +117,10 @@ def test_single_file_tables_merge_with_their_files() -> None:
 
 
 def test_narrow_state() -> None:
-    """Hash slots are int32 while tuple ids fit; a segment keeps two timestamps and three values."""
+    """Hash slots are int32 while tuple ids fit; a segment keeps one timestamp and three values."""
     st = SegmentArrays()
     assert st.slots.dtype == np.int32 and _slots(8, 2**31).dtype == np.int64
-    assert st.ev_ts.shape[1] == NTS == 2 and st.ev_val.shape[1] == NVAL == 3
+    assert st.ev_ts.shape[1] == NTS == 1 and st.ev_val.shape[1] == NVAL == 3
     table = FlowTable(["x.pcap"])
     pkts = [tcp("10.0.0.1", 1024 + i, "10.0.0.2", 80, "S", seq=i, ts=0.001 * i) for i in range(5000)]
     table.add(columns(pkts, "x.pcap"))  # several rehashes on the way
