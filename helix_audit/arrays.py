@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
 
 #: Rows per step of ``sorted_unique(in_place=True)`` and ``swap_where``: their temporaries stay this small.
 _STEP = 1 << 16
@@ -43,3 +46,23 @@ def swap_where(flip: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]]) -> 
         at = np.flatnonzero(flip[lo : lo + _STEP] == 1) + lo
         for x, y in pairs:
             x[at], y[at] = y[at], x[at]
+
+
+def addresses(values: np.ndarray) -> np.ndarray:
+    """Each value's identity (its object pointer) as int64: read straight from a contiguous object
+    array (~1 µs a chunk where ``map(id, ...)`` took ~100 µs), a view valid only while the caller
+    holds ``values``; ``id()`` one by one for any other array."""
+    if values.dtype == object and values.ndim == 1 and values.itemsize == 8 and values.flags.c_contiguous:
+        pointers = (np.ctypeslib.c_intp * len(values)).from_address(values.ctypes.data)
+        return np.ctypeslib.as_array(pointers).view(np.int64)
+    return np.fromiter(map(id, values), dtype=np.int64, count=len(values))
+
+
+def stored_objects(array: Any) -> np.ndarray | None:  # noqa: ANN401
+    """The objects an object or python-string column stores, as a 1-d object array of those same
+    objects (for identity codes), else None (other arrays make new objects when asked)."""
+    stored = isinstance(array, pd.arrays.StringArray) or (
+        isinstance(array, pd.arrays.NumpyExtensionArray) and array.dtype.numpy_dtype == np.dtype(object)
+    )
+    values = array.to_numpy(dtype=object) if stored else None
+    return values if values is not None and values.ndim == 1 else None

@@ -24,7 +24,7 @@ from ..names import attribute
 from .coverage import build_coverage
 from .dnsfind import lookup_drafts
 from .findings import Draft, build_all, group, order
-from .flowcodes import FlowCodes, TextColumn, dense_codes, objects_at, store
+from .flowcodes import FlowCodes, TextColumn, dense_codes, few_texts, objects_at, store
 from .flowfind import blocked_drafts, destination_drafts, inbound_drafts, resolver_drafts
 from .flowrows import Columns
 from .infra import dns_mask, infrastructure_mask
@@ -83,6 +83,9 @@ def _classify(
     seen = Observed(flows, observations)
     codes = seen.codes  # ``named`` has the rows and the address / transport columns of ``flows``
     named = attribute(flows, seen, site)
+    for name in ("hostname", "name_source"):  # a byte a flow, not a pointer (:func:`few_texts`)
+        _store_coded(named, name, named[name].array)
+    _share_target_port(named)
     roles = assign_roles(named, seen, site, codes)
     components = {r.address: r.component for r in roles}
     host_comps = host_components(components, codes)  # per distinct address
@@ -117,12 +120,34 @@ def _failures(named: pd.DataFrame, notes: FlowNotes, codes: FlowCodes, verdict: 
     blocked (no separate column of the allowed flows' failures)."""
     how = failure_how(named, notes, codes)
     store(named, "success", succeeded(named, how, codes))
-    store(named, "fail_how", how)
+    _store_coded(named, "fail_how", how)
     at = np.flatnonzero(verdict.mask("allowed"))
     at = at[pd.notna(how[at])]
     if at.shape[0]:
         verdict.set(at, ["blocked"])
         store(named, "verdict", verdict.column())
+
+
+def _share_target_port(named: pd.DataFrame) -> None:
+    """``target_port`` as the ``resp_p`` column itself where they are the same numbers (no proxy
+    target anywhere: a SYN scan), instead of its int64 copy (8 B a flow while classification
+    peaks; :func:`names.attribute` shares the column only when it is int64 already)."""
+    target, port = named["target_port"], named["resp_p"]
+    if target.dtype == port.dtype or not isinstance(port.dtype, np.dtype) or port.dtype.kind not in "iu":
+        return
+    if np.array_equal(target.to_numpy(), port.to_numpy()):
+        named["target_port"] = port
+
+
+def _store_coded(
+    named: pd.DataFrame, name: str, values: np.ndarray | pd.api.extensions.ExtensionArray
+) -> None:
+    """Stores the column as a Categorical when it is a few texts (:func:`few_texts`), else as it
+    is (a column already in the table stays): on a SYN scan these are 8 B a flow each while
+    classification peaks, and two of them are written by the report after it."""
+    coded = few_texts(values)
+    if coded is not None or name not in named:
+        store(named, name, values if coded is None else coded)
 
 
 def _verdicts(
@@ -145,6 +170,7 @@ def _verdicts(
     infra = infrastructure_mask(named, site, codes, dns_rows) & ~into_sandbox
     inbound = ~infra & to_sandbox & ((oc != rc) | (oc < 0))  # a missing address equals none
     dns = ~infra & ~inbound & dns_rows
+    del to_sandbox, tcp, into_sandbox  # each mask a byte a flow: held no longer than needed
     no_target = np.zeros(n, dtype=bool)
     at = np.flatnonzero(named["proxied"].to_numpy())
     no_target[at] = named["hostname"].isna().to_numpy()[at] if at.shape[0] else False
@@ -154,9 +180,12 @@ def _verdicts(
     )
     icmp = codes.equals("transport", "icmp", "icmp6")
     judge = ~(infra | inbound | dns | no_target | to_cp | icmp)
-    verdict.set(np.flatnonzero(infra), ["infrastructure"])
-    verdict.set(np.flatnonzero(inbound), ["inbound"])
-    verdict.set(np.flatnonzero(dns & from_helix), ["violation"])
+    del no_target, to_cp, icmp
+    verdict.set(infra, ["infrastructure"])  # masks, not positions: 8 B a flow less on a SYN scan
+    del infra
+    verdict.set(inbound, ["inbound"])
+    verdict.set(dns & from_helix, ["violation"])
+    del from_helix
     rows, group_of, matches = _evaluate(named, judge, matcher)
     if matches:
         verdict.set(rows, [m.verdict for m in matches], group_of)
@@ -164,9 +193,8 @@ def _verdicts(
         category.set(rows, [m.category for m in matches], group_of)
         notes.set(rows, [m.explanation for m in matches], group_of)
     if inbound.any():
-        rows = np.flatnonzero(inbound)
-        texts, code = _legacy_notes(named, rows, rc, components, codes, matcher)
-        notes.set(rows, texts, code)
+        texts, code = _legacy_notes(named, inbound, rc, components, codes, matcher)
+        notes.set(inbound, texts, code)
     rows, group_of, matches = _evaluate(named, dns, matcher)
     if matches:
         notes.set(rows, [None if m.category == "unlisted" else m.explanation for m in matches], group_of)
@@ -195,8 +223,9 @@ def _legacy_notes(
     codes: FlowCodes,
     matcher: Matcher,
 ) -> tuple[list[str | None], np.ndarray]:
-    """:meth:`Matcher.legacy` of the rows, asked once per distinct (component, port, transport): a
-    SYN scan is a million inbound rows over a few thousand such keys. (The notes, each row's.)"""
+    """:meth:`Matcher.legacy` of the rows (a mask), asked once per distinct (component, port,
+    transport): a SYN scan is a million inbound rows over a few thousand such keys. (The notes,
+    each row's.)"""
     comps, c_code = np.unique(components, return_inverse=True)  # per address: its component's code
     c_of = c_code.reshape(-1).astype(np.int32)[resp_code[rows]]
     port = named["resp_p"].to_numpy()[rows]

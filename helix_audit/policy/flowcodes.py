@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numba import njit
+
+from ..arrays import addresses, stored_objects
 
 
 class FlowCodes:
@@ -88,10 +91,13 @@ def factorized(column: pd.Series) -> tuple[np.ndarray, list[object]]:
 
 def objects_at(column: pd.Series, rows: np.ndarray) -> np.ndarray:
     """``column.to_numpy(dtype=object)[rows]`` without the object array of the whole column (a
-    Categorical's, 8 B a flow, built by a take of its categories)."""
+    Categorical's, 8 B a flow, built by a take of its categories; a number column's, a Python
+    number per flow)."""
     if isinstance(column.dtype, pd.CategoricalDtype):
         cat = column.array
         return category_lut(cat)[np.asarray(cat.codes)[rows]]
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iufb":  # Python numbers of the rows only
+        return column.to_numpy()[rows].astype(object)
     return column.to_numpy(dtype=object)[rows]
 
 
@@ -128,6 +134,85 @@ def _through(codes: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return np.append(lut.astype(kind), np.array([-1], dtype=kind))[codes]  # -1 reads the last entry
 
 
+#: Rows a mask's codes are set at a time (:meth:`TextColumn.set`).
+CHUNK = 1 << 16
+
+#: Distinct objects a column may hold to become a Categorical by :func:`few_texts` (int8 codes).
+FEW_OBJECTS = 100
+
+
+def few_texts(values: np.ndarray | pd.api.extensions.ExtensionArray) -> pd.Categorical | None:
+    """An object array (or a text column's array) of few distinct objects (:data:`FEW_OBJECTS`),
+    each a str or missing (None, NaN), as the Categorical of its texts (categories distinct and
+    ascending, as :meth:`TextColumn.column`); None for any other (the caller keeps it as it is).
+
+    Classification's name columns (hostname, name_source) and failure texts are one object per
+    distinct value taken per flow: 8 B a flow each as pointers, a byte as codes. The objects are
+    told apart by identity (:func:`_few_objects`, a compare or two a row, where hashing the strings
+    cost ~25 ns a row), then the few of them by value."""
+    if isinstance(values, np.ndarray):
+        objects = values if values.dtype == object and values.ndim == 1 else None
+    else:
+        objects = stored_objects(values)
+    if objects is None or not objects.flags.c_contiguous:
+        return None
+    codes = np.empty(objects.shape[0], dtype=np.int8)
+    first = np.empty(FEW_OBJECTS, dtype=np.int64)
+    seen = np.empty(FEW_OBJECTS, dtype=np.int64)
+    k = _few_objects(addresses(objects), codes, seen, first) if objects.shape[0] else 0
+    if k < 0:
+        return None
+    uniques = objects[first[:k]].tolist()
+    if not all(u is None or isinstance(u, str) or (isinstance(u, float) and u != u) for u in uniques):
+        return None
+    texts = sorted({u for u in uniques if isinstance(u, str)})
+    rank = {t: i for i, t in enumerate(texts)}
+    lut = np.array([rank[u] if isinstance(u, str) else -1 for u in uniques] + [-1], dtype=np.int8)
+    return pd.Categorical.from_codes(lut[codes], pd.Index(texts, dtype=object), validate=False)
+
+
+@njit(cache=True)
+def _few_objects(
+    ids: np.ndarray, codes: np.ndarray, seen: np.ndarray, first: np.ndarray
+) -> int:  # pragma: no cover
+    """Codes by identity (``ids``: object pointers) in order of first appearance; ``first[k]``: code
+    k's first row. -1 once there are more distinct objects than ``seen`` holds (``codes`` then
+    unfinished). The previous row's object is tried first, then the few seen so far."""
+    k = 0
+    last = -1
+    for i in range(ids.shape[0]):
+        x = ids[i]
+        if last >= 0 and seen[last] == x:
+            codes[i] = last
+            continue
+        j = 0
+        while j < k and seen[j] != x:
+            j += 1
+        if j == k:
+            if k == seen.shape[0]:
+                return -1
+            seen[k] = x
+            first[k] = i
+            k += 1
+        codes[i] = j
+        last = j
+    return k
+
+
+def _few_objects_py(ids: np.ndarray, codes: np.ndarray, seen: np.ndarray, first: np.ndarray) -> int:
+    """:func:`_few_objects` in Python (the tests hold the kernel to it)."""
+    found: dict[int, int] = {}
+    for i, x in enumerate(ids.tolist()):
+        j = found.get(x)
+        if j is None:
+            if len(found) == seen.shape[0]:
+                return -1
+            j = found[x] = len(found)
+            seen[j], first[j] = x, i
+        codes[i] = j
+    return len(found)
+
+
 def store(frame: pd.DataFrame, name: str, values: np.ndarray | pd.api.extensions.ExtensionArray) -> None:
     """``frame[name] = values`` for an array made for it, without the copy that assignment makes
     of an array (a Series wrapping it is stored as it is): a SYN scan's object column is 8 MB, and
@@ -139,12 +224,15 @@ def store(frame: pd.DataFrame, name: str, values: np.ndarray | pd.api.extensions
 
 class TextColumn:
     """A text column being built as codes into its few distinct values (``None``: missing), set a
-    group of rows at a time; :meth:`column` is what assigning the object array ``values[codes]``
-    to a DataFrame stores, without pandas' inference and conversion per row (~0.1 s per 10^6)."""
+    group of rows at a time; :meth:`column` is the Categorical of those texts, built from the codes
+    without pandas' inference and conversion per row (~0.1 s per 10^6). The codes are the smallest
+    integers that hold them (a byte a flow while a few texts are set), widened as texts are added:
+    classification builds four such columns at once, and on a SYN scan their int32 codes were
+    16 B a flow of its peak."""
 
     def __init__(self, n: int, initial: str | None = None) -> None:
         self.values: list[str | None] = [initial]
-        self.codes = np.zeros(n, dtype=np.int32 if n < 1 << 31 else np.int64)
+        self.codes = np.zeros(n, dtype=np.int8)
 
     @classmethod
     def of(cls, values: list[str | None], codes: np.ndarray) -> TextColumn:
@@ -154,8 +242,24 @@ class TextColumn:
         return out
 
     def set(self, rows: np.ndarray, texts: list[str | None], group_of: np.ndarray | None = None) -> None:
-        """Row ``rows[i]`` gets ``texts[group_of[i]]`` (``group_of`` None: ``texts`` is one text)."""
-        self.codes[rows] = len(self.values) if group_of is None else group_of + len(self.values)
+        """Row ``rows[i]`` gets ``texts[group_of[i]]`` (``group_of`` None: ``texts`` is one text).
+        ``rows``: positions, or a mask (its rows in order): a mask of every flow is a byte a flow
+        where its positions were eight."""
+        kind = code_type(len(self.values) + len(texts))
+        if np.iinfo(kind).max > np.iinfo(self.codes.dtype).max:
+            self.codes = self.codes.astype(kind)
+        base = len(self.values)
+        if group_of is None:
+            self.codes[rows] = base
+        elif rows.dtype == bool:  # a chunk at a time: no row-sized ``group_of + base``
+            k = 0
+            for lo in range(0, rows.shape[0], CHUNK):
+                mask = rows[lo : lo + CHUNK]
+                m = int(np.count_nonzero(mask))
+                self.codes[lo : lo + CHUNK][mask] = group_of[k : k + m] + base
+                k += m
+        else:
+            self.codes[rows] = group_of + base
         self.values += texts
 
     def mask(self, *texts: str | None) -> np.ndarray:
@@ -167,10 +271,20 @@ class TextColumn:
         """The values of ``rows`` (object array)."""
         return np.array([*self.values, None], dtype=object)[:-1][self.codes[rows]]
 
-    def column(self) -> pd.api.extensions.ExtensionArray | np.ndarray:
-        """The pandas text dtype when some row has a text, else the object array (what pandas infers)."""
-        values = np.array([*self.values, None], dtype=object)[:-1]
-        used = np.bincount(self.codes, minlength=len(self.values)) > 0
-        if not any(v is not None for v in values[used].tolist()):
-            return values[self.codes]
-        return pd.array(values, dtype="str").take(self.codes)
+    def column(self) -> pd.Categorical:
+        """The texts as a Categorical of the texts used, distinct and ascending (as the flow
+        table's text columns, :func:`flows.text.categorical`: ordering and grouping by it order as
+        the texts do); ``None`` is missing. A byte a flow where the object column was eight: the
+        classified table keeps four of these through the report."""
+        seen = np.zeros(len(self.values), dtype=bool)
+        seen[self.codes] = True  # not np.bincount: it takes the codes as intp, 8 B a flow
+        used = np.flatnonzero(seen).tolist()
+        texts = sorted({t for t in (self.values[i] for i in used) if t is not None})
+        rank = {t: k for k, t in enumerate(texts)}
+        kind = code_type(len(texts))
+        lut = np.full(len(self.values), -1, dtype=kind)
+        for i in used:
+            text = self.values[i]
+            if text is not None:
+                lut[i] = rank[text]
+        return pd.Categorical.from_codes(lut[self.codes], pd.Index(texts, dtype=object), validate=False)

@@ -48,20 +48,17 @@ def scan_findings(
     cand = inbound & ~accepted & codes.equals("transport", "tcp", "udp")
     cand &= cols("confidence") != "low"
     narrow: type[np.integer] = np.int32 if len(cols) < 1 << 30 else np.int64  # half the memory
-    idx = np.flatnonzero(cand).astype(narrow)
+    idx = positions(cand, narrow)
     del cand
     if idx.shape[0] < SCAN_MIN:
         return taken, []
     group, key, dsts = _keys(cols, idx, narrow, codes)
-    span = len(dsts) * _PORT_SPAN  # pair keys of one (source, transport) group: [g * span, (g + 1) * span)
-    port = cols("resp_p")
-    for lo in range(0, key.shape[0], CHUNK):  # key = group * span + sandbox * 65536 + port, in place
-        at = slice(lo, lo + CHUNK)
-        key[at] *= _PORT_SPAN
-        key[at] += port[idx[at]].astype(np.int64, copy=False) + group[at].astype(np.int64) * span
     pairs = sorted_unique(key, in_place=True)
     del key
-    scanner = np.bincount(pairs // span, minlength=int(group.max()) + 1) >= SCAN_MIN
+    span = len(dsts) * _PORT_SPAN  # pair keys of one (source, transport) group: [g * span, (g + 1) * span)
+    # pairs are sorted: each group's are one run, found by bisection (no pair-sized ``pairs // span``)
+    bounds = np.searchsorted(pairs, np.arange(int(group.max()) + 2, dtype=np.int64) * span)
+    scanner = np.diff(bounds) >= SCAN_MIN
     hit = scanner[group]
     if not hit.any():
         return taken, []
@@ -75,7 +72,7 @@ def scan_findings(
         parts = np.split(rows[order], np.flatnonzero(np.diff(groups[order])) + 1)
     del rows, groups
     found = np.flatnonzero(scanner)
-    starts, ends = np.searchsorted(pairs, found * span), np.searchsorted(pairs, (found + 1) * span)
+    starts, ends = bounds[found], bounds[found + 1]
     answered = _accepted_counts(cols, inbound & accepted)
     out = []
     for k, part in enumerate(parts):
@@ -88,14 +85,39 @@ def scan_findings(
 def _keys(
     cols: Columns, idx: np.ndarray, narrow: type[np.integer], codes: FlowCodes
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per candidate row: its (source, transport) group and its sandbox's code (int64), and the
-    sandboxes' addresses by code (the table's own codes, read at the rows)."""
+    """Per candidate row: its (source, transport) group, and its pair key ``group * span + sandbox
+    * 65536 + port`` (int64, ``span``: the sandboxes' count * 65536), and the sandboxes' addresses
+    by code (the table's own codes, read at the rows). Built a chunk at a time: the peak of a
+    SYN scan's classification is these two arrays, with no row-sized temporaries beside them."""
     orig, resp, addresses = codes.hosts()
     t_code, transports = codes.column("transport")
-    group = orig[idx].astype(narrow)
-    group *= len(transports)
-    group += t_code[idx]
-    return group, resp[idx].astype(np.int64), np.asarray(addresses, dtype=object)
+    port = cols("resp_p")
+    span = len(addresses) * _PORT_SPAN
+    group = np.empty(idx.shape[0], dtype=narrow)
+    key = np.empty(idx.shape[0], dtype=np.int64)
+    for lo in range(0, idx.shape[0], CHUNK):
+        at, rows = slice(lo, lo + CHUNK), idx[lo : lo + CHUNK]
+        g = orig[rows].astype(narrow, copy=False) * len(transports)
+        g += t_code[rows]
+        group[at] = g
+        k = key[at]
+        k[:] = resp[rows]
+        k *= _PORT_SPAN
+        k += port[rows]
+        k += g.astype(np.int64) * span
+    return group, key, np.asarray(addresses, dtype=object)
+
+
+def positions(mask: np.ndarray, kind: type[np.integer]) -> np.ndarray:
+    """``np.flatnonzero(mask).astype(kind)`` a chunk at a time (no int64 array of every position)."""
+    out = np.empty(int(np.count_nonzero(mask)), dtype=kind)
+    k = 0
+    for lo in range(0, mask.shape[0], CHUNK):
+        got = np.flatnonzero(mask[lo : lo + CHUNK])
+        got += lo
+        out[k : k + got.shape[0]] = got
+        k += got.shape[0]
+    return out
 
 
 def _accepted_counts(cols: Columns, accepted: np.ndarray) -> dict[tuple[str, str], int]:
@@ -111,7 +133,10 @@ def _accepted_counts(cols: Columns, accepted: np.ndarray) -> dict[tuple[str, str
 def _counts(rows: np.ndarray, known: tuple[np.ndarray, list[object]]) -> list[tuple[str, int]]:
     """(value, count) of a column at ``rows``, most frequent first, ties in sorted order; missing
     values count as ``-``. ``known``: the column's codes and values (:meth:`FlowCodes.column`)."""
-    n = np.bincount(known[0][rows] + 1, minlength=len(known[1]) + 1).tolist()
+    total = np.zeros(len(known[1]) + 1, dtype=np.int64)
+    for lo in range(0, rows.shape[0], CHUNK):  # bincount takes intp: 8 B a row if whole
+        total += np.bincount(known[0][rows[lo : lo + CHUNK]].astype(np.intp) + 1, minlength=total.shape[0])
+    n = total.tolist()
     found = [("-", n[0])] if n[0] else []
     found += [(str(u), c) for u, c in zip(known[1], n[1:], strict=True) if c]
     return sorted(found, key=lambda vc: (-vc[1], vc[0]))
@@ -129,10 +154,11 @@ def _finding(
     distinct (sandbox code in ``dsts``, port) pairs as ``code * 65536 + port``)."""
     src, transport = str(cols("orig_h")[rows[0]]), str(cols("transport")[rows[0]])
     seen_port = np.zeros(_PORT_SPAN, dtype=bool)
-    seen_port[probed % _PORT_SPAN] = True
-    port_list = np.flatnonzero(seen_port)
     seen_dst = np.zeros(len(dsts), dtype=bool)
-    seen_dst[probed // _PORT_SPAN] = True
+    for lo in range(0, probed.shape[0], CHUNK):  # up to a pair a flow: no pair-sized temporaries
+        seen_port[probed[lo : lo + CHUNK] % _PORT_SPAN] = True
+        seen_dst[probed[lo : lo + CHUNK] // _PORT_SPAN] = True
+    port_list = np.flatnonzero(seen_port)
     sandboxes = sorted((str(d) for d in dsts[seen_dst]), key=_addr_key)
     pairs = int(probed.shape[0])
     counts = _counts(rows, codes.column("conn_state"))
@@ -148,7 +174,11 @@ def _finding(
     )
     if answered:
         msg += f" {answered:,} accepted connection(s) from {src} are reported as inbound_to_sandbox."
-    packets = cols("orig_pkts")[rows].sum() + cols("resp_pkts")[rows].sum()
+    packets = sum(  # a chunk at a time: no gathered copy of the counters of every row
+        cols(c)[rows[lo : lo + CHUNK]].sum()
+        for c in ("orig_pkts", "resp_pkts")
+        for lo in range(0, len(rows), CHUNK)
+    )
     return Finding(
         id=finding_id("inbound_scan", "sandbox", src, transport),
         kind="inbound_scan",

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from helix_audit.arrays import addresses, stored_objects
 from helix_audit.flows.blob import TextBlobArray
 from helix_audit.model import AuditResult, Finding, Severity
 from helix_audit.report.atomic import atomic_write_chunks, atomic_write_text
@@ -25,13 +26,11 @@ from helix_audit.report.json_report import FLOW_FIELDS
 from helix_audit.report.rowtext import (
     Cells,
     Reader,
-    addresses,
     category_parts,
     constant_cells,
     identities,
     int_cells,
     read_cells,
-    stored_objects,
 )
 from helix_audit.report.tabular import (
     bool_cells,

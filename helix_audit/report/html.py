@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -19,9 +20,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from helix_audit.model import AuditResult
-from helix_audit.report.atomic import atomic_write_text
+from helix_audit.report.atomic import atomic_open
 from helix_audit.report.model import ReportView
 from helix_audit.report.views import build_view
+
+#: Characters of the page written at once: the template's pieces joined, never the whole page (a
+#: SYN scan's is tens of MB, held once as text and again encoded when written whole).
+_BATCH = 1 << 20
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("verdict", "Verdict"),
@@ -72,10 +77,15 @@ def environment() -> Environment:
     return env
 
 
-def render_view(view: ReportView) -> str:
+def render_pieces(view: ReportView) -> Iterator[str]:
+    """The page as the template generates it, piece by piece (joined: :func:`render_view`)."""
     css, script, csp = _assets()
     template = environment().get_template("report.html.j2")
-    return template.render(v=view, css=css, script=script, csp=csp, sections=SECTIONS)
+    return template.generate(v=view, css=css, script=script, csp=csp, sections=SECTIONS)
+
+
+def render_view(view: ReportView) -> str:
+    return "".join(render_pieces(view))
 
 
 def render_html(result: AuditResult, evidence_dir: Path | None = None) -> str:
@@ -84,7 +94,19 @@ def render_html(result: AuditResult, evidence_dir: Path | None = None) -> str:
 
 
 def write_html(result: AuditResult, path: str | Path, evidence_dir: Path | None = None) -> Path:
-    """Write report.html atomically (links evidence/ beside it when not given); returns its path."""
+    """Write report.html atomically (links evidence/ beside it when not given); returns its path.
+    The same text as :func:`render_html`, streamed from the template."""
     target = Path(path)
     folder = evidence_dir if evidence_dir is not None else target.parent / "evidence"
-    return atomic_write_text(target, render_html(result, folder))
+    pieces = render_pieces(build_view(result, folder))
+    with atomic_open(target, "w") as fh:  # the page a batch of pieces at a time, not whole then encoded
+        batch: list[str] = []
+        size = 0
+        for piece in pieces:
+            batch.append(piece)
+            size += len(piece)
+            if size >= _BATCH:
+                fh.write("".join(batch))
+                batch, size = [], 0
+        fh.write("".join(batch))
+    return target

@@ -16,13 +16,13 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from helix_audit.arrays import addresses, stored_objects
 from helix_audit.flows.blob import TextBlobArray
 from helix_audit.report.json_stream import _ORJSON, _SEP, compact, fast_compact
 from helix_audit.report.rowkernel import TEXT
 from helix_audit.report.rowtext import (
     Cells,
     Reader,
-    addresses,
     category_parts,
     constant_cells,
     identities,
@@ -32,7 +32,6 @@ from helix_audit.report.rowtext import (
     number_cells,
     quoted_cells,
     read_cells,
-    stored_objects,
     text_cells,
 )
 

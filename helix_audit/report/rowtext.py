@@ -20,11 +20,12 @@ them): every buffer the kernel reads carries ``PAD`` bytes of slack, and so does
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from ..arrays import addresses
 from .rowkernel import INT, NULLABLE, PAD, TEXT, assemble, identity_codes, splice_kernel
 
 
@@ -123,16 +124,6 @@ def int_cells(values: np.ndarray, null: np.ndarray | None = None) -> Cells:
 # --------------------------------------------------------------------------- values by identity
 
 
-def addresses(values: np.ndarray) -> np.ndarray:
-    """Each value's identity (its object pointer) as int64: read straight from a contiguous object
-    array (~1 µs a chunk where ``map(id, ...)`` took ~100 µs), a view valid only while the caller
-    holds ``values``; ``id()`` one by one for any other array."""
-    if values.dtype == object and values.ndim == 1 and values.itemsize == 8 and values.flags.c_contiguous:
-        pointers = (np.ctypeslib.c_intp * len(values)).from_address(values.ctypes.data)
-        return np.ctypeslib.as_array(pointers).view(np.int64)
-    return np.fromiter(map(id, values), dtype=np.int64, count=len(values))
-
-
 def identities(values: np.ndarray, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(per-row codes, the row of each code's first use) of an object array, one code per distinct
     object (not per distinct value: equal values that are different objects get two codes, and are
@@ -179,24 +170,15 @@ def _constant(c: Cells) -> bytes | None:
     return None if (c.a != c.a[0]).any() else str(int(c.a[0])).encode("ascii")
 
 
-def stored_objects(array: Any) -> np.ndarray | None:  # noqa: ANN401
-    """The objects an object or python-string column stores, as a 1-d object array of those same
-    objects (for identity codes), else None (other arrays make new objects when asked)."""
-    stored = isinstance(array, pd.arrays.StringArray) or (
-        isinstance(array, pd.arrays.NumpyExtensionArray) and array.dtype.numpy_dtype == np.dtype(object)
-    )
-    values = array.to_numpy(dtype=object) if stored else None
-    return values if values is not None and values.ndim == 1 else None
-
-
 def category_parts(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(category objects then None, codes) of a Categorical column: ``cats[codes[rows]]`` is the
     rows' values as an object array of the categories' own objects (code -1, missing: None), made
     a chunk at a time instead of the whole column's."""
-    names = column.cat.categories.tolist()
+    cat = column.array  # its codes as they are: ``Series.cat.codes`` is a new Series, a copy of them
+    names = cat.categories.tolist()
     cats = np.empty(len(names) + 1, dtype=object)  # the last entry, None: code -1's
     cats[: len(names)] = names
-    return cats, np.asarray(column.cat.codes)
+    return cats, np.asarray(cat.codes)
 
 
 #: A column's cells for rows ``[start, stop)``, or None when the kernel cannot write them.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,10 +57,11 @@ def test_failed_render_leaves_no_half_file(tmp_path: Path, monkeypatch: pytest.M
     write_bundle(make_result(), out, formats=["html"])
     before = (out / "report.html").read_bytes()
 
-    def explode(*args: object, **kwargs: object) -> str:
+    def explode(*args: object, **kwargs: object) -> Iterator[str]:
+        yield "<!doctype html><html>" * 100_000  # past one written batch: the page is streamed
         raise RuntimeError("template failed")
 
-    monkeypatch.setattr("helix_audit.report.html.render_view", explode)
+    monkeypatch.setattr("helix_audit.report.html.render_pieces", explode)
     with pytest.raises(RuntimeError):
         write_bundle(make_result(hostile=True), out, formats=["html"])
     assert (out / "report.html").read_bytes() == before

@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helix_audit.arrays import addresses
 from helix_audit.flows.blob import TextBlobArray
 from helix_audit.report import atomic, json_flows
 from helix_audit.report.atomic import atomic_write_chunks
 from helix_audit.report.json_flows import _encoded_column, _kernel_chunk, flow_lines
 from helix_audit.report.json_report import flow_records
 from helix_audit.report.json_stream import SEP, compact, fast_compact
-from helix_audit.report.rowtext import addresses, identities, splice
+from helix_audit.report.rowtext import identities, splice
 
 HOSTILE = ['a"b', "x\\y", "<script>", "tab\there", "", "100%", "del\x7f", "nul\x00", "</script>", "\u2028"]
 
