@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -176,7 +176,12 @@ def _direct_names(seen: Observed) -> tuple[Found, _Proxy]:
     proxy = _Proxy()
     wanted = (TlsClientHello, HttpRequest)
     clean = CleanNames()
-    for obs, fid in zip(seen.of(*wanted), seen.flow_ids(*wanted), strict=True):
+    ids: list[int | None] = []  # the flow ids, read in this pass (kept for the readers after)
+    for obs in seen.of(*wanted):
+        fid = obs.flow_id
+        if fid is None:
+            fid = seen.flow_of(obs)
+        ids.append(fid)
         if fid is None:
             continue
         kind = type(obs)
@@ -186,6 +191,7 @@ def _direct_names(seen: Observed) -> tuple[Found, _Proxy]:
             _add(found, fid, "websocket", clean[obs.host])
         else:
             _note(found, proxy, fid, obs)
+    seen.remember(wanted, ids)
     return found, proxy
 
 
@@ -263,17 +269,31 @@ def _proxy_hits(site: SiteProfile, addr: np.ndarray, addrs: list[str], port: np.
 # --- DNS answers ------------------------------------------------------------------------------
 
 
-def _answers(
-    responses: Sequence[DnsResponse],
-) -> tuple[np.ndarray, list[str], list[str], np.ndarray, list[tuple[str, ...]]]:
-    """One row per (address, response) of the successful plain-DNS responses, in list order:
-    ts, client, address, CNAME chain (an index into the distinct chains, which are returned too)."""
+class _Answers(NamedTuple):
+    """The successful plain-DNS responses' address records as rows, one per (response, address),
+    in list order. Record sets repeat (many clients resolve the same names): each distinct one's
+    (address, chain) pairs are listed once, and a row is a (response, pair)."""
+
+    ts: np.ndarray  # per row
+    clients: list[str]  # per response kept
+    response: np.ndarray  # per row: its response (index into ``clients``)
+    pair: np.ndarray  # per row: its (address, chain) pair (index into ``addresses``, ``chain``)
+    addresses: list[str]  # per distinct pair
+    chain: np.ndarray  # per distinct pair: index into ``chains``
+    chains: list[tuple[str, ...]]
+
+
+def _answers(responses: Sequence[DnsResponse]) -> _Answers:
+    """:class:`_Answers` of ``responses``: three appends a response, the rows spelled out with numpy
+    (and the codes :func:`_dns_chains` gives addresses and clients, once per distinct one)."""
     ts: list[float] = []
     clients: list[str] = []
-    addrs: list[str] = []
+    entries: list[int] = []  # per response kept: its record set's index in ``firsts``
+    firsts: list[int] = []  # per distinct record set: its first pair's index
+    addresses: list[str] = []
     chain_ids: list[int] = []
     chain_id: dict[tuple[str, ...], int] = {}
-    known: dict[tuple[object, ...], list[tuple[str, int]]] = {}  # answers repeat: walk once
+    known: dict[tuple[object, ...], int] = {}  # answers repeat: walk each record set once
     for obs in responses:
         answers = obs.answers
         if not answers or obs.rcode != "NOERROR" or obs.protocol != "dns":
@@ -285,13 +305,29 @@ def _answers(
             key = (obs.qname, *((a.name, a.rtype, a.data) for a in answers))
         found = known.get(key)
         if found is None:
-            found = known[key] = [(a, chain_id.setdefault(c, len(chain_id))) for a, c in _chains(obs)]
-        for addr, cid in found:
-            ts.append(obs.ts)
-            clients.append(obs.dst)
-            addrs.append(addr)
-            chain_ids.append(cid)
-    return np.asarray(ts, dtype=float), clients, addrs, np.asarray(chain_ids, dtype=np.int64), list(chain_id)
+            found = known[key] = len(firsts)
+            firsts.append(len(addresses))
+            for addr, chain in _chains(obs):
+                addresses.append(addr)
+                chain_ids.append(chain_id.setdefault(chain, len(chain_id)))
+        ts.append(obs.ts)
+        clients.append(obs.dst)
+        entries.append(found)
+    first = np.asarray([*firsts, len(addresses)], dtype=np.int64)
+    entry = np.asarray(entries, dtype=np.int64)
+    sizes = (first[1:] - first[:-1])[entry]  # rows per response kept
+    response = np.repeat(np.arange(entry.shape[0]), sizes)
+    # a row's pair: its record set's first pair plus the row's place among its response's rows
+    pair = first[entry][response] + np.arange(response.shape[0]) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return _Answers(
+        np.asarray(ts, dtype=float)[response],
+        clients,
+        response,
+        pair,
+        addresses,
+        np.asarray(chain_ids, dtype=np.int64),
+        list(chain_id),
+    )
 
 
 def _chains(resp: DnsResponse) -> list[tuple[str, tuple[str, ...]]]:
@@ -338,25 +374,33 @@ def _dns_chains(flows: pd.DataFrame, seen: Observed) -> tuple[np.ndarray, list[t
     become ranks, and one ``searchsorted`` finds the latest answer per flow.
     """
     n = len(flows)
-    a_ts, a_client, a_addr, a_chain, chains = _answers(seen.of(DnsResponse))
+    found = _answers(seen.of(DnsResponse))
+    chains = found.chains
     none = np.full(n, -1, dtype=np.int64)
-    if a_ts.shape[0] == 0 or n == 0:
+    if found.ts.shape[0] == 0 or n == 0:
         return none, chains
     f_ts = flows["first_ts"].to_numpy(dtype=float)
     # the flows' addresses are coded already (one code space for both columns; -1: missing, which
-    # no answer names); the answers' addresses and clients join that space, new ones after it
+    # no answer names); the answers' addresses and clients join that space, new ones after it, each
+    # distinct one looked up once
     f_client_c, f_addr_c, addresses = seen.codes.hosts()
     code_of = {a: i for i, a in enumerate(addresses)}
-    a_addr_c = np.fromiter((code_of.setdefault(a, len(code_of)) for a in a_addr), np.int64, len(a_addr))
-    a_client_c = np.fromiter((code_of.setdefault(c, len(code_of)) for c in a_client), np.int64, len(a_client))
+    pair_c = np.fromiter((code_of.setdefault(a, len(code_of)) for a in found.addresses), np.int64)
+    a_addr_c = pair_c[found.pair]
+    client_of, clients = pd.factorize(np.asarray(found.clients, dtype=object), use_na_sentinel=False)
+    client_c = np.fromiter((code_of.setdefault(c, len(code_of)) for c in clients.tolist()), np.int64)
+    a_client_c = client_c[client_of][found.response]
     span = len(code_of) + 1  # a missing address: code span - 1, which no answer has
     f_addr_c, f_client_c = (np.where(c < 0, span - 1, c).astype(np.int64) for c in (f_addr_c, f_client_c))
-    m = a_ts.shape[0]
-    _, rank = np.unique(np.concatenate([a_ts, f_ts]), return_inverse=True)
-    rank = rank.reshape(-1)
-    own = _latest(a_addr_c * span + a_client_c, rank[:m], f_addr_c * span + f_client_c, rank[m:])
-    anyone = _latest(a_addr_c, rank[:m], f_addr_c, rank[m:])
+    # times as ranks among the answers' distinct times; a flow's rank: the last answer time at or
+    # before its own (-1: none), so that answer <= flow is rank <= rank
+    times, a_rank = np.unique(found.ts, return_inverse=True)
+    f_rank = np.searchsorted(times, f_ts, side="right") - 1
+    a_rank = a_rank.reshape(-1)
+    own = _latest(a_addr_c * span + a_client_c, a_rank, f_addr_c * span + f_client_c, f_rank)
+    anyone = _latest(a_addr_c, a_rank, f_addr_c, f_rank)
     best = np.where(own >= 0, own, anyone)
+    a_chain = found.chain[found.pair]
     return np.where(best >= 0, a_chain[np.maximum(best, 0)], none), chains
 
 

@@ -22,10 +22,15 @@ import pandas as pd
 
 from ..arrays import sorted_unique
 from ..model import DnsQuery, DnsResponse, Evidence, Finding, Observation
+from .evidence import new_evidence
 from .findings import new_finding
 
 #: At most this many DNS frames per finding and file (retries of one name add little).
 MAX_DNS_FRAMES = 16
+#: :meth:`_Index.positions` merges the lookups of up to this many hosts lazily; of more, it sorts
+#: them at once when they are at most :data:`_SORTED_AT_ONCE`.
+_MERGED_HOSTS = 8
+_SORTED_AT_ONCE = 1 << 18
 
 
 @lru_cache(maxsize=1 << 12)  # names repeat: each finding or lookup of a name wants its filter
@@ -52,6 +57,8 @@ class _Index:
     def __init__(self, observations: Iterable[Observation], wanted: set[str]) -> None:
         self.slices: dict[tuple[str, str], tuple[int, int]] = {}  # -> bounds in ``order``
         self.order: list[int] = []
+        self._order = np.zeros(0, dtype=np.int64)  # ``order`` as an array, and each lookup's frame
+        self._frames = np.zeros(0, dtype=np.int64)
         self.names: set[str] = set()
         want = sorted(wanted)
         code_of = {name: i for i, name in enumerate(want)}
@@ -67,10 +74,11 @@ class _Index:
         name_c, pos = pair // n, pair % n
         client_c, client_u = pd.factorize(np.asarray(clients, dtype=object)[pos])
         client_of = [*client_u.tolist(), None]  # code -1 (a missing client): None
-        order = np.lexsort((pos, np.asarray(self.frames, dtype=np.int64)[pos], client_c, name_c))
+        self._frames = np.asarray(self.frames, dtype=np.int64)
+        order = _by_name_client_frame(name_c, client_c, len(client_u), self._frames[pos], pos)
         name_c, pos, cl = name_c[order], pos[order], client_c[order]
         starts = np.flatnonzero(np.r_[True, (name_c[1:] != name_c[:-1]) | (cl[1:] != cl[:-1])])
-        self.order = pos.tolist()
+        self.order, self._order = pos.tolist(), pos
         bounds = [*starts.tolist(), len(pos)]
         names = [want[c] for c in name_c[starts].tolist()]
         clients_at = [client_of[c] for c in cl[starts].tolist()]
@@ -80,13 +88,22 @@ class _Index:
 
     def positions(self, name: str, hosts: Sequence[str]) -> Iterable[int]:
         """The lookups of ``name`` by any of ``hosts``, by frame then capture order (lazily
-        merged: evidence wants the first few)."""
+        merged: evidence wants the first few; the lookups of many hosts, if not too many, sorted
+        at once with numpy instead: a thousand-host finding's merge cost ~3 ms)."""
         at = self.order.__getitem__  # read lazily: a busy (name, client) has thousands of lookups
-        parts = [map(at, range(*s)) for h in hosts if (s := self.slices.get((name, h))) is not None]
-        if len(parts) <= 1:
-            return parts[0] if parts else ()
+        found = [s for h in hosts if (s := self.slices.get((name, h))) is not None]
+        if len(found) <= 1:
+            return map(at, range(*found[0])) if found else ()
+        if len(found) > _MERGED_HOSTS:
+            bounds = np.asarray(found, dtype=np.int64)
+            sizes = bounds[:, 1] - bounds[:, 0]
+            total = int(sizes.sum())
+            if total <= _SORTED_AT_ONCE:
+                shift = np.repeat(bounds[:, 0] - np.cumsum(sizes) + sizes, sizes)  # slices spelled out
+                pos = self._order[shift + np.arange(total)]
+                return pos[np.lexsort((pos, self._frames[pos]))].tolist()
         frames = self.frames
-        return heapq.merge(*parts, key=lambda p: (frames[p], p))
+        return heapq.merge(*(map(at, range(*s)) for s in found), key=lambda p: (frames[p], p))
 
     def evidence(self, pos: Iterable[int], filt: str, have: set[tuple[str, int]]) -> list[Evidence]:
         """Per file (by name), the first :data:`MAX_DNS_FRAMES` lookups of ``pos`` whose (file,
@@ -108,9 +125,27 @@ class _Index:
             lookups = [self.lookups[p] for p in group]
             flows = tuple(sorted({o.flow_id for o in lookups if o.flow_id is not None}))
             out.append(
-                Evidence(file, tuple(frames[p] for p in group), lookups[0].ts, lookups[-1].ts, flows, filt)
+                new_evidence(
+                    file, tuple(frames[p] for p in group), lookups[0].ts, lookups[-1].ts, flows, filt
+                )
             )
         return out
+
+
+def _by_name_client_frame(
+    name_c: np.ndarray, client_c: np.ndarray, clients: int, frame: np.ndarray, pos: np.ndarray
+) -> np.ndarray:
+    """The order of the (name, lookup) pairs by name, client code, frame, then lookup position
+    (``np.lexsort`` of the four). The pairs come sorted by name then position, so one stable sort
+    of a combined integer key gives the same order when the key fits in 63 bits."""
+    if frame.shape[0] and int(frame.min()) >= 0:
+        frames = int(frame.max()) + 1
+        if (int(name_c.max()) + 1) * (clients + 1) * frames < 1 << 62:
+            key = name_c * (clients + 1) + (client_c + 1)  # a missing client (-1) first, as lexsort
+            key *= frames
+            key += frame
+            return np.argsort(key, kind="stable")
+    return np.lexsort((pos, frame, client_c, name_c))
 
 
 def _walk(

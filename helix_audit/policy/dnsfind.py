@@ -19,11 +19,12 @@ import pandas as pd
 
 from ..model import Evidence, Severity
 from .dnsevidence import filter_string
+from .evidence import new_evidence
 from .findings import Draft, key_of
 from .flowcodes import objects_at
 from .flowfind import LABEL
 from .match import Matcher, canon_ip
-from .outcome import FAILED_LOOKUPS, Lookup
+from .outcome import FAILED_LOOKUPS, Lookup, Lookups
 
 RETRY_WINDOW = 5.0
 _NONE = (-float("inf"),)  # max() of no times: nothing recovers
@@ -86,14 +87,16 @@ def lookup_drafts(
     """Lookups repeat (a thousand sandboxes resolving the same few names): each lookup's client,
     name and outcome are read once, into lists, and what depends on the client or the name alone
     (component, judged, listed) is decided once per distinct one."""
-    srcs = [lk.query.src for lk in lookups]
-    names = [lk.name for lk in lookups]
+    columns = lookups if isinstance(lookups, Lookups) else None  # the columns read already
+    srcs = columns.srcs if columns is not None else [lk.query.src for lk in lookups]
+    names = columns.names if columns is not None else [lk.name for lk in lookups]
+    every_outcome = columns.outcomes if columns is not None else [lk.outcome for lk in lookups]
     comp_of = {src: components.get(src, "other") for src in set(srcs)}
     name_ok = {name: _judged(name) for name in set(names)}
     judged = [
         i for i, (s, n) in enumerate(zip(srcs, names, strict=True)) if name_ok[n] and comp_of[s] != "other"
     ]
-    outcomes = [lookups[i].outcome for i in judged]
+    outcomes = [every_outcome[i] for i in judged]
     bad = set(FAILED_LOOKUPS)
     failing = {names[i] for i, outcome in zip(judged, outcomes, strict=True) if outcome in bad}
     verdicts = {name: matcher.name_listed(name) for name in dict.fromkeys(names[i] for i in judged)}
@@ -103,11 +106,12 @@ def lookup_drafts(
     success = _latest_flows(named, failed, ok_only=True, coded=coded)
     connected = _latest_flows(named, set(verdicts) - allowed, ok_only=False, coded=coded)
     resolved: dict[tuple[str, str], float] = {}  # latest successful lookup per (client, name)
+    times = columns.times if columns is not None else [lk.query.ts for lk in lookups]
     if failed:
         for i, outcome in zip(judged, outcomes, strict=True):
             if outcome == "ok" and names[i] in failed:
                 key = (srcs[i], names[i])
-                resolved[key] = max(resolved.get(key, _NONE[0]), lookups[i].query.ts)
+                resolved[key] = max(resolved.get(key, _NONE[0]), times[i])
     listed = tuple(p + "." for r in matcher.enabled for p in r.hostnames if not p.startswith(("*", "{")))
     unlisted = [i for i in judged if names[i] not in allowed and (srcs[i], names[i]) not in connected]
     pairs = _pairs(named, {srcs[i] for i in unlisted})
@@ -117,10 +121,10 @@ def lookup_drafts(
         if name in allowed:
             if outcome not in bad:
                 continue
-            lk = lookups[i]
-            key, ts = (srcs[i], name), lk.query.ts
+            key, ts = (srcs[i], name), times[i]
             if resolved.get(key, _NONE[0]) >= ts - RETRY_WINDOW or success.get(key, _NONE[0]) >= ts:
                 continue  # recovered
+            lk = lookups[i]
             comp = comp_of[srcs[i]]
             group_key = _group_key("blocked", comp, lk, outcome, None)
             if not made.merged(group_key, lk):
@@ -197,7 +201,7 @@ def _evidence(lk: Lookup) -> tuple[Evidence, ...]:
     last = lk.response.ts if lk.response else lk.query.ts
     fids = (lk.flow_id,) if lk.flow_id is not None else ()
     filt = f"dns.qry.name == {filter_string(lk.name)}"
-    return (Evidence(lk.query.file, tuple(frames), lk.query.ts, last, fids, filt),)
+    return (new_evidence(lk.query.file, tuple(frames), lk.query.ts, last, fids, filt),)
 
 
 def _base(lk: Lookup, kind: str, sev: Severity, comp: str, msg: str, **kw: Any) -> Draft:

@@ -9,17 +9,63 @@ one pass for all of them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..flows.blob import TextBlobArray
 from ..model import Evidence
-from .flowrows import FlowRows
+from .flowrows import Columns, FlowRows
 
 MAX_FRAMES = 64
 MAX_STREAMS_IN_FILTER = 50
+
+
+#: a plain frozen dataclass (instance dict, no ``__post_init__``, these six fields)
+_PLAIN = (
+    "__slots__" not in vars(Evidence)
+    and not hasattr(Evidence, "__post_init__")
+    and [f.name for f in dataclasses.fields(Evidence)]
+    == ["file", "frames", "first_ts", "last_ts", "flow_ids", "wireshark_filter"]
+)
+_new = object.__new__
+
+
+def new_evidence(
+    file: str,
+    frames: tuple[int, ...],
+    first_ts: float,
+    last_ts: float,
+    flow_ids: tuple[int, ...] = (),
+    wireshark_filter: str = "",
+) -> Evidence:
+    """``Evidence(...)``, stored without the frozen dataclass's per-field ``object.__setattr__``
+    (~10^4 per audit; the constructor itself when that would not be the same object)."""
+    if not _PLAIN:
+        return Evidence(file, frames, first_ts, last_ts, flow_ids, wireshark_filter)
+    out = _new(Evidence)
+    fields = out.__dict__
+    fields["file"] = file
+    fields["frames"] = frames
+    fields["first_ts"] = first_ts
+    fields["last_ts"] = last_ts
+    fields["flow_ids"] = flow_ids
+    fields["wireshark_filter"] = wireshark_filter
+    return out
+
+
+def cells(cols: Columns, name: str, pos: np.ndarray) -> np.ndarray:
+    """``cols(name)[pos]``, without the whole column's object array when the column is a text blob
+    (``key_frames``: the strs of these rows are made, not those of every flow, ~10 ms and ~60 B a
+    flow for nothing on the benchmark; the report writers read it a chunk at a time too)."""
+    if name not in cols.arrays and name in cols.frame.columns:  # not replaced, not converted yet
+        array = cols.frame[name].array
+        if isinstance(array, TextBlobArray):
+            return array.take(pos).to_numpy()
+    return cols(name)[pos]
 
 
 def merge_evidence(items: Iterable[Evidence]) -> tuple[Evidence, ...]:
@@ -65,7 +111,7 @@ def flow_evidence(rows: FlowRows | pd.DataFrame) -> tuple[Evidence, ...]:
         rows = FlowRows.of(rows)
     if len(rows) == 1:
         return _one_flow_evidence(rows)
-    if len(rows) <= _SMALL:
+    if len(rows) <= SMALL:
         return _few_flows_evidence(rows)
     return _many_flows_evidence(rows)
 
@@ -77,7 +123,8 @@ def _many_flows_evidence(rows: FlowRows) -> tuple[Evidence, ...]:
         part = rows.take(np.flatnonzero(files == file)) if len(rows) > 1 else rows
         frames: list[int] = []
         head = np.argsort(part.col("first_ts"), kind="stable")[: MAX_FRAMES // 4]
-        for first, keys in zip(part.col("first_frame")[head], part.col("key_frames")[head], strict=True):
+        keys_of = cells(part.cols, "key_frames", part.pos[head])
+        for first, keys in zip(part.col("first_frame")[head], keys_of, strict=True):
             frames.append(int(first))
             frames += key_frames_of(keys)
         out.append(
@@ -95,38 +142,97 @@ def _many_flows_evidence(rows: FlowRows) -> tuple[Evidence, ...]:
 
 #: Up to this many flows, :func:`flow_evidence` works on Python lists (numpy's per-call cost
 #: exceeds the work on a few values).
-_SMALL = 32
+SMALL = 32
 
 
 def _few_flows_evidence(rows: FlowRows) -> tuple[Evidence, ...]:
-    """:func:`flow_evidence` of a few flows, same result."""
-    first_ts = [float(t) for t in rows.values("first_ts")]
-    if any(t != t for t in first_ts):  # NaN: numpy's sort order, not Python's
-        return _many_flows_evidence(rows)
-    files = rows.values("file")
+    """:func:`flow_evidence` of a few flows, same result (:func:`few_flows_evidence` of the one
+    group; a NaN first time takes numpy's sort order, the array path's)."""
+    found = few_flows_evidence([rows])[0]
+    return found if found is not None else _many_flows_evidence(rows)
+
+
+def few_flows_evidence(groups: list[FlowRows]) -> list[tuple[Evidence, ...] | None]:
+    """:func:`flow_evidence` of many groups of a few flows (2 to :data:`SMALL`): each column read
+    once per column set for the rows of all of them (one fancy-index) instead of about eight
+    reads a group; None for a group the per-group path must take (a NaN first time: numpy's sort
+    order)."""
+    out: list[tuple[Evidence, ...] | None] = [None] * len(groups)
+    for cols, members in _by_columns(groups).items():
+        parts = [groups[i].pos for i in members]
+        pos = np.concatenate(parts)
+        bounds = np.cumsum([0, *map(len, parts)]).tolist()
+        values = {name: cells(cols, name, pos).tolist() for name in _FEW_COLUMNS}
+        for proto in ("tcp", "udp"):
+            if cols.has(f"{proto}_stream"):
+                values[f"{proto}_stream"] = cols(f"{proto}_stream")[pos].tolist()
+        for j, i in enumerate(members):
+            out[i] = _few_of(values, bounds[j], bounds[j + 1])
+    return out
+
+
+def _by_columns(groups: list[FlowRows]) -> dict[Any, list[int]]:
+    """The groups' indexes by the column set their rows point into (by identity)."""
+    found: dict[int, tuple[Any, list[int]]] = {}
+    for i, rows in enumerate(groups):
+        found.setdefault(id(rows.cols), (rows.cols, []))[1].append(i)
+    return dict(found.values())
+
+
+def _few_of(values: dict[str, list[Any]], start: int, stop: int) -> tuple[Evidence, ...] | None:
+    """The few-flow evidence of the rows ``start:stop`` of ``values`` (column -> every row's value);
+    None when the first times hold a NaN."""
+    first_ts = [float(t) for t in values["first_ts"][start:stop]]
+    if any(t != t for t in first_ts):
+        return None
+    files = values["file"][start:stop]
+    if not isna(files[0]) and files.count(files[0]) == len(files):  # one file (the usual): slices
+        return (_file_evidence(files[0], first_ts, _Rows(values, slice(start, stop))),)
     out = []
     for file in sorted({f for f in files if not isna(f)}):
-        at = [i for i, f in enumerate(files) if f == file]
-        part = rows if len(at) == len(files) else rows.take(np.asarray(at, dtype=np.int64))
-        ts = [first_ts[i] for i in at]
-        head = sorted(range(len(at)), key=ts.__getitem__)[: MAX_FRAMES // 4]
-        first_frames, key_frames = part.values("first_frame"), part.values("key_frames")
-        frames: list[int] = []
-        for i in head:
-            frames.append(int(first_frames[i]))
-            frames += key_frames_of(key_frames[i])
-        last = [v for v in map(float, part.values("last_ts")) if v == v]
-        out.append(
-            Evidence(
-                file=str(file),
-                frames=tuple(sorted(set(frames)))[:MAX_FRAMES],
-                first_ts=min(ts),
-                last_ts=max(last) if last else float("nan"),
-                flow_ids=tuple(sorted(part.values("flow_id"))),
-                wireshark_filter=display_filter(part),
-            )
-        )
+        at = [start + i for i, f in enumerate(files) if f == file]
+        out.append(_file_evidence(file, [first_ts[k - start] for k in at], _Rows(values, at)))
     return tuple(out)
+
+
+class _Rows:
+    """Some rows of :func:`few_flows_evidence`'s column values, read as :class:`FlowRows` are
+    (``values``, ``has``, ``len``: what :func:`display_filter` asks)."""
+
+    __slots__ = ("columns", "at")
+
+    def __init__(self, columns: dict[str, list[Any]], at: slice | list[int]) -> None:
+        self.columns, self.at = columns, at
+
+    def __len__(self) -> int:
+        return len(self.values("flow_id"))
+
+    def values(self, name: str) -> list[Any]:
+        column = self.columns[name]
+        return column[self.at] if isinstance(self.at, slice) else [column[k] for k in self.at]
+
+    def has(self, name: str) -> bool:
+        return name in self.columns
+
+
+def _file_evidence(file: Any, first_ts: list[float], rows: _Rows) -> Evidence:
+    """The Evidence of one file's rows of a few-flow group (``first_ts``: their first times, no
+    NaN)."""
+    head = sorted(range(len(first_ts)), key=first_ts.__getitem__)[: MAX_FRAMES // 4]
+    first_frames, key_frames = rows.values("first_frame"), rows.values("key_frames")
+    frames: list[int] = []
+    for i in head:
+        frames.append(int(first_frames[i]))
+        frames += key_frames_of(key_frames[i])
+    last = [v for v in map(float, rows.values("last_ts")) if v == v]
+    return new_evidence(
+        file=str(file),
+        frames=tuple(sorted(set(frames)))[:MAX_FRAMES],
+        first_ts=min(first_ts),
+        last_ts=max(last) if last else float("nan"),
+        flow_ids=tuple(sorted(rows.values("flow_id"))),
+        wireshark_filter=display_filter(rows),
+    )
 
 
 def _one_flow_evidence(rows: FlowRows) -> tuple[Evidence, ...]:
@@ -134,7 +240,7 @@ def _one_flow_evidence(rows: FlowRows) -> tuple[Evidence, ...]:
     cols, pos = rows.cols, int(rows.pos[0])
     proto = cols("transport")[pos]
     stream = cols(f"{proto}_stream")[pos] if proto in ("tcp", "udp") and cols.has(f"{proto}_stream") else None
-    values = [cols(name)[pos] for name in _ONE_FLOW_COLUMNS]
+    values = [cells(cols, name, rows.pos)[0] for name in _ONE_FLOW_COLUMNS]
     return _flow_evidence_of(*values, proto, stream)  # type: ignore[call-arg]
 
 
@@ -150,6 +256,8 @@ _ONE_FLOW_COLUMNS = (
     "orig_h",
     "resp_p",
 )
+#: What :func:`few_flows_evidence` reads of every row (plus the stream columns, when present).
+_FEW_COLUMNS = (*_ONE_FLOW_COLUMNS, "transport")
 
 
 def _flow_evidence_of(
@@ -176,7 +284,7 @@ def _flow_evidence_of(
     else:
         filt = f"{proto}.stream eq {int(stream)}"
     return (
-        Evidence(
+        new_evidence(
             file=str(file),
             frames=tuple(sorted(set(frames)))[:MAX_FRAMES],
             first_ts=float(first_ts),
@@ -197,7 +305,7 @@ def single_flow_evidence(groups: list[FlowRows]) -> list[tuple[Evidence, ...]]:
     for members in by_cols.values():
         cols = groups[members[0]].cols
         pos = np.asarray([int(groups[i].pos[0]) for i in members], dtype=np.int64)
-        values = [cols(name)[pos].tolist() for name in _ONE_FLOW_COLUMNS]
+        values = [cells(cols, name, pos).tolist() for name in _ONE_FLOW_COLUMNS]
         protos = cols("transport")[pos].tolist()
         streams: list[Any] = [None] * len(members)
         for proto in ("tcp", "udp"):
@@ -235,7 +343,7 @@ def _nan_min(values: np.ndarray) -> float:
     return float(values.min()) if values.shape[0] else float("nan")
 
 
-def display_filter(rows: FlowRows | pd.DataFrame) -> str:
+def display_filter(rows: FlowRows | _Rows | pd.DataFrame) -> str:
     """``tcp.stream eq 3`` / ``tcp.stream in {3, 5}`` (Wireshark 4 wants the commas) when tshark's
     stream indexes are known, else an address and port filter."""
     if isinstance(rows, pd.DataFrame):
@@ -253,7 +361,7 @@ def display_filter(rows: FlowRows | pd.DataFrame) -> str:
     return address_filter(rows)
 
 
-def address_filter(rows: FlowRows | pd.DataFrame) -> str:
+def address_filter(rows: FlowRows | _Rows | pd.DataFrame) -> str:
     if isinstance(rows, pd.DataFrame):
         rows = FlowRows.of(rows)
     return _address_filter(

@@ -127,9 +127,14 @@ class Observed:
             if self._index is None:
                 self._index = flow_index(self.flows)
             ids = observation_flows(self.flows, subset, self._index)
+        self._split(kinds, parts, ids)
+        return ids
+
+    def _split(self, kinds: list[type], parts: list[np.ndarray], ids: list[int | None]) -> None:
+        """Each concrete type's flow ids, out of ``ids`` (those of :meth:`of` of them all)."""
         if len(kinds) == 1:
-            self._type_ids[kinds[0]] = ids
-            return ids
+            self._type_ids.setdefault(kinds[0], ids)
+            return
         rank = np.argsort(np.concatenate(parts), kind="stable")  # subset[i] is concat[rank[i]]
         at = np.empty_like(rank)
         at[rank] = np.arange(rank.shape[0])
@@ -138,7 +143,26 @@ class Observed:
             mine = at[start : start + pos.shape[0]].tolist()
             self._type_ids.setdefault(t, list(itemgetter(*mine)(ids)) if len(mine) > 1 else [ids[mine[0]]])
             start += pos.shape[0]
-        return ids
+
+    def flow_of(self, obs: Observation) -> int | None:
+        """One observation's flow id, as :meth:`flow_ids` gives it (its own, else by 5-tuple): for
+        a reader that reads the ids in its own pass over :meth:`of`, then :meth:`remember` s them."""
+        fid = obs.flow_id
+        if fid is None:
+            if self._index is None:
+                self._index = flow_index(self.flows)
+            fid = self._index.get((obs.transport, obs.src, obs.sport, obs.dst, obs.dport))
+        return fid
+
+    def remember(self, types: tuple[type, ...], ids: list[int | None]) -> None:
+        """Keep ``ids``, :meth:`flow_of` each of :meth:`of` ``(*types)``, as :meth:`flow_ids`
+        ``(*types)`` (and each concrete type's part of them): the objects are not walked again."""
+        if types in self._flow_ids or len(ids) != len(self.of(*types)):
+            return
+        self._flow_ids[types] = ids
+        kinds = [t for t in self._positions if issubclass(t, types)]
+        if ids:
+            self._split(kinds, [self._positions[t] for t in kinds], ids)
 
     def _gather(self, types: tuple[type, ...]) -> list[Any]:
         parts = [pos for t, pos in self._positions.items() if issubclass(t, types)]

@@ -17,8 +17,8 @@ from fnmatch import fnmatchcase
 import pandas as pd
 
 from ..model import Evidence, Observation, Severity, TlsClientHello, WebSocketUpgrade
-from ..names import clean_name
-from .evidence import MAX_FRAMES
+from ..names import CleanNames, clean_name
+from .evidence import MAX_FRAMES, new_evidence
 from .findings import Draft, key_of
 from .flowfind import LABEL
 from .match import Matcher
@@ -48,9 +48,10 @@ def websocket_drafts(
     enabled_sets = set(matcher.ruleset.default_on) | set(matcher.site.rulesets if matcher.site else ())
     allowed |= {p.path for p in paths if p.ruleset in enabled_sets}
     out: dict[tuple[object, ...], Draft] = {}  # by group key (:func:`.findings.group`)
-    members: dict[tuple[object, ...], list[tuple[WebSocketUpgrade, int | None, str]]] = {}
-    path_ok: dict[str, bool] = {}  # paths repeat: match each distinct one once
+    members: dict[tuple[object, ...], dict[str, _Seen]] = {}  # per group, per file: its upgrades
+    path_of: dict[str, tuple[str, bool]] = {}  # paths repeat: each distinct one cut and matched once
     to_cp: dict[tuple[object, ...], bool] = {}  # and so do destinations
+    hosts = CleanNames()
     for obs, fid in zip(upgrades, fids, strict=True):
         pos = where.get(fid, -1) if fid is not None else -1
         if pos >= 0:
@@ -62,11 +63,12 @@ def websocket_drafts(
             cp = to_cp[dest] = matcher.is_control_plane(tuple(dest[0]), obs.dst, dest[2])  # type: ignore[arg-type]
         if not cp:
             continue
-        path = path_only(obs.path)
+        found = path_of.get(obs.path)
+        if found is None:
+            cut = path_only(obs.path)
+            found = path_of[obs.path] = (cut, any(fnmatchcase(cut, p) for p in allowed))
+        path, ok = found
         comp = components.get(obs.src, "other")
-        ok = path_ok.get(path)
-        if ok is None:
-            ok = path_ok[path] = any(fnmatchcase(path, p) for p in allowed)
         id_parts: tuple[str, ...]
         if not ok:
             kind, id_parts = "unexpected_websocket_path", (path,)
@@ -74,42 +76,50 @@ def websocket_drafts(
             kind, id_parts = "plaintext_control_channel", ()
         else:
             continue
-        key = key_of(kind, comp, clean_name(obs.host), obs.dst, obs.dport, "tcp", id_parts=id_parts)
+        key = key_of(kind, comp, hosts[obs.host], obs.dst, obs.dport, "tcp", id_parts=id_parts)
         have = out.get(key)
         if have is None:
             draft = out[key] = (
-                _path_draft(obs, fid, path, comp, paths)
-                if id_parts
-                else _plaintext_draft(obs, fid, path, comp)
+                _path_draft(obs, path, comp, paths) if id_parts else _plaintext_draft(obs, path, comp)
             )
-            members[key] = [(obs, fid, path)]
+            files = members[key] = {}
         else:
             _merge(have, obs, path)
-            members[key].append((obs, fid, path))
+            files = members[key]
+        seen_here = files.get(obs.file)  # what the evidence wants of it, noted now (no second pass)
+        if seen_here is None:
+            seen_here = files[obs.file] = (set(), [], set(), {})
+        seen_here[0].add(obs.frame)
+        if obs.response_frame:
+            seen_here[0].add(obs.response_frame)
+        seen_here[1].append(obs.ts)
+        if fid is not None:
+            seen_here[2].add(fid)
+        seen_here[3][path] = None
     for key, draft in out.items():
         draft.evidence = _merged_evidence(members[key])
     return list(out.values())
 
 
-def _merged_evidence(upgrades: list[tuple[WebSocketUpgrade, int | None, str]]) -> tuple[Evidence, ...]:
-    """:func:`.evidence.merge_evidence` of the upgrades' :func:`_evidence`, built from the
-    upgrades directly (one Evidence per file, not one per upgrade merged later)."""
-    by_file: dict[str, list[tuple[WebSocketUpgrade, int | None, str]]] = {}
-    for item in upgrades:
-        by_file.setdefault(item[0].file, []).append(item)
+#: A group's upgrades in one file: their frames (and response frames), times, flow ids and paths
+#: (first seen first).
+_Seen = tuple[set[int], list[float], set[int], dict[str, None]]
+
+
+def _merged_evidence(files: dict[str, _Seen]) -> tuple[Evidence, ...]:
+    """:func:`.evidence.merge_evidence` of the evidence of each upgrade of a group (frame and
+    response frame, time, flow, an ``http.request.uri`` filter of its path), built from what the
+    upgrades left in ``files`` (one Evidence per file, not one per upgrade merged later)."""
     out = []
-    for file, group in sorted(by_file.items()):
-        frames = {obs.frame for obs, _, _ in group}
-        frames.update(obs.response_frame for obs, _, _ in group if obs.response_frame)
-        filters = dict.fromkeys(f'http.request.uri contains "{path}"' for _, _, path in group)
+    for file, (frames, times, fids, paths) in sorted(files.items()):
         out.append(
-            Evidence(
+            new_evidence(
                 file,
                 tuple(sorted(frames))[:MAX_FRAMES],
-                min(obs.ts for obs, _, _ in group),
-                max(obs.ts for obs, _, _ in group),
-                tuple(sorted({fid for _, fid, _ in group if fid is not None})),
-                " || ".join(filters),
+                min(times),
+                max(times),
+                tuple(sorted(fids)),
+                " || ".join(f'http.request.uri contains "{path}"' for path in paths),
             )
         )
     return tuple(out)
@@ -125,22 +135,16 @@ def _merge(have: Draft, obs: WebSocketUpgrade, path: str) -> None:
         have.extra["paths"] = sorted(set(paths) | {path})
 
 
-def _evidence(obs: WebSocketUpgrade, fid: int | None, path: str) -> tuple[Evidence, ...]:
-    frames = tuple(sorted({obs.frame, *([obs.response_frame] if obs.response_frame else [])}))
-    filt = f'http.request.uri contains "{path}"'
-    return (Evidence(obs.file, frames, obs.ts, obs.ts, (fid,) if fid is not None else (), filt),)
-
-
 def _draft(
     kind: str,
     sev: Severity,
     obs: WebSocketUpgrade,
-    fid: int | None,
     comp: str,
     msg: str,
     path: str,
     explanation: str | None = None,
 ) -> Draft:
+    """The group's draft, from its first upgrade (its evidence: the whole group's, set at the end)."""
     return Draft(
         kind=kind,
         severity=sev,
@@ -153,12 +157,11 @@ def _draft(
         sources=[obs.src],
         src_port=obs.sport,
         explanation=explanation,
-        evidence=_evidence(obs, fid, path),
         extra={"path": path, "id_parts": (path,)},
     )
 
 
-def _path_draft(obs: WebSocketUpgrade, fid: int | None, path: str, comp: str, known: list) -> Draft:
+def _path_draft(obs: WebSocketUpgrade, path: str, comp: str, known: list) -> Draft:
     hit = next((p for p in known if fnmatchcase(path, p.path)), None)
     explanation = None
     sev = Severity.MEDIUM
@@ -173,10 +176,10 @@ def _path_draft(obs: WebSocketUpgrade, fid: int | None, path: str, comp: str, kn
     )
     if explanation:
         msg += f" Why: {explanation}."
-    return _draft("unexpected_websocket_path", sev, obs, fid, comp, msg, path, explanation)
+    return _draft("unexpected_websocket_path", sev, obs, comp, msg, path, explanation)
 
 
-def _plaintext_draft(obs: WebSocketUpgrade, fid: int | None, path: str, comp: str) -> Draft:
+def _plaintext_draft(obs: WebSocketUpgrade, path: str, comp: str) -> Draft:
     msg = (
         f"{LABEL.get(comp, 'Host')} {obs.src} opened the {path} channel to {obs.dst}:{obs.dport} as plain "
         "ws:// (no TLS on this connection): its traffic crosses the network unencrypted. Use wss:// "
@@ -184,6 +187,6 @@ def _plaintext_draft(obs: WebSocketUpgrade, fid: int | None, path: str, comp: st
     )
     # info: the page allows 8080 and co-located installs use http://api:8080 (upstream notes), so
     # plain ws:// is compliant; it is still worth knowing where it crosses a network.
-    draft = _draft("plaintext_control_channel", Severity.INFO, obs, fid, comp, msg, path)
+    draft = _draft("plaintext_control_channel", Severity.INFO, obs, comp, msg, path)
     draft.extra = {"paths": [path]}
     return draft
