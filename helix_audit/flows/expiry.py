@@ -8,7 +8,7 @@ itself stays in the hash with its current segment id, so a later packet of the 5
 segment under the same id (``add_rows``): provisional flow ids, joins and aggregates are exactly
 those of a table that never expires (aggregates are mergeable: the stored row and the revived one
 fold together). What is bounded is the per-segment state (156 B a segment, see ``SegmentArrays``);
-a tuple costs 72 B and its hash slots (16-32 B). Stored rows hold true orders, not the
+a tuple costs 72 B and its hash slots (8-16 B). Stored rows hold true orders, not the
 live table's compact ones (``orders.OrderCodec``).
 
 Timeouts (capture time; they trade memory for revivals, never results), after Zeek's defaults:
@@ -62,7 +62,8 @@ LIVE_ROWS = 1 << 18  # live segments before the first expiry pass (~86 MB of seg
 # stored rows held in memory before they go to the file: what the store adds to the streaming peak
 # (with a pass's block); 16 MB: the 3M scan's passes, ~150 MB each, held up to 83 MB at 64 MB
 SPILL_BYTES = 16 << 20
-BLOCK_ROWS = 1 << 16  # rows read back at a time
+# rows read back at a time: 4.5 MB (at 1 << 16, the 19 MB block was on top of the 3M scan's finish peak)
+BLOCK_ROWS = 1 << 14
 MOVE_ROWS = 1 << 14  # rows an expiry pass moves out at a time (5 MB)
 MIN_SHARE = 0.25  # an expiry pass moves segments out only when at least this share of the live ones goes
 # store row: id, tuple, sums, events, event timestamps, event values, last (order, ts)
@@ -340,7 +341,9 @@ def fold_flows(
     Folding is by sum and by min and max order, so rows fold in any order to the aggregates of the
     segments they make.
 
-    ``sums`` (the packet and byte counts, int64) and ``counts`` (the SYN, SYN-ACK, FIN and RST
+    ``sums`` (the packet and byte counts; int32 while the live ``sums`` are, i.e. while the table's
+    rows and bytes could not make a sum of 2^31: 24 B a flow, not 48, through the fold and most of
+    ``build_frame``, which widens them last) and ``counts`` (the SYN, SYN-ACK, FIN and RST
     counters) come one row per column, shapes (NWIDE, ng) and (NSUM - NWIDE, ng), and ``ev`` (ng,
     NEV), arrays of their own: ``build_frame`` makes the frame's sum columns of them in place and cuts
     ``ev`` down as it reads it (not ~100 B a flow of copies made next to them). ``narrow`` (the
@@ -354,13 +357,14 @@ def fold_flows(
     streamed narrow (56 B a flow, not 112: ``build_frame`` reads them with the table's codec)."""
     nl = st.nlive
     cdt = np.int32 if narrow else np.int64
+    sdt = st.sums.dtype  # int32 while the table's rows and bytes fit (``widen_sums``): so do a flow's
     to = dest[:nl] if st.identity else dest[st.seg_gid[:nl]]  # row = id: a view, not 16 B a row
     st.drop("seg_gid", "seg_tup", "seg_file")
     if not store.rows and nl == ng and _is_range(to):
         del to
         val = st.ev_val[:nl, A_FIRST].copy()  # and ev_val goes before the copies come
         st.drop("ev_val")
-        sums = _by_column(_take(st, "sums"), nl, np.int64)  # int64 in the frame, whatever they streamed as
+        sums = _by_column(_take(st, "sums"), nl, sdt)
         counts = _by_column(_take(st, "cnt"), nl, cdt)
         ev = _first_rows(_take(st, "ev"), nl)
         agg = {"sums": sums, "counts": counts, "last": st.last[:nl].T, "ev": ev, "ts": st.ev_ts[:nl].T}
@@ -368,7 +372,7 @@ def fold_flows(
         st.drop("last", "ev_ts")
         store.close()
         return agg
-    sums, counts = np.zeros((NWIDE, ng), dtype=np.int64), np.zeros((NSUM - NWIDE, ng), dtype=cdt)
+    sums, counts = np.zeros((NWIDE, ng), dtype=sdt), np.zeros((NSUM - NWIDE, ng), dtype=cdt)
     sum_into(to, nl, st.sums, sums.T)
     sum_into(to, nl, st.cnt, counts.T)
     st.drop("sums", "cnt")
@@ -408,7 +412,7 @@ def _first_rows(a: np.ndarray, n: int) -> np.ndarray:
     return a
 
 
-def _by_column(a: np.ndarray, n: int, dtype: type | None = None) -> np.ndarray:
+def _by_column(a: np.ndarray, n: int, dtype: type | np.dtype | None = None) -> np.ndarray:
     """The first ``n`` rows of ``a`` transposed into an array of their own (as ``dtype``: the caller
     knows the values fit), a block at a time from the end, ``a`` cut after each (when it is an array
     of its own): no second copy at any time."""

@@ -7,6 +7,7 @@ orders and files: key frames, ICMP error columns, file names, stream numbers, en
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..arrays import sorted_unique
 from ..decode.interface import addr_to_str
 from . import icmp
 from .blob import TextBlobArray
+from .hosts import HostCodes, host_columns_of
 from .interface import FLOW_COLUMNS
 from .orders import (
     FRAME_MASK,
@@ -34,8 +36,9 @@ from .state import (
     K_RST,
     K_SYN,
     K_SYNACK,
+    NWIDE,
 )
-from .text import categorical, frames_buffer, host_columns, narrow_int
+from .text import categorical, frames_buffer, narrow_int
 
 KEY_FRAMES_MAX = 12
 ENCAP_NAMES = ["vlan", "mpls", "vxlan", "geneve", "gre", "gtpu", "teredo", "ipip"]
@@ -125,10 +128,18 @@ def _icmp_columns(err: IcmpErrors, ng: int, files: list[str]) -> dict[str, objec
         texts.append(",".join(lst))
     return {
         "icmp_errors": narrow_int(count),
-        "icmp_error": name,
-        "icmp_from": sender,
+        "icmp_error": _objects(name, bool(by_flow)),
+        "icmp_from": _objects(sender, bool(by_flow)),
         "icmp_frames": categorical(frames, texts),
     }
+
+
+def _objects(values: np.ndarray, texts: bool) -> object:
+    """An object column as the frame is to hold it: ``values`` as they are where some are texts
+    (the frame infers them ``str``, as ever); all None (no flow has an ICMP error, a scan's): an
+    object Series of them, whose dtype the frame keeps, as it would infer it, without inferring
+    (its temporaries were ~24 B a flow on top of the whole frame, the 3M scan's finish peak)."""
+    return values if texts else pd.Series(values, dtype=object, copy=False)
 
 
 def _key_events(ev: np.ndarray) -> np.ndarray:
@@ -241,8 +252,25 @@ def _to_seconds(ns: np.ndarray) -> None:
         out[lo : lo + CHUNK_ROWS] = ns[lo : lo + CHUNK_ROWS] / 1e9
 
 
+def _wide_rows(held: list[np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """The rows of ``sums`` (``held``'s one array, taken out of it) as the int64 columns ``names``:
+    views when they are int64 already; else (folded int32, see ``fold_flows``) converted one at a
+    time from the last, ``sums`` cut after each when no one else holds it (the int32 rows go as the
+    columns come: the frame's last step, so that they were 24 B a flow until then, not 48)."""
+    sums = held.pop()
+    if sums.dtype == np.int64:
+        return {name: sums[i] for i, name in enumerate(names)}
+    out: dict[str, np.ndarray] = {}
+    for i in range(len(names) - 1, -1, -1):
+        out[names[i]] = sums[i].astype(np.int64)
+        with suppress(ValueError):  # another reference holds it: its rows stay until then
+            sums.resize((i, sums.shape[1]))  # refcheck: no view of it may be left pointing at freed rows
+    return {name: out[name] for name in names}
+
+
 def build_frame(
     agg: dict[str, np.ndarray],
+    hosts: HostCodes,
     ng: int,
     err: IcmpErrors,
     files: list[str],
@@ -254,13 +282,14 @@ def build_frame(
     the SYN scans' finish peak was here): compared as they are, decoded only where frames are
     read (first frame, key frames: a chunk at a time).
 
-    ``agg`` (see ``FlowTable.finish``: ku, key: tuple addresses and packed key; sums, counts; last;
+    ``agg`` (see ``FlowTable.finish``: key: the tuple's packed key; sums, counts; last;
     ev; ts = first packet's timestamp; val = first packet's value) is
     emptied as its arrays are used, so that the inputs go while the columns come; sums, counts, ev,
     key and val (arrays of their own, see ``fold_flows``) are made into columns or cut in place. The
     frame takes the columns as they are
     (``copy=False`` keeps pandas from consolidating them into blocks: another copy of the whole
-    table)."""
+    table). ``hosts``: the flows' addresses as codes (``hosts.host_codes``), re-coded in place.
+    Where ``sums`` came int32 (see ``fold_flows``), they are widened last (``_wide_rows``)."""
     key, ev, val = agg.pop("key"), agg.pop("ev"), agg.pop("val")
     # the packed (proto, a_port, b_port) (``state.pack_key``), 8 B a flow, not 24; proto < 256: int16
     # (2 B a flow through the frame's making, not 8)
@@ -279,8 +308,10 @@ def build_frame(
     state, history = _states(ev, sums.T, o, proto)
     cols["conn_state"], cols["history"] = categorical(*state), categorical(*history)
     del state, history
-    cols.update(_sum_columns(sums, o, counts=counts))
-    del sums, counts
+    sum_cols = _sum_columns(sums, o, counts=counts)
+    wide = list(sum_cols)[:NWIDE]  # the packet and byte counts: rows of ``sums``
+    cols.update((k, v) for k, v in sum_cols.items() if k not in wide)
+    del sum_cols, counts
     cols["initiator"] = categorical(init, INITIATORS)
     cols["confidence"] = categorical((init > 1).view(np.int8), CONFIDENCE)
     del init
@@ -312,9 +343,9 @@ def build_frame(
     del first_order
     cols["key_frames"] = _key_frames(kev, err, first_file, files, codec)
     del kev
-    # the address texts once the events have gone (the addresses, 32 B a flow, wait for them: the
-    # peak of a 3M scan's finish was here, next to every aggregate)
-    cols["orig_h"], cols["resp_h"] = host_columns(agg.pop("ku"), o)
+    # the address texts once the events have gone (``hosts``: the addresses' codes, 8 B a flow;
+    # their texts wait for the events to go)
+    cols["orig_h"], cols["resp_h"] = host_columns_of(hosts, o)
     del o
     cols.update(_icmp_columns(err, ng, files))
     cols["file"] = categorical(first_file, files or [""])
@@ -328,4 +359,7 @@ def build_frame(
     cols["encap"] = categorical(val, ENCAP_TEXTS)
     del val
     cols["flow_id"] = np.arange(ng, dtype=np.int64)
+    held = [sums]
+    del sums  # ``_wide_rows`` holds its only reference: it may cut it
+    cols.update(_wide_rows(held, wide))
     return pd.DataFrame({k: cols.pop(k) for k in FLOW_COLUMNS}, copy=False)

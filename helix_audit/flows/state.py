@@ -62,7 +62,9 @@ NTK = 3
 class SegmentArrays:
     """Growable struct-of-arrays: tuples (5-tuple keys + hash index) and live segments.
 
-    A tuple costs 72 B plus its hash slots (int32, 16-32 B): the four address halves and three int64
+    A tuple costs 72 B plus its hash slots (int32, 8-16 B: at most half full; a quarter took 16-32,
+    the 1M SYN scan's flows stage no faster for it, within the noise): the four address halves and
+    three int64
     (proto and both ports packed into one, the current segment's id and row). A live segment 156 B:
     ``sums`` 24 (packets and bytes each way: int32 while the table's rows and bytes fit, see
     ``widen_sums``; 48 after), ``cnt`` 32 (SYN, SYN-ACK, FIN, RST each way: int32
@@ -82,7 +84,7 @@ class SegmentArrays:
         # packed key, current segment's id, its row (-1: expired): the two a packet reads after its
         # key's comparison share the key's cache line
         self.tk_i64 = np.zeros((cap, NTK), dtype=np.int64)  # a row's ints are set when it is taken
-        self.slots = _slots(4 * cap, cap)
+        self.slots = _slots(2 * cap, cap)
         self.seg_gid = np.zeros(0, dtype=np.int64)  # empty: live row ls is segment ls (``identity``)
         self.seg_tup: np.ndarray = np.zeros(cap, dtype=_tid_dtype(cap))
         # packets, IP bytes, payload bytes: int32 while the table's rows and bytes fit (no segment's
@@ -218,10 +220,10 @@ class SegmentArrays:
             _grow(self, "tk_i64", cap)
             if self.seg_tup.dtype != _tid_dtype(cap):
                 self.seg_tup = self.seg_tup.astype(_tid_dtype(cap))
-        if 4 * self.tk_u64.shape[0] > self.slots.shape[0]:  # the hash at most a quarter full
+        if 2 * self.tk_u64.shape[0] > self.slots.shape[0]:  # the hash at most half full
             cap = self.tk_u64.shape[0]
             self.drop("slots")  # rehash reads the tuples only: the old slots go before the new come
-            self.slots = rehash(self.tk_u64, self.tk_i64, self.ntup, _slots(_pow2(4 * cap), cap))
+            self.slots = rehash(self.tk_u64, self.tk_i64, self.ntup, _slots(_pow2(2 * cap), cap))
         if need_s > self.seg_tup.shape[0]:
             cap = _ladder(max(need_s, self.seg_tup.shape[0] + 1))
             for name in ("seg_gid", "seg_tup", "sums", "cnt", "ev", "ev_ts", "ev_val", "last", "seg_file"):
@@ -236,8 +238,8 @@ class SegmentArrays:
 
 
 def _slots(n: int, tuples: int) -> np.ndarray:
-    """An empty hash of ``n`` slots for up to ``tuples`` tuple ids: int32 (16 B a tuple at a quarter
-    full, where int64 took 32) unless ids could pass 2^31."""
+    """An empty hash of ``n`` slots for up to ``tuples`` tuple ids: int32 (8 B a tuple at half
+    full, where int64 took 16) unless ids could pass 2^31."""
     return np.full(n, -1, dtype=np.int32 if tuples < 2**31 else np.int64)
 
 

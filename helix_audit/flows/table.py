@@ -35,6 +35,7 @@ from .expiry import (
 )
 from .finish import IcmpErrors, build_frame
 from .folding import ROW_ICMP_ERROR, ROW_SKIP, add_rows, mark_files
+from .hosts import host_codes
 from .interface import PacketFlows
 from .join import group_first, join_segments, merge_rows
 from .orders import (
@@ -307,10 +308,13 @@ class FlowTable:
         tup = np.zeros(ng, dtype=np.int64)
         tup[dest] = seg_tup
         del seg_tup
-        if _is_range(tup):  # flow i is tuple i (a scan's): a view, not 32 B a flow of copies
-            agg = {"ku": st.tk_u64[:ng], "key": st.tk_i64[:ng, T_KEY].copy()}
-        else:
-            agg = {"ku": st.tk_u64[tup], "key": st.tk_i64[tup, T_KEY]}
+        # the addresses as codes (8 B a flow, not 32) before the aggregates come (see ``hosts``)
+        if _is_range(tup):  # flow i is tuple i (a scan's)
+            hosts = host_codes(st.tk_u64[:ng])
+            agg = {"key": st.tk_i64[:ng, T_KEY].copy()}
+        else:  # (the 32 B a flow of addresses taken go here, before the fold)
+            hosts = host_codes(st.tk_u64[tup])
+            agg = {"key": st.tk_i64[tup, T_KEY]}
         del tup
         st.drop("tk_u64", "tk_i64")  # of tk_i64, build_frame reads the packed key: 8 B a flow, not 24
         agg.update(fold_flows(st, store, dest, ng, narrow=self._rows <= np.iinfo(np.int32).max))
@@ -322,7 +326,7 @@ class FlowTable:
         file_pairs = (dest[pairs >> 20], pairs & 0xFFFFF)
         del pairs
         codec = st.codec if agg["ev"].dtype == np.uint32 else None  # compact orders (a scan's)
-        return build_frame(agg, ng, icmp_all, self._files, file_pairs, codec), dest
+        return build_frame(agg, hosts, ng, icmp_all, self._files, file_pairs, codec), dest
 
 
 def _total(values: np.ndarray) -> int:
