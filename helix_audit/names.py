@@ -9,24 +9,25 @@ originator received no such answer (its resolver sits behind a local forwarder w
 an answer delivered to any host is used. Answers carry their CNAME chain: the queried name and
 every alias are candidate names; the queried name is the hostname.
 
-Added columns: ``hostname`` (str or None), ``name_source`` (sni | http_host | connect | websocket |
-dns_answer | none), ``names`` (tuple of every candidate name), ``proxied`` (bool) and
-``target_port`` (the CONNECT / absolute-URI port for proxied flows, else ``resp_p``).
+Added columns: ``hostname`` (text or missing) and ``name_source`` (sni | http_host | connect |
+websocket | dns_answer | none), Categoricals of the texts used (ascending); ``names`` (tuple of
+every candidate name; a Categorical of the distinct tuples); ``proxied`` (bool); ``target_port``
+(the CONNECT / absolute-URI port for proxied flows, else ``resp_p``: the column itself when no
+flow has a proxy target).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple, cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 
-from .model import DnsResponse, HttpConnect, HttpRequest, Observation, TlsClientHello, WebSocketUpgrade
-from .policy.flowcodes import dense_codes, factorized, store
+from .model import HttpConnect, HttpRequest, Observation, TlsClientHello, WebSocketUpgrade
+from .policy.flowcodes import code_type, dense_codes, factorized, store
 from .policy.observed import Observed, observed
 from .policy.site import parse_ip
 
@@ -90,50 +91,98 @@ def attribute(
     and one for its DNS answer chain, and :func:`_choose` runs once per distinct combination.
     """
     seen = observed(flows, observations)
+    from .dnsanswers import dns_chains  # here: it cleans names with this module's ``clean_name``
+
     out = flows.copy(deep=False)  # copy-on-write: the new columns never reach ``flows``
     n = len(flows)
     direct, proxy = _direct_names(seen)
-    rows = seen.rows(list(direct))  # a scan's flows: no names, nothing to look up
-    kept = rows >= 0
-    found_code = np.zeros(n, dtype=np.int64)  # index in ``kinds`` (0: no direct name)
-    kinds: dict[tuple[tuple[str, str], ...], int] = {(): 0}
+    kinds: dict[tuple[tuple[str, str], ...], int] = {(): 0}  # index 0: no direct name
     codes = [kinds.setdefault(found, len(kinds)) for found in direct.values()]
-    found_code[rows[kept]] = np.asarray(codes, dtype=np.int64)[kept]
-    target = np.zeros(n, dtype=np.int64)
+    chain_code, chains = dns_chains(flows, seen)  # int32; -1: no answer
     proxied = _proxy_mask(flows, site)
-    if proxy.ports:
-        at = seen.rows(list(proxy.ports))
-        target[at[at >= 0]] = np.asarray(list(proxy.ports.values()), dtype=np.int64)[at >= 0]
-        proxied[at[at >= 0]] = True
-    chain_code, chains = _dns_chains(flows, seen)
-    key = (found_code * (len(chains) + 1) + chain_code + 1) * 2 + proxied
+    at, ports = _proxy_rows(seen, proxy)
+    proxied[at] = True
+    # per flow, its combination as one small integer, built in place (4 B a flow where the sizes
+    # allow: no row-sized int64 temporaries on a SYN scan's million flows)
+    span = len(chains) + 1
+    key = np.zeros(n, dtype=code_type(len(kinds) * span * 2 + 1))
+    if direct:
+        rows = seen.rows(list(direct))  # a scan's flows: no names, nothing to look up
+        kept = rows >= 0
+        key[rows[kept]] = np.asarray(codes, dtype=key.dtype)[kept]
+        key *= span
+    key += chain_code
+    key += 1
+    del chain_code
+    key *= 2
+    key += proxied
     inverse, uniq = _combinations(key)
+    del key
     found_of = list(kinds)
-    choices = np.empty((len(uniq), 3), dtype=object)
-    for i, k in enumerate(uniq.tolist()):
+    choices: list[tuple[str | None, str, tuple[str, ...]]] = []
+    for k in uniq.tolist():
         combo, is_proxy = divmod(k, 2)
-        f, c = divmod(combo, len(chains) + 1)
+        f, c = divmod(combo, span)
         chain = chains[c - 1] if c else ()
-        choices[i, 0], choices[i, 1], choices[i, 2] = _choose(
-            dict(found_of[f]), bool(is_proxy), chain[0] if chain else None, chain
-        )
-    del found_code, chain_code, key
+        choices.append(_choose(dict(found_of[f]), bool(is_proxy), chain[0] if chain else None, chain))
     inverse = inverse.reshape(-1)
-    store(out, "hostname", choices[inverse, 0])
-    # one source text per combination, taken per flow: the text column without per-row inference
-    if n:
-        store(out, "name_source", pd.array(choices[:, 1], dtype="str").take(inverse))
-    else:
-        out["name_source"] = np.full(0, "none", dtype=object)
-    store(out, "names", choices[inverse, 2])
+    # the name columns as Categoricals of the texts used (distinct, ascending: what
+    # policy.flowcodes.few_texts and TextColumn.column give): their codes taken from the
+    # combinations', a byte or two a flow where object columns were eight
+    store(out, "hostname", _coded([c[0] for c in choices], inverse))
+    store(out, "name_source", _coded([c[1] for c in choices], inverse))
+    store(out, "names", _coded_tuples([c[2] for c in choices], inverse))
     del inverse
     store(out, "proxied", proxied)
-    ports = flows["resp_p"]
-    if ports.dtype == np.int64 and not (proxied & (target > 0)).any():
-        out["target_port"] = ports  # the responder port everywhere: the column itself, shared
-    else:
-        store(out, "target_port", np.where(proxied & (target > 0), target, ports.to_numpy(dtype=np.int64)))
+    out["target_port"] = _target_port(flows["resp_p"], at, ports)
     return out
+
+
+def _proxy_rows(seen: Observed, proxy: _Proxy) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the flows with a proxy target, and each one's target port (> 0)."""
+    if not proxy.ports:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int64)
+    at = seen.rows(list(proxy.ports))
+    return at[at >= 0], np.asarray(list(proxy.ports.values()), dtype=np.int64)[at >= 0]
+
+
+def _target_port(resp_p: pd.Series, at: np.ndarray, ports: np.ndarray) -> pd.Series:
+    """``resp_p`` with the proxy targets' ports at ``at``: the column itself (shared, copy-on-write)
+    when there are none (a SYN scan), else a copy in its own integer type where the ports fit
+    (int64 for any other column, as before)."""
+    dtype = resp_p.dtype
+    if at.shape[0] == 0 and isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return resp_p
+    if not (isinstance(dtype, np.dtype) and dtype.kind in "iu") or (
+        ports.shape[0] and not np.iinfo(dtype).min <= ports.min() <= ports.max() <= np.iinfo(dtype).max
+    ):
+        dtype = np.dtype(np.int64)
+    values = resp_p.to_numpy(dtype=dtype, copy=True)
+    values[at] = ports
+    return pd.Series(values, index=resp_p.index, copy=False)
+
+
+def _coded_tuples(tuples: list[tuple[str, ...]], inverse: np.ndarray) -> pd.Categorical:
+    """``tuples[inverse]`` as a Categorical of the distinct tuples (in order of first entry): read
+    by classification a few rows or one per distinct value at a time, it holds a code a flow
+    where the object column held a pointer (8 B a flow for the whole classification)."""
+    index: dict[tuple[str, ...], int] = {}
+    lut = np.array([index.setdefault(t, len(index)) for t in tuples], dtype=code_type(len(tuples)))
+    cats = np.empty(len(index), dtype=object)  # tuples: set one by one, not read as a 2-d list
+    for t, i in index.items():
+        cats[i] = t
+    categories = pd.Index(cats, dtype=object, tupleize_cols=False)
+    return pd.Categorical.from_codes(lut[inverse], categories, validate=False)
+
+
+def _coded(texts: list[str | None], inverse: np.ndarray) -> pd.Categorical:
+    """``texts[inverse]`` as a Categorical of the texts used (every entry of ``texts`` is, by one
+    flow at least), distinct and ascending; ``None``: missing."""
+    cats = sorted({t for t in texts if t is not None})
+    rank = {t: i for i, t in enumerate(cats)}
+    kind = code_type(len(cats))
+    lut = np.array([rank[t] if t is not None else -1 for t in texts], dtype=kind)
+    return pd.Categorical.from_codes(lut[inverse], pd.Index(cats, dtype=object), validate=False)
 
 
 def _combinations(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,8 +224,9 @@ def _direct_names(seen: Observed) -> tuple[Found, _Proxy]:
     found: Found = {}
     proxy = _Proxy()
     wanted = (TlsClientHello, HttpRequest)
-    clean = CleanNames()
+    sni, websocket = _Pairs("sni"), _Pairs("websocket")
     ids: list[int | None] = []  # the flow ids, read in this pass (kept for the readers after)
+    get = found.get
     for obs in seen.of(*wanted):
         fid = obs.flow_id
         if fid is None:
@@ -185,14 +235,38 @@ def _direct_names(seen: Observed) -> tuple[Found, _Proxy]:
         if fid is None:
             continue
         kind = type(obs)
-        if kind is TlsClientHello:  # the common cases inline: one name, one source
-            _add(found, fid, "sni", clean[obs.sni])
+        # the common cases inline (what :func:`_add` does): one name, one source, its pair tuple
+        # made once per distinct text
+        if kind is TlsClientHello:
+            one = sni[obs.sni]
         elif kind is WebSocketUpgrade and obs.path[:1] == "/":  # origin-form: not via a proxy
-            _add(found, fid, "websocket", clean[obs.host])
+            one = websocket[obs.host]
         else:
             _note(found, proxy, fid, obs)
+            continue
+        if one is None:
+            continue
+        have = get(fid)
+        if have is None:
+            found[fid] = one
+        elif all(s != one[0][0] for s, _ in have):
+            found[fid] = (*have, one[0])
     seen.remember(wanted, ids)
     return found, proxy
+
+
+class _Pairs(dict[str | None, tuple[tuple[str, str]] | None]):
+    """text -> ``((source, clean_name(text)),)``, None when the name is empty: the found tuple of
+    a flow with one name, made once per distinct text."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    def __missing__(self, text: str | None) -> tuple[tuple[str, str]] | None:
+        name = clean_name(text)
+        one = self[text] = ((self.source, name),) if name else None
+        return one
 
 
 def _add(found: Found, fid: int, source: str, name: str | None) -> None:
@@ -264,158 +338,3 @@ def _proxy_hits(site: SiteProfile, addr: np.ndarray, addrs: list[str], port: np.
     for i, proxy_port in on_port:
         hits |= (addr == i) & (port == proxy_port)
     return hits
-
-
-# --- DNS answers ------------------------------------------------------------------------------
-
-
-class _Answers(NamedTuple):
-    """The successful plain-DNS responses' address records as rows, one per (response, address),
-    in list order. Record sets repeat (many clients resolve the same names): each distinct one's
-    (address, chain) pairs are listed once, and a row is a (response, pair)."""
-
-    ts: np.ndarray  # per row
-    clients: list[str]  # per response kept
-    response: np.ndarray  # per row: its response (index into ``clients``)
-    pair: np.ndarray  # per row: its (address, chain) pair (index into ``addresses``, ``chain``)
-    addresses: list[str]  # per distinct pair
-    chain: np.ndarray  # per distinct pair: index into ``chains``
-    chains: list[tuple[str, ...]]
-
-
-def _answers(responses: Sequence[DnsResponse]) -> _Answers:
-    """:class:`_Answers` of ``responses``: three appends a response, the rows spelled out with numpy
-    (and the codes :func:`_dns_chains` gives addresses and clients, once per distinct one)."""
-    ts: list[float] = []
-    clients: list[str] = []
-    entries: list[int] = []  # per response kept: its record set's index in ``firsts``
-    firsts: list[int] = []  # per distinct record set: its first pair's index
-    addresses: list[str] = []
-    chain_ids: list[int] = []
-    chain_id: dict[tuple[str, ...], int] = {}
-    known: dict[tuple[object, ...], int] = {}  # answers repeat: walk each record set once
-    for obs in responses:
-        answers = obs.answers
-        if not answers or obs.rcode != "NOERROR" or obs.protocol != "dns":
-            continue
-        if len(answers) == 1:  # one record: its chain is its own name, whatever the question
-            one = answers[0]
-            key: tuple[object, ...] = (one.name, one.rtype, one.data)
-        else:
-            key = (obs.qname, *((a.name, a.rtype, a.data) for a in answers))
-        found = known.get(key)
-        if found is None:
-            found = known[key] = len(firsts)
-            firsts.append(len(addresses))
-            for addr, chain in _chains(obs):
-                addresses.append(addr)
-                chain_ids.append(chain_id.setdefault(chain, len(chain_id)))
-        ts.append(obs.ts)
-        clients.append(obs.dst)
-        entries.append(found)
-    first = np.asarray([*firsts, len(addresses)], dtype=np.int64)
-    entry = np.asarray(entries, dtype=np.int64)
-    sizes = (first[1:] - first[:-1])[entry]  # rows per response kept
-    response = np.repeat(np.arange(entry.shape[0]), sizes)
-    # a row's pair: its record set's first pair plus the row's place among its response's rows
-    pair = first[entry][response] + np.arange(response.shape[0]) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    return _Answers(
-        np.asarray(ts, dtype=float)[response],
-        clients,
-        response,
-        pair,
-        addresses,
-        np.asarray(chain_ids, dtype=np.int64),
-        list(chain_id),
-    )
-
-
-def _chains(resp: DnsResponse) -> list[tuple[str, tuple[str, ...]]]:
-    parents: dict[str, list[str]] = {}
-    for ans in resp.answers:
-        if ans.rtype == "CNAME":
-            parents.setdefault(clean_name(ans.data) or "", []).append(clean_name(ans.name) or "")
-    qname = clean_name(resp.qname)
-    out = []
-    for ans in resp.answers:
-        if ans.rtype not in ("A", "AAAA"):
-            continue
-        chain = _walk_up(clean_name(ans.name) or "", parents)
-        if qname in chain:
-            chain = [qname] + [n for n in chain if n != qname]
-        out.append((_canon(ans.data), tuple(chain)))
-    return out
-
-
-def _walk_up(name: str, parents: dict[str, list[str]]) -> list[str]:
-    """``name`` and every alias pointing to it, root (the queried name) first; loop-safe."""
-    seen = [name]
-    frontier = [name]
-    while frontier:
-        nxt = [p for n in frontier for p in parents.get(n, []) if p not in seen]
-        seen += nxt
-        frontier = nxt
-    return list(reversed(seen))
-
-
-@lru_cache(maxsize=1 << 16)
-def _canon(addr: str) -> str:
-    try:
-        return str(ipaddress.ip_address(addr.strip()))
-    except ValueError:
-        return addr.strip()
-
-
-def _dns_chains(flows: pd.DataFrame, seen: Observed) -> tuple[np.ndarray, list[tuple[str, ...]]]:
-    """Per flow, the CNAME chain (index into the returned list; -1: none) of the latest answer
-    naming its responder delivered to its originator at or before the flow began, else to anyone.
-
-    ``merge_asof(by=...)`` as integer arithmetic: addresses and clients become codes, times
-    become ranks, and one ``searchsorted`` finds the latest answer per flow.
-    """
-    n = len(flows)
-    found = _answers(seen.of(DnsResponse))
-    chains = found.chains
-    none = np.full(n, -1, dtype=np.int64)
-    if found.ts.shape[0] == 0 or n == 0:
-        return none, chains
-    f_ts = flows["first_ts"].to_numpy(dtype=float)
-    # the flows' addresses are coded already (one code space for both columns; -1: missing, which
-    # no answer names); the answers' addresses and clients join that space, new ones after it, each
-    # distinct one looked up once
-    f_client_c, f_addr_c, addresses = seen.codes.hosts()
-    code_of = {a: i for i, a in enumerate(addresses)}
-    pair_c = np.fromiter((code_of.setdefault(a, len(code_of)) for a in found.addresses), np.int64)
-    a_addr_c = pair_c[found.pair]
-    client_of, clients = pd.factorize(np.asarray(found.clients, dtype=object), use_na_sentinel=False)
-    client_c = np.fromiter((code_of.setdefault(c, len(code_of)) for c in clients.tolist()), np.int64)
-    a_client_c = client_c[client_of][found.response]
-    span = len(code_of) + 1  # a missing address: code span - 1, which no answer has
-    f_addr_c, f_client_c = (np.where(c < 0, span - 1, c).astype(np.int64) for c in (f_addr_c, f_client_c))
-    # times as ranks among the answers' distinct times; a flow's rank: the last answer time at or
-    # before its own (-1: none), so that answer <= flow is rank <= rank
-    times, a_rank = np.unique(found.ts, return_inverse=True)
-    f_rank = np.searchsorted(times, f_ts, side="right") - 1
-    a_rank = a_rank.reshape(-1)
-    own = _latest(a_addr_c * span + a_client_c, a_rank, f_addr_c * span + f_client_c, f_rank)
-    anyone = _latest(a_addr_c, a_rank, f_addr_c, f_rank)
-    best = np.where(own >= 0, own, anyone)
-    a_chain = found.chain[found.pair]
-    return np.where(best >= 0, a_chain[np.maximum(best, 0)], none), chains
-
-
-def _latest(a_group: np.ndarray, a_rank: np.ndarray, f_group: np.ndarray, f_rank: np.ndarray) -> np.ndarray:
-    """Per flow, the answer row with the flow's group and the greatest rank <= the flow's (the
-    last in row order among equals), or -1."""
-    groups, a_g = np.unique(a_group, return_inverse=True)
-    a_g = a_g.reshape(-1)
-    f_g = np.searchsorted(groups, f_group)
-    f_g[f_g == groups.shape[0]] = 0
-    known = groups[f_g] == f_group
-    span = int(max(a_rank.max(), f_rank.max())) + 1
-    a_key = a_g.astype(np.int64) * span + a_rank
-    order = np.argsort(a_key, kind="stable")
-    pos = np.searchsorted(a_key[order], f_g.astype(np.int64) * span + f_rank, side="right") - 1
-    hit = known & (pos >= 0)
-    hit[hit] &= a_g[order[pos[hit]]] == f_g[hit]
-    return np.where(hit, order[np.maximum(pos, 0)], -1)

@@ -82,10 +82,7 @@ def _classify(
 ) -> Classification:
     seen = Observed(flows, observations)
     codes = seen.codes  # ``named`` has the rows and the address / transport columns of ``flows``
-    named = attribute(flows, seen, site)
-    for name in ("hostname", "name_source"):  # a byte a flow, not a pointer (:func:`few_texts`)
-        _store_coded(named, name, named[name].array)
-    _share_target_port(named)
+    named = attribute(flows, seen, site)  # its name columns Categoricals, target_port resp_p's
     roles = assign_roles(named, seen, site, codes)
     components = {r.address: r.component for r in roles}
     host_comps = host_components(components, codes)  # per distinct address
@@ -128,23 +125,12 @@ def _failures(named: pd.DataFrame, notes: FlowNotes, codes: FlowCodes, verdict: 
         store(named, "verdict", verdict.column())
 
 
-def _share_target_port(named: pd.DataFrame) -> None:
-    """``target_port`` as the ``resp_p`` column itself where they are the same numbers (no proxy
-    target anywhere: a SYN scan), instead of its int64 copy (8 B a flow while classification
-    peaks; :func:`names.attribute` shares the column only when it is int64 already)."""
-    target, port = named["target_port"], named["resp_p"]
-    if target.dtype == port.dtype or not isinstance(port.dtype, np.dtype) or port.dtype.kind not in "iu":
-        return
-    if np.array_equal(target.to_numpy(), port.to_numpy()):
-        named["target_port"] = port
-
-
 def _store_coded(
     named: pd.DataFrame, name: str, values: np.ndarray | pd.api.extensions.ExtensionArray
 ) -> None:
     """Stores the column as a Categorical when it is a few texts (:func:`few_texts`), else as it
-    is (a column already in the table stays): on a SYN scan these are 8 B a flow each while
-    classification peaks, and two of them are written by the report after it."""
+    is (a column already in the table stays): on a SYN scan it is 8 B a flow while
+    classification peaks."""
     coded = few_texts(values)
     if coded is not None or name not in named:
         store(named, name, values if coded is None else coded)
@@ -199,16 +185,18 @@ def _verdicts(
     if matches:
         notes.set(rows, [None if m.category == "unlisted" else m.explanation for m in matches], group_of)
     at = np.flatnonzero(judge & verdict.mask("violation"))
+    del judge, inbound, dns
     at = at[codes.per_host(components == "other", "orig")[at]]
     verdict.set(at, ["unknown"])
     category.set(at[category.mask(None)[at]], ["unlisted"])
-    for name, column in (
-        ("verdict", verdict),
-        ("rule", rule),
-        ("category", category),
-        ("explanation", notes),
-    ):
-        store(named, name, column.column())
+    del at
+    # each column's codes dropped once it is stored (a byte a flow each while the next is built)
+    store(named, "verdict", verdict.column())
+    store(named, "rule", rule.column())
+    del rule
+    store(named, "category", category.column())
+    del category
+    store(named, "explanation", notes.column())
     return verdict
 
 

@@ -21,7 +21,7 @@ from ..model import Evidence, Severity
 from .dnsevidence import filter_string
 from .evidence import new_evidence
 from .findings import Draft, key_of
-from .flowcodes import objects_at
+from .flowcodes import factorized, objects_at
 from .flowfind import LABEL
 from .match import Matcher, canon_ip
 from .outcome import FAILED_LOOKUPS, Lookup, Lookups
@@ -45,7 +45,7 @@ def _latest_flows(
     if not names or named.empty:
         return {}
     codes, uniques = coded.factorized()
-    hits = {c: [n for n in u if n in names] for c, u in enumerate(uniques.tolist())}
+    hits = {c: [n for n in u if n in names] for c, u in enumerate(uniques)}
     hits = {c: found for c, found in hits.items() if found}
     if not hits:
         return {}
@@ -69,7 +69,8 @@ def _latest_flows(
 
 
 class _NameTuples:
-    """``pd.factorize`` of the ``names`` column (tuples: hashing them is the cost), done once."""
+    """Codes and distinct tuples of the ``names`` column (a Categorical from :func:`names.attribute`:
+    its own codes; else hashed, tuples being the cost), read once."""
 
     def __init__(self, named: pd.DataFrame) -> None:
         self.named = named
@@ -77,7 +78,7 @@ class _NameTuples:
 
     def factorized(self) -> tuple[np.ndarray, Any]:
         if self._done is None:
-            self._done = pd.factorize(self.named["names"].to_numpy(dtype=object))
+            self._done = factorized(self.named["names"])  # a Categorical: its own codes
         return self._done
 
 

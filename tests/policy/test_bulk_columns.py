@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from helix_audit.dnsanswers import _canon, _chains
+from helix_audit.dnsanswers import dns_chains as _dns_chains
 from helix_audit.model import DnsAnswer, DnsQuery, DnsResponse, Evidence
-from helix_audit.names import _canon, _chains, _dns_chains
 from helix_audit.policy.dnsevidence import _by_name_client_frame
 from helix_audit.policy.evidence import flow_evidence
 from helix_audit.policy.findings import few_flows_evidence, flow_ids_of
