@@ -23,7 +23,7 @@ from helix_audit.decode.core import decode_batch
 from helix_audit.decode.interface import PacketColumns
 from helix_audit.flows.interface import PacketFlows
 from helix_audit.flows.table import FlowTable
-from helix_audit.protocols import extract, first, headfast, http, tls, tlsfast
+from helix_audit.protocols import extract, first, headfast, http, tls, tlsfast, tlshello
 from helix_audit.protocols.extract import Extractor
 from tests.conftest import CORPUS, CORPUS_FILES, needs_corpus
 from tests.parallel.test_partitions import check as check_partitions
@@ -217,7 +217,7 @@ def test_parser_bugs_leave_the_general_state(tmp_path: Path, monkeypatch: pytest
     """A parser raising (a bug) inside a short cut: same anomaly, same direction state afterwards."""
     boom = records(22, handshake(1, client_hello_body(sni_ext(b"boom.example"))))
     real_scan, real_request, real_spans = tls.scan_stream, http.parse_request, headfast.spans
-    real_flight = tlsfast.first_flight
+    real_flight, real_server = tlsfast.first_flight, tlshello.parse_server_hello
 
     def flight(data: bytes, *args):  # noqa: ANN002, ANN202
         if b"boom" in data:
@@ -228,6 +228,11 @@ def test_parser_bugs_leave_the_general_state(tmp_path: Path, monkeypatch: pytest
         if b"boom" in data:
             raise RuntimeError("scan bug")
         return real_scan(data, *args)
+
+    def server(data: bytes):  # noqa: ANN202
+        if b"bang" in data:
+            raise RuntimeError("server hello bug")  # the parser of a flight that finishes its direction
+        return real_server(data)
 
     def request(data: bytes):  # noqa: ANN202
         if b"boom" in data:
@@ -243,9 +248,16 @@ def test_parser_bugs_leave_the_general_state(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(headfast, "spans", spans)
     monkeypatch.setattr(tlsfast, "first_flight", flight)
     monkeypatch.setattr(http, "parse_request", request)
-    convos = [([boom, APPDATA], [SERVER_HELLO]), ([GET.replace(b"/a", b"/boom"), GET], [OK_BODY])]
+    monkeypatch.setattr(tlshello, "parse_server_hello", server)
+    # a ServerHello whose flight scan raises, one whose parser raises (the flight finishes its
+    # direction: the short cut must still leave the general path's state)
+    boom_server = records(22, handshake(2, bytes(2) + b"boom" + bytes(28) + b"\x00" + bytes(3)))
+    bang_server = records(22, handshake(2, bytes(2) + b"bang" + bytes(28) + b"\x00" + bytes(3)))
+    convos = [([boom, APPDATA], [SERVER_HELLO]), ([GET.replace(b"/a", b"/boom"), GET], [OK_BODY]),
+              ([HELLO, APPDATA], [boom_server]), ([HELLO, APPDATA], [bang_server + ALERT])]  # fmt: skip
     path = _capture(tmp_path / "c.pcap", 11, 40, convos)
     for batch in (None, 2):
         fast, general = _both(monkeypatch, path, batch)
         assert fast == general
         assert any(a.name == "protocol_parser_error" for a in fast[1])
+        assert any("server hello bug" in a.detail for a in fast[1])
