@@ -36,9 +36,7 @@ from numba import njit
 
 from .folding import fold_events
 from .join import JOIN_EV, events_into, last_into, sum_into
-from .orders import (
-    NONE,
-)
+from .orders import NONE
 from .state import (
     A_FIRST,
     NCNT,

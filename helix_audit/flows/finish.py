@@ -20,24 +20,9 @@ from . import icmp
 from .blob import TextBlobArray
 from .hosts import HostCodes, host_columns_of
 from .interface import FLOW_COLUMNS
-from .orders import (
-    FRAME_MASK,
-    NONE,
-    NONE32,
-    ORDER_SHIFT,
-    OrderCodec,
-)
+from .orders import FRAME_MASK, NONE, NONE32, ORDER_SHIFT, OrderCodec
 from .orient import CHUNK_ROWS, HANDSHAKES, _handshake, _orientation, _states, _sum_columns
-from .state import (
-    EV_FIRST,
-    EV_ICMP,
-    K_DATA,
-    K_FIN,
-    K_RST,
-    K_SYN,
-    K_SYNACK,
-    NWIDE,
-)
+from .state import EV_FIRST, EV_ICMP, K_DATA, K_FIN, K_RST, K_SYN, K_SYNACK, NWIDE
 from .text import categorical, frames_buffer, narrow_int
 
 KEY_FRAMES_MAX = 12

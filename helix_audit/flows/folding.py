@@ -11,10 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .orders import (
-    ORDER_SHIFT,
-    none_of,
-)
+from .orders import ORDER_SHIFT, none_of
 from .state import (
     A_FIRST,
     EV_FIRST,

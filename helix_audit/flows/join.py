@@ -12,20 +12,8 @@ import numpy as np
 from numba import njit
 
 from .folding import fold, later, starts_with_syn
-from .orders import (
-    none_of,
-)
-from .state import (
-    A_FIRST,
-    A_SYN,
-    EV_FIRST,
-    EV_ICMP,
-    K_FIN,
-    K_RST,
-    K_SYN,
-    TS_FIRST,
-    lookup_insert,
-)
+from .orders import none_of
+from .state import A_FIRST, A_SYN, EV_FIRST, EV_ICMP, K_FIN, K_RST, K_SYN, TS_FIRST, lookup_insert
 
 #: the events ``join_segments`` and ``group_first`` read (of NEV), in the order of their ``J_*``:
 #: a join view made for them (``expiry.join_view``) keeps 64 B of a segment's 112

@@ -17,11 +17,7 @@ import numpy as np
 
 from ..arrays import swap_where
 from . import icmp
-from .orders import (
-    NONE,
-    NONE32,
-    order_none,
-)
+from .orders import NONE, NONE32, order_none
 from .state import (
     EV_FIRST,
     K_ACK,

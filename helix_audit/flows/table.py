@@ -38,15 +38,8 @@ from .folding import ROW_ICMP_ERROR, ROW_SKIP, add_rows, mark_files
 from .hosts import host_codes
 from .interface import PacketFlows
 from .join import group_first, join_segments, merge_rows
-from .orders import (
-    FRAME_MASK,
-    NONE,
-    ORDER_SHIFT,
-)
-from .state import (
-    T_KEY,
-    SegmentArrays,
-)
+from .orders import FRAME_MASK, NONE, ORDER_SHIFT
+from .state import T_KEY, SegmentArrays
 
 STATUS_NAMES = {0: "ok", 1: "not_ip", 2: "truncated", 3: "malformed", 4: "unknown_link", 5: "fragment"}
 ICMP_UNQUOTED = "icmp_error_unquoted"

@@ -15,19 +15,8 @@ import re
 import numpy as np
 from numba import njit
 
-from .orders import (
-    NONE,
-)
-from .state import (
-    EV_FIRST,
-    K_ACK,
-    K_DATA,
-    K_FIN,
-    K_RST,
-    K_SYN,
-    K_SYNACK,
-    NKIND,
-)
+from .orders import NONE
+from .state import EV_FIRST, K_ACK, K_DATA, K_FIN, K_RST, K_SYN, K_SYNACK, NKIND
 
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 HISTORY_LETTERS = "SHADFR"  # per kind; upper case = originator

@@ -19,16 +19,9 @@ from helix_audit.flows.finish import (
     _key_frames,
     _stream_index,
 )
-from helix_audit.flows.orders import (
-    NONE,
-    ORDER_SHIFT,
-)
+from helix_audit.flows.orders import NONE, ORDER_SHIFT
 from helix_audit.flows.orient import _SUM_COLUMNS, _sum_columns
-from helix_audit.flows.state import (
-    NEV,
-    NSUM,
-    NWIDE,
-)
+from helix_audit.flows.state import NEV, NSUM, NWIDE
 from helix_audit.flows.text import host_columns
 
 SIZES = [0, 1, 5, CHUNK_ROWS + 7]
