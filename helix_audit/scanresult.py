@@ -50,7 +50,7 @@ ONE_SIDED_SHARE, ONE_SIDED_MIN = 0.5, 5
 def with_quality_warnings(result: Scan) -> Scan:
     """Add capture-quality warnings to each input: a short snaplen, one-sided TCP traffic, packets
     the kernel dropped while capturing (a pcapng's trailing Interface Statistics Blocks)."""
-    tcp = result.flows[(result.flows["transport"] == "tcp")] if len(result.flows) else result.flows
+    busy, one_way_rows = _one_sided(result.flows)
     inputs = []
     for info in result.inputs:
         extra = []
@@ -59,12 +59,12 @@ def with_quality_warnings(result: Scan) -> Scan:
                 f"snaplen {info.snaplen}: packets were cut short when captured, so names in TLS and "
                 "HTTP payloads may be missing"
             )
-        mine = tcp[tcp["file"] == info.path] if len(tcp) else tcp
-        busy = mine[(mine["orig_pkts"] + mine["resp_pkts"]) >= 2] if len(mine) else mine
-        one_way = int(((busy["orig_pkts"] == 0) | (busy["resp_pkts"] == 0)).sum()) if len(busy) else 0
-        if one_way >= ONE_SIDED_MIN and one_way >= ONE_SIDED_SHARE * len(busy):
+        mine = (result.flows["file"] == info.path).to_numpy(dtype=bool) if len(busy) else busy
+        n_busy = int(np.count_nonzero(busy & mine))
+        one_way = int(np.count_nonzero(one_way_rows & mine))
+        if one_way >= ONE_SIDED_MIN and one_way >= ONE_SIDED_SHARE * n_busy:
             extra.append(
-                f"one-sided traffic: {one_way} of {len(busy)} TCP flows show packets in one direction "
+                f"one-sided traffic: {one_way} of {n_busy} TCP flows show packets in one direction "
                 "only (a one-way mirror port or asymmetric routing): 'no answer' outcomes may be wrong"
             )
         if info.format == "pcapng" and not info.gzip:
@@ -74,6 +74,18 @@ def with_quality_warnings(result: Scan) -> Scan:
         inputs.append(dataclasses.replace(info, warnings=info.warnings + tuple(extra)) if extra else info)
     result.inputs = inputs
     return result
+
+
+def _one_sided(flows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the TCP flows with two packets or more, and of those with packets one way only:
+    masks, a byte a flow, where filtered copies of the frame were the frame's size again."""
+    if not len(flows):
+        return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
+    o, r = flows["orig_pkts"].to_numpy(), flows["resp_pkts"].to_numpy()
+    tcp = (flows["transport"] == "tcp").to_numpy(dtype=bool)
+    o_none, r_none = o == 0, r == 0
+    busy = tcp & ((o >= 2) | (r >= 2) | ~(o_none | r_none))  # orig + resp >= 2 (counts are >= 0)
+    return busy, busy & (o_none | r_none)
 
 
 _ETHERTYPES = {0x0800: "ipv4", 0x86DD: "ipv6", 0x0806: "arp", 0x88CC: "lldp", 0x8035: "rarp", 0: "link"}
