@@ -10,10 +10,10 @@ import pytest
 
 from helix_audit.capture import open_capture, plan_ranges
 from tests.conftest import needs_corpus
+from tests.parallel.helpers import BENCH_SCRIPT, bench_slice
 
 from . import builders as b
 
-BENCH = Path("/tmp/helix-bench/small.pcap")
 COLS = ("frame", "offset", "caplen", "wirelen", "ts_ns", "linktype")
 
 
@@ -97,10 +97,17 @@ def test_pcapng_partitions(tmp_path: Path) -> None:
         assert_same(path, n)
 
 
-@pytest.mark.skipif(not BENCH.exists(), reason="benchmark capture not built (make_bench_pcap.py)")
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40,000 records of the benchmark capture (or the same script's capture of that size)."""
+    if not BENCH_SCRIPT.is_file():
+        pytest.skip("../shared/bench/make_bench_pcap.py is absent")
+    return bench_slice(tmp_path_factory.mktemp("bench") / "small.pcap", 40_000)
+
+
 @pytest.mark.parametrize("n", [3, 8])
-def test_bench_partitions_equal_serial(n: int) -> None:
-    assert_same(BENCH, n)
+def test_bench_partitions_equal_serial(bench: Path, n: int) -> None:
+    assert_same(bench, n)
 
 
 @pytest.mark.parametrize("first_frame", [1, 2, 5, 6, 64, 65, 100])
