@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,13 @@ class IcmpErrors:
     from_hi: np.ndarray
     from_lo: np.ndarray
     quote_from_a: np.ndarray
+
+    @cached_property
+    def by_flow(self) -> np.ndarray:
+        """The errors' positions by flow, then capture order (each flow's first error first): what
+        the ICMP columns, the key frames and the times of flows known only from errors read, sorted
+        once."""
+        return np.lexsort((self.order, self.sid))
 
     def remapped(self, remap: np.ndarray, order: np.ndarray | None) -> IcmpErrors:
         vals = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -99,7 +107,7 @@ def _icmp_columns(err: IcmpErrors, ng: int, files: list[str]) -> dict[str, objec
     sender = np.full(ng, None, dtype=object)
     frames = np.zeros(ng, dtype=np.int64)  # codes into texts: "" (none), then each flow's own
     by_flow: dict[int, list[str]] = {}
-    for j in np.lexsort((err.order, err.sid)).tolist():
+    for j in err.by_flow.tolist():
         f = int(err.sid[j])
         lst = by_flow.setdefault(f, [])
         if not lst:
@@ -164,7 +172,7 @@ def _key_frames(
     frames in another file (prefixed ``file:``)."""
     ng = kev.shape[0]
     own = kev.flags.owndata and kev.flags.c_contiguous
-    o = np.lexsort((err.order, err.sid))
+    o = err.by_flow
     sid, order = err.sid[o], err.order[o]
     rank = np.arange(len(sid)) - np.searchsorted(sid, sid)
     keep = rank < 4
@@ -202,7 +210,7 @@ def _first_error_ns(err: IcmpErrors, flows: np.ndarray) -> np.ndarray:
     what a flow known only from ICMP errors takes as its times (the segments keep no such time)."""
     if not len(flows):
         return np.zeros(0, dtype=np.int64)
-    o = np.lexsort((err.order, err.sid))
+    o = err.by_flow
     return err.ts_ns[o[np.searchsorted(err.sid[o], flows)]]
 
 
