@@ -88,22 +88,33 @@ def websocket_drafts(
             files = members[key]
         seen_here = files.get(obs.file)  # what the evidence wants of it, noted now (no second pass)
         if seen_here is None:
-            seen_here = files[obs.file] = (set(), [], set(), {})
-        seen_here[0].add(obs.frame)
-        if obs.response_frame:
-            seen_here[0].add(obs.response_frame)
-        seen_here[1].append(obs.ts)
-        if fid is not None:
-            seen_here[2].add(fid)
-        seen_here[3][path] = None
+            seen_here = files[obs.file] = _Seen()
+        seen_here.add(obs, fid, path)
     for key, draft in out.items():
         draft.evidence = _merged_evidence(members[key])
     return list(out.values())
 
 
-#: A group's upgrades in one file: their frames (and response frames), times, flow ids and paths
-#: (first seen first).
-_Seen = tuple[set[int], list[float], set[int], dict[str, None]]
+class _Seen:
+    """A group's upgrades in one file: their frames (and response frames), times, flow ids and
+    paths (first seen first)."""
+
+    __slots__ = ("frames", "times", "fids", "paths")
+
+    def __init__(self) -> None:
+        self.frames: set[int] = set()
+        self.times: list[float] = []
+        self.fids: set[int] = set()
+        self.paths: dict[str, None] = {}
+
+    def add(self, obs: WebSocketUpgrade, fid: int | None, path: str) -> None:
+        self.frames.add(obs.frame)
+        if obs.response_frame:
+            self.frames.add(obs.response_frame)
+        self.times.append(obs.ts)
+        if fid is not None:
+            self.fids.add(fid)
+        self.paths[path] = None
 
 
 def _merged_evidence(files: dict[str, _Seen]) -> tuple[Evidence, ...]:
@@ -111,7 +122,8 @@ def _merged_evidence(files: dict[str, _Seen]) -> tuple[Evidence, ...]:
     response frame, time, flow, an ``http.request.uri`` filter of its path), built from what the
     upgrades left in ``files`` (one Evidence per file, not one per upgrade merged later)."""
     out = []
-    for file, (frames, times, fids, paths) in sorted(files.items()):
+    for file, seen in sorted(files.items(), key=lambda item: item[0]):
+        frames, times, fids, paths = seen.frames, seen.times, seen.fids, seen.paths
         out.append(
             new_evidence(
                 file,
