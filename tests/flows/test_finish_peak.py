@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from helix_audit.decode.interface import addr_to_str
-from helix_audit.flows import expiry as expiry_mod
 from helix_audit.flows import text as text_mod
 from helix_audit.flows.finish import _objects, _wide_rows
 from helix_audit.flows.hosts import host_codes, host_columns_of
@@ -17,6 +16,7 @@ from helix_audit.flows.table import FlowTable
 from helix_audit.flows.text import categorical
 
 from .test_expiry import EXPIRING, crafted, feed, finished
+from .test_lean_aggregates import folded_dtypes
 from .test_merge import FILES
 
 
@@ -72,15 +72,7 @@ def test_sums_folded_narrow_or_wide_same_frame(monkeypatch: pytest.MonkeyPatch, 
     """A table whose rows and bytes fit int32 folds its sums int32; one told it summed 2^31 bytes
     folds them int64: the same frame, the same (int64) dtypes."""
     work = crafted(seed)
-    seen: list[np.dtype] = []
-    fold = expiry_mod.fold_flows
-
-    def spy(*args: object, **kwargs: object) -> dict:
-        out = fold(*args, **kwargs)  # type: ignore[arg-type]
-        seen.append(out["sums"].dtype)
-        return out
-
-    monkeypatch.setattr("helix_audit.flows.table.fold_flows", spy)
+    seen = folded_dtypes(monkeypatch, "sums")
     small, wide = FlowTable(FILES, **kw), FlowTable(FILES, **kw)
     a_ids = feed(small, work)
     wide._bytes = 1 << 31  # noqa: SLF001 - as if that many bytes had been added

@@ -67,20 +67,26 @@ def test_scan_fast_path_equals_folded_rows(kw: dict) -> None:
     assert a[1] == b[1]
 
 
-@pytest.mark.parametrize("seed", range(2))
-@pytest.mark.parametrize("kw", [{}, {"live_rows": 1, "timeouts_ns": ALWAYS, "spill_bytes": 0}])
-def test_counters_folded_wide_past_2_31_rows(monkeypatch: pytest.MonkeyPatch, seed: int, kw: dict) -> None:
-    """A table that counted 2^31 rows folds the counters as int64: same frame, same dtypes."""
-    work = crafted(seed)
+def folded_dtypes(monkeypatch: pytest.MonkeyPatch, name: str) -> list[np.dtype]:
+    """The dtype of ``fold_flows``' ``name`` array at each finish from now on (a spy on the call)."""
     seen: list[np.dtype] = []
     fold = expiry_mod.fold_flows
 
     def spy(*args: object, **kwargs: object) -> dict:
         out = fold(*args, **kwargs)  # type: ignore[arg-type]
-        seen.append(out["counts"].dtype)
+        seen.append(out[name].dtype)
         return out
 
     monkeypatch.setattr("helix_audit.flows.table.fold_flows", spy)
+    return seen
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("kw", [{}, {"live_rows": 1, "timeouts_ns": ALWAYS, "spill_bytes": 0}])
+def test_counters_folded_wide_past_2_31_rows(monkeypatch: pytest.MonkeyPatch, seed: int, kw: dict) -> None:
+    """A table that counted 2^31 rows folds the counters as int64: same frame, same dtypes."""
+    work = crafted(seed)
+    seen = folded_dtypes(monkeypatch, "counts")
     small, wide = FlowTable(FILES, **kw), FlowTable(FILES, **kw)
     a_ids, b_ids = feed(small, work), feed(wide, work)
     wide._rows = 1 << 31  # noqa: SLF001 - as if that many rows had been added

@@ -67,6 +67,18 @@ def batches(packets: list[tuple[str, dict]], rnd: random.Random) -> list[tuple[s
     return out
 
 
+def merged_into(
+    total: FlowTable | None, table: FlowTable, ids: list[np.ndarray]
+) -> tuple[FlowTable, np.ndarray]:
+    """``table`` merged into ``total`` (or the first one), and its batches' flow ids ``ids`` as ids of
+    the merged table (-1 stays -1)."""
+    local = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+    if total is None:
+        return table, local
+    remap = total.merge(table)
+    return total, np.where(local >= 0, remap[np.maximum(local, 0)], -1)
+
+
 def run(parts: list[list[tuple[str, dict]]], rnd: random.Random) -> tuple[pd.DataFrame, list[int]]:
     total: FlowTable | None = None
     row_ids: list[np.ndarray] = []
@@ -74,12 +86,7 @@ def run(parts: list[list[tuple[str, dict]]], rnd: random.Random) -> tuple[pd.Dat
         table, ids = FlowTable(FILES), []
         for src, batch in batches(part, rnd):
             ids.append(table.add(columns(batch, source=src, first_frame=batch[0]["frame"])).flow_id)
-        local = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
-        if total is None:
-            total, mapped = table, local
-        else:
-            remap = total.merge(table)
-            mapped = np.where(local >= 0, remap[np.maximum(local, 0)], -1)
+        total, mapped = merged_into(total, table, ids)
         row_ids.append(mapped)
     assert total is not None
     frame, final = total.finish()

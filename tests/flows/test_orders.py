@@ -26,7 +26,7 @@ from tests.conftest import CORPUS_FILES, needs_corpus
 
 from .helpers import columns, tcp
 from .test_expiry import EXPIRING, crafted, feed, finished
-from .test_merge import FILES
+from .test_merge import FILES, merged_into
 
 WIDE = -1  # no compact order fits: every table is int64 from its first batch
 
@@ -157,13 +157,7 @@ def _partitioned(work: list[PacketColumns], cuts: list[int], kw: dict) -> Result
     for a, b in zip(bounds, bounds[1:-1], strict=False):
         table = FlowTable(FILES, **kw)
         ids = feed(table, work[a:b])
-        table = pickle.loads(pickle.dumps(table))
-        local = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
-        if total is None:
-            total, mapped = table, local
-        else:
-            remap = total.merge(table)
-            mapped = np.where(local >= 0, remap[np.maximum(local, 0)], -1)
+        total, mapped = merged_into(total, pickle.loads(pickle.dumps(table)), ids)
         row_ids.append(mapped)
     assert total is not None
     row_ids += feed(total, work[bounds[-2] :])
