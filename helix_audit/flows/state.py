@@ -26,6 +26,8 @@ The numba kernels that fold packets and segments into these arrays are in ``fold
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit
 
@@ -177,20 +179,7 @@ class SegmentArrays:
         compact array cut after each (no second whole copy)."""
         if self.ev.dtype == np.int64:
             return
-        arr, n = self.ev, self.nlive
-        out = np.empty(arr.shape, dtype=np.int64)  # rows past the live ones left unwritten, as ``_grow``
-        self.ev = None  # type: ignore[assignment]  # the local is its only reference: resize may cut it
-        rows = max(1, GROW_BLOCK // (8 * NEV))
-        try:
-            arr.resize((n, NEV))
-            for hi in range(n, 0, -rows):
-                lo = max(0, hi - rows)
-                out[lo:hi] = self.codec.decode(arr[lo:hi])
-                arr.resize((lo, NEV))
-        except ValueError:  # another reference holds it: the rows not yet cut off converted whole
-            k = min(n, arr.shape[0])
-            out[:k] = self.codec.decode(arr[:k])
-        self.ev = out
+        _grow(self, "ev", self.ev.shape[0], dtype=np.int64, convert=self.codec.decode, used=self.nlive)
         self.codec.wide = True
 
     def widen_sums(self, bound: int) -> None:
@@ -259,23 +248,37 @@ def _pow2(n: int) -> int:
     return 1 << max(10, int(n - 1).bit_length())
 
 
-def _grow(st: SegmentArrays, name: str, cap: int) -> None:
+def _grow(
+    st: SegmentArrays,
+    name: str,
+    cap: int,
+    *,
+    dtype: type | None = None,
+    convert: Callable[[np.ndarray], np.ndarray] | None = None,
+    used: int | None = None,
+) -> None:
     """``st``'s array ``name`` made ``cap`` rows, the new ones unwritten (untouched: a tuple's and a
     segment's row is written when taken). Copied a block at a time from the end, the old array cut
     after each (``ndarray.resize`` shrinking a mapped block: mremap, its tail pages go): the old and
     the new array are never both whole (the 1M scan's flows stage peak 583 -> 568 MiB). Where the
-    old array cannot be cut (another reference, or it does not own its data), it is copied whole."""
+    old array cannot be cut (another reference, or it does not own its data), it is copied whole.
+    ``dtype``/``convert``: the new array's type and what makes its rows of the old ones (widening
+    ``ev``'s compact orders); ``used``: only the first rows are kept (the others left unwritten)."""
     arr = getattr(st, name)
-    out = np.empty((cap, *arr.shape[1:]), dtype=arr.dtype)
+    out = np.empty((cap, *arr.shape[1:]), dtype=arr.dtype if dtype is None else dtype)
     setattr(st, name, None)  # the local is then its only reference: resize's check passes
-    rows = max(1, GROW_BLOCK // max(1, arr.itemsize * int(np.prod(arr.shape[1:]))))
+    n = arr.shape[0] if used is None else used
+    rows = max(1, GROW_BLOCK // max(1, out.itemsize * int(np.prod(arr.shape[1:]))))
     try:
-        for hi in range(arr.shape[0], 0, -rows):
+        if n < arr.shape[0]:
+            arr.resize((n, *arr.shape[1:]))
+        for hi in range(n, 0, -rows):
             lo = max(0, hi - rows)
-            out[lo:hi] = arr[lo:hi]
+            out[lo:hi] = arr[lo:hi] if convert is None else convert(arr[lo:hi])
             arr.resize((lo, *arr.shape[1:]))  # refcheck: never leaves a view pointing at freed pages
-    except ValueError:
-        out[: arr.shape[0]] = arr
+    except ValueError:  # the rows not yet cut off, whole
+        k = min(n, arr.shape[0])
+        out[:k] = arr[:k] if convert is None else convert(arr[:k])
     setattr(st, name, out)
 
 
