@@ -94,7 +94,8 @@ def landings(cap: Capture, todo: list[int]) -> list[tuple[int, int]]:
         end = min(size, pos + step)
         marks = np.array([t - pos for t in todo], dtype=np.int64)
         counts, landed = np.zeros_like(marks), np.zeros_like(marks)
-        got, stop, status = count_pcap(cap.data[pos:end], 0, h.big, h.hdrlen, h.swap, marks, counts, landed)
+        got, stop, status, _ = count_pcap(cap.data[pos:end], 0, h.big, h.hdrlen, h.swap, marks, counts,
+                                          landed)  # fmt: skip
         out += [(pos + int(x), before + int(c)) for x, c in zip(landed, counts, strict=True) if x >= 0]
         todo = [t for t, x in zip(todo, landed, strict=True) if x < 0]
         _drop_pages(cap, pos, pos + int(stop))

@@ -91,21 +91,31 @@ def walk_pcap(d, pos, stop, be, hdrlen, frac_mul, swap, off, cap, wire, ts, n): 
 
 @njit(cache=True)
 def count_pcap(d, pos, be, hdrlen, swap, marks, counts, landed):  # noqa: ANN001, ANN201
-    """Header-only walk to the end: for each sorted mark, the records starting before it and the
-    first record boundary at or after it (-1 past the walk's end). Returns (records, pos, status)."""
+    """Header-only walk until every mark is passed (or the end): for each sorted mark, the records
+    starting before it and the first record boundary at or after it (-1 past the walk's end).
+    Returns (records, pos, status, x) (``x``: see walk_pcap).
+
+    The bytes ahead are loaded as in walk_pcap (``_ahead``): the chain of headers alone waits out a
+    cache miss per record (~100 ns); with the lines loaded ahead, a 1 GB walk takes ~0.04 s instead
+    of ~0.12 s once its pages are mapped (the page faults, ~0.05 s, are the same either way)."""
     size = d.shape[0]
     n = 0
     k = 0
     nm = marks.shape[0]
     status = ST_END
+    done = warm = 0
     while pos < size:
         while k < nm and marks[k] <= pos:
             counts[k] = n
             landed[k] = pos
             k += 1
+        if k == nm:
+            break
         if pos + hdrlen > size:
             status = ST_TRUNC_HDR
             break
+        done, wa = _ahead(d, pos, done, size)
+        warm += wa
         c = _u32(d, pos + 12, be) if swap else _u32(d, pos + 8, be)
         if c > MAX_RECORD:
             status = ST_ABSURD
@@ -119,7 +129,7 @@ def count_pcap(d, pos, be, hdrlen, swap, marks, counts, landed):  # noqa: ANN001
         counts[k] = n
         landed[k] = pos if (status == ST_END and marks[k] <= pos) else -1
         k += 1
-    return n, pos, status
+    return n, pos, status, warm
 
 
 @njit(cache=True)
