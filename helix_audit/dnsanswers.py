@@ -153,7 +153,26 @@ def dns_chains(flows: pd.DataFrame, seen: Observed) -> tuple[np.ndarray, list[tu
 
 def _latest(a_group: np.ndarray, a_rank: np.ndarray, f_group: np.ndarray, f_rank: np.ndarray) -> np.ndarray:
     """Per flow, the answer row with the flow's group and the greatest rank <= the flow's (the
-    last in row order among equals), or -1."""
+    last in row order among equals), or -1.
+
+    One stable sort of the answers by (group, rank) as one integer and one search per flow; the
+    group's own code space (``np.unique``) and a search for the flow's group in it only when that
+    integer could overflow (two sorts and two searches: ~3 ms more per call on the benchmark)."""
+    span = int(max(a_rank.max(), f_rank.max())) + 2  # ranks from -1 (a flow before every answer)
+    top = int(max(a_group.max(), f_group.max())) + 1
+    if min(int(a_group.min()), int(f_group.min())) < 0 or top >= (1 << 62) // span:
+        return _latest_coded(a_group, a_rank, f_group, f_rank)
+    a_key = a_group.astype(np.int64) * span + (a_rank + 1)
+    order = np.argsort(a_key, kind="stable")
+    pos = np.searchsorted(a_key[order], f_group.astype(np.int64) * span + (f_rank + 1), side="right") - 1
+    at = order[np.maximum(pos, 0)]
+    return np.where((pos >= 0) & (a_group[at] == f_group), at, -1)
+
+
+def _latest_coded(
+    a_group: np.ndarray, a_rank: np.ndarray, f_group: np.ndarray, f_rank: np.ndarray
+) -> np.ndarray:
+    """:func:`_latest` with the groups coded densely first (any group values)."""
     groups, a_g = np.unique(a_group, return_inverse=True)
     a_g = a_g.reshape(-1)
     f_g = np.searchsorted(groups, f_group)

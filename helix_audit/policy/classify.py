@@ -269,21 +269,21 @@ def _evaluate(
     idx = np.flatnonzero(mask)
     if len(idx) == 0:
         return idx, idx, []
-    part = {c: objects_at(named[c], idx) for c in _KEY_COLUMNS}
     group_of = np.zeros(len(idx), dtype=np.int64)
     span = 1  # group_of < span: codes combine as mixed-radix numbers, re-coded densely before overflow
-    for values in part.values():  # missing values: code 0 (one group, as in the sentinel-free codes)
-        codes, uniques = pd.factorize(values)  # with a sentinel: no object-array isna() pass first
-        if span * (len(uniques) + 1) >= 1 << 62:
+    for c in _KEY_COLUMNS:  # missing values: code 0 (one group, as in the sentinel-free codes)
+        codes, count = _row_codes(named[c], idx)
+        if span * (count + 1) >= 1 << 62:
             group_of = pd.factorize(group_of)[0]
             span = int(group_of.max()) + 1
-        group_of = group_of * (len(uniques) + 1) + codes + 1
-        span *= len(uniques) + 1
+        group_of = group_of * (count + 1) + codes + 1
+        span *= count + 1
     group_of = pd.factorize(group_of)[0]  # one code per distinct key, numbered by first row
     # codes number groups by first row, so each group's first row is where its code first appears
-    firsts = np.unique(group_of, return_index=True)[1].tolist()
+    firsts = np.unique(group_of, return_index=True)[1]
+    part = {c: objects_at(named[c], idx[firsts]) for c in _KEY_COLUMNS}  # each group's first row
     matches = []
-    for at in firsts:
+    for at in range(firsts.shape[0]):
         names, source, host = part["names"][at], part["name_source"][at], part["hostname"][at]
         match_names = tuple(names) if source == "dns_answer" else ((host,) if isinstance(host, str) else ())
         matches.append(
@@ -297,6 +297,15 @@ def _evaluate(
             )
         )
     return idx, group_of, matches
+
+
+def _row_codes(column: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Codes of the values at ``rows`` (-1: missing; equal values, equal codes) and their bound: a
+    Categorical's own (no object array, no hashing: ~12 ms on the benchmark), else factorised."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return np.asarray(column.array.codes)[rows].astype(np.int64), len(column.dtype.categories)
+    codes, uniques = pd.factorize(objects_at(column, rows))  # with a sentinel: no isna() pass first
+    return codes, len(uniques)
 
 
 def _flow_drafts(
