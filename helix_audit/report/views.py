@@ -48,9 +48,9 @@ FLOWS_PER_CELL = 20
 FRAMES_SHOWN = 40
 EVIDENCE_SUFFIXES = (".pcapng", ".pcap")
 _HEADLINES = {
-    "compliant": "Compliant: no findings above info",
-    "findings": "Findings: traffic the documented tables do not allow, or blocked endpoints",
-    "inconclusive": "Inconclusive: no packets, or nothing of the site seen",
+    "compliant": "no findings above info",
+    "findings": "traffic the documented tables do not allow, or blocked endpoints",
+    "inconclusive": "no packets, or nothing of the site seen",
 }
 _STATUS_LABEL = {"ok": "reached", "blocked": "blocked", "not_seen": "not seen"}
 _UNSAFE_ANCHOR = re.compile(r"[^A-Za-z0-9_.-]")
@@ -211,7 +211,8 @@ def finding_view(f: Finding, evidence_dir: Path | None) -> FindingView:
 
 def finding_groups(result: AuditResult, evidence_dir: Path | None) -> tuple[FindingGroup, ...]:
     groups: dict[tuple[str, str], list[Finding]] = {}
-    ranked = sorted(result.findings, key=lambda f: (f.kind, -Severity(f.severity).rank))
+    # the most severe first (a reader starts at the top), then by kind
+    ranked = sorted(result.findings, key=lambda f: (-Severity(f.severity).rank, f.kind))
     for f in ranked:
         groups.setdefault((f.kind, Severity(f.severity).value), []).append(f)
     return tuple(
