@@ -13,6 +13,7 @@ its ``tunnel`` flag.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from types import SimpleNamespace
 from typing import Any
 
@@ -62,6 +63,8 @@ def unpack_objects(packed: list[tuple[type, tuple[Any, ...]]]) -> list[Any]:
 _DIR_FIELDS = tuple(f.name for f in dataclasses.fields(Direction))
 _STREAM_FIELDS = tuple(f.name for f in dataclasses.fields(StreamStart))
 _PEER = _DIR_FIELDS.index("peer")
+_dir_values = operator.attrgetter(*_DIR_FIELDS)
+_stream_values = operator.attrgetter(*_STREAM_FIELDS)
 _STREAM = _DIR_FIELDS.index("stream")
 
 DirKey = tuple[int, bool]
@@ -71,9 +74,8 @@ def pack_dirs(dirs: dict[DirKey, Direction]) -> list[tuple[DirKey, tuple[Any, ..
     where = {id(d): k for k, d in dirs.items()}
     out = []
     for key, d in dirs.items():
-        values = [getattr(d, n) for n in _DIR_FIELDS]
-        s = d.stream
-        values[_STREAM] = tuple(getattr(s, n) for n in _STREAM_FIELDS)
+        values = list(_dir_values(d))  # one C call per object, not a getattr per field
+        values[_STREAM] = _stream_values(d.stream)
         peer = d.peer
         if peer is not None:
             values[_PEER] = ("key", where[id(peer)]) if id(peer) in where else ("stub", bool(peer.tunnel))
