@@ -245,6 +245,31 @@ def _to_seconds(ns: np.ndarray) -> None:
         out[lo : lo + CHUNK_ROWS] = ns[lo : lo + CHUNK_ROWS] / 1e9
 
 
+def _last_columns(
+    held: list[np.ndarray], none: np.ndarray, icmp_frames: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``last_frame`` and ``last_ts`` from ``last`` (``held``'s one array, taken out of it: (2, ng),
+    of its own: orders, then int64 ns), ``none``'s frames set to ``icmp_frames``. Frames that fit
+    int32 (any capture short of 2^31 packets) are copied out as such; the seconds then take row 0's
+    place and row 1 is cut: 12 B a flow where the two int64 rows held 16. Otherwise both columns
+    stay views of ``last``, as int64 and float64."""
+    last = held.pop()
+    last[0] &= FRAME_MASK
+    last[0][none] = icmp_frames
+    lf = narrow_int(last[0])
+    if lf.dtype == np.int64:  # a frame past int32: as before, views of the rows
+        _to_seconds(last[1])
+        return last[0], last[1].view(np.float64)
+    out = last[0].view(np.float64)
+    for lo in range(0, last.shape[1], CHUNK_ROWS):
+        out[lo : lo + CHUNK_ROWS] = last[1, lo : lo + CHUNK_ROWS] / 1e9
+    del out
+    if last.shape[1]:  # (no rows: nothing to free, and numpy would reshape it whoever holds it)
+        with suppress(ValueError):  # another reference holds it: row 1 stays until then
+            last.resize((1, last.shape[1]))  # refcheck: no view of it may be left pointing at freed rows
+    return lf, last[0].view(np.float64)
+
+
 def _wide_rows(held: list[np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
     """The rows of ``sums`` (``held``'s one array, taken out of it) as the int64 columns ``names``:
     views when they are int64 already; else (folded int32, see ``fold_flows``) converted one at a
@@ -319,20 +344,24 @@ def build_frame(
     del ev
     icmp_ts = _first_error_ns(err, none) / 1e9
     if _own(last) and _own(ts):  # fold_flows' rows: made the columns in place (32 B a flow saved)
-        last[0] &= FRAME_MASK
-        _to_seconds(last[1])
+        held = [last]
+        del last  # ``_last_columns`` holds its only reference: it may cut it
+        lf, last_ts = _last_columns(held, none, icmp_order & FRAME_MASK)
         _to_seconds(ts[0])
-        lf, last_ts, first_ts = last[0], last[1].view(np.float64), ts[0].view(np.float64)
+        first_ts = ts[0].view(np.float64)
     else:  # views of the live arrays (a scan's): copies
         lf, last_ts, first_ts = last[0] & FRAME_MASK, last[1] / 1e9, ts[0] / 1e9
-    del last, ts
-    lf[none], first_ts[none], last_ts[none] = icmp_order & FRAME_MASK, icmp_ts, icmp_ts
+        del last
+        lf[none] = icmp_order & FRAME_MASK
+        lf = narrow_int(lf)
+    del ts
+    first_ts[none], last_ts[none] = icmp_ts, icmp_ts
     cols["last_frame"], cols["first_ts"], cols["last_ts"] = lf, first_ts, last_ts
     cols["duration"] = last_ts - first_ts
     del lf, first_ts, last_ts, icmp_order, icmp_ts, none
     first_file = first_order >> ORDER_SHIFT
     first_order &= FRAME_MASK
-    cols["first_frame"] = first_order
+    cols["first_frame"] = narrow_int(first_order)  # int32 (int64 only past 2^31 - 1 frames)
     del first_order
     cols["key_frames"] = _key_frames(kev, err, first_file, files, codec)
     del kev

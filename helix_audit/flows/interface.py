@@ -16,7 +16,8 @@ import numpy as np
 #: Columns of the finished flow DataFrame, in order. One row per flow. Types: ``category`` is a
 #: pandas Categorical of str (categories: the values used, ascending; no missing values) for the
 #: columns of few distinct texts: a byte a flow where an object column took 8. ``int32`` columns
-#: (ports, counters of SYN/FIN/RST packets and ICMP errors) stay int64 if a value does not fit.
+#: (ports, counters of SYN/FIN/RST packets and ICMP errors, frame numbers) stay int64 if a value
+#: does not fit (widen before adding or subtracting them across flows).
 #: ``textblob``: str values held in one buffer (:class:`.blob.TextBlobArray`; ``to_numpy()``
 #: gives the object array of strs).
 FLOW_COLUMNS: dict[str, str] = {
@@ -57,8 +58,8 @@ FLOW_COLUMNS: dict[str, str] = {
     "icmp_frames": "category: frames of those errors, 'file:frame' comma separated ('' if none)",
     "file": "category: input file of the first packet",
     "files": "category: every input file holding packets of the flow, '|' separated",
-    "first_frame": "int64: frame of the first packet in `file`",
-    "last_frame": "int64: frame of the last packet (in the last file)",
+    "first_frame": "int32: frame of the first packet in `file` (int64 if a frame number passes int32)",
+    "last_frame": "int32: frame of the last packet (in the last file; int64 as first_frame)",
     "key_frames": "textblob: comma-separated frames worth opening (first SYN, SYN-ACK, payload, FIN, "
     "RST each way, ICMP errors; at most 12); frames in another file than `file` are written 'path:frame'",
     "tcp_stream": "Int32: tshark's tcp.stream index for the flow in `file` (NA for non-TCP and for "
