@@ -143,3 +143,16 @@ def test_strict_undefined() -> None:
 def test_empty_result_renders() -> None:
     html = render_html(make_result(empty=True))
     assert "INCONCLUSIVE" in html and "No connections." in html
+
+
+def test_findings_most_severe_first() -> None:
+    """A reader starts at the top: groups run from critical to info, then by kind, and the banner
+    states the verdict once."""
+    result = make_result()
+    view = build_view(result)
+    rank = {s: i for i, s in enumerate(["critical", "high", "medium", "low", "info"])}
+    order = [(rank[g.severity], g.kind) for g in view.findings]
+    assert order == sorted(order) and len(order) > 2
+    assert view.findings[0].severity == "critical" and view.findings[-1].severity == "info"
+    html = render_html(result)
+    assert re.search(r'<strong class="verdict">FINDINGS</strong>: traffic the documented', html)
