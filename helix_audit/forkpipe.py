@@ -23,21 +23,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, TypeVar
 
 from .gcpause import paused_gc
+
+T = TypeVar("T")
+
+
+def _dumps(item: object) -> bytes:
+    return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def outcome(fn: Callable[[], object]) -> tuple[bytes, bool]:
     """``fn()`` pickled as ("ok", value), or what it raised as ("err", exception) (its repr in a
     RuntimeError when the exception does not pickle); and whether it succeeded."""
+    return _outcome(fn, _dumps)
+
+
+def _outcome(fn: Callable[[], object], dump: Callable[[object], T]) -> tuple[T, bool]:
+    """:func:`outcome` pickled by ``dump`` (into bytes, or into a file: ``spill``)."""
     try:
-        return pickle.dumps(("ok", fn()), protocol=pickle.HIGHEST_PROTOCOL), True
+        return dump(("ok", fn())), True
     except BaseException as exc:  # noqa: BLE001  the parent raises it
         try:
-            return pickle.dumps(("err", exc), protocol=pickle.HIGHEST_PROTOCOL), False
+            return dump(("err", exc)), False
         except Exception:  # noqa: BLE001
-            return pickle.dumps(("err", RuntimeError(repr(exc))), protocol=pickle.HIGHEST_PROTOCOL), False
+            return dump(("err", RuntimeError(repr(exc)))), False
 
 
 def send(conn: Connection, blob: bytes) -> None:
@@ -47,17 +58,26 @@ def send(conn: Connection, blob: bytes) -> None:
         conn.send_bytes(blob)
 
 
-def receive(conn: Connection, who: str) -> Any:  # noqa: ANN401
-    """The child's value; its exception is raised here, and a child gone silent is a RuntimeError."""
+def _message(conn: Connection, who: str) -> bytes:
+    """The child's message; a child gone silent is a RuntimeError."""
     try:
-        blob = conn.recv_bytes()
+        return conn.recv_bytes()
     except EOFError:
         raise RuntimeError(f"{who} ended without a result") from None
+
+
+def _value(pickled: bytes | mmap.mmap) -> Any:  # noqa: ANN401
+    """The value of an ``outcome``; its exception is raised here."""
     with paused_gc():  # a worker's state is ~10^5 objects and no cycles
-        kind, value = pickle.loads(blob)
+        kind, value = pickle.loads(pickled)
     if kind == "err":
         raise value
     return value
+
+
+def receive(conn: Connection, who: str) -> Any:  # noqa: ANN401
+    """The child's value; its exception is raised here, and a child gone silent is a RuntimeError."""
+    return _value(_message(conn, who))
 
 
 def spill_file() -> int:
@@ -80,17 +100,16 @@ def _pickled_into(fd: int, value: object) -> int:
 def spill(conn: Connection, fd: int, fn: Callable[[], object]) -> bool:
     """In the child: ``outcome`` of ``fn()`` pickled into the file ``fd``, then its size and the
     seconds pickling took down ``conn``; whether ``fn`` succeeded."""
-    try:
-        value = fn()
+    packing = 0.0
+
+    def dump(item: object) -> int:
+        nonlocal packing
         t0 = time.perf_counter()
-        size = _pickled_into(fd, ("ok", value))
-        packing, ok = time.perf_counter() - t0, True
-    except BaseException as exc:  # noqa: BLE001  the parent raises it (as ``outcome``)
-        packing, ok = 0.0, False
-        try:
-            size = _pickled_into(fd, ("err", exc))
-        except Exception:  # noqa: BLE001
-            size = _pickled_into(fd, ("err", RuntimeError(repr(exc))))
+        size = _pickled_into(fd, item)
+        packing = time.perf_counter() - t0
+        return size
+
+    size, ok = _outcome(fn, dump)
     send(conn, f"{size} {packing:.6f}".encode())
     return ok
 
@@ -98,15 +117,9 @@ def spill(conn: Connection, fd: int, fn: Callable[[], object]) -> bool:
 def unspill(conn: Connection, fd: int, who: str) -> tuple[Any, float]:
     """In the parent: the value ``spill`` left in ``fd`` (its exception raised here, a child gone
     silent a RuntimeError), and the child's seconds of pickling."""
-    try:
-        size, packing = conn.recv_bytes().split()
-    except EOFError:
-        raise RuntimeError(f"{who} ended without a result") from None
-    with mmap.mmap(fd, int(size), access=mmap.ACCESS_READ) as mm, paused_gc():
-        kind, value = pickle.loads(mm)  # no copy of the bytes: the pages are the child's writes
-    if kind == "err":
-        raise value
-    return value, float(packing)
+    size, packing = _message(conn, who).split()
+    with mmap.mmap(fd, int(size), access=mmap.ACCESS_READ) as mm:
+        return _value(mm), float(packing)  # no copy of the bytes: the pages are the child's writes
 
 
 @dataclass
