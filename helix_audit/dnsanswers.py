@@ -155,13 +155,13 @@ def _latest(a_group: np.ndarray, a_rank: np.ndarray, f_group: np.ndarray, f_rank
     """Per flow, the answer row with the flow's group and the greatest rank <= the flow's (the
     last in row order among equals), or -1.
 
-    One stable sort of the answers by (group, rank) as one integer and one search per flow; the
-    group's own code space (``np.unique``) and a search for the flow's group in it only when that
-    integer could overflow (two sorts and two searches: ~3 ms more per call on the benchmark)."""
+    One stable sort of the answers by (group, rank) as one integer and one search per flow. Groups
+    too large to share an int64 with the ranks are coded densely first (``_dense_groups``: a sort
+    and a search more, ~3 ms per call on the benchmark)."""
     span = int(max(a_rank.max(), f_rank.max())) + 2  # ranks from -1 (a flow before every answer)
     top = int(max(a_group.max(), f_group.max())) + 1
     if min(int(a_group.min()), int(f_group.min())) < 0 or top >= (1 << 62) // span:
-        return _latest_coded(a_group, a_rank, f_group, f_rank)
+        a_group, f_group = _dense_groups(a_group, f_group)  # now <= answers: the key fits
     a_key = a_group.astype(np.int64) * span + (a_rank + 1)
     order = np.argsort(a_key, kind="stable")
     pos = np.searchsorted(a_key[order], f_group.astype(np.int64) * span + (f_rank + 1), side="right") - 1
@@ -169,19 +169,10 @@ def _latest(a_group: np.ndarray, a_rank: np.ndarray, f_group: np.ndarray, f_rank
     return np.where((pos >= 0) & (a_group[at] == f_group), at, -1)
 
 
-def _latest_coded(
-    a_group: np.ndarray, a_rank: np.ndarray, f_group: np.ndarray, f_rank: np.ndarray
-) -> np.ndarray:
-    """:func:`_latest` with the groups coded densely first (any group values)."""
+def _dense_groups(a_group: np.ndarray, f_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The answers' groups as 0..G-1 (in sorted order) and the flows' in the same codes, G for a
+    group no answer has."""
     groups, a_g = np.unique(a_group, return_inverse=True)
-    a_g = a_g.reshape(-1)
     f_g = np.searchsorted(groups, f_group)
     f_g[f_g == groups.shape[0]] = 0
-    known = groups[f_g] == f_group
-    span = int(max(a_rank.max(), f_rank.max())) + 1
-    a_key = a_g.astype(np.int64) * span + a_rank
-    order = np.argsort(a_key, kind="stable")
-    pos = np.searchsorted(a_key[order], f_g.astype(np.int64) * span + f_rank, side="right") - 1
-    hit = known & (pos >= 0)
-    hit[hit] &= a_g[order[pos[hit]]] == f_g[hit]
-    return np.where(hit, order[np.maximum(pos, 0)], -1)
+    return a_g.reshape(-1), np.where(groups[f_g] == f_group, f_g, groups.shape[0])

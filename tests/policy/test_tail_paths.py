@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helix_audit.dnsanswers import _latest, _latest_coded
+from helix_audit.dnsanswers import _latest
 from helix_audit.model import Evidence, Finding, Severity
 from helix_audit.policy import dnsevidence
 from helix_audit.policy.classify import _row_codes
@@ -78,8 +78,9 @@ def test_a_finding_with_new_evidence_is_the_replaced_dataclass() -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_the_latest_answer_by_one_key_equals_the_coded_groups(seed: int) -> None:
-    """Groups past what one integer key holds take the coded path; both agree everywhere (ties:
-    the last answer; flows before every answer, rank -1; groups no answer has)."""
+    """Groups past what one integer key holds take the coded path; both agree with a row-by-row
+    search everywhere (ties: the last answer; flows before every answer, rank -1; groups no answer
+    has)."""
     rng = np.random.default_rng(seed)
     for _ in range(2000):
         na, nf = int(rng.integers(1, 50)), int(rng.integers(1, 50))
@@ -88,8 +89,22 @@ def test_the_latest_answer_by_one_key_equals_the_coded_groups(seed: int) -> None
         a_group, a_rank = rng.integers(0, groups, na) * scale, rng.integers(0, ranks, na)
         f_group, f_rank = rng.integers(0, groups + 2, nf) * scale, rng.integers(-1, ranks + 1, nf)
         assert np.array_equal(
-            _latest(a_group, a_rank, f_group, f_rank), _latest_coded(a_group, a_rank, f_group, f_rank)
+            _latest(a_group, a_rank, f_group, f_rank), _latest_rows(a_group, a_rank, f_group, f_rank)
         )
+
+
+def _latest_rows(
+    a_group: np.ndarray, a_rank: np.ndarray, f_group: np.ndarray, f_rank: np.ndarray
+) -> np.ndarray:
+    """``_latest`` flow by flow: among the answers of the flow's group at or before its rank, the
+    greatest rank, the last row among equals."""
+    out = np.full(f_group.shape[0], -1)
+    for k, (g, r) in enumerate(zip(f_group, f_rank, strict=True)):
+        rows = np.flatnonzero((a_group == g) & (a_rank <= r))
+        if rows.shape[0]:
+            best = a_rank[rows].max()
+            out[k] = rows[a_rank[rows] == best][-1]
+    return out
 
 
 def _partition(codes: np.ndarray) -> list[int]:
