@@ -237,10 +237,11 @@ def _own(a: np.ndarray) -> bool:
     return bool(a.flags.owndata and a.flags.c_contiguous and a.flags.writeable)
 
 
-def _to_seconds(ns: np.ndarray) -> None:
-    """The int64 nanoseconds ``ns`` (contiguous) rewritten in place as float64 seconds (``ns / 1e9``,
-    the same values), a chunk at a time: no flow-sized temporary."""
-    out = ns.view(np.float64)
+def _to_seconds(ns: np.ndarray, into: np.ndarray | None = None) -> None:
+    """The int64 nanoseconds ``ns`` (contiguous) rewritten as float64 seconds (``ns / 1e9``, the
+    same values) in place, or into the memory of ``into`` (an int64 array as long), a chunk at a
+    time: no flow-sized temporary."""
+    out = (ns if into is None else into).view(np.float64)
     for lo in range(0, len(ns), CHUNK_ROWS):
         out[lo : lo + CHUNK_ROWS] = ns[lo : lo + CHUNK_ROWS] / 1e9
 
@@ -260,10 +261,7 @@ def _last_columns(
     if lf.dtype == np.int64:  # a frame past int32: as before, views of the rows
         _to_seconds(last[1])
         return last[0], last[1].view(np.float64)
-    out = last[0].view(np.float64)
-    for lo in range(0, last.shape[1], CHUNK_ROWS):
-        out[lo : lo + CHUNK_ROWS] = last[1, lo : lo + CHUNK_ROWS] / 1e9
-    del out
+    _to_seconds(last[1], into=last[0])
     if last.shape[1]:  # (no rows: nothing to free, and numpy would reshape it whoever holds it)
         with suppress(ValueError):  # another reference holds it: row 1 stays until then
             last.resize((1, last.shape[1]))  # refcheck: no view of it may be left pointing at freed rows
