@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from helix_audit.flows.interface import FLOW_COLUMNS
-from helix_audit.model import DnsAnswer, DnsQuery, DnsResponse
+from helix_audit.model import DnsAnswer, DnsQuery, DnsResponse, Evidence, Finding, Severity
 
 FILE = "site.pcap"
 T0 = 1_760_000_000.0
@@ -176,3 +176,24 @@ class Capture:
         for col in ("tcp_stream", "udp_stream"):
             df[col] = df[col].astype("Int64")
         return df
+
+
+def lookup_finding(
+    src: str, hostname: str | None, evidence: tuple[Evidence, ...], sources: tuple[str, ...]
+) -> Finding:
+    """A blocked-lookup finding at resolver 10.0.0.53 (what DNS evidence is added to)."""
+    return Finding(
+        id="x",
+        kind="blocked",
+        severity=Severity.LOW,
+        component="sandbox",
+        src=src,
+        src_port=None,
+        dst="10.0.0.53",
+        dst_port=53,
+        transport="udp",
+        hostname=hostname,
+        message="m",
+        evidence=evidence,
+        sources=sources,
+    )

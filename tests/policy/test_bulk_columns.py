@@ -21,7 +21,7 @@ from helix_audit.policy.flowrows import Columns, FlowRows
 from helix_audit.policy.observed import Observed
 from helix_audit.policy.outcome import Lookups, lookups
 
-from .factory import FILE, Capture
+from .factory import FILE, Capture, lookup_finding
 
 CLIENTS = ["10.0.1.5", "10.0.1.6", "fd00::1:5", "10.0.1.7"]
 ADDRESSES = ["192.0.2.1", "192.0.2.2", "2001:db8::9", "2001:DB8:0::9", "not-an-address"]
@@ -210,7 +210,6 @@ def test_built_findings_are_the_constructed_findings():
 
 def test_dns_evidence_of_many_sources_equals_the_reference():
     """Findings over more hosts than are merged lazily: their lookups sorted at once."""
-    from helix_audit.model import Finding, Severity
     from helix_audit.policy import dnsevidence
 
     from . import reference
@@ -225,20 +224,11 @@ def test_dns_evidence_of_many_sources_equals_the_reference():
         if rng.random() < 0.2:  # a second file, frames that repeat across files and hosts
             c.obs[-1] = dataclasses.replace(c.obs[-1], file="b.pcap", frame=rng.randint(1, 60))
     findings = [
-        Finding(
-            id="x",
-            kind="blocked",
-            severity=Severity.LOW,
-            component="sandbox",
-            src=hosts[0],
-            src_port=None,
-            dst="10.0.0.53",
-            dst_port=53,
-            transport="udp",
-            hostname=rng.choice(["a.example", "B.example."]),
-            message="m",
-            evidence=() if k % 2 else (_listed(c.obs[5 * k]),),  # some lookup frames listed already
-            sources=tuple(rng.sample(hosts, rng.choice([9, 20, 30]))),
+        lookup_finding(
+            hosts[0],
+            rng.choice(["a.example", "B.example."]),
+            () if k % 2 else (_listed(c.obs[5 * k]),),  # some lookup frames listed already
+            tuple(rng.sample(hosts, rng.choice([9, 20, 30]))),
         )
         for k in range(12)
     ]

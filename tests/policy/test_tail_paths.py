@@ -12,32 +12,20 @@ import pandas as pd
 import pytest
 
 from helix_audit.dnsanswers import _latest
-from helix_audit.model import Evidence, Finding, Severity
+from helix_audit.model import Evidence, Finding
 from helix_audit.policy import dnsevidence
 from helix_audit.policy.classify import _row_codes
 from helix_audit.policy.flowcodes import objects_at
 
 from . import reference
-from .factory import Capture
+from .factory import Capture, lookup_finding
 
 HOSTS = [f"10.0.{k // 200}.{k % 200 + 1}" for k in range(12)]
 
 
 def _finding(rng: random.Random, sources: tuple[str, ...], evidence: tuple[Evidence, ...]) -> Finding:
-    return Finding(
-        id="x",
-        kind="blocked",
-        severity=Severity.LOW,
-        component="sandbox",
-        src=sources[0],
-        src_port=None,
-        dst="10.0.0.53",
-        dst_port=53,
-        transport="udp",
-        hostname=rng.choice(["a.example", "B.example.", "c.example", None]),
-        message="m",
-        evidence=evidence,
-        sources=sources,
+    return lookup_finding(
+        sources[0], rng.choice(["a.example", "B.example.", "c.example", None]), evidence, sources
     )
 
 
